@@ -1,0 +1,1 @@
+"""Configuration: the strict schema, the YAML loader and the hot-reloading runtime."""

@@ -1,0 +1,172 @@
+"""The strict configuration schema.
+
+Every section is a frozen, keyword-only msgspec Struct that rejects unknown
+keys, so a typo in the YAML fails at load with the key's path instead of being
+ignored. Money is a Decimal in USDC (converted to integer 1e-6 units at use);
+YAML floats are read as Decimal by the loader so no money passes through a
+binary float.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+PosInt = Annotated[int, Meta(ge=1)]
+NonNegInt = Annotated[int, Meta(ge=0)]
+PosFloat = Annotated[float, Meta(gt=0)]
+NonNegFloat = Annotated[float, Meta(ge=0)]
+Ratio = Annotated[float, Meta(gt=0, le=1)]
+Usdc = Annotated[Decimal, Meta(ge=0)]
+Endpoint = Annotated[str, Meta(pattern=r"^(tcp|ipc|inproc)://.+")]
+
+
+class Trading(_Section):
+    """Sizing and profitability limits of one complete-set trade (USDC)."""
+
+    max_position_size: Usdc = Decimal("100")
+    min_profit_threshold: Usdc = Decimal("0.01")
+    max_gas_cost: Usdc = Decimal("0.50")
+    signal_ttl_ms: PosInt = 2000
+    max_in_flight: PosInt = 4
+
+
+class CircuitBreaker(_Section):
+    """Trip conditions and recovery of the executor's breaker (resilience.md)."""
+
+    consecutive_failures_threshold: PosInt = 3
+    failure_rate_threshold: Ratio = 0.5
+    sliding_window_size: PosInt = 20
+    minimum_number_of_calls: PosInt = 10
+    gas_cost_threshold: Usdc = Decimal("2.0")
+    open_timeout_seconds: PosFloat = 60.0
+    half_open_max_calls: PosInt = 3
+    slow_call_threshold_seconds: PosFloat | None = None
+    # Polly's BreakDurationGenerator: each consecutive trip multiplies the
+    # open timeout, up to the cap. 1.0 keeps it constant.
+    open_timeout_multiplier: Annotated[float, Meta(ge=1)] = 1.0
+    max_open_timeout_seconds: PosFloat = 600.0
+    # The broadcast: heartbeat period and how many missed heartbeats make a
+    # follower report UNKNOWN.
+    heartbeat_interval_seconds: PosFloat = 1.0
+    unknown_after_missed_heartbeats: PosInt = 3
+
+
+class RetryPolicy(_Section):
+    """Backoff of retried operations (AWS 'Exponential Backoff And Jitter')."""
+
+    max_retries: NonNegInt = 3
+    base_delay_ms: NonNegInt = 1000
+    max_delay_ms: NonNegInt = 30000
+    exponential_backoff: bool = True
+    jitter: bool = True
+    jitter_mode: Literal["full", "decorrelated"] = "full"
+    backoff_multiplier: Annotated[float, Meta(ge=1)] = 2.0
+    # Retry budget per dependency (token bucket): a retry costs one token, a
+    # success refunds `budget_refund`; retries stop below half the bucket.
+    budget_tokens: PosFloat = 10.0
+    budget_refund: NonNegFloat = 0.1
+
+
+class Endpoints(_Section):
+    pub: Endpoint
+    rpc: Endpoint | None = None
+
+
+class Bus(_Section):
+    """ZeroMQ endpoints (restart-only) and socket limits."""
+
+    endpoints: dict[str, Endpoints]
+    max_message_bytes: PosInt = 1 << 20
+    send_hwm: PosInt = 100_000
+    rpc_timeout_ms: PosInt = 1000
+    rpc_retries: NonNegInt = 3
+    linger_ms: NonNegInt = 200
+
+
+class DevMnemonicWallet(_Section, tag="dev_mnemonic", tag_field="source"):
+    """anvil's public test mnemonic: for the sandbox only."""
+
+    index: NonNegInt = 0
+
+
+class EnvWallet(_Section, tag="env", tag_field="source"):
+    """The private key is read from an environment variable, never from YAML."""
+
+    env_var: str = "POLYARB_PRIVATE_KEY"
+
+
+class KeystoreWallet(_Section, tag="keystore", tag_field="source"):
+    """An encrypted JSON keystore; its password comes from the environment."""
+
+    path: str
+    password_env_var: str = "POLYARB_KEYSTORE_PASSWORD"
+
+
+Wallet = DevMnemonicWallet | EnvWallet | KeystoreWallet
+
+
+class Chain(_Section):
+    rpc_url: str = "http://127.0.0.1:8545"
+    chain_id: PosInt = 137
+    wallet: Wallet = DevMnemonicWallet()
+    request_timeout_seconds: PosFloat = 10.0
+
+
+class Nonce(_Section):
+    """The nonce authority."""
+
+    state_dir: str = "run/state"
+    # An allocated nonce not reported as sent within the lease goes back to the pool.
+    lease_seconds: PosFloat = 30.0
+    # A free nonce below the highest sent one, unused for this long, is filled
+    # with a zero-value self-transfer so later transactions are not stuck.
+    gap_fill_after_seconds: PosFloat = 10.0
+    chain_poll_seconds: PosFloat = 2.0
+    request_cache_size: PosInt = 10_000
+
+
+class Runtime(_Section):
+    """What every actor does regardless of its role."""
+
+    stats_interval_seconds: PosFloat = 1.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    config_debounce_ms: NonNegInt = 300
+
+
+class SandboxChain(_Section):
+    """The sandbox's anvil."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8545
+    # 0 = automine (tests); ~2 s is Polygon-like (make run).
+    block_time_seconds: NonNegFloat = 2.0
+    accounts: PosInt = 10
+    mnemonic: str = "test test test test test test test test test test test junk"
+
+
+class Sandbox(_Section):
+    chain: SandboxChain = SandboxChain()
+
+
+class Config(_Section):
+    bus: Bus
+    trading: Trading = Trading()
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+    retry_policy: RetryPolicy = RetryPolicy()
+    chain: Chain = Chain()
+    nonce: Nonce = Nonce()
+    runtime: Runtime = Runtime()
+    sandbox: Sandbox | None = None
+
+
+# Sections whose change at run time would be unsafe: reported, not applied.
+RESTART_ONLY = ("bus", "chain", "sandbox")
