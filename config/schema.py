@@ -17,7 +17,11 @@ from msgspec import Meta
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, Decimal) and (not value.is_finite() or value < 0):
+                raise ValueError(f"`{name}` must be a non-negative amount, got {value}")
 
 
 PosInt = Annotated[int, Meta(ge=1)]
@@ -25,7 +29,8 @@ NonNegInt = Annotated[int, Meta(ge=0)]
 PosFloat = Annotated[float, Meta(gt=0)]
 NonNegFloat = Annotated[float, Meta(ge=0)]
 Ratio = Annotated[float, Meta(gt=0, le=1)]
-Usdc = Annotated[Decimal, Meta(ge=0)]
+Usdc = Decimal  # msgspec cannot bound Decimals: _Section checks them
+
 Endpoint = Annotated[str, Meta(pattern=r"^(tcp|ipc|inproc)://.+")]
 
 

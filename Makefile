@@ -1,0 +1,57 @@
+# PolyArb-X. `make run` and `make test` set everything up on a fresh machine
+# that has only Python, Node and npm.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+ANVIL_VERSION := 1.7.1
+PY_STAMP := $(VENV)/.installed
+ANVIL_STAMP := $(TOOLS)/.anvil-$(ANVIL_VERSION)
+CONFIG ?= $(CURDIR)/config/sandbox.yaml
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit test-integration lint bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+install: $(PY_STAMP) $(ANVIL_STAMP) ## Create .venv (editable, dev extras) and install anvil locally
+
+$(PY_STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import zmq, msgspec, web3, websockets, coincurve, py_clob_client_v2, pytest, hypothesis"
+	@touch $@
+
+$(ANVIL_STAMP):
+	@mkdir -p $(TOOLS)
+	@test -f $(TOOLS)/package.json || echo '{"private": true}' > $(TOOLS)/package.json
+	cd $(TOOLS) && npm install --no-audit --no-fund --loglevel=error @foundry-rs/anvil@$(ANVIL_VERSION)
+	$(BIN)/python -c "from sandbox.chain import anvil_path; print('anvil:', anvil_path())" || \
+	  $(PYTHON) -c "import pathlib,sys; sys.exit(0 if list(pathlib.Path('$(TOOLS)').glob('node_modules/@foundry-rs/anvil-*/bin/anvil')) else 1)"
+	@touch $@
+
+run: install ## Start the whole system under supervisord (Ctrl-C stops it)
+	@mkdir -p run/logs run/state
+	POLYARB_CONFIG=$(CONFIG) $(BIN)/supervisord -n -c supervisord.conf
+
+test: install ## Run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## Run the unit tests only
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install ## Run the integration tests only
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+lint: install ## Lint with ruff
+	$(BIN)/ruff check .
+
+bench: install ## Run the benchmarks; JSON results in bench/results/
+	$(BIN)/python -m bench
+
+clean: ## Remove the run folder (logs, state); keeps .venv and .tools
+	rm -rf run

@@ -1,0 +1,48 @@
+"""The actor core interface: what a role implements, free of sockets and signals.
+
+The shell (`actors.runtime`) owns the ZMQ context, sockets, config watcher,
+stats loop and signal handling; an actor gets them through its `ActorRuntime`
+and implements only its behaviour (circus plug-in / NautilusTrader style).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from actors.runtime import ActorRuntime
+    from config.schema import Config
+
+RpcMethod = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class Actor:
+    name: ClassVar[str]
+
+    def __init__(self, rt: ActorRuntime) -> None:
+        self.rt = rt
+
+    async def start(self) -> None:
+        """Acquire resources and recover state; runs before anything is served."""
+
+    async def run(self) -> None:
+        """The actor's main loop; returning or raising ends the process."""
+        await asyncio.Event().wait()
+
+    async def stop(self) -> None:
+        """Stop hook on SIGTERM: finish or abandon work safely."""
+
+    def rpc_methods(self) -> dict[str, RpcMethod]:
+        return {}
+
+    def on_config(self, old: Config, new: Config) -> None:
+        """Called after a hot reload swapped in a new config."""
+
+    def get_stats(self) -> dict[str, Any]:
+        return {}
+
+    def summary(self) -> dict[str, Any]:
+        """A few key figures for `polyarb status`."""
+        return {}

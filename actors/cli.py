@@ -1,0 +1,102 @@
+"""The `polyarb` command: run an actor, look at the bus, check the system."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+from config.loader import ConfigError, load, load_lenient
+
+
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    try:
+        return load(args.config)
+    except ConfigError as exc:
+        raise SystemExit(f"polyarb: {exc}") from None
+
+
+def _endpoints_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    try:
+        cfg, error = load_lenient(args.config)
+    except ConfigError as exc:
+        raise SystemExit(f"polyarb: {exc}") from None
+    if error:
+        print(f"polyarb: warning: the config file is invalid (running actors keep their last good config): "
+              f"{error}", file=sys.stderr)
+    return cfg
+
+
+def cmd_actor(args: argparse.Namespace) -> int:
+    from actors.runtime import run_actor
+
+    return run_actor(args.name, args.config)
+
+
+def cmd_sniff(args: argparse.Namespace) -> int:
+    from bus.sniffer import sniff
+
+    cfg = _endpoints_config(args)
+    try:
+        asyncio.run(sniff(cfg, topic=args.topic, count=args.count, seconds=args.seconds, as_json=args.json))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from actors import status
+
+    cfg = _endpoints_config(args)
+    seconds = args.seconds if args.seconds is not None else 2.5 * cfg.runtime.stats_interval_seconds
+    latest = asyncio.run(status.collect(cfg, seconds))
+    rep = status.report(cfg, latest, time.time_ns())
+    print(status.to_json(rep) if args.json else status.render(rep))
+    return 0 if any(r["up"] for r in rep.values()) else 1
+
+
+def cmd_chain(args: argparse.Namespace) -> int:
+    from sandbox.chain import exec_anvil
+
+    cfg = _config(args)
+    if cfg.sandbox is None:
+        raise SystemExit("polyarb: the config has no `sandbox` section: no local chain to run")
+    exec_anvil(cfg.sandbox.chain, cfg.chain.chain_id)
+    return 0  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="polyarb", description=__doc__)
+    p.add_argument("--config", help="config file (default: $POLYARB_CONFIG or config/sandbox.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("actor", help="run one actor process")
+    a.add_argument("name")
+    a.set_defaults(func=cmd_actor)
+
+    s = sub.add_parser("sniff", help="print bus messages, one line each")
+    s.add_argument("--topic", default="", help="topic prefix, e.g. stats. or breaker.")
+    s.add_argument("--count", type=int, help="stop after N messages")
+    s.add_argument("--seconds", type=float, help="stop after S seconds")
+    s.add_argument("--json", action="store_true", help="one JSON object per line")
+    s.set_defaults(func=cmd_sniff)
+
+    st = sub.add_parser("status", help="latest stats of every actor")
+    st.add_argument("--json", action="store_true")
+    st.add_argument("--seconds", type=float, help="how long to listen (default 2.5 stats intervals)")
+    st.set_defaults(func=cmd_status)
+
+    c = sub.add_parser("chain", help="run the sandbox anvil (exec, keeps the pid)")
+    c.set_defaults(func=cmd_chain)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # --config after the subcommand works too.
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The nonce authority: the only process that hands out the wallet's nonces."""

@@ -1,0 +1,128 @@
+"""The nonce authority as a process: the manager served over REQ/REP.
+
+Methods (params -> result):
+    allocate {request_id}         -> {"nonce": int, "request_id": str}
+    mark_sent {nonce, tx_hash}    -> {"ok": true}
+    confirm {nonce}               -> {"confirmed": bool}   (false: already settled)
+    fail {nonce}                  -> {"ok": true}
+    is_pending {nonce}            -> {"pending": bool}
+    stats {}                      -> the manager's get_stats()
+    resync {}                     -> the reconciliation report
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from actors.base import Actor, RpcMethod
+from actors.nonce.chain import Web3NonceChain
+from actors.nonce.nonce_manager import NonceManager
+from actors.nonce.store import NonceStore
+from actors.wallet import load_wallet
+from config.schema import Config
+
+log = logging.getLogger(__name__)
+
+
+def state_path(cfg: Config, address: str) -> Path:
+    return Path(cfg.nonce.state_dir) / f"nonce-{cfg.chain.chain_id}-{address.lower()}.sqlite"
+
+
+class NonceActor(Actor):
+    name = "nonce"
+
+    async def start(self) -> None:
+        cfg = self.rt.config
+        wallet = load_wallet(cfg)
+        self.address = wallet.address
+        self.chain = Web3NonceChain(cfg.chain.rpc_url, wallet, cfg.chain.chain_id, cfg.chain.request_timeout_seconds)
+        self.store = NonceStore(state_path(cfg, wallet.address))
+        self.manager = NonceManager(
+            self.chain, self.store, self.rt.clock,
+            lease_seconds=cfg.nonce.lease_seconds,
+            gap_fill_after_seconds=cfg.nonce.gap_fill_after_seconds,
+        )
+        await self._recover()
+
+    async def _recover(self) -> None:
+        # The chain may come up after us under supervisord: wait for it rather
+        # than serve nonces we have not reconciled.
+        delay = 0.2
+        while True:
+            try:
+                chain_id = await self.chain.chain_id()
+                if chain_id != self.rt.config.chain.chain_id:
+                    raise SystemExit(f"chain id {chain_id} != configured {self.rt.config.chain.chain_id}")
+                await self.manager.initialize()
+                return
+            except SystemExit:
+                raise
+            except Exception as exc:
+                self.manager.chain_errors += 1
+                log.warning("waiting for the chain at %s: %s", self.rt.config.chain.rpc_url, exc)
+                await self.rt.clock.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def run(self) -> None:
+        while True:
+            await self.rt.clock.sleep(self.rt.config.nonce.chain_poll_seconds)
+            await self.manager.tick()
+
+    async def stop(self) -> None:
+        await self.chain.close()
+        self.store.close()
+
+    def on_config(self, old: Config, new: Config) -> None:
+        self.manager.configure(new.nonce.lease_seconds, new.nonce.gap_fill_after_seconds)
+
+    def rpc_methods(self) -> dict[str, RpcMethod]:
+        m = self.manager
+
+        async def allocate(p: dict[str, Any]) -> Any:
+            rid = str(p["request_id"])
+            return {"nonce": await m.allocate_nonce(rid), "request_id": rid}
+
+        async def mark_sent(p: dict[str, Any]) -> Any:
+            await m.mark_sent(int(p["nonce"]), str(p.get("tx_hash", "")))
+            return {"ok": True}
+
+        async def confirm(p: dict[str, Any]) -> Any:
+            return {"confirmed": await m.mark_confirmed(int(p["nonce"]))}
+
+        async def fail(p: dict[str, Any]) -> Any:
+            await m.mark_failed(int(p["nonce"]))
+            return {"ok": True}
+
+        async def is_pending(p: dict[str, Any]) -> Any:
+            return {"pending": m.is_pending(int(p["nonce"]))}
+
+        async def stats(p: dict[str, Any]) -> Any:
+            return m.get_stats()
+
+        async def resync(p: dict[str, Any]) -> Any:
+            return await m.resync()
+
+        return {
+            "allocate": allocate, "mark_sent": mark_sent, "confirm": confirm, "fail": fail,
+            "is_pending": is_pending, "stats": stats, "resync": resync,
+        }
+
+    def get_stats(self) -> dict[str, Any]:
+        cfg = self.rt.config.nonce
+        return {
+            **self.manager.get_stats(),
+            "address": self.address,
+            "lease_seconds": cfg.lease_seconds,
+            "gap_fill_after_seconds": cfg.gap_fill_after_seconds,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        s = self.manager.get_stats()
+        return {
+            "next_nonce": s["next_nonce"],
+            "pending": s["pending_count"],
+            "chain_latest": s["chain_latest"],
+            "lease_s": self.rt.config.nonce.lease_seconds,
+        }

@@ -1,0 +1,225 @@
+"""The nonce ledger: pure, synchronous bookkeeping of one wallet's nonces.
+
+Invariants (tested with hypothesis):
+- a nonce is held by at most one live allocation, and never both allocated and free;
+- a restart never hands out a nonce the chain has already mined;
+- once leases have expired and gaps have been filled, no free nonce lies below
+  the highest sent nonce (nothing is stuck behind a hole).
+
+Life of a nonce: free/new -> LEASED (handed out, lease running) -> SENT
+(reported sent with its tx hash: no lease any more) -> confirmed (removed).
+A lease that expires, or `mark_failed`, puts the nonce back in the free pool,
+which is served lowest first. Every change is persisted before it is visible.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+from actors.nonce.store import Allocation, NonceStore
+
+LEASED = "leased"
+SENT = "sent"
+GAP_FILL_PREFIX = "gap-fill:"
+
+
+class NonceError(ValueError):
+    """A request that contradicts the ledger (e.g. confirming an unknown nonce)."""
+
+
+class NonceLedger:
+    def __init__(self, store: NonceStore, clock: Any, *, lease_seconds: float, gap_fill_after_seconds: float) -> None:
+        self._store = store
+        self._clock = clock
+        self.configure(lease_seconds, gap_fill_after_seconds)
+        meta, self._allocs, self._free = store.load()
+        self._free_heap = list(self._free)
+        heapq.heapify(self._free_heap)
+        self._by_request = {a.request_id: a.nonce for a in self._allocs.values()}
+        self.next_nonce = meta.get("next_nonce", 0)
+        self.confirmed_count = meta.get("confirmed_count", 0)
+        self.chain_latest = meta.get("chain_latest", 0)
+        self.allocations = 0
+        self.replays = 0
+        self.reclaimed = 0
+        self.failed = 0
+        self.gap_fills = 0
+
+    def configure(self, lease_seconds: float, gap_fill_after_seconds: float) -> None:
+        self._lease_ns = int(lease_seconds * 1e9)
+        self._gap_ns = int(gap_fill_after_seconds * 1e9)
+
+    # -- queries
+    def is_pending(self, nonce: int) -> bool:
+        return nonce in self._allocs
+
+    def allocation(self, nonce: int) -> Allocation | None:
+        return self._allocs.get(nonce)
+
+    @property
+    def free_nonces(self) -> list[int]:
+        return sorted(self._free)
+
+    @property
+    def highest_sent(self) -> int | None:
+        sent = [n for n, a in self._allocs.items() if a.status == SENT]
+        return max(sent) if sent else None
+
+    # -- changes
+    def allocate(self, request_id: str) -> tuple[int, bool]:
+        """The nonce for this request: the same one again for a retried request
+        whose allocation is still live (True = replay), else the lowest free."""
+        known = self._by_request.get(request_id)
+        if known is not None and known in self._allocs:
+            self.replays += 1
+            return known, True
+        nonce = self._pop_free()
+        if nonce is None:
+            nonce = self.next_nonce
+        self._lease(nonce, request_id)
+        self.allocations += 1
+        return nonce, False
+
+    def take(self, nonce: int, request_id: str) -> None:
+        """Lease a specific free nonce (used to fill a gap)."""
+        if nonce not in self._free:
+            raise NonceError(f"nonce {nonce} is not free")
+        self._free.pop(nonce)
+        self._lease(nonce, request_id)
+
+    def _lease(self, nonce: int, request_id: str) -> None:
+        now = self._clock.time_ns()
+        a = Allocation(nonce, request_id, LEASED, now + self._lease_ns, None, now)
+        with self._store.transaction():
+            self._store.remove_free(nonce)
+            self._store.put_allocation(a)
+            if nonce >= self.next_nonce:
+                self.next_nonce = nonce + 1
+                self._store.set_meta("next_nonce", self.next_nonce)
+        self._allocs[nonce] = a
+        self._by_request[request_id] = nonce
+
+    def mark_sent(self, nonce: int, tx_hash: str) -> None:
+        a = self._allocs.get(nonce)
+        if a is None:
+            raise NonceError(f"nonce {nonce} is not allocated")
+        a.status, a.tx_hash, a.lease_expires_ns = SENT, tx_hash, None
+        with self._store.transaction():
+            self._store.put_allocation(a)
+
+    def mark_confirmed(self, nonce: int) -> bool:
+        """Mined. Idempotent: False if the nonce was already settled."""
+        a = self._allocs.pop(nonce, None)
+        if a is None:
+            return False
+        self._by_request.pop(a.request_id, None)
+        self.confirmed_count += 1
+        with self._store.transaction():
+            self._store.delete_allocation(nonce)
+            self._store.set_meta("confirmed_count", self.confirmed_count)
+        return True
+
+    def mark_failed(self, nonce: int) -> None:
+        """Definitely not going to be mined: the nonce goes back to the pool."""
+        a = self._allocs.get(nonce)
+        if a is None:
+            raise NonceError(f"nonce {nonce} is not allocated")
+        if nonce < self.chain_latest:
+            raise NonceError(f"nonce {nonce} is already mined on chain")
+        self.failed += 1
+        self._release(nonce)
+
+    def _release(self, nonce: int) -> None:
+        a = self._allocs.pop(nonce)
+        self._by_request.pop(a.request_id, None)
+        now = self._clock.time_ns()
+        with self._store.transaction():
+            self._store.delete_allocation(nonce)
+            self._store.add_free(nonce, now)
+            self._free[nonce] = now
+            self._compact()
+        heapq.heappush(self._free_heap, nonce)
+
+    def _compact(self) -> None:
+        # A free nonce at the top is no gap: lower next_nonce instead.
+        while self.next_nonce - 1 in self._free and self.next_nonce - 1 >= self.chain_latest:
+            self.next_nonce -= 1
+            self._free.pop(self.next_nonce)
+            self._store.remove_free(self.next_nonce)
+        self._store.set_meta("next_nonce", self.next_nonce)
+
+    def _pop_free(self) -> int | None:
+        while self._free_heap:
+            n = heapq.heappop(self._free_heap)
+            if n in self._free:  # the heap may hold compacted or taken entries
+                self._free.pop(n)
+                return n
+        return None
+
+    def reclaim_expired(self) -> list[int]:
+        """Leases never reported as sent go back to the pool."""
+        now = self._clock.time_ns()
+        expired = [
+            n for n, a in self._allocs.items()
+            if a.status == LEASED and a.lease_expires_ns is not None and a.lease_expires_ns <= now
+        ]
+        for n in sorted(expired):
+            self._release(n)
+        self.reclaimed += len(expired)
+        return expired
+
+    def gaps_to_fill(self) -> list[int]:
+        """Free nonces below the highest sent one that nobody reused in time."""
+        top = self.highest_sent
+        if top is None:
+            return []
+        now = self._clock.time_ns()
+        return sorted(n for n, t in self._free.items() if n < top and now - t >= self._gap_ns)
+
+    def reconcile(self, chain_latest: int, chain_pending: int) -> dict[str, Any]:
+        """Align with the chain's transaction counts (at start and on every poll).
+
+        Below `chain_latest` everything is mined: confirm allocations, drop free
+        entries. Up to `chain_pending` nonces sit in the node's pool: a leased
+        one there was sent (we missed the report), so it stops expiring.
+        """
+        confirmed = [n for n in self._allocs if n < chain_latest]
+        for n in confirmed:
+            self.mark_confirmed(n)
+        in_pool = [n for n, a in self._allocs.items() if n < chain_pending and a.status == LEASED]
+        for n in in_pool:
+            self.mark_sent(n, self._allocs[n].tx_hash or "")
+        dropped = [n for n in self._free if n < chain_pending]
+        external = max(0, chain_pending - self.next_nonce)
+        self.chain_latest = max(self.chain_latest, chain_latest)
+        with self._store.transaction():
+            for n in dropped:
+                self._free.pop(n)
+                self._store.remove_free(n)
+            # Nonces the chain has that we never handed out: sent by someone else.
+            self.next_nonce = max(self.next_nonce, chain_pending)
+            self._store.set_meta("next_nonce", self.next_nonce)
+            self._store.set_meta("chain_latest", self.chain_latest)
+        return {"confirmed": confirmed, "adopted_in_pool": in_pool, "dropped_free": dropped, "external": external}
+
+    def pending_nonces(self) -> list[int]:
+        return sorted(self._allocs)
+
+    def get_stats(self) -> dict[str, Any]:
+        leased = sum(1 for a in self._allocs.values() if a.status == LEASED)
+        return {
+            "next_nonce": self.next_nonce,
+            "pending_count": len(self._allocs),
+            "confirmed_count": self.confirmed_count,
+            "pending_nonces": self.pending_nonces()[:50],
+            "leased_count": leased,
+            "sent_count": len(self._allocs) - leased,
+            "free_nonces": self.free_nonces[:50],
+            "allocations": self.allocations,
+            "replays": self.replays,
+            "reclaimed": self.reclaimed,
+            "failed": self.failed,
+            "gap_fills": self.gap_fills,
+            "chain_latest": self.chain_latest,
+        }

@@ -1,0 +1,109 @@
+"""Typed messages of the bus: the envelope and every body type.
+
+Frozen msgspec Structs; a body is a tagged union member whose tag (`type`) is
+the message type, so decoding validates the type and the fields in one pass.
+A message is never mutated after publishing: build a new one.
+
+Wire form: multipart `[topic, envelope]`, the envelope msgspec-encoded msgpack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+
+class _Body(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    pass
+
+
+class Stats(_Body, tag="stats"):
+    """An actor's statistics: the `get_stats()` dicts of its components.
+
+    Example body: {"type": "stats", "actor": "nonce", "stats": {"nonce": {...}}}
+    """
+
+    actor: str
+    stats: dict[str, Any]
+
+
+class BreakerState(_Body, tag="breaker_state"):
+    """The executor's circuit-breaker state, on every transition and each second.
+
+    state: CLOSED | OPEN | HALF_OPEN | FORCED_OPEN
+    since_ns: wall time of the last transition; until_ns: when OPEN ends, if known.
+    """
+
+    state: str
+    reason: str
+    since_ns: int
+    until_ns: int | None = None
+
+
+class SnapshotRequest(_Body, tag="snapshot_request"):
+    """Clone pattern: ask a publisher for the current value of every key under a prefix."""
+
+    prefix: str
+
+
+class SnapshotEntry(msgspec.Struct, frozen=True, kw_only=True):
+    topic: str
+    seq: int  # the sequence number this value was published with
+    body: Body
+
+
+class Snapshot(_Body, tag="snapshot"):
+    """Clone pattern reply: the latest value of every topic under a prefix.
+
+    After applying it, a subscriber discards updates of a topic whose seq is at
+    or below that entry's `seq` (same source and boot id).
+    """
+
+    source: str
+    boot_id: str
+    entries: list[SnapshotEntry]
+
+
+class RpcRequest(_Body, tag="rpc_request"):
+    """A request: `request_id` makes retries idempotent (server replays its reply)."""
+
+    request_id: str
+    method: str
+    params: dict[str, Any] = {}
+
+
+class RpcReply(_Body, tag="rpc_reply"):
+    request_id: str
+    ok: bool
+    result: Any = None
+    error: str | None = None
+
+
+Body = Stats | BreakerState | SnapshotRequest | Snapshot | RpcRequest | RpcReply
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """Header and body of every bus message.
+
+    v: schema version; source: actor name; boot_id: random per process start
+    (a new boot id resets sequence tracking); seq: per-topic sequence number
+    from 1; event_ns / publish_ns: when the event happened and when it was
+    sent (wall ns); trace_id: follows one opportunity through the actors.
+    """
+
+    v: int
+    source: str
+    boot_id: str
+    seq: int
+    event_ns: int
+    publish_ns: int
+    trace_id: str
+    body: Body
+
+    @property
+    def type(self) -> str:
+        return type(self.body).__struct_config__.tag  # type: ignore[return-value]
+

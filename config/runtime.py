@@ -1,0 +1,181 @@
+"""The runtime config: the current validated config, hot-reloaded.
+
+`get_runtime_config()` returns the config in force (attribute access, e.g.
+`get_runtime_config().trading.max_position_size`). `ConfigWatcher` watches the
+file's DIRECTORY (editors save by writing a temp file and renaming it over the
+original), debounces bursts of events, validates the whole file and swaps it
+in one step, then calls the registered callbacks with (old, new). A bad file
+keeps the running config; the error is counted and logged. Restart-only
+sections are reported, not applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from config.loader import ConfigError, load, resolve_path
+from config.schema import RESTART_ONLY, Config
+
+log = logging.getLogger(__name__)
+
+_current: Config | None = None
+
+Callback = Callable[[Config, Config], Any]
+
+
+def get_runtime_config() -> Config:
+    """The config in force; loads the default (or $POLYARB_CONFIG) on first use."""
+    global _current
+    if _current is None:
+        _current = load()
+    return _current
+
+
+def set_runtime_config(config: Config) -> None:
+    global _current
+    _current = config
+
+
+class ConfigReloader:
+    """Validate-and-swap, without any file watching (unit-testable)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, initial: Config | None = None) -> None:
+        self.path = resolve_path(path)
+        self.config = initial if initial is not None else load(self.path)
+        set_runtime_config(self.config)
+        self._callbacks: list[Callback] = []
+        self.reloads = 0
+        self.reload_errors = 0
+        self.unchanged = 0
+        self.last_error: str | None = None
+        self.last_reload_ns: int | None = None
+        self.pending_restart: list[str] = []
+
+    def on_change(self, callback: Callback) -> None:
+        self._callbacks.append(callback)
+
+    def reload(self, now_ns: int | None = None) -> bool:
+        """Re-read the file; True if a new config was applied."""
+        try:
+            new = load(self.path)
+        except ConfigError as exc:
+            self.reload_errors += 1
+            self.last_error = str(exc)
+            log.error("config reload rejected, keeping the running config: %s", exc)
+            return False
+        old = self.config
+        held = {s: getattr(old, s) for s in RESTART_ONLY if getattr(new, s) != getattr(old, s)}
+        self.pending_restart = sorted(held)
+        if held:
+            log.warning("config sections changed that need a restart, not applied: %s", ", ".join(held))
+            new = msgspec.structs.replace(new, **held)
+        if new == old:
+            self.unchanged += 1
+            return False
+        self.config = new
+        set_runtime_config(new)
+        self.reloads += 1
+        self.last_error = None
+        self.last_reload_ns = now_ns
+        log.info("config reloaded from %s", self.path)
+        for cb in self._callbacks:
+            try:
+                result = cb(old, new)
+                if asyncio.iscoroutine(result):
+                    asyncio.ensure_future(result)
+            except Exception:  # a callback's bug must not undo the reload
+                log.exception("config callback failed")
+        return True
+
+    def get_stats(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "reloads": self.reloads,
+            "reload_errors": self.reload_errors,
+            "unchanged": self.unchanged,
+            "last_error": self.last_error,
+            "last_reload_ns": self.last_reload_ns,
+            "pending_restart": self.pending_restart,
+        }
+
+
+class _DirHandler(FileSystemEventHandler):
+    def __init__(self, target: Path, notify: Callable[[], None]) -> None:
+        self._target = target.resolve()
+        self._notify = notify
+
+    # Reading the file ourselves raises 'opened' / 'closed_no_write': ignore
+    # those or every reload would trigger the next.
+    _CHANGES = frozenset({"modified", "created", "moved", "closed"})
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in self._CHANGES:
+            return
+        paths = [event.src_path, getattr(event, "dest_path", "")]
+        if any(p and Path(os.fsdecode(p)).resolve() == self._target for p in paths):
+            self._notify()
+
+
+class ConfigWatcher(ConfigReloader):
+    """Hot reload: `await watcher.start()` / `await watcher.stop()`."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        debounce_seconds: float | None = None,
+        clock: Any = None,
+        initial: Config | None = None,
+    ) -> None:
+        super().__init__(path, initial)
+        self._debounce = (
+            debounce_seconds if debounce_seconds is not None else self.config.runtime.config_debounce_ms / 1000
+        )
+        self._clock = clock
+        self._observer: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.events = 0
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._observer = Observer()
+        self._observer.schedule(_DirHandler(self.path, self._from_thread), str(self.path.parent.resolve()))
+        self._observer.daemon = True
+        self._observer.start()
+
+    async def stop(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+        if self._observer is not None:
+            self._observer.stop()
+            await asyncio.to_thread(self._observer.join, 2.0)
+            self._observer = None
+
+    def _from_thread(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._schedule)
+
+    def _schedule(self) -> None:
+        self.events += 1
+        if self._timer:
+            self._timer.cancel()
+        assert self._loop is not None
+        self._timer = self._loop.call_later(self._debounce, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self.reload(self._clock.time_ns() if self._clock else None)
+
+    def get_stats(self) -> dict[str, Any]:
+        return {**super().get_stats(), "fs_events": self.events}

@@ -1,0 +1,1 @@
+"""The sandbox world: anvil (chain), contracts and the local venue."""
