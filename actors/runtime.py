@@ -14,16 +14,15 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from actors.base import Actor
+from actors.base import Actor, RpcMethod
 from actors.breaker_follower import BreakerFollower
 from actors.clock import SystemClock
 from actors.logs import setup_logging
 from actors.registry import actor_class
 from bus import topics
-from bus.clone import SNAPSHOT_METHOD  # noqa: F401 - re-exported name used by actors
 from bus.codec import Stamper
 from bus.context import destroy, new_context
 from bus.messages import Stats
@@ -118,6 +117,18 @@ class ActorRuntime:
         self.publisher.close(linger)
 
 
+def rpc_handler(methods: dict[str, RpcMethod]) -> Callable[[str, dict[str, Any]], Awaitable[Any]]:
+    """Dispatch an RPC request to the actor's method of that name."""
+
+    async def handle(method: str, params: dict[str, Any]) -> Any:
+        fn = methods.get(method)
+        if fn is None:
+            raise LookupError(f"unknown method {method!r}; known: {', '.join(sorted(methods))}")
+        return await fn(params)
+
+    return handle
+
+
 async def _serve(name: str, config_path: str | None) -> int:
     clock = SystemClock()
     watcher = ConfigWatcher(config_path, clock=clock)
@@ -143,16 +154,9 @@ async def _serve(name: str, config_path: str | None) -> int:
         await actor.start()
         methods = actor.rpc_methods()
         if rt.rpc_endpoint and methods:
-
-            async def handle(method: str, params: dict[str, Any]) -> Any:
-                fn = methods.get(method)
-                if fn is None:
-                    raise LookupError(f"unknown method {method!r}")
-                return await fn(params)
-
             cfg = rt.config
             rt.rpc_server = RpcServer(
-                ctx, rt.rpc_endpoint, handle, rt.stamper,
+                ctx, rt.rpc_endpoint, rpc_handler(methods), rt.stamper,
                 cache_size=getattr(getattr(cfg, name, None), "request_cache_size", 10_000),
                 max_message_bytes=cfg.bus.max_message_bytes,
             )

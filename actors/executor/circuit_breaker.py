@@ -179,7 +179,9 @@ class CircuitBreaker:
         self._last_failure_error: str | None = None
 
     @classmethod
-    def from_config(cls, section: CircuitBreakerConfig, *, clock: Clock | None = None, **kwargs: Any) -> CircuitBreaker:
+    def from_config(
+        cls, section: CircuitBreakerConfig, *, clock: Clock | None = None, **kwargs: Any
+    ) -> CircuitBreaker:
         """Build from the `circuit_breaker` config section; kwargs: ignore_*, listeners, name."""
         return cls(**_config_kwargs(section), clock=clock, **kwargs)
 
@@ -197,7 +199,8 @@ class CircuitBreaker:
         half_open_max_calls: int, slow_call_threshold_seconds: float | None,
         open_timeout_multiplier: float, max_open_timeout_seconds: float,
     ) -> None:  # fmt: skip
-        if min(consecutive_failures_threshold, sliding_window_size, minimum_number_of_calls, half_open_max_calls) < 1:
+        counts = (consecutive_failures_threshold, sliding_window_size, minimum_number_of_calls)
+        if min(*counts, half_open_max_calls) < 1:
             raise ValueError("counts and thresholds must be >= 1")
         if not 0 < failure_rate_threshold <= 1:
             raise ValueError("failure_rate_threshold must be in (0, 1]")
@@ -318,6 +321,7 @@ class CircuitBreaker:
             self._window.append(False)
             self._consecutive = 0
             self._calls_seen += 1
+            self._check_trip()  # a success can complete the minimum number of calls (resilience4j)
         elif self._state is CircuitState.HALF_OPEN:
             self._probe_successes += 1
             if self._probe_successes >= self._half_open_max:
@@ -391,7 +395,7 @@ class CircuitBreaker:
         if self._consecutive >= self._consecutive_threshold:
             return f"{self._consecutive} consecutive failures"
         n, failures = len(self._window), sum(self._window)
-        if n >= self._min_calls and failures >= self._rate * n:
+        if n >= self._min_calls and failures > self._rate * n:
             return f"failure rate {failures}/{n} >= {self._rate_float:g}"
         return None
 

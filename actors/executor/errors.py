@@ -8,8 +8,8 @@ answer arrives as one exception type with different texts: web3 8 raises
 | text | remedy |
 |---|---|
 | nonce too low / nonce too high | RESYNC_NONCE |
-| already known / transaction already imported / known transaction | ALREADY_SENT (it is in the pool: watch the receipt) |
-| replacement transaction underpriced / transaction underpriced / ... less than block base fee | BUMP_FEE |
+| already known / transaction already imported / known transaction | ALREADY_SENT (in the pool: watch it) |
+| (replacement) transaction underpriced / ... less than block base fee | BUMP_FEE |
 | intrinsic gas too low / gas required exceeds allowance / exceeds block gas limit | REESTIMATE_GAS |
 | insufficient funds / execution reverted / invalid chain id / invalid sender | GIVE_UP |
 

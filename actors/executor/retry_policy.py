@@ -17,10 +17,10 @@ failure follows `classify()` (see errors.py):
 
 | classification | run() |
 |---|---|
-| RETRY, RESYNC_NONCE, BUMP_FEE, REESTIMATE_GAS | sleep, await `remedies[remedy](classification, error)` if given, try again |
+| RETRY, RESYNC_NONCE, BUMP_FEE, REESTIMATE_GAS | sleep; await `remedies[remedy](c, error)` if given; again |
 | ALREADY_SENT | raise `AlreadySent` (from the error): the caller watches the receipt |
 | GIVE_UP, retries used up, or budget below half | re-raise the original error |
-| ambiguous (timeout / connection lost / 5xx) and `idempotent=False` | raise `AmbiguousOutcome`: reconcile, never re-send blindly |
+| ambiguous (timeout, connection lost, 5xx) and `idempotent=False` | raise `AmbiguousOutcome`: reconcile |
 
 A remedy without a callback is retried as is (the operation may redo its own
 nonce / fee / gas on each call). The retry budget is a token bucket per
@@ -167,10 +167,8 @@ class RetryPolicy:
             max_retries, base_delay_ms, max_delay_ms, exponential_backoff, jitter,
             backoff_multiplier, jitter_mode, budget_tokens, budget_refund,
         )  # fmt: skip
-        self._counts: dict[str, int] = dict.fromkeys(
-            ("attempts", "successes", "retries", "give_ups", "exhausted", "throttled", "ambiguous", "already_sent"),
-            0,
-        )
+        names = ("attempts", "successes", "retries", "give_ups", "exhausted", "throttled", "ambiguous")
+        self._counts: dict[str, int] = dict.fromkeys((*names, "already_sent"), 0)
         self._by_class: dict[str, dict[str, int]] = {}
 
     @classmethod
@@ -184,7 +182,8 @@ class RetryPolicy:
 
     def _configure(
         self, max_retries: int, base_delay_ms: int, max_delay_ms: int, exponential_backoff: bool,
-        jitter: bool, backoff_multiplier: float, jitter_mode: str, budget_tokens: float, budget_refund: float,
+        jitter: bool, backoff_multiplier: float, jitter_mode: str, budget_tokens: float,
+        budget_refund: float,
     ) -> None:  # fmt: skip
         if max_retries < 0 or base_delay_ms < 0 or max_delay_ms < 0 or backoff_multiplier < 1:
             raise ValueError("retries and delays must be >= 0 and backoff_multiplier >= 1")
@@ -279,9 +278,12 @@ class RetryPolicy:
             except Exception as error:
                 found = self.classify(error)
                 outcome = self._decide(found, number, idempotent, budget)
-                delay = self.calculate_delay(number - 1, previous, found.retry_after_seconds) if outcome == "retry" else None
+                delay = None
+                if outcome == "retry":
+                    delay = self.calculate_delay(number - 1, previous, found.retry_after_seconds)
                 self._record(found.error_class, outcome)
-                await _notify(on_attempt, Attempt(dependency, number, outcome, found.error_class, found.remedy, delay))
+                report = Attempt(dependency, number, outcome, found.error_class, found.remedy, delay)
+                await _notify(on_attempt, report)
                 if outcome == "already_sent":
                     raise AlreadySent(found, number, dependency) from error
                 if outcome == "ambiguous":

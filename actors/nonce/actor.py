@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.base import Actor, RpcMethod
+from actors.runtime import ActorRuntime
 from actors.nonce.chain import Web3NonceChain
 from actors.nonce.nonce_manager import NonceManager
 from actors.nonce.store import NonceStore
@@ -33,12 +34,20 @@ def state_path(cfg: Config, address: str) -> Path:
 class NonceActor(Actor):
     name = "nonce"
 
+    def __init__(self, rt: ActorRuntime, chain: Any = None, address: str | None = None) -> None:
+        super().__init__(rt)
+        self.chain = chain  # injected in tests; the node over web3 otherwise
+        self.address = address or ""
+
     async def start(self) -> None:
         cfg = self.rt.config
-        wallet = load_wallet(cfg)
-        self.address = wallet.address
-        self.chain = Web3NonceChain(cfg.chain.rpc_url, wallet, cfg.chain.chain_id, cfg.chain.request_timeout_seconds)
-        self.store = NonceStore(state_path(cfg, wallet.address))
+        if self.chain is None:
+            wallet = load_wallet(cfg)
+            self.address = wallet.address
+            self.chain = Web3NonceChain(
+                cfg.chain.rpc_url, wallet, cfg.chain.chain_id, cfg.chain.request_timeout_seconds
+            )
+        self.store = NonceStore(state_path(cfg, self.address))
         self.manager = NonceManager(
             self.chain, self.store, self.rt.clock,
             lease_seconds=cfg.nonce.lease_seconds,
@@ -71,7 +80,9 @@ class NonceActor(Actor):
             await self.manager.tick()
 
     async def stop(self) -> None:
-        await self.chain.close()
+        close = getattr(self.chain, "close", None)
+        if close is not None:
+            await close()
         self.store.close()
 
     def on_config(self, old: Config, new: Config) -> None:

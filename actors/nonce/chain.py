@@ -18,6 +18,8 @@ MIN_PRIORITY_FEE_WEI = 25 * 10**9
 
 
 class NonceChain(Protocol):
+    async def chain_id(self) -> int: ...
+
     async def transaction_counts(self) -> tuple[int, int]:
         """(latest, pending) transaction counts of the wallet."""
 

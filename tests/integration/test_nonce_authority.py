@@ -1,0 +1,108 @@
+"""The nonce authority as a real process, with a real anvil and real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from web3 import Web3
+
+from actors.clock import SystemClock
+from actors.nonce.client import NonceClient
+from actors.wallet import dev_account
+from bus.codec import Stamper
+from bus.context import destroy, new_context
+from config.loader import load
+from tests.helpers import eventually
+from tests.integration.conftest import write_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+WALLET = dev_account(1)  # the sandbox config's trading wallet
+
+
+def send_tx(w3: Web3, nonce: int) -> str:
+    tx = {"chainId": 137, "nonce": nonce, "to": WALLET.address, "value": 0, "gas": 21000,
+          "maxFeePerGas": 100 * 10**9, "maxPriorityFeePerGas": 30 * 10**9, "type": 2}
+    return w3.eth.send_raw_transaction(WALLET.sign_transaction(tx).raw_transaction).hex()
+
+
+async def with_client(cfg, fn):
+    ctx = new_context()
+    client = NonceClient(ctx, cfg.bus.endpoints["nonce"].rpc, Stamper("test", SystemClock()),
+                         timeout_ms=500, retries=40)
+    try:
+        return await fn(client)
+    finally:
+        client.close()
+        destroy(ctx, 0)
+
+
+def test_allocate_send_confirm_and_sigkill_between_allocation_and_confirmation(tmp_path, anvil, procs):
+    path = write_config(tmp_path, anvil)
+    cfg = load(path)
+    w3 = Web3(Web3.HTTPProvider(anvil))
+    # Someone else already used nonces 0-1 of this wallet: the authority must recover them.
+    send_tx(w3, 0)
+    send_tx(w3, 1)
+    authority = procs("--config", str(path), "actor", "nonce", name="nonce")
+
+    async def before_kill(c: NonceClient):
+        n = await c.allocate_nonce("trade-1")
+        assert n == 2
+        await c.mark_sent(n, send_tx(w3, n))
+        assert await c.mark_confirmed(n)
+        mined_unreported = await c.allocate_nonce("trade-2")
+        send_tx(w3, mined_unreported)  # mined, but the authority dies before hearing of it
+        leased = await c.allocate_nonce("trade-3")  # the client is still working on it
+        return mined_unreported, leased
+
+    mined_unreported, leased = asyncio.run(with_client(cfg, before_kill))
+    authority.kill9()
+    procs("--config", str(path), "actor", "nonce", name="nonce")
+
+    async def after_restart(c: NonceClient):
+        stats = await c.get_stats()
+        assert mined_unreported not in stats["pending_nonces"]
+        assert leased in stats["pending_nonces"]
+        assert await c.allocate_nonce("trade-3") == leased  # the retried request keeps its nonce
+        fresh = await c.allocate_nonce("trade-4")
+        assert fresh == leased + 1
+        assert fresh > mined_unreported
+        assert w3.eth.get_transaction_count(WALLET.address) == mined_unreported + 1
+
+    asyncio.run(with_client(cfg, after_restart))
+
+
+def test_a_nonce_that_is_never_sent_is_reclaimed_and_the_gap_filled_on_chain(tmp_path, anvil, procs):
+    path = write_config(tmp_path, anvil, nonce={"lease_seconds": 1.0, "gap_fill_after_seconds": 0.5})
+    cfg = load(path)
+    w3 = Web3(Web3.HTTPProvider(anvil))
+    procs("--config", str(path), "actor", "nonce", name="nonce")
+
+    async def scenario(c: NonceClient):
+        hole = await c.allocate_nonce("crashed-executor")
+        after = await c.allocate_nonce("healthy-executor")
+        await c.mark_sent(after, send_tx(w3, after))  # queued behind the hole by the node
+        assert w3.eth.get_transaction_count(WALLET.address) == 0
+
+        await eventually(lambda: w3.eth.get_transaction_count(WALLET.address) == after + 1,
+                         timeout=30, what="the gap filled and both mined")
+        stats = await c.get_stats()
+        assert stats["gap_fills"] == 1 and stats["reclaimed"] >= 1
+        assert hole not in stats["free_nonces"]
+
+    asyncio.run(with_client(cfg, scenario))
+
+
+def test_sigterm_exits_cleanly(tmp_path, anvil, procs):
+    path = write_config(tmp_path, anvil)
+    cfg = load(path)
+    authority = procs("--config", str(path), "actor", "nonce", name="nonce")
+
+    async def ready(c: NonceClient):
+        return await c.get_stats()
+
+    assert asyncio.run(with_client(cfg, ready))["initialized"]
+    assert authority.terminate() == 0
+    assert '"msg": "stopped"' in authority.output()

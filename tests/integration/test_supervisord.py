@@ -1,0 +1,61 @@
+"""The repo's own supervisord.conf, as `make run` uses it, on free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import wait_until
+from tests.integration.conftest import POLYARB, ROOT, free_port, write_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+def test_make_run_programs_start_survive_kill9_and_stop_cleanly(tmp_path):
+    anvil_port = free_port()
+    cfg = write_config(tmp_path, f"http://127.0.0.1:{anvil_port}", anvil_port=anvil_port)
+    # The same programs, with the run folder under tmp instead of the repo.
+    conf = (ROOT / "supervisord.conf").read_text()
+    conf = conf.replace("%(here)s/run", str(tmp_path / "run")).replace("%(here)s", str(ROOT))
+    (tmp_path / "run" / "logs").mkdir(parents=True)
+    conf_path = tmp_path / "supervisord.conf"
+    conf_path.write_text(conf)
+    env = {**os.environ, "POLYARB_CONFIG": str(cfg)}
+    sup = subprocess.Popen([str(Path(sys.executable).with_name("supervisord")), "-n", "-c", str(conf_path)],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    ctl = [str(Path(sys.executable).with_name("supervisorctl")), "-c", str(conf_path)]
+
+    def status() -> dict:
+        out = subprocess.run([POLYARB, "--config", str(cfg), "status", "--json", "--seconds", "0.6"],
+                             capture_output=True, text=True, timeout=30)
+        return json.loads(out.stdout)
+
+    def pid(name: str) -> int:
+        out = subprocess.run([*ctl, "pid", name], capture_output=True, text=True, timeout=30).stdout.strip()
+        return int(out) if out.isdigit() else 0
+
+    try:
+        first = wait_until(lambda: (s := status()["nonce"])["up"] and s["stats"]["nonce"]["initialized"] and s,
+                           timeout=60)
+        assert first["summary"]["next_nonce"] == 0
+        # The chain program is anvil itself, not a wrapper.
+        chain_pid = pid("chain")
+        assert Path(f"/proc/{chain_pid}/exe").resolve().name == "anvil"
+
+        old = pid("nonce")
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: pid("nonce") not in (0, old), timeout=30, what="supervisord respawned nonce")
+        wait_until(lambda: status()["nonce"].get("boot_id") not in (None, first["boot_id"]), timeout=30)
+    finally:
+        sup.send_signal(signal.SIGTERM)
+        out, _ = sup.communicate(timeout=60)
+    log = out.decode()
+    assert "stopped: nonce (exit status 0)" in log
+    assert "stopped: chain" in log
+    assert sup.returncode == 0
