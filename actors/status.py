@@ -24,7 +24,7 @@ async def collect(cfg: Config, seconds: float) -> dict[str, dict[str, Any]]:
         while (left := deadline - time.monotonic()) > 0:
             try:
                 batch = await asyncio.wait_for(sub.recv_batch(), left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             for r in batch:
                 if isinstance(r.env.body, Stats):

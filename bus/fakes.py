@@ -132,13 +132,13 @@ class FakeSocket:
             await self._ready.wait()
         return self._queue.popleft()
 
-    async def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
+    async def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:  # noqa: ASYNC109 - pyzmq signature
         if self._queue:
             return zmq.POLLIN
         self._ready.clear()
         try:
             await asyncio.wait_for(self._ready.wait(), None if timeout is None else timeout / 1000)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return 0
         return zmq.POLLIN if self._queue else 0
 

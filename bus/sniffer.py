@@ -61,7 +61,7 @@ async def sniff(
                 break
             try:
                 batch = await asyncio.wait_for(sub.recv_batch(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             for r in batch:
                 print(format_line(r, as_json), file=out, flush=True)

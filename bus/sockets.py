@@ -177,6 +177,7 @@ class RpcServer:
         self._sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.bind(endpoint)
+        self._sync = _sync_view(self._sock)
         self.endpoint = endpoint
         self._handler = handler
         self._stamper = stamper
@@ -203,7 +204,8 @@ class RpcServer:
     async def _answer(self, route: list[bytes], payload: bytes) -> None:
         reply = await self._reply_for(payload)
         try:
-            await self._sock.send_multipart([*route, reply])
+            # ROUTER never blocks on send: skip an event-loop round trip.
+            self._sync.send_multipart([*route, reply], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # peer gone: its retry will hit the cache
             log.debug("reply not sent: %s", exc)
 
@@ -290,6 +292,7 @@ class RpcClient:
         self.retries = retries
         self._max_bytes = max_message_bytes
         self._sock: Any = None
+        self._sync: Any = None
         self._lock = asyncio.Lock()
         self.calls = 0
         self.timeouts = 0
@@ -303,6 +306,7 @@ class RpcClient:
             sock.setsockopt(zmq.MAXMSGSIZE, self._max_bytes)
             sock.connect(self.endpoint)
             self._sock = sock
+            self._sync = _sync_view(sock)
         return self._sock
 
     def _discard_socket(self) -> None:
@@ -329,7 +333,12 @@ class RpcClient:
                 sock = self._socket()
                 await sock.send_multipart([payload])
                 while await sock.poll(timeout, zmq.POLLIN):
-                    reply = self._decode(await sock.recv_multipart())
+                    # poll said readable: take it without a second await
+                    try:
+                        frames = self._sync.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        continue
+                    reply = self._decode(frames)
                     if reply is None or reply.request_id != rid:
                         continue  # a malformed or foreign reply: keep waiting
                     if not reply.ok:

@@ -53,6 +53,7 @@ class ConfigReloader:
         self.config = initial if initial is not None else load(self.path)
         set_runtime_config(self.config)
         self._callbacks: list[Callback] = []
+        self._pending: set[asyncio.Future[Any]] = set()
         self.reloads = 0
         self.reload_errors = 0
         self.unchanged = 0
@@ -91,7 +92,9 @@ class ConfigReloader:
             try:
                 result = cb(old, new)
                 if asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
+                    task = asyncio.ensure_future(result)
+                    self._pending.add(task)
+                    task.add_done_callback(self._pending.discard)
             except Exception:  # a callback's bug must not undo the reload
                 log.exception("config callback failed")
         return True

@@ -113,7 +113,7 @@ class KeystoreWallet(_Section, tag="keystore", tag_field="source"):
     """An encrypted JSON keystore; its password comes from the environment."""
 
     path: str
-    password_env_var: str = "POLYARB_KEYSTORE_PASSWORD"
+    password_env_var: str = "POLYARB_KEYSTORE_PASSWORD"  # noqa: S105 - the variable's name, not a password
 
 
 Wallet = DevMnemonicWallet | EnvWallet | KeystoreWallet

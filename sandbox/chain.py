@@ -48,7 +48,7 @@ def anvil_args(cfg: SandboxChain, chain_id: int, *, port: int | None = None) -> 
 
 def exec_anvil(cfg: SandboxChain, chain_id: int) -> None:
     args = anvil_args(cfg, chain_id)
-    os.execv(args[0], args)
+    os.execv(args[0], args)  # noqa: S606 - replace this process so supervisord holds anvil's pid
 
 
 _LISTENING = re.compile(rb"Listening on ([\d.]+):(\d+)")

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from actors.base import Actor, RpcMethod
-from actors.runtime import ActorRuntime
 from actors.nonce.chain import Web3NonceChain
 from actors.nonce.nonce_manager import NonceManager
 from actors.nonce.store import NonceStore
+from actors.runtime import ActorRuntime
 from actors.wallet import load_wallet
 from config.schema import Config
 
