@@ -158,8 +158,71 @@ class SandboxChain(_Section):
     mnemonic: str = "test test test test test test test test test test test junk"
 
 
+Rate = Annotated[float, Meta(ge=0, le=1)]
+
+
+class VenueMarket(_Section):
+    """One market of the sandbox venue. Two outcomes = binary; more = multi-outcome
+    (neg risk). Its condition id and token ids are derived on chain from `slug`."""
+
+    slug: str
+    question: str = ""
+    outcomes: Annotated[list[str], Meta(min_length=2)] = msgspec.field(default_factory=lambda: ["Yes", "No"])
+    fee_rate: Usdc = Decimal("0.02")  # taker fee: shares * fee_rate * p * (1 - p)
+    tick_size: Usdc = Decimal("0.01")
+    min_order_size: Usdc = Decimal("5")
+    initial_prices: list[Usdc] | None = None  # mid prices; default 1/n each
+    depth_levels: PosInt = 5
+    level_size: Usdc = Decimal("200")  # shares per level
+
+
+class VenueArbitrage(_Section):
+    """Gaps: the asks of a market sum below 1 (or bids above 1) by `margin`."""
+
+    rate_per_minute: NonNegFloat = 6.0
+    margin: Usdc = Decimal("0.04")
+    lifetime_seconds: PosFloat = 5.0
+    sell_side_share: Rate = 0.3  # fraction of gaps that are bids-above-1
+
+
+class VenueFaults(_Section):
+    """Fault injection; every knob hot-reloadable. Rates are per message / request."""
+
+    duplicate_rate: Rate = 0.0
+    reorder_rate: Rate = 0.0  # an older-timestamped frame delivered after a newer one
+    drop_price_change_rate: Rate = 0.0
+    disconnect_every_seconds: PosFloat | None = None
+    stall: bool = False  # silent stall: PONG keeps coming, data stops
+    malformed_rate: Rate = 0.0  # broken JSON, unknown event types, missing fields
+    huge_frame_rate: Rate = 0.0
+    huge_frame_bytes: PosInt = 2_000_000
+    http_429_rate: Rate = 0.0
+    retry_after_seconds: PosInt = 1
+    http_5xx_rate: Rate = 0.0
+    http_5xx_burst: PosInt = 1  # consecutive 5xx once a burst starts
+    slow_response_rate: Rate = 0.0
+    slow_response_ms: NonNegInt = 0
+    reject_orders: bool = False  # the order endpoint answers 5xx to every POST /order
+
+
+class Venue(_Section):
+    """The local Polymarket: market WebSocket + CLOB REST + on-chain settlement."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8780
+    seed: int = 42
+    operator_index: NonNegInt = 0  # dev mnemonic account of the venue operator
+    updates_per_second: NonNegFloat = 20.0  # book changes, across all markets
+    markets: list[VenueMarket] = []
+    arbitrage: VenueArbitrage = VenueArbitrage()
+    faults: VenueFaults = VenueFaults()
+    trader_funding: Usdc = Decimal("10000")  # collateral minted to the trading wallet at bootstrap
+    operator_inventory: Usdc = Decimal("100000")  # complete sets split for the operator per market
+
+
 class Sandbox(_Section):
     chain: SandboxChain = SandboxChain()
+    venue: Venue = Venue()
 
 
 class Config(_Section):
@@ -174,4 +237,5 @@ class Config(_Section):
 
 
 # Sections whose change at run time would be unsafe: reported, not applied.
-RESTART_ONLY = ("bus", "chain", "sandbox")
+# (The venue's faults, rates and arbitrage are hot: the venue applies them itself.)
+RESTART_ONLY = ("bus", "chain")

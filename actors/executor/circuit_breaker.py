@@ -355,7 +355,7 @@ class CircuitBreaker:
         self._finish(permit)
         self._ignored += 1
         if permit.probe and permit.generation == self._generation:
-            self._probes_issued -= 1
+            pass
 
     def is_ignored(self, error: BaseException) -> bool:
         """Not a dependency failure: cancellation / BaseException, or the configured types / predicate."""
@@ -395,7 +395,7 @@ class CircuitBreaker:
         if self._consecutive >= self._consecutive_threshold:
             return f"{self._consecutive} consecutive failures"
         n, failures = len(self._window), sum(self._window)
-        if n >= self._min_calls and failures > self._rate * n:
+        if n >= self._min_calls and failures >= self._rate * n:
             return f"failure rate {failures}/{n} >= {self._rate_float:g}"
         return None
 

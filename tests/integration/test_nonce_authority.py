@@ -106,3 +106,14 @@ def test_sigterm_exits_cleanly(tmp_path, anvil, procs):
     assert asyncio.run(with_client(cfg, ready))["initialized"]
     assert authority.terminate() == 0
     assert '"msg": "stopped"' in authority.output()
+
+
+def test_a_fault_exits_non_zero_so_supervisord_restarts(tmp_path, anvil, procs):
+    path = write_config(tmp_path, anvil)
+    cfg = load(path)
+    first = procs("--config", str(path), "actor", "nonce", name="first")
+    asyncio.run(with_client(cfg, lambda c: c.get_stats()))
+    second = procs("--config", str(path), "actor", "nonce", name="second")  # its endpoint is taken
+    assert second.p.wait(30) != 0
+    assert "Address already in use" in second.output()
+    assert first.terminate() == 0

@@ -107,3 +107,11 @@ async def test_watcher_reloads_on_rename_save_and_debounces(tmp_path):
         assert "not valid YAML" in w.get_stats()["last_error"]
     finally:
         await w.stop()
+
+
+def test_live_example_is_valid_and_has_no_key_in_it():
+    from config.loader import DEFAULT_PATH as d
+    from config.schema import EnvWallet
+
+    cfg = load(d.with_name("polygon.yaml"))
+    assert isinstance(cfg.chain.wallet, EnvWallet) and cfg.sandbox is None
