@@ -6,8 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 TOOLS := .tools
 ANVIL_VERSION := 1.7.1
+SOLC_VERSION := 0.8.30
 PY_STAMP := $(VENV)/.installed
-ANVIL_STAMP := $(TOOLS)/.anvil-$(ANVIL_VERSION)
+ANVIL_STAMP := $(TOOLS)/.npm-anvil-$(ANVIL_VERSION)-solc-$(SOLC_VERSION)
+CONTRACTS := $(wildcard sandbox/contracts/*.sol)
+CONTRACTS_STAMP := $(TOOLS)/contracts/.built
 CONFIG ?= $(CURDIR)/config/sandbox.yaml
 PYTEST_ARGS ?=
 
@@ -17,7 +20,7 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-install: $(PY_STAMP) $(ANVIL_STAMP) ## Create .venv (editable, dev extras) and install anvil locally
+install: $(PY_STAMP) $(ANVIL_STAMP) $(CONTRACTS_STAMP) ## Create .venv (editable, dev extras), install anvil and solc locally, compile the contracts
 
 $(PY_STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,9 +32,13 @@ $(PY_STAMP): setup.cfg pyproject.toml
 $(ANVIL_STAMP):
 	@mkdir -p $(TOOLS)
 	@test -f $(TOOLS)/package.json || echo '{"private": true}' > $(TOOLS)/package.json
-	cd $(TOOLS) && npm install --no-audit --no-fund --loglevel=error @foundry-rs/anvil@$(ANVIL_VERSION)
+	cd $(TOOLS) && npm install --no-audit --no-fund --loglevel=error @foundry-rs/anvil@$(ANVIL_VERSION) solc@$(SOLC_VERSION)
 	$(BIN)/python -c "from sandbox.chain import anvil_path; print('anvil:', anvil_path())" || \
 	  $(PYTHON) -c "import pathlib,sys; sys.exit(0 if list(pathlib.Path('$(TOOLS)').glob('node_modules/@foundry-rs/anvil-*/bin/anvil')) else 1)"
+	@touch $@
+
+$(CONTRACTS_STAMP): $(CONTRACTS) sandbox/contracts/build.py $(PY_STAMP) $(ANVIL_STAMP)
+	$(BIN)/python -m sandbox.contracts.build --out $(TOOLS)/contracts
 	@touch $@
 
 run: install ## Start the whole system under supervisord (Ctrl-C stops it)

@@ -355,7 +355,7 @@ class CircuitBreaker:
         self._finish(permit)
         self._ignored += 1
         if permit.probe and permit.generation == self._generation:
-            pass
+            self._probes_issued -= 1
 
     def is_ignored(self, error: BaseException) -> bool:
         """Not a dependency failure: cancellation / BaseException, or the configured types / predicate."""
@@ -388,7 +388,7 @@ class CircuitBreaker:
     def _trip_reason(self) -> str | None:
         while self._gas and self._gas[0][0] < self._calls_seen - (self._window.maxlen or 0):
             self._gas_window -= self._gas.popleft()[1]
-        if self._gas_threshold and self._gas_window >= self._gas_threshold:
+        if self._gas_threshold and self._gas_window > self._gas_threshold:
             return f"gas burnt {format_usdc(self._gas_window)} >= {format_usdc(self._gas_threshold)} USDC"
         if self._state is not CircuitState.CLOSED:
             return None
