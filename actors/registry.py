@@ -8,6 +8,8 @@ from actors.base import Actor
 
 ACTORS = {
     "nonce": "actors.nonce.actor:NonceActor",
+    "venue": "sandbox.venue.actor:VenueActor",
+    "feed": "actors.feed.actor:FeedActor",
 }
 
 
