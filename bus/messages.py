@@ -82,7 +82,40 @@ class RpcReply(_Body, tag="rpc_reply"):
     error: str | None = None
 
 
-Body = Stats | BreakerState | SnapshotRequest | Snapshot | RpcRequest | RpcReply
+class BookUpdate(_Body, tag="book"):
+    """One token's order book as the feed knows it (prices and sizes in 1e-6 units).
+
+    bids / asks: [[price, size], ...] best first, up to the configured depth.
+    valid=False means "do not trade on this": the feed lost continuity
+    (disconnect, tick-size change, inconsistency) and awaits a fresh snapshot;
+    `reason` says why. venue_ts_ms: the venue's timestamp of the last change
+    applied; recv_ns: when the feed received it.
+    Example: {"type": "book", "token_id": "7132...", "market": "0x5f...", "valid": true,
+              "bids": [[610000, 200000000]], "asks": [[630000, 150000000]], ...}
+    """
+
+    token_id: str
+    market: str
+    valid: bool
+    bids: list[tuple[int, int]]
+    asks: list[tuple[int, int]]
+    venue_ts_ms: int
+    recv_ns: int
+    tick_size: int
+    reason: str = ""
+
+
+class FeedStatus(_Body, tag="feed_status"):
+    """The feed's connection state: published on every change and each second."""
+
+    connections: int
+    connected: int
+    assets: int
+    valid_books: int
+    heartbeat_ok: bool
+
+
+Body = Stats | BreakerState | SnapshotRequest | Snapshot | RpcRequest | RpcReply | BookUpdate | FeedStatus
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):

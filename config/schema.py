@@ -139,6 +139,32 @@ class Nonce(_Section):
     request_cache_size: PosInt = 10_000
 
 
+class Feed(_Section):
+    """The market-channel client. Markets are named by condition id, or "all"."""
+
+    ws_url: str = "ws://127.0.0.1:8780/ws/market"
+    clob_url: str = "http://127.0.0.1:8780"
+    markets: list[str] | Literal["all"] = "all"
+    max_assets_per_connection: Annotated[int, Meta(ge=1, le=500)] = 200
+    dedup_cache_size: PosInt = 10_000
+    ping_interval_seconds: PosFloat = 10.0
+    pong_timeout_seconds: PosFloat = 30.0
+    # Silent-stall watchdog: no data on a connection this long while PONGs
+    # still arrive means a stalled stream; only a new connection helps.
+    data_timeout_seconds: PosFloat = 30.0
+    reconnect_base_seconds: PosFloat = 0.5
+    reconnect_max_seconds: PosFloat = 30.0
+    depth_levels: PosInt = 10
+    # A crossed book that lasts longer than this is treated as inconsistent.
+    crossed_grace_ms: NonNegInt = 500
+    # An invalid book is re-requested (unsubscribe + subscribe) after this.
+    resubscribe_after_seconds: PosFloat = 1.0
+    discovery_refresh_seconds: PosFloat = 60.0
+    # Larger frames close the connection (websockets max_size): a hostile or
+    # broken peer cannot make us buffer without bound.
+    max_frame_bytes: PosInt = 8 * 1024 * 1024
+
+
 class Runtime(_Section):
     """What every actor does regardless of its role."""
 
@@ -232,6 +258,7 @@ class Config(_Section):
     retry_policy: RetryPolicy = RetryPolicy()
     chain: Chain = Chain()
     nonce: Nonce = Nonce()
+    feed: Feed = Feed()
     runtime: Runtime = Runtime()
     sandbox: Sandbox | None = None
 

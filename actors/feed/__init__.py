@@ -1,0 +1,1 @@
+"""The feed: Polymarket's market channel -> local order books -> the bus."""

@@ -1,0 +1,158 @@
+"""The feed actor: books from the market channel, published on the bus.
+
+Publishes a `BookUpdate` per changed token on `book.<token_id>` (per-token
+sequence numbers from the publisher), a `FeedStatus` on change and every
+second, and answers `snapshot` requests with the latest book of every token
+(Clone pattern) for late joiners and subscribers that saw a gap.
+
+Publishing is coalesced: the reader marks tokens dirty and a flush scheduled
+with call_soon publishes each dirty book once, so a burst of frames for one
+token costs one bus message and the reader never waits on the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+
+from actors.base import Actor, RpcMethod
+from actors.feed.core import FeedCore
+from actors.feed.discovery import list_markets, select
+from actors.feed.polymarket_ws import PolymarketWSClient, WSOptions
+from bus import topics
+from bus.clone import CloneStore, snapshot_reply
+from bus.messages import BookUpdate, FeedStatus
+from config.schema import Config, Feed
+
+log = logging.getLogger(__name__)
+
+
+def ws_options(f: Feed) -> WSOptions:
+    return WSOptions(
+        max_assets_per_connection=f.max_assets_per_connection, ping_interval=f.ping_interval_seconds,
+        pong_timeout=f.pong_timeout_seconds, data_timeout=f.data_timeout_seconds,
+        reconnect_base=f.reconnect_base_seconds, reconnect_max=f.reconnect_max_seconds,
+        resubscribe_after=f.resubscribe_after_seconds, max_frame_bytes=f.max_frame_bytes,
+    )
+
+
+class FeedActor(Actor):
+    name = "feed"
+
+    def __init__(self, rt: Any, connect: Any = None) -> None:
+        super().__init__(rt)
+        f = rt.config.feed
+        self.core = FeedCore(dedup_size=f.dedup_cache_size, crossed_grace_ms=f.crossed_grace_ms)
+        kw = {"connect": connect} if connect is not None else {}
+        self.client = PolymarketWSClient(f.ws_url, self.core, rt.clock, on_change=self._mark,
+                                         options=ws_options(f), **kw)
+        self.clone = CloneStore(self.name, rt.boot_id)
+        self._dirty: set[str] = set()
+        self._flush_scheduled = False
+        self.published = 0
+        self.discoveries = 0
+        self.discovery_errors = 0
+        self._last_status: tuple[Any, ...] | None = None
+
+    async def start(self) -> None:
+        await self.client.start()
+
+    async def run(self) -> None:
+        await asyncio.gather(self._discover_forever(), self._status_forever())
+
+    async def stop(self) -> None:
+        await self.client.stop()
+
+    # -- discovery: the CLOB's market listing names the token ids
+    async def _discover_forever(self) -> None:
+        delay = 0.2
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            while True:
+                f = self.rt.config.feed
+                try:
+                    markets = await list_markets(session, f.clob_url)
+                    self.client.set_assets(select(markets, f.markets))
+                    self.discoveries += 1
+                    delay = f.discovery_refresh_seconds
+                except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as exc:
+                    self.discovery_errors += 1
+                    log.warning("market discovery from %s failed: %s", f.clob_url, exc)
+                    delay = min(max(delay * 2, 0.2), 5.0)
+                await self.rt.clock.sleep(delay)
+
+    # -- publishing
+    def _mark(self, changed: set[str]) -> None:
+        self._dirty |= changed
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        depth = self.rt.config.feed.depth_levels
+        for asset_id in dirty:
+            st = self.core.tokens.get(asset_id)
+            if st is None:
+                continue
+            bids, asks = st.book.depth(depth)
+            body = BookUpdate(token_id=asset_id, market=st.market, valid=st.valid, bids=bids, asks=asks,
+                              venue_ts_ms=st.book.last_ts, recv_ns=st.recv_ns, tick_size=st.book.tick_size,
+                              reason=st.reason)
+            topic = topics.book(asset_id)
+            self.clone.record(topic, self.rt.publisher.publish(topic, body, event_ns=st.recv_ns or None))
+            self.published += 1
+        self._publish_status(force=False)
+
+    def _publish_status(self, force: bool) -> None:
+        c = self.client
+        body = FeedStatus(connections=len(c.connections), connected=sum(x.connected for x in c.connections),
+                          assets=len(self.core.tokens), valid_books=self.core.valid_count(),
+                          heartbeat_ok=c.heartbeat_ok)
+        key = (body.connections, body.connected, body.assets, body.valid_books, body.heartbeat_ok)
+        if force or key != self._last_status:
+            self._last_status = key
+            self.rt.publisher.publish(topics.feed_status(), body)
+
+    async def _status_forever(self) -> None:
+        while True:
+            self._publish_status(force=True)
+            await self.rt.clock.sleep(1.0)
+
+    # -- the Clone pattern's snapshot service, and hot reload
+    def rpc_methods(self) -> dict[str, RpcMethod]:
+        async def snapshot(p: dict[str, Any]) -> Any:
+            return snapshot_reply(self.clone, {"prefix": p.get("prefix", topics.BOOK)})
+
+        return {"snapshot": snapshot}
+
+    def on_config(self, old: Config, new: Config) -> None:
+        self.core.dedup.resize(new.feed.dedup_cache_size)
+        self.core.crossed_grace_ns = new.feed.crossed_grace_ms * 1_000_000
+        self.client.options = ws_options(new.feed)
+        if new.feed.markets != old.feed.markets:
+            # Re-select from the last listing without reconnecting; the
+            # discovery loop's next pass confirms it.
+            asyncio.get_running_loop().create_task(self._rediscover())
+
+    async def _rediscover(self) -> None:
+        f = self.rt.config.feed
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+                self.client.set_assets(select(await list_markets(session, f.clob_url), f.markets))
+        except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as exc:
+            self.discovery_errors += 1
+            log.warning("re-discovery after a config change failed: %s", exc)
+
+    def get_stats(self) -> dict[str, Any]:
+        return {**self.client.get_stats(), "published": self.published, "discoveries": self.discoveries,
+                "discovery_errors": self.discovery_errors, "ws_url": self.rt.config.feed.ws_url}
+
+    def summary(self) -> dict[str, Any]:
+        s = self.client.get_stats()
+        return {"connected": s["connections_up"], "books": f"{self.core.valid_count()}/{len(self.core.tokens)}",
+                "msgs": s["message_count"], "dups": s["duplicate_count"], "gaps": s["sequence_gap_count"],
+                "hb": "ok" if s["heartbeat_ok"] else "NO"}

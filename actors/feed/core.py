@@ -1,0 +1,197 @@
+"""The feed's pure core: frames in, books and counters out.
+
+No sockets and no wall clock: the shell (`polymarket_ws`) hands it text
+frames with their receive time and asks it which books changed. It owns the
+books, the dedup cache, ordering and validity:
+
+- a duplicate (same identity, from the LRU) is counted and dropped;
+- a message older than the token's last applied one is counted out of order
+  and applied only to the levels it is newer for (see `LocalBook`);
+- a book is INVALID until its first snapshot, after a disconnect, after a
+  tick-size change, when a price change's best bid/ask disagree with ours
+  (an update was lost), or when it stays crossed past a grace period; each
+  invalidation counts as a sequence gap and lasts until a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.feed import wire
+from actors.feed.book import LocalBook
+from actors.feed.dedup import DedupCache
+
+
+@dataclass(slots=True)
+class TokenState:
+    market: str
+    book: LocalBook = field(default_factory=LocalBook)
+    valid: bool = False
+    reason: str = "awaiting first snapshot"
+    invalid_since_ns: int = 0
+    crossed_since_ns: int | None = None
+    recv_ns: int = 0
+
+
+class FeedCore:
+    def __init__(self, *, dedup_size: int = 10_000, crossed_grace_ms: int = 500) -> None:
+        self.tokens: dict[str, TokenState] = {}
+        self.dedup = DedupCache(dedup_size)
+        self.crossed_grace_ns = crossed_grace_ms * 1_000_000
+        self.counts: dict[str, int] = {
+            "messages": 0, "frames": 0, "duplicates": 0, "out_of_order": 0, "sequence_gaps": 0,
+            "snapshots": 0, "price_changes": 0, "tick_size_changes": 0, "trades": 0,
+            "unknown_events": 0, "ignored_events": 0, "unknown_fields": 0, "untracked": 0,
+            "malformed": 0, "no_snapshot": 0, "best_mismatch": 0, "crossed": 0, "stale_levels": 0,
+        }
+        self.malformed_kinds: dict[str, int] = {}
+        self.text_frames: dict[str, int] = {}
+
+    # -- subscriptions
+    def track(self, asset_id: str, market: str, now_ns: int = 0) -> None:
+        if asset_id not in self.tokens:
+            self.tokens[asset_id] = TokenState(market, invalid_since_ns=now_ns)
+
+    def untrack(self, asset_id: str) -> None:
+        self.tokens.pop(asset_id, None)
+
+    def invalidate(self, asset_id: str, reason: str, now_ns: int) -> bool:
+        st = self.tokens.get(asset_id)
+        if st is None or not st.valid:
+            return False
+        st.valid, st.reason, st.invalid_since_ns = False, reason, now_ns
+        self.counts["sequence_gaps"] += 1
+        return True
+
+    # -- frames
+    def on_text_frame(self, text: str) -> None:
+        """PONG / INVALID OPERATION / NO NEW ASSETS: plain text, not JSON."""
+        key = text if len(text) <= 32 else text[:32]
+        self.text_frames[key] = self.text_frames.get(key, 0) + 1
+
+    def on_frame(self, text: str | bytes, recv_ns: int) -> set[str]:
+        """Apply one JSON frame; returns the asset ids whose book changed."""
+        self.counts["frames"] += 1
+        try:
+            objs = wire.decode(text)
+        except wire.WireError as exc:
+            self._malformed(exc.kind)
+            return set()
+        changed: set[str] = set()
+        for obj in objs:
+            self.counts["messages"] += 1
+            try:
+                event, unknown = wire.parse_event(obj)
+            except wire.WireError as exc:
+                self._malformed(exc.kind)
+                continue
+            self.counts["unknown_fields"] += unknown
+            if isinstance(event, wire.Ignored):
+                known = event.event_type in wire.KNOWN_EVENTS
+                self.counts["ignored_events" if known else "unknown_events"] += 1
+                continue
+            if self.dedup.seen(wire.identity(obj, event)) and not self._needs_snapshot(event):
+                self.counts["duplicates"] += 1
+                continue
+            self._apply(event, recv_ns, changed)
+        return changed
+
+    def _needs_snapshot(self, event: wire.Event) -> bool:
+        # A snapshot for an invalid book is taken even if its content was seen.
+        if not isinstance(event, wire.BookSnapshot):
+            return False
+        st = self.tokens.get(event.asset_id)
+        return st is not None and not st.valid
+
+    def _malformed(self, kind: str) -> None:
+        self.counts["malformed"] += 1
+        self.malformed_kinds[kind] = self.malformed_kinds.get(kind, 0) + 1
+
+    def _apply(self, event: wire.Event, recv_ns: int, changed: set[str]) -> None:
+        if isinstance(event, wire.PriceChange):
+            self.counts["price_changes"] += 1
+            self._price_change(event, recv_ns, changed)
+        elif isinstance(event, wire.BookSnapshot):
+            st = self.tokens.get(event.asset_id)
+            if st is None:
+                self.counts["untracked"] += 1
+                return
+            self.counts["snapshots"] += 1
+            if st.valid and event.timestamp_ms < st.book.last_ts:
+                self.counts["out_of_order"] += 1  # an old snapshot must not roll the book back
+                return
+            st.book.load_snapshot(event.bids, event.asks, event.timestamp_ms, event.tick_size)
+            st.valid, st.reason, st.recv_ns, st.market = True, "", recv_ns, event.market
+            st.crossed_since_ns = recv_ns if st.book.crossed() else None
+            changed.add(event.asset_id)
+        elif isinstance(event, wire.TickSizeChange):
+            self.counts["tick_size_changes"] += 1
+            st = self.tokens.get(event.asset_id)
+            if st is not None:
+                st.book.tick_size = event.new_tick_size
+                if self.invalidate(event.asset_id, "tick size changed: awaiting snapshot", recv_ns):
+                    changed.add(event.asset_id)
+        elif isinstance(event, wire.LastTrade):
+            self.counts["trades"] += 1
+
+    def _price_change(self, event: wire.PriceChange, recv_ns: int, changed: set[str]) -> None:
+        touched: dict[str, wire.LevelChange] = {}
+        for ch in event.changes:
+            st = self.tokens.get(ch.asset_id)
+            if st is None:
+                self.counts["untracked"] += 1
+                continue
+            if not st.valid:
+                if st.book.snapshot_ts == 0:
+                    self.counts["no_snapshot"] += 1
+                continue
+            if event.timestamp_ms < st.book.last_ts:
+                self.counts["out_of_order"] += 1
+            if not st.book.apply(ch.is_bid, ch.price, ch.size, event.timestamp_ms):
+                self.counts["stale_levels"] += 1
+            st.recv_ns = recv_ns
+            touched[ch.asset_id] = ch  # the last entry carries the venue's best prices
+        for asset_id, last in touched.items():
+            st = self.tokens[asset_id]
+            changed.add(asset_id)
+            book = st.book
+            if event.timestamp_ms >= book.last_ts and (
+                (last.best_bid is not None and last.best_bid != book.best_bid())
+                or (last.best_ask is not None and last.best_ask != book.best_ask())
+            ):
+                self.counts["best_mismatch"] += 1
+                self.invalidate(asset_id, "best bid/ask disagree with the venue: an update was lost", recv_ns)
+                continue
+            if book.crossed():
+                if st.crossed_since_ns is None:
+                    st.crossed_since_ns = recv_ns
+            else:
+                st.crossed_since_ns = None
+
+    # -- time-driven checks
+    def check(self, now_ns: int) -> set[str]:
+        """Invalidate books crossed longer than the grace period."""
+        changed = set()
+        for asset_id, st in self.tokens.items():
+            if st.valid and st.crossed_since_ns is not None and now_ns - st.crossed_since_ns > self.crossed_grace_ns:
+                self.counts["crossed"] += 1
+                self.invalidate(asset_id, "book crossed beyond the grace period", now_ns)
+                changed.add(asset_id)
+        return changed
+
+    def stale_invalid(self, now_ns: int, after_ns: int) -> list[str]:
+        """Invalid books that have waited long enough to be re-requested."""
+        return [a for a, st in self.tokens.items() if not st.valid and now_ns - st.invalid_since_ns >= after_ns]
+
+    def mark_requested(self, asset_id: str, now_ns: int) -> None:
+        st = self.tokens.get(asset_id)
+        if st is not None:
+            st.invalid_since_ns = now_ns  # wait again before the next request
+
+    def valid_count(self) -> int:
+        return sum(1 for st in self.tokens.values() if st.valid)
+
+    def get_stats(self) -> dict[str, Any]:
+        return {**self.counts, "malformed_kinds": dict(self.malformed_kinds), "text_frames": dict(self.text_frames),
+                "tokens": len(self.tokens), "valid_books": self.valid_count()}

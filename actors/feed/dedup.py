@@ -1,0 +1,37 @@
+"""A bounded LRU of message identities: duplicates are recognised, memory is not."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
+
+
+class DedupCache:
+    def __init__(self, max_size: int = 10_000) -> None:
+        self.max_size = max_size
+        self._seen: OrderedDict[Hashable, None] = OrderedDict()
+        self.hits = 0  # duplicates
+        self.misses = 0  # first sightings
+
+    def seen(self, key: Hashable) -> bool:
+        """True if `key` was seen before (a duplicate); records it either way."""
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            self.hits += 1
+            return True
+        self._seen[key] = None
+        if len(self._seen) > self.max_size:
+            self._seen.popitem(last=False)
+        self.misses += 1
+        return False
+
+    def resize(self, max_size: int) -> None:
+        self.max_size = max_size
+        while len(self._seen) > max_size:
+            self._seen.popitem(last=False)
+
+    def get_stats(self) -> dict[str, Any]:
+        total = self.hits + self.misses
+        return {"size": len(self._seen), "max_size": self.max_size, "hits": self.hits, "misses": self.misses,
+                "hit_rate": round(self.hits / total, 6) if total else 0.0}

@@ -1,0 +1,208 @@
+"""Polymarket market-channel wire format -> typed events (the edge of the feed).
+
+Frames are JSON objects or arrays of objects; every number is a string and
+timestamps are epoch milliseconds. Prices and sizes become integers in 1e-6
+units here and nowhere else. Anything malformed raises `WireError` with a
+kind, so the caller counts it and drops it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+MICRO = 1_000_000
+KNOWN_EVENTS = frozenset({"book", "price_change", "tick_size_change", "last_trade_price",
+                          "best_bid_ask", "new_market", "market_resolved"})
+_BOOK_KEYS = frozenset({"event_type", "asset_id", "market", "bids", "asks", "buys", "sells", "timestamp", "hash",
+                        "tick_size", "min_order_size", "neg_risk", "last_trade_price"})
+_PC_KEYS = frozenset({"event_type", "market", "timestamp", "price_changes"})
+_PC_ENTRY_KEYS = frozenset({"asset_id", "price", "size", "side", "hash", "best_bid", "best_ask"})
+_TICK_KEYS = frozenset({"event_type", "asset_id", "market", "old_tick_size", "new_tick_size", "timestamp"})
+_TRADE_KEYS = frozenset({"event_type", "asset_id", "market", "price", "side", "size", "fee_rate_bps", "timestamp",
+                         "transaction_hash"})
+
+_decoder = msgspec.json.Decoder()
+
+
+class WireError(ValueError):
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind  # broken_json | missing_field | bad_value | not_an_object
+
+
+def to_micro(text: object) -> int:
+    """'0.62' -> 620000 exactly; at most 6 decimals (the collateral's)."""
+    if not isinstance(text, str) or not text:
+        raise WireError("bad_value", f"expected a decimal string, got {text!r}")
+    whole, _, frac = text.partition(".")
+    if len(frac) > 6 or not (whole.isdigit() or whole == "") or not (frac.isdigit() or frac == ""):
+        raise WireError("bad_value", f"not a 6-decimal number: {text!r}")
+    return int(whole or "0") * MICRO + int(frac.ljust(6, "0") or "0")
+
+
+def _int(text: object, what: str) -> int:
+    if isinstance(text, str) and text.isdigit():
+        return int(text)
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    raise WireError("bad_value", f"{what}: {text!r}")
+
+
+@dataclass(slots=True, frozen=True)
+class BookSnapshot:
+    asset_id: str
+    market: str
+    bids: list[tuple[int, int]]
+    asks: list[tuple[int, int]]
+    timestamp_ms: int
+    hash: str
+    tick_size: int | None
+
+
+@dataclass(slots=True, frozen=True)
+class LevelChange:
+    asset_id: str
+    price: int
+    size: int
+    is_bid: bool
+    best_bid: int | None
+    best_ask: int | None
+
+
+@dataclass(slots=True, frozen=True)
+class PriceChange:
+    market: str
+    timestamp_ms: int
+    changes: list[LevelChange]
+    identity: tuple
+
+
+@dataclass(slots=True, frozen=True)
+class TickSizeChange:
+    asset_id: str
+    market: str
+    new_tick_size: int
+    timestamp_ms: int
+
+
+@dataclass(slots=True, frozen=True)
+class LastTrade:
+    asset_id: str
+    market: str
+    price: int
+    size: int
+    timestamp_ms: int
+
+
+@dataclass(slots=True, frozen=True)
+class Ignored:
+    event_type: str  # a known event we do not use, or an unknown one
+
+
+Event = BookSnapshot | PriceChange | TickSizeChange | LastTrade | Ignored
+
+
+def _need(obj: dict, key: str) -> object:
+    try:
+        return obj[key]
+    except KeyError:
+        raise WireError("missing_field", f"{obj.get('event_type')!r} without {key!r}") from None
+
+
+def _levels(raw: object) -> list[tuple[int, int]]:
+    if not isinstance(raw, list):
+        raise WireError("bad_value", "levels must be a list")
+    out = []
+    for lv in raw:
+        if not isinstance(lv, dict):
+            raise WireError("bad_value", f"level {lv!r}")
+        out.append((to_micro(_need(lv, "price")), to_micro(_need(lv, "size"))))
+    return out
+
+
+def _best(text: object) -> int | None:
+    # Missing, empty or out-of-range best prices mean "no such side".
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        v = to_micro(text)
+    except WireError:
+        return None
+    return v if 0 < v < MICRO else None
+
+
+def decode(text: str | bytes) -> list[dict]:
+    """JSON object or array of objects -> list of dicts."""
+    try:
+        data = _decoder.decode(text)
+    except msgspec.DecodeError as exc:
+        raise WireError("broken_json", str(exc)) from None
+    if isinstance(data, dict):
+        return [data]
+    if isinstance(data, list) and all(isinstance(x, dict) for x in data):
+        return data
+    raise WireError("not_an_object", type(data).__name__)
+
+
+def parse_event(obj: dict) -> tuple[Event, int]:
+    """One message -> (event, number of unknown fields it carried)."""
+    et = obj.get("event_type")
+    if et == "price_change":
+        entries = _need(obj, "price_changes")
+        if not isinstance(entries, list):
+            raise WireError("bad_value", "price_changes must be a list")
+        changes, unknown, ident = [], 0, []
+        for e in entries:
+            if not isinstance(e, dict):
+                raise WireError("bad_value", f"price change entry {e!r}")
+            unknown += len(e.keys() - _PC_ENTRY_KEYS)
+            side = _need(e, "side")
+            if side not in ("BUY", "SELL"):
+                raise WireError("bad_value", f"side {side!r}")
+            asset = str(_need(e, "asset_id"))
+            price, size = to_micro(_need(e, "price")), to_micro(_need(e, "size"))
+            changes.append(LevelChange(asset, price, size, side == "BUY", _best(e.get("best_bid")),
+                                       _best(e.get("best_ask"))))
+            ident.append((asset, price, size, side, e.get("hash")))
+        market = str(_need(obj, "market"))
+        ts = _int(_need(obj, "timestamp"), "timestamp")
+        return PriceChange(market, ts, changes, ("pc", market, ts, tuple(ident))), unknown + len(obj.keys() - _PC_KEYS)
+    if et == "book":
+        bids = obj.get("bids", obj.get("buys"))
+        asks = obj.get("asks", obj.get("sells"))
+        if bids is None or asks is None:
+            raise WireError("missing_field", "book without bids/asks")
+        tick = obj.get("tick_size")
+        return BookSnapshot(
+            str(_need(obj, "asset_id")), str(_need(obj, "market")), _levels(bids), _levels(asks),
+            _int(_need(obj, "timestamp"), "timestamp"), str(obj.get("hash", "")),
+            to_micro(tick) if isinstance(tick, str) else None,
+        ), len(obj.keys() - _BOOK_KEYS)
+    if et == "tick_size_change":
+        return TickSizeChange(
+            str(_need(obj, "asset_id")), str(_need(obj, "market")), to_micro(_need(obj, "new_tick_size")),
+            _int(_need(obj, "timestamp"), "timestamp"),
+        ), len(obj.keys() - _TICK_KEYS)
+    if et == "last_trade_price":
+        return LastTrade(
+            str(_need(obj, "asset_id")), str(_need(obj, "market")), to_micro(_need(obj, "price")),
+            to_micro(_need(obj, "size")), _int(_need(obj, "timestamp"), "timestamp"),
+        ), len(obj.keys() - _TRADE_KEYS)
+    if et is None:
+        raise WireError("missing_field", "message without event_type")
+    return Ignored(str(et)), 0
+
+
+def identity(obj: dict, event: Event) -> tuple:
+    """What makes two messages the same message (for the dedup cache)."""
+    if isinstance(event, PriceChange):
+        return event.identity
+    if isinstance(event, BookSnapshot):
+        return ("book", event.asset_id, event.timestamp_ms, event.hash)
+    if isinstance(event, TickSizeChange):
+        return ("tick", event.asset_id, event.timestamp_ms, event.new_tick_size)
+    if isinstance(event, LastTrade):
+        return ("trade", event.asset_id, event.timestamp_ms, event.price, event.size, obj.get("side"))
+    return ("other", event.event_type, obj.get("asset_id"), obj.get("timestamp"))

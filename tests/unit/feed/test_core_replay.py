@@ -1,0 +1,119 @@
+"""Replay hand-written market-channel frames (tests/resources/polymarket) through
+the feed core and check the books and counters exactly."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from actors.feed.core import FeedCore
+
+pytestmark = pytest.mark.unit
+
+RES = Path(__file__).resolve().parents[2] / "resources" / "polymarket"
+IDS = json.loads((RES / "session_ids.json").read_text())
+YES, NO, M = IDS["yes"], IDS["no"], IDS["market"]
+
+
+def replay(core: FeedCore, lines: list[str]) -> None:
+    for i, line in enumerate(lines):
+        if line[:1] in "[{":
+            core.on_frame(line, recv_ns=i)
+        else:
+            core.on_text_frame(line)
+
+
+@pytest.fixture
+def core():
+    c = FeedCore(dedup_size=100)
+    c.track(YES, M)
+    c.track(NO, M)
+    replay(c, (RES / "session.txt").read_text().splitlines())
+    return c
+
+
+def test_books_are_exact_after_the_session(core):
+    yes = core.tokens[YES]
+    assert yes.valid
+    # 0.52 ask: 7 at ts 300 beats the reordered 99 at ts 200; the older 0.47 bid is new info, applied.
+    assert yes.book.depth(10) == (
+        [(510000, 5_000000), (500000, 10_500000), (490000, 20_000000), (480000, 30_000000), (470000, 3_000000)],
+        [(520000, 7_000000), (530000, 25_000000), (540000, 40_000000)],
+    )
+    assert (yes.book.best_bid(), yes.book.best_ask()) == (510000, 520000)
+    assert yes.book.tick_size == 10_000
+    no = core.tokens[NO]
+    assert no.valid and no.book.tick_size == 1_000
+    assert no.book.depth(10) == ([(471000, 6_000000), (469000, 4_000000)], [(509000, 2_000000)])
+
+
+def test_counters_are_exact(core):
+    s = core.get_stats()
+    assert s["frames"] == 12
+    assert s["messages"] == 12  # 2 in the array + 10 single; broken JSON is no message
+    assert s["duplicates"] == 1
+    assert s["out_of_order"] == 2  # two entries of the ts-200 message arrived after ts 300
+    assert s["stale_levels"] == 1
+    assert s["unknown_events"] == 1
+    assert s["unknown_fields"] == 1
+    assert s["malformed"] == 2 and s["malformed_kinds"] == {"broken_json": 1, "missing_field": 1}
+    assert s["sequence_gaps"] == 1  # the tick-size change
+    assert s["snapshots"] == 3 and s["trades"] == 1 and s["tick_size_changes"] == 1
+    assert s["text_frames"] == {"PONG": 1, "NO NEW ASSETS": 1, "INVALID OPERATION": 1}
+    assert core.dedup.get_stats() == {"size": 9, "max_size": 100, "hits": 1, "misses": 9, "hit_rate": 0.1}
+
+
+def test_best_prices_come_from_levels_not_list_position():
+    c = FeedCore()
+    c.track(YES, M)
+    c.on_frame(json.dumps({"event_type": "book", "asset_id": YES, "market": M, "timestamp": "1", "hash": "x",
+                           "bids": [{"price": "0.01", "size": "1"}, {"price": "0.40", "size": "1"}],
+                           "asks": [{"price": "0.99", "size": "1"}, {"price": "0.45", "size": "1"}]}), 0)
+    book = c.tokens[YES].book
+    assert (book.best_bid(), book.best_ask()) == (400000, 450000)
+
+
+def test_a_lost_update_is_detected_from_the_venues_best_prices():
+    c = FeedCore()
+    c.track(YES, M)
+    c.on_frame(json.dumps({"event_type": "book", "asset_id": YES, "market": M, "timestamp": "1", "hash": "x",
+                           "bids": [{"price": "0.40", "size": "1"}], "asks": [{"price": "0.45", "size": "1"}]}), 0)
+    # The venue moved its best bid to 0.42 in a change we never got; this one says so.
+    changed = c.on_frame(json.dumps({"event_type": "price_change", "market": M, "timestamp": "3", "price_changes": [
+        {"asset_id": YES, "price": "0.41", "size": "2", "side": "BUY", "hash": "y",
+         "best_bid": "0.42", "best_ask": "0.45"}]}), 1)
+    assert changed == {YES}
+    st = c.tokens[YES]
+    assert not st.valid and "lost" in st.reason
+    assert c.get_stats()["sequence_gaps"] == 1 and c.get_stats()["best_mismatch"] == 1
+    assert c.stale_invalid(now_ns=10**9 + 1, after_ns=10**9) == [YES]
+
+
+def test_crossed_book_is_invalidated_only_if_it_persists():
+    c = FeedCore(crossed_grace_ms=500)
+    c.track(YES, M)
+    c.on_frame(json.dumps({"event_type": "book", "asset_id": YES, "market": M, "timestamp": "1", "hash": "x",
+                           "bids": [{"price": "0.46", "size": "1"}], "asks": [{"price": "0.45", "size": "1"}]}), 0)
+    assert c.check(now_ns=400_000_000) == set() and c.tokens[YES].valid
+    assert c.check(now_ns=600_000_000) == {YES} and not c.tokens[YES].valid
+
+
+def test_price_change_before_any_snapshot_is_not_applied():
+    c = FeedCore()
+    c.track(YES, M)
+    c.on_frame(json.dumps({"event_type": "price_change", "market": M, "timestamp": "3", "price_changes": [
+        {"asset_id": YES, "price": "0.41", "size": "2", "side": "BUY", "hash": "y"}]}), 1)
+    assert not c.tokens[YES].valid and c.tokens[YES].book.bids == {}
+    assert c.get_stats()["no_snapshot"] == 1
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "\"str\"", "{\"event_type\": \"book\"}", "[{\"no_type\": 1}]",
+                                  json.dumps({"event_type": "book", "asset_id": "1", "market": "m", "timestamp": "1",
+                                              "bids": [{"price": "0.1234567", "size": "1"}], "asks": []}),
+                                  json.dumps({"event_type": "price_change", "market": "m", "timestamp": "x",
+                                              "price_changes": []})])
+def test_hostile_frames_are_counted_never_raised(text):
+    c = FeedCore()
+    c.track("1", "m")
+    assert c.on_frame(text, 0) == set()
+    assert c.get_stats()["malformed"] == 1
