@@ -42,8 +42,9 @@ def ws_options(f: Feed) -> WSOptions:
 class FeedActor(Actor):
     name = "feed"
 
-    def __init__(self, rt: Any, connect: Any = None) -> None:
+    def __init__(self, rt: Any, connect: Any = None, lister: Any = None) -> None:
         super().__init__(rt)
+        self._list_markets = lister or list_markets  # injected in unit tests
         f = rt.config.feed
         self.core = FeedCore(dedup_size=f.dedup_cache_size, crossed_grace_ms=f.crossed_grace_ms)
         kw = {"connect": connect} if connect is not None else {}
@@ -73,7 +74,7 @@ class FeedActor(Actor):
             while True:
                 f = self.rt.config.feed
                 try:
-                    markets = await list_markets(session, f.clob_url)
+                    markets = await self._list_markets(session, f.clob_url)
                     self.client.set_assets(select(markets, f.markets))
                     self.discoveries += 1
                     delay = f.discovery_refresh_seconds
@@ -142,7 +143,7 @@ class FeedActor(Actor):
         f = self.rt.config.feed
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-                self.client.set_assets(select(await list_markets(session, f.clob_url), f.markets))
+                self.client.set_assets(select(await self._list_markets(session, f.clob_url), f.markets))
         except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as exc:
             self.discovery_errors += 1
             log.warning("re-discovery after a config change failed: %s", exc)
