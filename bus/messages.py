@@ -115,7 +115,65 @@ class FeedStatus(_Body, tag="feed_status"):
     heartbeat_ok: bool
 
 
-Body = Stats | BreakerState | SnapshotRequest | Snapshot | RpcRequest | RpcReply | BookUpdate | FeedStatus
+class Leg(msgspec.Struct, frozen=True, kw_only=True):
+    """One order of a complete-set trade (1e-6 units).
+
+    side: BUY or SELL; limit_price: the worst price the leg may fill at (the
+    deepest level the router counted on); size: shares; cost: expected
+    notional of the fill (price * size summed over levels); fee: expected taker fee.
+    """
+
+    token_id: str
+    side: str
+    limit_price: int
+    size: int
+    cost: int
+    fee: int
+
+
+class Signal(_Body, tag="signal"):
+    """A complete-set arbitrage opportunity, from the router to the executor.
+
+    kind: BUY_SET (buy every outcome, merge the set into collateral) or
+    SELL_SET (split collateral into a set, sell every outcome).
+    size: sets (1e-6 shares). expected_profit: micro-USDC after fees, before gas.
+    book_ts_ms: the venue timestamp of each book used; expires_ns: after this
+    wall time the executor drops it unexecuted.
+    """
+
+    signal_id: str
+    market: str
+    kind: str
+    legs: list[Leg]
+    size: int
+    expected_profit: int
+    book_ts_ms: dict[str, int]
+    created_ns: int
+    expires_ns: int
+
+
+class TxResult(_Body, tag="tx_result"):
+    """The outcome of one signal's execution, published by the executor.
+
+    status: a TxStatus name (SUCCESS, REJECTED, EXPIRED, FAILED, PARTIAL_UNWOUND,
+    DUPLICATE, RECONCILED, ...). realized_pnl and gas_cost in micro-USDC.
+    """
+
+    signal_id: str
+    idempotency_key: str
+    market: str
+    status: str
+    success: bool
+    attempt: int
+    tx_hash: str | None = None
+    nonce: int | None = None
+    error: str | None = None
+    realized_pnl: int = 0
+    gas_cost: int = 0
+
+
+Body = (Stats | BreakerState | SnapshotRequest | Snapshot | RpcRequest | RpcReply | BookUpdate | FeedStatus
+        | Signal | TxResult)
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):

@@ -53,6 +53,7 @@ class FeedActor(Actor):
         self.clone = CloneStore(self.name, rt.boot_id)
         self._dirty: set[str] = set()
         self._flush_scheduled = False
+        self._pending_marks = 0
         self.published = 0
         self.discoveries = 0
         self.discovery_errors = 0
@@ -85,14 +86,23 @@ class FeedActor(Actor):
                 await self.rt.clock.sleep(delay)
 
     # -- publishing
+    # When frames are already buffered, websockets hands them over without
+    # yielding to the loop, so a call_soon flush would wait for the whole
+    # backlog: publish inline after this many marks instead.
+    MAX_PENDING_MARKS = 64
+
     def _mark(self, changed: set[str]) -> None:
         self._dirty |= changed
-        if not self._flush_scheduled:
+        self._pending_marks += 1
+        if self._pending_marks >= self.MAX_PENDING_MARKS:
+            self._flush()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._pending_marks = 0
         dirty, self._dirty = self._dirty, set()
         depth = self.rt.config.feed.depth_levels
         for asset_id in dirty:
