@@ -10,6 +10,8 @@ ACTORS = {
     "nonce": "actors.nonce.actor:NonceActor",
     "venue": "sandbox.venue.actor:VenueActor",
     "feed": "actors.feed.actor:FeedActor",
+    "router": "actors.router.actor:RouterActor",
+    "executor": "actors.executor.actor:ExecutorActor",
 }
 
 

@@ -165,6 +165,20 @@ class Feed(_Section):
     max_frame_bytes: PosInt = 8 * 1024 * 1024
 
 
+class Router(_Section):
+    """Books -> complete-set signals."""
+
+    clob_url: str = "http://127.0.0.1:8780"  # market listing: outcome sets and fee rates
+    markets: list[str] | Literal["all"] = "all"
+    # A book not updated by the venue for this long is stale: no signal from it.
+    stale_book_ms: PosInt = 10_000
+    # The same opportunity (market, kind, prices) is not signalled again within
+    # this window unless its execution result arrived.
+    resignal_after_ms: PosInt = 3_000
+    size_step: Usdc = Decimal("0.01")  # order sizes are multiples of this (shares)
+    discovery_refresh_seconds: PosFloat = 60.0
+
+
 class Runtime(_Section):
     """What every actor does regardless of its role."""
 
@@ -259,6 +273,7 @@ class Config(_Section):
     chain: Chain = Chain()
     nonce: Nonce = Nonce()
     feed: Feed = Feed()
+    router: Router = Router()
     runtime: Runtime = Runtime()
     sandbox: Sandbox | None = None
 

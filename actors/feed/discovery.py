@@ -4,9 +4,12 @@ exactly as the feed would discover them live."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import aiohttp
+
+from actors.market_math import MICRO
 
 END_CURSOR = "LTE="  # Polymarket's "no more pages"
 
@@ -18,6 +21,17 @@ class Market:
     token_ids: tuple[str, ...]
     outcomes: tuple[str, ...]
     active: bool
+    fee_rate_bps: int = 0  # taker fee rate in basis points (Polymarket's taker_base_fee)
+    tick_size: int = 10_000  # micro-USDC
+    min_order_size: int = 0  # micro-shares
+    neg_risk: bool = False
+
+
+def _micro(value: Any, default: int) -> int:
+    try:
+        return int(Decimal(str(value)) * MICRO) if value is not None else default
+    except (InvalidOperation, ValueError):
+        return default
 
 
 def parse_market(m: dict[str, Any]) -> Market:
@@ -28,6 +42,10 @@ def parse_market(m: dict[str, Any]) -> Market:
         token_ids=tuple(str(t["token_id"]) for t in tokens),
         outcomes=tuple(str(t.get("outcome", "")) for t in tokens),
         active=bool(m.get("active", True)) and not bool(m.get("closed", False)),
+        fee_rate_bps=int(m.get("taker_base_fee") or 0),
+        tick_size=_micro(m.get("minimum_tick_size"), 10_000),
+        min_order_size=_micro(m.get("minimum_order_size"), 0),
+        neg_risk=bool(m.get("neg_risk", False)),
     )
 
 
