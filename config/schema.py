@@ -179,6 +179,28 @@ class Router(_Section):
     discovery_refresh_seconds: PosFloat = 60.0
 
 
+class Executor(_Section):
+    """Signals -> CLOB orders and on-chain transactions."""
+
+    state_dir: str = "run/state"
+    clob_url: str = "http://127.0.0.1:8780"
+    # POL priced in USDC to turn gas into money (live: keep it current).
+    pol_usdc_price: Usdc = Decimal("0.50")
+    gas_limit_per_outcome: PosInt = 90_000  # merge/split gas budget before estimating
+    receipt_timeout_seconds: PosFloat = 20.0  # a tx not mined by then is replaced with higher fees
+    receipt_poll_seconds: PosFloat = 0.25
+    max_fee_bumps: NonNegInt = 3
+    fee_bump_percent: Annotated[int, Meta(ge=10, le=200)] = 12  # geth needs >= 10% on fee cap AND tip
+    max_fee_per_gas_gwei: PosInt = 2_000
+    min_priority_fee_gwei: NonNegInt = 25  # Polygon's floor
+    give_up_after_seconds: PosFloat = 300.0  # then the execution is left for reconciliation
+    # Unwinding a leg that filled alone: sell it back no lower than this below its fill.
+    unwind_max_price_move: Usdc = Decimal("0.10")
+    idempotency_ttl_seconds: PosFloat = 86_400.0
+    in_progress_lease_seconds: PosFloat = 600.0
+    breaker_heartbeat_seconds: PosFloat = 1.0
+
+
 class Runtime(_Section):
     """What every actor does regardless of its role."""
 
@@ -274,6 +296,7 @@ class Config(_Section):
     nonce: Nonce = Nonce()
     feed: Feed = Feed()
     router: Router = Router()
+    executor: Executor = Executor()
     runtime: Runtime = Runtime()
     sandbox: Sandbox | None = None
 

@@ -1,0 +1,80 @@
+"""The execution journal: where each execution got to, in SQLite (WAL).
+
+The idempotency store says WHETHER a signal is being executed; the journal
+says HOW FAR: the signal itself, the client ids of its orders and what they
+filled, the nonce and every hash sent for its transaction. A restarted
+executor reads it to reconcile instead of guessing. Each step is one
+committed transaction, so a SIGKILL loses at most the step in flight, whose
+effects the reconciliation finds on the venue (by client id) or the chain
+(by hash and nonce).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from bus.messages import Signal
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    key TEXT PRIMARY KEY,
+    signal BLOB NOT NULL,
+    state TEXT NOT NULL,
+    data TEXT NOT NULL,
+    updated_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_sig_decoder = msgspec.msgpack.Decoder(Signal)
+
+
+class Journal:
+    def __init__(self, path: str | Path, clock: Any) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        self._clock = clock
+
+    def begin(self, key: str, signal: Signal) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO executions VALUES (?, ?, 'started', '{}', ?)",
+            (key, msgspec.msgpack.encode(signal), self._clock.time_ns()),
+        )
+
+    def update(self, key: str, state: str, **data: Any) -> None:
+        """Merge `data` into the execution's record and set its state, atomically."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._db.execute("SELECT data FROM executions WHERE key=?", (key,)).fetchone()
+            merged = {**(json.loads(row[0]) if row else {}), **data}
+            self._db.execute("UPDATE executions SET state=?, data=?, updated_ns=? WHERE key=?",
+                             (state, json.dumps(merged), self._clock.time_ns(), key))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def get(self, key: str) -> tuple[Signal, str, dict[str, Any]] | None:
+        row = self._db.execute("SELECT signal, state, data FROM executions WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        return _sig_decoder.decode(row[0]), row[1], json.loads(row[2])
+
+    def put_value(self, key: str, value: Any) -> None:
+        self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_value(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,227 @@
+"""Sending one on-chain transaction without ever losing track of it.
+
+    outcome = await sender.send(key, "merge", call)
+
+- Price first: gas estimate x fee cap x POL price must stay within
+  `trading.max_gas_cost` (USDC) before a nonce is even allocated.
+- The nonce comes from the nonce authority under a request id derived from
+  the execution key, so a restarted executor gets the SAME nonce back.
+- Every signed hash is journaled and reported to the authority (mark_sent)
+  BEFORE it is broadcast: a crash after the broadcast is always found again.
+- Errors follow the retry policy's classification: `nonce too low` ->
+  check our own hashes, else resync and take a new nonce; `replacement
+  underpriced` -> bump fees; gas errors -> re-estimate; `already known` ->
+  it is in the pool, watch it.
+- A transaction not mined within `receipt_timeout` is replaced at the same
+  nonce with fee cap AND tip raised by >= 10% + 1 wei (geth's rule, whatever
+  the node tolerates), at most `max_fee_bumps` times; we keep watching every
+  hash sent and never give up while one may still be mined, until
+  `give_up_after` (then `StuckTransaction`: reconcile later).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.executor.errors import AlreadySent, Remedy
+from actors.executor.journal import Journal
+from actors.executor.ports import ChainPort, Receipt
+from actors.executor.retry_policy import RetryPolicy
+from actors.market_math import to_micro
+from config.schema import Config
+
+log = logging.getLogger(__name__)
+GWEI = 10**9
+WEI_PER_POL = 10**18
+
+
+class GasTooExpensive(Exception):
+    """The transaction would cost more than trading.max_gas_cost."""
+
+
+class StuckTransaction(Exception):
+    """Not mined within give_up_after_seconds; the nonce is still ours to reconcile."""
+
+
+class TxReverted(Exception):
+    def __init__(self, receipt: Receipt, gas_cost: int) -> None:
+        super().__init__(f"transaction {receipt.tx_hash} reverted")
+        self.receipt, self.gas_cost = receipt, gas_cost
+
+
+class _Mined(Exception):
+    def __init__(self, receipt: Receipt) -> None:
+        self.receipt = receipt
+
+
+@dataclass
+class TxOutcome:
+    nonce: int
+    tx_hash: str
+    receipt: Receipt
+    gas_cost: int  # micro-USDC actually burnt
+    hashes: list[str] = field(default_factory=list)
+    bumps: int = 0
+
+
+def gas_cost_micro(gas: int, wei_per_gas: int, pol_price_micro: int) -> int:
+    return -(-(gas * wei_per_gas * pol_price_micro) // WEI_PER_POL)
+
+
+def bumped(value: int, percent: int) -> int:
+    return value * (100 + percent) // 100 + 1
+
+
+class OnChainSender:
+    def __init__(self, chain: ChainPort, nonces: Any, retry: RetryPolicy, clock: Any, journal: Journal,
+                 config: Callable[[], Config]) -> None:
+        self.chain, self.nonces, self.retry, self.clock, self.journal = chain, nonces, retry, clock, journal
+        self._config = config
+        self.counts = {"sent": 0, "mined": 0, "reverted": 0, "bumps": 0, "nonce_resyncs": 0, "reestimates": 0,
+                       "already_known": 0, "too_expensive": 0, "stuck": 0}
+
+    async def quote(self, call: dict[str, Any], gas_hint: int) -> tuple[int, int, int, int]:
+        """(gas limit, max fee, tip, worst-case cost in micro-USDC) for a call."""
+        cfg = self._config()
+        try:
+            gas = await self.retry.run(lambda: self.chain.estimate_gas(call), dependency="chain")
+            gas = gas * 12 // 10  # headroom: state can move between estimate and mining
+        except Exception as exc:  # cannot estimate yet (e.g. tokens not held): use the budget
+            log.debug("gas estimate failed, using the configured budget: %s", exc)
+            gas = gas_hint
+        base, tip = await self.retry.run(self.chain.fees, dependency="chain")
+        tip = max(tip, cfg.executor.min_priority_fee_gwei * GWEI)
+        cap = cfg.executor.max_fee_per_gas_gwei * GWEI
+        if base + tip > cap:  # a fee cap the network would never mine
+            self.counts["too_expensive"] += 1
+            raise GasTooExpensive(f"base fee {base} + tip {tip} wei exceeds max_fee_per_gas_gwei")
+        max_fee = min(2 * base + tip, cap)
+        tip = min(tip, max_fee)
+        return gas, max_fee, tip, gas_cost_micro(gas, max_fee, to_micro(cfg.executor.pol_usdc_price))
+
+    async def send(self, key: str, purpose: str, call: dict[str, Any], gas_hint: int,
+                   prior: dict[str, Any] | None = None) -> TxOutcome:
+        """Send `call` for execution `key`. `prior` is the journal's record of an
+        earlier attempt (nonce, hashes): those are watched first, never re-sent blind."""
+        cfg = self._config()
+        deadline = self.clock.monotonic_ns() + int(cfg.executor.give_up_after_seconds * 1e9)
+        if prior and prior.get("hashes"):
+            for h in prior["hashes"]:
+                r = await self.chain.receipt(h)
+                if r is not None:
+                    return await self._finish(r, {"nonce": prior["nonce"], "hashes": prior["hashes"], "bumps": 0})
+        gas, max_fee, tip, worst = await self.quote(call, gas_hint)
+        if worst > to_micro(cfg.trading.max_gas_cost):
+            self.counts["too_expensive"] += 1
+            raise GasTooExpensive(f"{purpose} would cost up to {worst / 1e6:.6f} USDC in gas "
+                                  f"> max_gas_cost {cfg.trading.max_gas_cost}")
+        nonce = prior["nonce"] if prior and "nonce" in prior else await self.nonces.allocate_nonce(f"{key}:{purpose}")
+        st: dict[str, Any] = {"nonce": nonce, "gas": gas, "max_fee": max_fee, "tip": tip,
+                              "hashes": list(prior.get("hashes", [])) if prior else [], "bumps": 0, "resyncs": 0}
+        try:
+            await self._broadcast(key, purpose, call, st)
+            while True:
+                receipt = await self._watch(st, cfg.executor.receipt_timeout_seconds, deadline)
+                if receipt is not None:
+                    break
+                if self.clock.monotonic_ns() >= deadline:
+                    self.counts["stuck"] += 1
+                    raise StuckTransaction(f"{purpose} nonce {st['nonce']} not mined; hashes {st['hashes']}")
+                if st["bumps"] < cfg.executor.max_fee_bumps:
+                    self._bump(st)
+                    await self._broadcast(key, purpose, call, st)
+        except _Mined as m:
+            receipt = m.receipt
+        return await self._finish(receipt, st)
+
+    async def _finish(self, receipt: Receipt, st: dict[str, Any]) -> TxOutcome:
+        await self.nonces.mark_confirmed(st["nonce"])
+        price = to_micro(self._config().executor.pol_usdc_price)
+        cost = gas_cost_micro(receipt.gas_used, receipt.effective_gas_price, price)
+        if receipt.status != 1:
+            self.counts["reverted"] += 1
+            raise TxReverted(receipt, cost)
+        self.counts["mined"] += 1
+        return TxOutcome(st["nonce"], receipt.tx_hash, receipt, cost, list(st["hashes"]), st["bumps"])
+
+    def _bump(self, st: dict[str, Any]) -> None:
+        pct = self._config().executor.fee_bump_percent
+        st["tip"], st["max_fee"] = bumped(st["tip"], pct), bumped(st["max_fee"], pct)
+        st["bumps"] += 1
+        self.counts["bumps"] += 1
+
+    async def _broadcast(self, key: str, purpose: str, call: dict[str, Any], st: dict[str, Any]) -> None:
+        cid = self._config().chain.chain_id
+
+        async def send_once() -> str:
+            tx = {**call, "chainId": cid, "nonce": st["nonce"], "gas": st["gas"], "maxFeePerGas": st["max_fee"],
+                  "maxPriorityFeePerGas": st["tip"], "value": 0, "type": 2}
+            tx_hash, raw = self.chain.sign(tx)
+            if tx_hash not in st["hashes"]:
+                st["hashes"].append(tx_hash)
+                # Journal and report BEFORE broadcasting: a crash after it is always recoverable.
+                self.journal.update(key, f"{purpose}_sent", **{purpose: {"nonce": st["nonce"],
+                                                                         "hashes": st["hashes"]}})
+                await self.nonces.mark_sent(st["nonce"], tx_hash)
+            await self.chain.send_raw(raw)
+            self.counts["sent"] += 1
+            return tx_hash
+
+        async def bump(found: Any, error: BaseException) -> None:
+            self._bump(st)
+
+        async def resync(found: Any, error: BaseException) -> None:
+            # Our own earlier attempt may be the one that used the nonce.
+            for h in st["hashes"]:
+                r = await self.chain.receipt(h)
+                if r is not None:
+                    raise _Mined(r)
+            self.counts["nonce_resyncs"] += 1
+            st["resyncs"] += 1
+            await self.nonces.mark_confirmed(st["nonce"])  # consumed by someone else
+            await self.nonces.resync()
+            st["nonce"] = await self.nonces.allocate_nonce(f"{key}:{purpose}:r{st['resyncs']}")
+            st["hashes"] = []
+
+        async def reestimate(found: Any, error: BaseException) -> None:
+            self.counts["reestimates"] += 1
+            st["gas"] = (await self.chain.estimate_gas(call)) * 13 // 10
+
+        try:
+            await self.retry.run(send_once, dependency="chain", idempotent=True,
+                                 remedies={Remedy.BUMP_FEE: bump, Remedy.RESYNC_NONCE: resync,
+                                           Remedy.REESTIMATE_GAS: reestimate})
+        except AlreadySent:
+            self.counts["already_known"] += 1  # in the pool already: watch it
+        except _Mined:
+            raise
+        except Exception as exc:
+            found = self.retry.classify(exc)
+            # Only a definite refusal by the node frees the nonce; after a
+            # transport error the tx may be in the pool: leave it to reconciliation.
+            if found.remedy is Remedy.GIVE_UP and not found.ambiguous and len(st["hashes"]) <= 1:
+                if await self.chain.nonce_latest() <= st["nonce"]:
+                    await self.nonces.mark_failed(st["nonce"])
+            raise
+
+    async def _watch(self, st: dict[str, Any], timeout: float, deadline: int) -> Receipt | None:  # noqa: ASYNC109 - on the injected clock
+        end = min(self.clock.monotonic_ns() + int(timeout * 1e9), deadline)
+        poll = self._config().executor.receipt_poll_seconds
+        while True:
+            for h in list(st["hashes"]):
+                try:
+                    r = await self.chain.receipt(h)
+                except Exception as exc:  # a flaky node: keep watching
+                    log.debug("receipt lookup failed: %s", exc)
+                    r = None
+                if r is not None:
+                    return r
+            if self.clock.monotonic_ns() >= end:
+                return None
+            await self.clock.sleep(poll)
+
+    def get_stats(self) -> dict[str, int]:
+        return dict(self.counts)

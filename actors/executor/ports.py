@@ -1,0 +1,75 @@
+"""What the executor needs from the venue and the chain, as interfaces.
+
+The pipeline (`tx_sender`) is written against these; production plugs in
+the official CLOB client and web3 (`clob_venue`, `web3_chain`), unit tests
+plug in fakes. Amounts are integers in 1e-6 units; gas in wei.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """What one FOK/FAK order did. filled=0 means killed (nothing traded)."""
+
+    client_id: str  # bytes32 hex derived from the idempotency key and the leg
+    order_id: str
+    token_id: str
+    side: str
+    filled: int  # shares
+    cost: int  # notional, micro-USDC
+    fee: int  # micro-USDC
+    status: str  # MATCHED / KILLED / DUPLICATE ...
+
+
+class OrderRejected(Exception):
+    """The venue refused the order outright (not a transport error)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class VenuePort(Protocol):
+    async def place(self, token_id: str, side: str, price: int, size: int, client_id: str,
+                    *, fill_and_kill: bool = False) -> Fill:
+        """A FOK order (FAK if fill_and_kill) at limit `price`; idempotent per client_id."""
+
+    async def find(self, client_id: str) -> Fill | None:
+        """The order placed with this client id, if the venue has it (reconciliation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    tx_hash: str
+    status: int  # 1 success, 0 reverted
+    gas_used: int
+    effective_gas_price: int
+    block_number: int
+
+
+class ChainPort(Protocol):
+    address: str
+
+    def merge_call(self, condition_id: str, outcomes: int, amount: int) -> dict[str, Any]:
+        """Unsigned call (to, data) of mergePositions for a full set."""
+
+    def split_call(self, condition_id: str, outcomes: int, amount: int) -> dict[str, Any]:
+        """Unsigned call (to, data) of splitPosition for a full set."""
+
+    async def estimate_gas(self, call: dict[str, Any]) -> int: ...
+
+    async def fees(self) -> tuple[int, int]:
+        """(base fee of the next block, suggested priority fee), wei."""
+
+    def sign(self, tx: dict[str, Any]) -> tuple[str, bytes]:
+        """(tx hash, raw signed bytes): signing never leaves the wallet object."""
+
+    async def send_raw(self, raw: bytes) -> str: ...
+
+    async def receipt(self, tx_hash: str) -> Receipt | None: ...
+
+    async def nonce_latest(self) -> int: ...

@@ -1,0 +1,284 @@
+"""TxSender: one signal -> orders on the CLOB -> one on-chain transaction.
+
+    result = await sender.execute(signal)
+
+The pipeline (architecture.md): expiry -> breaker gate -> idempotency claim
+-> legs as FOK orders (client ids derived from the key) -> a partial fill is
+unwound and recorded -> the transaction (merge after a BUY_SET, split before
+a SELL_SET) -> outcome recorded, breaker fed, TxResult returned.
+
+Every step is idempotent (client ids at the venue, journaled hashes and a
+nonce request id per transaction), so `resume(key)` after a crash runs the
+same pipeline again and only does what is still missing: nothing is ever
+executed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from actors.executor.circuit_breaker import CircuitBreaker, CircuitOpenError
+from actors.executor.errors import AmbiguousOutcome
+from actors.executor.idempotency import IdempotencyStore, content_hash
+from actors.executor.journal import Journal
+from actors.executor.onchain import GasTooExpensive, OnChainSender, StuckTransaction, TxReverted
+from actors.executor.ports import ChainPort, Fill, OrderRejected, VenuePort
+from actors.executor.retry_policy import RetryPolicy
+from actors.market_math import MICRO, from_micro, to_micro
+from bus.messages import Leg, Signal
+from config.schema import Config
+
+log = logging.getLogger(__name__)
+
+# Fields that change when the same opportunity is signalled again: not part of the key.
+VOLATILE = ["created_ns", "expires_ns", "signal_id"]
+
+
+class TxStatus(StrEnum):
+    SUCCESS = "SUCCESS"
+    EXPIRED = "EXPIRED"  # too old when it arrived: nothing done
+    REJECTED = "REJECTED"  # the breaker refused it: nothing done
+    DUPLICATE = "DUPLICATE"  # already executed (or being executed) under this key
+    STALE = "STALE"  # every leg was killed: the book had moved; nothing traded
+    PARTIAL_UNWOUND = "PARTIAL_UNWOUND"  # some legs filled alone and were sold back
+    FAILED = "FAILED"  # nothing or a recorded loss; see error
+    PENDING = "PENDING"  # ambiguous: left IN_PROGRESS for reconciliation
+
+
+class StaleSignal(Exception):
+    """Every leg was killed: a moved book, not a failing system (the breaker ignores it)."""
+
+
+class PartialFill(Exception):
+    """Some legs filled and others did not: unwound at a recorded loss (counts as a failure)."""
+
+
+@dataclass
+class TxResult:
+    """The seed's result record (+ money)."""
+
+    signal: Signal
+    tx_hash: str | None
+    success: bool
+    error: str | None
+    status: TxStatus
+    attempt: int
+    idempotency_key: str
+    nonce: int | None
+    realized_pnl: int = 0  # micro-USDC, after fees and gas
+    gas_cost: int = 0
+    fills: list[Fill] = field(default_factory=list)
+
+
+def client_id(key: str, leg: int, purpose: str = "leg") -> str:
+    """bytes32 hex order metadata: the venue refuses a second order with it."""
+    return "0x" + hashlib.sha256(f"{key}:{purpose}:{leg}".encode()).hexdigest()
+
+
+class TxSender:
+    def __init__(self, *, venue: VenuePort, chain: ChainPort, onchain: OnChainSender, breaker: CircuitBreaker,
+                 retry: RetryPolicy, idempotency: IdempotencyStore, journal: Journal, clock: Any,
+                 config: Callable[[], Config], nonce_stats: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.venue, self.chain, self.onchain, self.breaker = venue, chain, onchain, breaker
+        self.retry, self.idem, self.journal, self.clock = retry, idempotency, journal, clock
+        self._config = config
+        self._nonce_stats = nonce_stats or dict
+        self.queue_size = 0
+        self.counts: dict[str, int] = {s.value: 0 for s in TxStatus}
+        self.total = 0
+        self.realized_pnl = 0
+        self.gas_spent = 0
+        self.unwind_loss = 0
+
+    # -- the pipeline
+    async def execute(self, signal: Signal, attempt: int = 1) -> TxResult:
+        key = self.idem.generate(signal, exclude=VOLATILE)
+        if self.clock.time_ns() > signal.expires_ns:
+            return self._done(TxResult(signal, None, False, "signal expired before execution", TxStatus.EXPIRED,
+                                       attempt, key, None))
+        try:
+            permit = self.breaker.acquire("trade")
+        except CircuitOpenError as exc:
+            return self._done(TxResult(signal, None, False, str(exc), TxStatus.REJECTED, attempt, key, None))
+        claim = self.idem.claim(key, content_hash(signal, exclude=VOLATILE))
+        if not claim.owned:
+            self.breaker.release(permit)
+            why = f"already {claim.record.status.value.lower()}"
+            return self._done(TxResult(signal, None, False, why, TxStatus.DUPLICATE, attempt, key, None))
+        self.journal.begin(key, signal)
+        return await self._run(signal, key, attempt, permit)
+
+    async def resume(self, key: str) -> TxResult | None:
+        """Finish an execution a previous process started (start-up reconciliation)."""
+        entry = self.journal.get(key)
+        if entry is None:
+            self.idem.fail(key, "no journal entry: nothing was done")
+            return None
+        signal, _, _ = entry
+        # No breaker permit: what was started must be finished whatever the breaker says.
+        return await self._run(signal, key, 1, None)
+
+    async def _run(self, signal: Signal, key: str, attempt: int, permit: Any) -> TxResult:
+        try:
+            result = await self._pipeline(signal, key, attempt)
+        except (StuckTransaction, AmbiguousOutcome) as exc:
+            # Unknown outcome: keep the claim IN_PROGRESS; reconciliation finishes it.
+            self._feed(permit, exc)
+            return self._done(TxResult(signal, None, False, str(exc), TxStatus.PENDING, attempt, key, None))
+        except StaleSignal as exc:
+            self._feed(permit, exc)
+            self.idem.fail(key, str(exc))
+            return self._done(TxResult(signal, None, False, str(exc), TxStatus.STALE, attempt, key, None))
+        except Exception as exc:
+            log.warning("execution %s failed: %s", key[:12], exc, exc_info=not isinstance(
+                exc, (OrderRejected, GasTooExpensive, TxReverted, PartialFill)))
+            self._feed(permit, exc)
+            gas = getattr(exc, "gas_cost", 0)
+            if gas:
+                self.breaker.record_gas_cost(gas, failed=True)
+            self.idem.fail(key, f"{type(exc).__name__}: {exc}")
+            status = TxStatus.PARTIAL_UNWOUND if isinstance(exc, PartialFill) else TxStatus.FAILED
+            pnl = getattr(exc, "pnl", -gas)
+            return self._done(TxResult(signal, None, False, f"{type(exc).__name__}: {exc}", status, attempt, key,
+                                       None, realized_pnl=pnl, gas_cost=gas))
+        if permit is not None:
+            self.breaker.on_success(permit)
+        if result.gas_cost:
+            self.breaker.record_gas_cost(result.gas_cost, failed=False)
+        self.idem.complete(key, {"status": result.status.value, "tx_hash": result.tx_hash,
+                                 "pnl": result.realized_pnl, "gas": result.gas_cost})
+        self.journal.update(key, "done", status=result.status.value)
+        return self._done(result)
+
+    def _feed(self, permit: Any, exc: BaseException) -> None:
+        if permit is not None:
+            self.breaker.on_error(permit, exc)  # the breaker decides: failure, or ignored (stale)
+
+    async def _pipeline(self, signal: Signal, key: str, attempt: int) -> TxResult:
+        n = len(signal.legs)
+        cfg = self._config()
+        gas_hint = cfg.executor.gas_limit_per_outcome * n
+        prior = self.journal.get(key)
+        done = prior[2] if prior else {}
+        if signal.kind == "SELL_SET":
+            split = await self.onchain.send(key, "split", self.chain.split_call(signal.market, n, signal.size),
+                                            gas_hint, prior=done.get("split"))
+            fills = await self._legs(signal, key)
+            sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
+            if all(sold):
+                pnl = sum(f.cost - f.fee for f in fills) - signal.size - split.gas_cost
+                return TxResult(signal, split.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, split.nonce,
+                                pnl, split.gas_cost, fills)
+            if not any(sold):
+                merge = await self.onchain.send(key, "merge", self.chain.merge_call(signal.market, n, signal.size),
+                                                gas_hint, prior=done.get("merge"))
+                exc = StaleSignal("every sell leg was killed; the split set was merged back")
+                exc.gas_cost = split.gas_cost + merge.gas_cost  # type: ignore[attr-defined]
+                raise exc
+            held = [leg for leg, ok in zip(signal.legs, sold, strict=True) if not ok]
+            proceeds = await self._unwind(key, held, [None] * len(held))
+            pnl = sum(f.cost - f.fee for f in fills) + proceeds - signal.size - split.gas_cost
+            raise self._partial(fills, pnl, split.gas_cost)
+        # BUY_SET: the legs, then merge the complete set into collateral.
+        gas_budget = await self.onchain.quote(self.chain.merge_call(signal.market, n, signal.size), gas_hint)
+        if gas_budget[3] > to_micro(cfg.trading.max_gas_cost):
+            raise GasTooExpensive(f"merge would cost up to {gas_budget[3] / 1e6:.6f} USDC")
+        fills = await self._legs(signal, key)
+        bought = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
+        if not any(bought):
+            raise StaleSignal("every buy leg was killed: the books had moved")
+        if not all(bought):
+            held = [leg for leg, ok in zip(signal.legs, bought, strict=True) if ok]
+            held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
+            proceeds = await self._unwind(key, held, held_fills)
+            pnl = proceeds - sum(f.cost + f.fee for f in held_fills)
+            raise self._partial(fills, pnl, 0)
+        merge = await self.onchain.send(key, "merge", self.chain.merge_call(signal.market, n, signal.size),
+                                        gas_hint, prior=done.get("merge"))
+        pnl = signal.size - sum(f.cost + f.fee for f in fills) - merge.gas_cost
+        return TxResult(signal, merge.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, merge.nonce, pnl,
+                        merge.gas_cost, fills)
+
+    def _partial(self, fills: list[Fill], pnl: int, gas: int) -> PartialFill:
+        exc = PartialFill(f"{sum(f.filled > 0 for f in fills)}/{len(fills)} legs filled; unwound, pnl {pnl / 1e6:+.6f}")
+        exc.pnl, exc.gas_cost = pnl, gas  # type: ignore[attr-defined]
+        self.unwind_loss += -pnl if pnl < 0 else 0
+        return exc
+
+    async def _legs(self, signal: Signal, key: str) -> list[Fill]:
+        """Every leg at once, each FOK, each under the retry policy (safe: client ids)."""
+        async def one(i: int, leg: Leg) -> Fill:
+            cid = client_id(key, i)
+            try:
+                return await self.retry.run(
+                    lambda: self.venue.place(leg.token_id, leg.side, leg.limit_price, leg.size, cid),
+                    dependency="clob")
+            except OrderRejected as exc:
+                log.info("leg %d rejected: %s", i, exc)
+                return Fill(cid, "", leg.token_id, leg.side, 0, 0, 0, f"REJECTED: {exc}")
+
+        self.journal.update(key, "legs", legs=[client_id(key, i) for i in range(len(signal.legs))])
+        fills = list(await asyncio.gather(*(one(i, leg) for i, leg in enumerate(signal.legs))))
+        self.journal.update(key, "filled", fills=[[f.order_id, f.filled, f.cost, f.fee] for f in fills])
+        return fills
+
+    async def _unwind(self, key: str, legs: list[Leg], fills: list[Fill | None]) -> int:
+        """Sell back what filled alone (FAK, bounded slippage); returns the proceeds."""
+        move = to_micro(self._config().executor.unwind_max_price_move)
+        proceeds = 0
+        for i, leg in enumerate(legs):
+            ref = fills[i].cost * MICRO // max(1, fills[i].filled) if fills[i] else leg.limit_price
+            limit = max(10_000, ref - move)
+            cid = client_id(key, i, "unwind")
+            try:
+                f = await self.retry.run(
+                    lambda leg=leg, limit=limit, cid=cid: self.venue.place(leg.token_id, "SELL", limit, leg.size,
+                                                                         cid, fill_and_kill=True),
+                    dependency="clob")
+            except Exception as exc:  # an unhedged leg stays recorded in the journal
+                log.error("unwind of %s failed, position left open: %s", leg.token_id[:12], exc)
+                self.journal.update(key, "unwind_failed", unhedged=[leg.token_id, leg.size])
+                continue
+            proceeds += f.cost - f.fee
+            if f.filled < leg.size:
+                self.journal.update(key, "unwind_partial", unhedged=[leg.token_id, leg.size - f.filled])
+        self.journal.update(key, "unwound", proceeds=proceeds)
+        return proceeds
+
+    # -- bookkeeping
+    def _done(self, r: TxResult) -> TxResult:
+        self.total += 1
+        self.counts[r.status.value] += 1
+        self.realized_pnl += r.realized_pnl
+        self.gas_spent += r.gas_cost
+        return r
+
+    def get_stats(self) -> dict[str, Any]:
+        ok = self.counts[TxStatus.SUCCESS]
+        attempted = ok + self.counts[TxStatus.FAILED] + self.counts[TxStatus.PARTIAL_UNWOUND]
+        bstats = self.breaker.get_stats()
+        return {
+            "total_executions": self.total,
+            "successful_executions": ok,
+            "failed_executions": self.counts[TxStatus.FAILED] + self.counts[TxStatus.PARTIAL_UNWOUND],
+            "success_rate": round(ok / attempted, 4) if attempted else None,
+            "retry_count": self.retry.get_stats().get("retries", 0),
+            "circuit_breaker_trips": bstats.get("trips", 0),
+            "queue_size": self.queue_size,
+            "circuit_breaker_state": bstats.get("state"),
+            "circuit_breaker_stats": bstats,
+            "nonce_manager_stats": self._nonce_stats(),
+            "by_status": dict(self.counts),
+            "realized_pnl_usdc": str(from_micro(self.realized_pnl)),
+            "realized_pnl_micro": self.realized_pnl,
+            "gas_spent_micro": self.gas_spent,
+            "unwind_loss_micro": self.unwind_loss,
+            "onchain": self.onchain.get_stats(),
+            "retry_policy": self.retry.get_stats(),
+        }

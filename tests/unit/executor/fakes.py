@@ -1,0 +1,116 @@
+"""Fakes for the executor: a venue with scripted legs and a chain with a mempool."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from typing import Any
+
+from actors.executor.ports import Fill, OrderRejected, Receipt
+
+
+class FakeVenue:
+    """Each token's next orders follow a script: "fill", "kill", "reject", "error".
+
+    Orders are deduplicated by client id like the sandbox venue: the same id
+    again returns the first order's fill.
+    """
+
+    def __init__(self, fee: int = 1_000) -> None:
+        self.script: dict[str, list[str]] = defaultdict(list)
+        self.orders: dict[str, Fill] = {}
+        self.calls: list[tuple[str, str, int, int, str, bool]] = []
+        self.fee = fee
+
+    def place_sync(self, token_id: str, side: str, price: int, size: int, cid: str, fak: bool) -> Fill:
+        self.calls.append((token_id, side, price, size, cid, fak))
+        if cid in self.orders:
+            return self.orders[cid]
+        action = self.script[token_id].pop(0) if self.script[token_id] else "fill"
+        if action == "error":
+            raise ConnectionError("venue unreachable")
+        if action == "http500":
+            raise _Http(503)
+        if action == "reject":
+            raise OrderRejected("not enough balance / allowance", 400)
+        filled = size if action == "fill" else 0
+        cost = price * filled // 1_000_000
+        fill = Fill(cid, f"0xorder{len(self.orders)}", token_id, side, filled, cost, self.fee if filled else 0,
+                    "MATCHED" if filled else "KILLED")
+        self.orders[cid] = fill
+        return fill
+
+    async def place(self, token_id: str, side: str, price: int, size: int, client_id: str, *,
+                    fill_and_kill: bool = False) -> Fill:
+        return self.place_sync(token_id, side, price, size, client_id, fill_and_kill)
+
+    async def find(self, client_id: str) -> Fill | None:
+        return self.orders.get(client_id)
+
+
+class _Http(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status_code = status
+
+
+class FakeChain:
+    """Signs deterministically, keeps a mempool, mines on demand (automine by default)."""
+
+    address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+    def __init__(self, nonce_chain: Any) -> None:
+        self.nonce_chain = nonce_chain  # the FakeNonceChain the nonce manager reads
+        self.automine = True
+        self.revert = False
+        self.send_errors: list[str] = []
+        self.sent: list[dict[str, Any]] = []
+        self.txs: dict[str, dict[str, Any]] = {}
+        self.receipts: dict[str, Receipt] = {}
+        self.base_fee = 30 * 10**9
+        self.gas_estimate = 150_000
+
+    def merge_call(self, condition_id: str, outcomes: int, amount: int) -> dict[str, Any]:
+        return {"to": "0xCTF", "data": f"merge:{condition_id}:{outcomes}:{amount}"}
+
+    def split_call(self, condition_id: str, outcomes: int, amount: int) -> dict[str, Any]:
+        return {"to": "0xCTF", "data": f"split:{condition_id}:{outcomes}:{amount}"}
+
+    async def estimate_gas(self, call: dict[str, Any]) -> int:
+        return self.gas_estimate
+
+    async def fees(self) -> tuple[int, int]:
+        return self.base_fee, 30 * 10**9
+
+    def sign(self, tx: dict[str, Any]) -> tuple[str, bytes]:
+        raw = repr(sorted(tx.items())).encode()
+        h = "0x" + hashlib.sha256(raw).hexdigest()
+        self.txs[h] = tx
+        return h, raw
+
+    async def send_raw(self, raw: bytes) -> str:
+        if self.send_errors:
+            raise ValueError(self.send_errors.pop(0))
+        h = "0x" + hashlib.sha256(raw).hexdigest()
+        tx = self.txs[h]
+        if tx["nonce"] < self.nonce_chain.latest:
+            raise ValueError("{'code': -32003, 'message': 'nonce too low'}")
+        self.sent.append(tx)
+        self.nonce_chain.pool[tx["nonce"]] = h
+        if self.automine:
+            self.mine()
+        return h
+
+    def mine(self) -> None:
+        pool = dict(self.nonce_chain.pool)  # the latest replacement per nonce wins
+        before = self.nonce_chain.latest
+        self.nonce_chain.mine()
+        for n in range(before, self.nonce_chain.latest):
+            h = pool[n]
+            self.receipts[h] = Receipt(h, 0 if self.revert else 1, 120_000, self.base_fee + 30 * 10**9, n + 1)
+
+    async def receipt(self, tx_hash: str) -> Receipt | None:
+        return self.receipts.get(tx_hash)
+
+    async def nonce_latest(self) -> int:
+        return self.nonce_chain.latest

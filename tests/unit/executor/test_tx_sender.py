@@ -1,0 +1,269 @@
+"""The executor's pipeline, branch by branch, with a fake venue, a fake chain,
+the real nonce manager / breaker / retry policy / idempotency store and a test clock."""
+
+import asyncio
+import random
+
+import pytest
+
+from actors.clock import TestClock
+from actors.executor.circuit_breaker import CircuitBreaker, CircuitState
+from actors.executor.idempotency import IdempotencyStore
+from actors.executor.journal import Journal
+from actors.executor.onchain import OnChainSender
+from actors.executor.retry_policy import RetryPolicy
+from actors.executor.tx_sender import StaleSignal, TxSender, TxStatus
+from actors.nonce.nonce_manager import NonceManager
+from actors.nonce.store import NonceStore
+from bus.messages import Leg, Signal
+from tests.unit.executor.fakes import FakeChain, FakeVenue
+from tests.unit.nonce.fake_chain import FakeNonceChain
+
+pytestmark = pytest.mark.unit
+
+M = "0xmarket"
+SIZE = 10_000_000  # 10 sets
+
+
+class World:
+    def __init__(self, tmp_path, cfg, clock=None, nonce_chain=None, venue=None):
+        self.tmp, self.cfg = tmp_path, cfg
+        self.clock = clock or TestClock()
+        self.nonce_chain = nonce_chain or FakeNonceChain()
+        self.venue = venue or FakeVenue()
+        self.chain = FakeChain(self.nonce_chain)
+        self.build()
+
+    def build(self):
+        self.nonces = NonceManager(self.nonce_chain, NonceStore(self.tmp / "nonce.sqlite"), self.clock)
+        self.breaker = CircuitBreaker.from_config(self.cfg.circuit_breaker, clock=self.clock,
+                                                  ignore_exceptions=(StaleSignal,))
+        self.retry = RetryPolicy.from_config(self.cfg.retry_policy, clock=self.clock, rng=random.Random(1),
+                                             sleep=self._nosleep)
+        self.idem = IdempotencyStore(self.tmp / "idem.sqlite", clock=self.clock)
+        self.journal = Journal(self.tmp / "journal.sqlite", self.clock)
+        self.onchain = OnChainSender(self.chain, self.nonces, self.retry, self.clock, self.journal,
+                                     lambda: self.cfg)
+        self.sender = TxSender(venue=self.venue, chain=self.chain, onchain=self.onchain, breaker=self.breaker,
+                               retry=self.retry, idempotency=self.idem, journal=self.journal, clock=self.clock,
+                               config=lambda: self.cfg)
+
+    async def _nosleep(self, seconds):
+        self.clock.advance(seconds)
+
+
+async def drive(clock, task, step=0.25, limit=2000):
+    """Advance the test clock until `task` finishes (its waits are on that clock)."""
+    for _ in range(limit):
+        if task.done():
+            return task.result()
+        clock.advance(step)
+        for _ in range(3):
+            await asyncio.sleep(0)
+    raise AssertionError("task did not finish")
+
+
+@pytest.fixture
+async def world(tmp_path, sandbox_config):
+    w = World(tmp_path, sandbox_config)
+    await w.nonces.initialize()
+    return w
+
+
+def signal(clock, kind="BUY_SET", prices=(450_000, 500_000), created_offset=0, size=SIZE):
+    side = "BUY" if kind == "BUY_SET" else "SELL"
+    legs = [Leg(token_id=f"tok{i}", side=side, limit_price=p, size=size, cost=p * size // 1_000_000, fee=1_000)
+            for i, p in enumerate(prices)]
+    now = clock.time_ns() + created_offset
+    return Signal(signal_id=f"s{created_offset}", market=M, kind=kind, legs=legs, size=size, expected_profit=1,
+                  book_ts_ms={leg.token_id: 1 for leg in legs}, created_ns=now, expires_ns=now + 2_000_000_000)
+
+
+async def test_buy_set_success_merges_and_books_the_profit(world):
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.SUCCESS and r.success
+    # 10 sets merged for 10 USDC; paid 4.5 + 5.0 + fees 0.002; gas 120k * 60 gwei * 0.5 USDC/POL
+    gas = 120_000 * 60 * 10**9 * 500_000 // 10**18
+    assert r.gas_cost == gas and r.realized_pnl == SIZE - 9_500_000 - 2_000 - gas
+    assert [c[1] for c in world.venue.calls] == ["BUY", "BUY"]
+    assert world.chain.sent[0]["data"].startswith("merge:") and r.nonce == 0 and world.nonce_chain.latest == 1
+    assert world.idem.get(r.idempotency_key).status.value == "COMPLETED"
+    assert world.nonces.get_stats()["pending_count"] == 0
+
+
+async def test_sell_set_splits_before_selling(world):
+    r = await world.sender.execute(signal(world.clock, "SELL_SET", prices=(520_000, 500_000)))
+    assert r.status is TxStatus.SUCCESS
+    assert world.chain.sent[0]["data"].startswith("split:")
+    assert [c[1] for c in world.venue.calls] == ["SELL", "SELL"]
+    assert r.realized_pnl == 10_200_000 - 2_000 - SIZE - r.gas_cost
+
+
+async def test_expired_signal_is_dropped_before_anything(world):
+    s = signal(world.clock)
+    world.clock.advance(3)
+    r = await world.sender.execute(s)
+    assert r.status is TxStatus.EXPIRED and world.venue.calls == []
+
+
+async def test_open_breaker_rejects_with_the_reason(world):
+    world.breaker.force_open("operator halt")
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.REJECTED and "operator halt" in r.error and world.venue.calls == []
+
+
+async def test_the_same_opportunity_twice_executes_once(world):
+    first = await world.sender.execute(signal(world.clock))
+    again = await world.sender.execute(signal(world.clock, created_offset=5))  # re-signalled, same books
+    assert first.status is TxStatus.SUCCESS and again.status is TxStatus.DUPLICATE
+    assert len(world.venue.calls) == 2 and len(world.chain.sent) == 1
+
+
+async def test_all_legs_killed_is_stale_and_does_not_count_against_the_breaker(world):
+    world.venue.script["tok0"] = ["kill"]
+    world.venue.script["tok1"] = ["kill"]
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.STALE and world.chain.sent == []
+    assert world.breaker.get_stats()["failure_count"] == 0
+
+
+async def test_partial_fill_is_unwound_and_recorded(world):
+    world.venue.script["tok1"] = ["kill"]
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.PARTIAL_UNWOUND and not r.success
+    unwind = world.venue.calls[-1]
+    assert unwind[:2] == ("tok0", "SELL") and unwind[5] is True  # FAK
+    assert unwind[2] == 450_000 - 100_000  # bounded by unwind_max_price_move
+    assert r.realized_pnl < 0 and world.chain.sent == []
+    assert world.breaker.get_stats()["consecutive_failures"] == 1
+    entry = world.journal.get(r.idempotency_key)
+    assert entry[1] == "unwound"
+
+
+async def test_transient_venue_errors_are_retried(world):
+    world.venue.script["tok0"] = ["http500", "fill"]
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.SUCCESS
+    assert world.retry.get_stats()["retries"] >= 1
+
+
+@pytest.mark.parametrize("error, expect", [
+    ("{'code': -32000, 'message': 'replacement transaction underpriced'}", "bumps"),
+    ("{'code': -32000, 'message': 'already known'}", "already_known"),
+    ("{'code': -32000, 'message': 'gas required exceeds allowance (150000)'}", "reestimates"),
+])
+async def test_node_errors_get_their_remedy(world, error, expect):
+    world.chain.send_errors = [error]
+    if expect == "already_known":
+        world.chain.automine = False
+    task = asyncio.create_task(world.sender.execute(signal(world.clock)))
+    if expect == "already_known":
+        # the first send "failed" with already known: nothing was pooled, so send it for real, then mine
+        await asyncio.sleep(0)
+        while not world.chain.txs:
+            await asyncio.sleep(0)
+        h, tx = next(iter(world.chain.txs.items()))
+        world.chain.sent.append(tx)
+        world.nonce_chain.pool[tx["nonce"]] = h
+        world.chain.mine()
+    r = await drive(world.clock, task)
+    assert r.status is TxStatus.SUCCESS
+    assert world.onchain.get_stats()[expect] >= 1
+
+
+async def test_nonce_too_low_resyncs_and_takes_a_new_nonce(world):
+    world.nonce_chain.latest = 0
+    # someone else used nonce 0 after our allocation: the node refuses ours
+    orig = world.chain.send_raw
+
+    async def send_raw(raw):
+        if world.nonce_chain.latest == 0:
+            world.nonce_chain.latest = 1
+        return await orig(raw)
+
+    world.chain.send_raw = send_raw
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.SUCCESS and r.nonce == 1
+    assert world.onchain.get_stats()["nonce_resyncs"] == 1
+
+
+async def test_insufficient_funds_fails_and_frees_the_nonce(world):
+    world.chain.send_errors = ["{'code': -32003, 'message': 'Insufficient funds for gas * price + value'}"]
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.FAILED and "nsufficient" in r.error
+    assert world.nonces.get_stats()["pending_count"] == 0 and await world.nonces.allocate_nonce() == 0
+
+
+async def test_stuck_transaction_is_replaced_with_higher_fees(world):
+    world.chain.automine = False
+    task = asyncio.create_task(world.sender.execute(signal(world.clock)))
+    while len(world.chain.sent) < 1:
+        await asyncio.sleep(0)
+    for _ in range(200):  # past receipt_timeout (20 s) in 0.25 s polls
+        world.clock.advance(0.25)
+        await asyncio.sleep(0)
+        if len(world.chain.sent) == 2:
+            break
+    world.chain.mine()
+    r = await drive(world.clock, task)
+    first, second = world.chain.sent
+    assert r.status is TxStatus.SUCCESS and first["nonce"] == second["nonce"]
+    assert second["maxFeePerGas"] >= first["maxFeePerGas"] * 110 // 100 + 1
+    assert second["maxPriorityFeePerGas"] >= first["maxPriorityFeePerGas"] * 110 // 100 + 1
+
+
+async def test_gas_above_the_limit_fails_before_any_order(world):
+    world.chain.base_fee = 10**13  # 10,000 gwei
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.FAILED and "GasTooExpensive" in r.error and world.venue.calls == []
+
+
+async def test_reverted_merge_burns_gas_that_the_breaker_counts(world):
+    world.chain.revert = True
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.FAILED and r.gas_cost > 0
+    stats = world.breaker.get_stats()
+    assert stats["failure_count"] == 1 and stats["gas_burnt_window_usdc"] != "0.000000"
+
+
+async def test_breaker_trips_after_consecutive_failures_then_half_opens_and_closes(world):
+    for i in range(3):
+        world.venue.script["tok0"] = ["reject"]
+        world.venue.script["tok1"] = ["fill"]
+        await world.sender.execute(signal(world.clock, prices=(450_000 + i * 10_000, 500_000)))
+    assert world.breaker.state is CircuitState.OPEN
+    assert (await world.sender.execute(signal(world.clock, prices=(400_000, 500_000)))).status is TxStatus.REJECTED
+    world.clock.advance(world.cfg.circuit_breaker.open_timeout_seconds + 1)
+    assert world.breaker.state is CircuitState.HALF_OPEN
+    for i in range(world.cfg.circuit_breaker.half_open_max_calls):
+        r = await world.sender.execute(signal(world.clock, prices=(300_000 + i * 10_000, 500_000)))
+        assert r.status is TxStatus.SUCCESS
+    assert world.breaker.state is CircuitState.CLOSED
+
+
+async def test_a_crash_after_the_legs_is_reconciled_without_executing_twice(world, tmp_path):
+    world.chain.automine = False
+    s = signal(world.clock)
+    task = asyncio.create_task(world.sender.execute(s))
+    while not world.chain.sent:
+        await asyncio.sleep(0)
+    task.cancel()  # the process dies with the merge in the pool, unmined
+    await asyncio.gather(task, return_exceptions=True)
+    orders_before = len(world.venue.orders)
+    world.chain.mine()
+
+    # A new process: same databases, same venue and chain.
+    w2 = World(tmp_path, world.cfg, clock=world.clock, nonce_chain=world.nonce_chain, venue=world.venue)
+    w2.chain = world.chain
+    w2.build()
+    w2.sender.chain = world.chain
+    w2.onchain.chain = world.chain
+    await w2.nonces.initialize()
+    pending = w2.idem.in_progress()
+    assert len(pending) == 1 and w2.journal.get(pending[0].key)[1] == "merge_sent"
+    r = await w2.sender.resume(pending[0].key)
+
+    assert r.status is TxStatus.SUCCESS
+    assert len(world.venue.orders) == orders_before  # the legs were not placed again
+    assert len(world.chain.sent) == 1  # the merge was found, not re-sent
+    assert w2.idem.get(r.idempotency_key).status.value == "COMPLETED"
