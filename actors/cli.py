@@ -56,6 +56,45 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if any(r["up"] for r in rep.values()) else 1
 
 
+def _executor_call(args: argparse.Namespace, method: str, params: dict) -> dict:
+    from actors.clock import SystemClock
+    from bus.codec import Stamper
+    from bus.context import destroy, new_context
+    from bus.sockets import RpcClient, RpcError, RpcTimeout
+
+    cfg = _endpoints_config(args)
+    ep = cfg.bus.endpoints["executor"].rpc
+    if ep is None:
+        raise SystemExit("polyarb: bus.endpoints.executor.rpc is not configured")
+
+    async def call() -> dict:
+        ctx = new_context()
+        client = RpcClient(ctx, ep, Stamper("cli", SystemClock()), timeout_ms=cfg.bus.rpc_timeout_ms,
+                           retries=cfg.bus.rpc_retries)
+        try:
+            return await client.call(method, params)
+        finally:
+            client.close()
+            destroy(ctx, 0)
+
+    try:
+        return asyncio.run(call())
+    except (RpcError, RpcTimeout) as exc:
+        raise SystemExit(f"polyarb: the executor did not accept {method}: {exc}") from None
+
+
+def cmd_halt(args: argparse.Namespace) -> int:
+    reply = _executor_call(args, "halt", {"reason": args.reason})
+    print(f"breaker {reply['state']}: {reply['reason']}")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    reply = _executor_call(args, "resume", {"reason": args.reason})
+    print(f"breaker {reply['state']}")
+    return 0
+
+
 def cmd_chain(args: argparse.Namespace) -> int:
     from sandbox.chain import exec_anvil
 
@@ -89,6 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("chain", help="run the sandbox anvil (exec, keeps the pid)")
     c.set_defaults(func=cmd_chain)
+
+    v = sub.add_parser("venue", help="run the sandbox venue (same as `actor venue`)")
+    v.set_defaults(func=cmd_actor, name="venue")
+
+    h = sub.add_parser("halt", help="kill switch: force the executor's breaker open")
+    h.add_argument("--reason", default="operator halt")
+    h.set_defaults(func=cmd_halt)
+
+    r = sub.add_parser("resume", help="reset the executor's breaker after a halt")
+    r.add_argument("--reason", default="operator resume")
+    r.set_defaults(func=cmd_resume)
     return p
 
 

@@ -198,7 +198,6 @@ class Executor(_Section):
     unwind_max_price_move: Usdc = Decimal("0.10")
     idempotency_ttl_seconds: PosFloat = 86_400.0
     in_progress_lease_seconds: PosFloat = 600.0
-    breaker_heartbeat_seconds: PosFloat = 1.0
 
 
 class Runtime(_Section):

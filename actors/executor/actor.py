@@ -1,0 +1,233 @@
+"""The executor as a process: signals in, orders and transactions out, the
+circuit breaker broadcast to every actor.
+
+Start-up order matters: restore the breaker (a restart never closes an open
+breaker), make the one-time approvals, finish every execution a previous
+process left IN_PROGRESS, and only then take new signals.
+
+RPC methods:
+    halt {reason}  -> FORCED_OPEN (the kill switch); stays until resume
+    resume {}      -> reset to CLOSED
+    breaker {}     -> the breaker's stats
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from actors.base import Actor, RpcMethod
+from actors.executor.circuit_breaker import CircuitBreaker, CircuitState
+from actors.executor.idempotency import IdempotencyStore
+from actors.executor.journal import Journal
+from actors.executor.onchain import OnChainSender
+from actors.executor.retry_policy import RetryPolicy
+from actors.executor.tx_sender import StaleSignal, TxResult, TxSender
+from actors.executor.web3_chain import Web3Chain
+from actors.nonce.client import NonceClient
+from actors.wallet import load_wallet
+from bus import topics
+from bus.messages import BreakerState, Signal
+from bus.messages import TxResult as TxResultMsg
+from bus.sockets import Subscriber
+from config.schema import Config
+
+log = logging.getLogger(__name__)
+
+
+class ExecutorActor(Actor):
+    name = "executor"
+
+    def __init__(self, rt: Any, venue: Any = None, chain: Any = None, nonces: Any = None) -> None:
+        super().__init__(rt)
+        self._venue, self._chain, self._nonces = venue, chain, nonces  # injected in tests
+        self.ready = False
+        self.reconciled = 0
+        self.reconcile_errors = 0
+        self.signals_received = 0
+        self.dropped_bodies = 0
+        self._queue: asyncio.Queue[Signal] = asyncio.Queue()
+        self._last_nonce_stats: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        cfg, rt = self.rt.config, self.rt
+        state = Path(cfg.executor.state_dir)
+        wallet = None
+        if self._chain is None:
+            wallet = load_wallet(cfg)
+            self._chain = Web3Chain(cfg.chain.rpc_url, wallet, cfg.chain.chain_id,
+                                    timeout=cfg.chain.request_timeout_seconds)
+        if self._venue is None:
+            from actors.executor.clob_venue import ClobVenue
+
+            self._venue = ClobVenue(cfg.executor.clob_url, wallet or load_wallet(cfg), cfg.chain.chain_id)
+        if self._nonces is None:
+            ep = cfg.bus.endpoints["nonce"].rpc
+            assert ep is not None, "bus.endpoints.nonce.rpc is required"
+            self._nonces = NonceClient(rt.ctx, ep, rt.stamper, timeout_ms=cfg.bus.rpc_timeout_ms,
+                                       retries=cfg.bus.rpc_retries)
+        tag = f"{cfg.chain.chain_id}-{self._chain.address.lower()}"
+        self.journal = Journal(state / f"executor-{tag}.sqlite", rt.clock)
+        self.idem = IdempotencyStore(state / f"idempotency-{tag}.sqlite", clock=rt.clock,
+                                     ttl_seconds=cfg.executor.idempotency_ttl_seconds,
+                                     in_progress_ttl_seconds=cfg.executor.in_progress_lease_seconds)
+        self.breaker = CircuitBreaker.from_config(cfg.circuit_breaker, clock=rt.clock,
+                                                  ignore_exceptions=(StaleSignal,))
+        snap = self.journal.get_value("breaker")
+        if snap:
+            self.breaker.restore(snap)  # never silently closes an open breaker
+        self.breaker.add_listener(self._on_transition)
+        self.retry = RetryPolicy.from_config(cfg.retry_policy, clock=rt.clock)
+        self.onchain = OnChainSender(self._chain, self._nonces, self.retry, rt.clock, self.journal,
+                                     lambda: self.rt.config)
+        self.sender = TxSender(venue=self._venue, chain=self._chain, onchain=self.onchain, breaker=self.breaker,
+                               retry=self.retry, idempotency=self.idem, journal=self.journal, clock=rt.clock,
+                               config=lambda: self.rt.config, nonce_stats=lambda: self._last_nonce_stats)
+        self._broadcast()
+
+    # -- the breaker broadcast
+    def _on_transition(self, old: CircuitState, new: CircuitState, reason: str) -> None:
+        log.warning("circuit breaker %s -> %s: %s", old, new, reason)
+        self.journal.put_value("breaker", self.breaker.snapshot())
+        self._broadcast()
+
+    def _broadcast(self) -> None:
+        b = self.breaker
+        body = BreakerState(state=str(b.state), reason=b.reason, since_ns=b.since_ns, until_ns=b.open_until_ns)
+        env = self.rt.publisher.publish(topics.breaker_state(), body)
+        self.rt.breaker.on_message(env)  # the executor follows its own stream too
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await self.rt.clock.sleep(self.rt.config.circuit_breaker.heartbeat_interval_seconds)
+            self._broadcast()
+
+    # -- start-up work, then signals
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self.breaker.run_timer(), name="breaker-timer"),
+                 asyncio.create_task(self._heartbeat(), name="breaker-heartbeat"),
+                 asyncio.create_task(self._poll_nonce_stats(), name="nonce-stats")]
+        try:
+            await self._prepare()
+            self.ready = True
+            workers = [asyncio.create_task(self._worker(i)) for i in range(self.rt.config.trading.max_in_flight)]
+            await asyncio.gather(self._intake(), *workers, *tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    async def _prepare(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._approve()
+                for rec in self.idem.in_progress():
+                    result = await self.sender.resume(rec.key)
+                    self.reconciled += 1
+                    if result is not None:
+                        self._publish(result)
+                return
+            except Exception as exc:  # chain, venue or nonce authority not up yet
+                self.reconcile_errors += 1
+                log.warning("start-up reconciliation not finished, retrying: %s", exc)
+                await self.rt.clock.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _approve(self) -> None:
+        missing = await self._chain.approvals_missing() if hasattr(self._chain, "approvals_missing") else []
+        calls = dict(self._chain.approval_calls()) if missing else {}
+        for name in missing:
+            key = f"approvals:{self._chain.address.lower()}"
+            self.journal.begin(key, _APPROVAL_SIGNAL) if self.journal.get(key) is None else None
+            out = await self.onchain.send(key, name, calls[name], 100_000,
+                                          prior=(self.journal.get(key) or (None, None, {}))[2].get(name))
+            log.info("approval %s mined in %s", name, out.tx_hash)
+
+    async def _intake(self) -> None:
+        cfg = self.rt.config
+        router = cfg.bus.endpoints["router"].pub
+        sub = Subscriber(self.rt.ctx, [router], [topics.prefix(topics.SIGNAL)],
+                         max_message_bytes=cfg.bus.max_message_bytes)
+        try:
+            while True:
+                for r in await sub.recv_batch():
+                    if isinstance(r.env.body, Signal):
+                        self.signals_received += 1
+                        self._queue.put_nowait(r.env.body)
+                    else:
+                        self.dropped_bodies += 1
+                self.sender.queue_size = self._queue.qsize()
+        finally:
+            sub.close()
+
+    async def _worker(self, n: int) -> None:
+        while True:
+            signal = await self._queue.get()
+            self.sender.queue_size = self._queue.qsize()
+            try:
+                result = await self.sender.execute(signal)
+            except Exception:  # a bug in one execution must not stop the others
+                log.exception("execution of %s crashed", signal.signal_id)
+                continue
+            self._publish(result)
+
+    def _publish(self, r: TxResult) -> None:
+        body = TxResultMsg(signal_id=r.signal.signal_id, idempotency_key=r.idempotency_key, market=r.signal.market,
+                           status=r.status.value, success=r.success, attempt=r.attempt, tx_hash=r.tx_hash,
+                           nonce=r.nonce, error=r.error, realized_pnl=r.realized_pnl, gas_cost=r.gas_cost)
+        self.rt.publisher.publish(topics.tx_result(), body)
+
+    async def _poll_nonce_stats(self) -> None:
+        while True:
+            try:
+                self._last_nonce_stats = await self._nonces.get_stats()
+            except Exception as exc:  # the authority is down: say so in the stats
+                self._last_nonce_stats = {"error": str(exc)}
+            await self.rt.clock.sleep(self.rt.config.runtime.stats_interval_seconds)
+
+    async def stop(self) -> None:
+        # In-flight executions are cancelled with the tasks: their claims stay
+        # IN_PROGRESS and the next start reconciles them from the journal.
+        for closer in (getattr(self._chain, "close", None),):
+            if closer is not None:
+                await closer()
+
+    # -- control and reload
+    def rpc_methods(self) -> dict[str, RpcMethod]:
+        async def halt(p: dict[str, Any]) -> Any:
+            self.breaker.force_open(str(p.get("reason") or "operator halt"))
+            return {"state": str(self.breaker.state), "reason": self.breaker.reason}
+
+        async def resume(p: dict[str, Any]) -> Any:
+            self.breaker.reset(str(p.get("reason") or "operator resume"))
+            return {"state": str(self.breaker.state)}
+
+        async def breaker(p: dict[str, Any]) -> Any:
+            return self.breaker.get_stats()
+
+        return {"halt": halt, "resume": resume, "breaker": breaker}
+
+    def on_config(self, old: Config, new: Config) -> None:
+        self.breaker.update_config(new.circuit_breaker)
+        self.retry.update_config(new.retry_policy)
+
+    def get_stats(self) -> dict[str, Any]:
+        if not hasattr(self, "sender"):
+            return {"ready": False}
+        return {**self.sender.get_stats(), "ready": self.ready, "reconciled": self.reconciled,
+                "reconcile_errors": self.reconcile_errors, "signals_received": self.signals_received,
+                "dropped_bodies": self.dropped_bodies, "idempotency": self.idem.get_stats()}
+
+    def summary(self) -> dict[str, Any]:
+        if not hasattr(self, "sender"):
+            return {"ready": False}
+        s = self.sender.get_stats()
+        return {"ok": s["successful_executions"], "failed": s["failed_executions"],
+                "pnl_usdc": s["realized_pnl_usdc"], "queue": s["queue_size"], "ready": self.ready}
+
+
+# The journal keys approvals like executions; this placeholder is their "signal".
+_APPROVAL_SIGNAL = Signal(signal_id="approvals", market="", kind="APPROVALS", legs=[], size=0, expected_profit=0,
+                          book_ts_ms={}, created_ns=0, expires_ns=0)
