@@ -210,8 +210,9 @@ class CircuitBreaker:
         if gas < 0:
             raise ValueError("gas_cost_threshold must be >= 0")
         self._consecutive_threshold = consecutive_failures_threshold
-        # Exact ratio of the literal written (0.5 -> 1/2): no float edge at the threshold.
-        self._rate = Fraction(str(failure_rate_threshold))
+        # Exact ratio of the literal written (0.5 -> 1/2), compared in integers: no float edge.
+        rate = Fraction(str(failure_rate_threshold))
+        self._rate_num, self._rate_den = rate.numerator, rate.denominator
         self._rate_float = float(failure_rate_threshold)
         # resilience4j caps the minimum number of calls at the window size.
         self._min_calls = min(minimum_number_of_calls, sliding_window_size)
@@ -223,6 +224,7 @@ class CircuitBreaker:
         self._max_open_ns = max(int(max_open_timeout_seconds * _NS), self._open_ns)
         if self._window.maxlen != sliding_window_size:
             self._window = deque(self._window, maxlen=sliding_window_size)  # keeps the newest
+            self._window_failures = sum(self._window)
 
     # ----- state -----
 
@@ -318,7 +320,7 @@ class CircuitBreaker:
         if permit.generation != self._generation:
             self._stale += 1
         elif self._state is CircuitState.CLOSED:
-            self._window.append(False)
+            self._push(False)
             self._consecutive = 0
             self._calls_seen += 1
             self._check_trip()  # a success can complete the minimum number of calls (resilience4j)
@@ -336,7 +338,7 @@ class CircuitBreaker:
         if permit.generation != self._generation:
             self._stale += 1
         elif self._state is CircuitState.CLOSED:
-            self._window.append(True)
+            self._push(True)
             self._consecutive += 1
             self._calls_seen += 1
             self._check_trip()
@@ -380,22 +382,30 @@ class CircuitBreaker:
 
     # ----- internals -----
 
+    def _push(self, failed: bool) -> None:
+        window = self._window
+        if len(window) == window.maxlen and window[0]:
+            self._window_failures -= 1  # the oldest failure slides out
+        window.append(failed)
+        self._window_failures += failed
+
     def _finish(self, permit: Permit) -> None:
         if permit.done:
             raise RuntimeError("permit already completed")
         permit.done = True
 
     def _trip_reason(self) -> str | None:
-        while self._gas and self._gas[0][0] < self._calls_seen - (self._window.maxlen or 0):
-            self._gas_window -= self._gas.popleft()[1]
-        if self._gas_threshold and self._gas_window > self._gas_threshold:
+        gas = self._gas
+        while gas and gas[0][0] < self._calls_seen - (self._window.maxlen or 0):
+            self._gas_window -= gas.popleft()[1]
+        if self._gas_threshold and self._gas_window >= self._gas_threshold:
             return f"gas burnt {format_usdc(self._gas_window)} >= {format_usdc(self._gas_threshold)} USDC"
         if self._state is not CircuitState.CLOSED:
             return None
         if self._consecutive >= self._consecutive_threshold:
             return f"{self._consecutive} consecutive failures"
-        n, failures = len(self._window), sum(self._window)
-        if n >= self._min_calls and failures >= self._rate * n:
+        n, failures = len(self._window), self._window_failures
+        if n >= self._min_calls and failures * self._rate_den >= self._rate_num * n:
             return f"failure rate {failures}/{n} >= {self._rate_float:g}"
         return None
 
@@ -415,6 +425,7 @@ class CircuitBreaker:
 
     def _reset_period(self) -> None:
         self._window.clear()
+        self._window_failures = 0
         self._consecutive = 0
         self._calls_seen = 0
         self._gas: deque[tuple[int, int]] = deque()
@@ -496,6 +507,7 @@ class CircuitBreaker:
                 self._transition(state, f"restored: {reason}")
             self._reset_period()
             self._window.extend(bool(f) for f in snap["window"])
+            self._window_failures = sum(self._window)
             self._consecutive = int(snap["consecutive_failures"])
             self._calls_seen = int(snap["calls_seen"])
             self._gas.extend((int(t), int(m)) for t, m in snap["gas_window"])
@@ -506,7 +518,7 @@ class CircuitBreaker:
 
     def get_stats(self) -> dict[str, Any]:
         state = self._refresh()
-        n, failures = len(self._window), sum(self._window)
+        n, failures = len(self._window), self._window_failures
         return {
             "name": self.name, "state": state.value, "reason": self._reason,
             "since": iso_utc(self._since_ns), "open_until": iso_utc(self._until_ns),

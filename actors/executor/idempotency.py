@@ -43,8 +43,8 @@ import msgspec
 from actors.clock import Clock, SystemClock
 
 _NS = 10**9
-_COLUMNS = "key, payload_hash, status, result, reason, created_ns, updated_ns, expires_ns, attempts"
-_INSERT = f"INSERT INTO idempotency ({_COLUMNS}) VALUES (?, ?, 'IN_PROGRESS', NULL, NULL, ?, ?, ?, 1)"
+# Rows are read in the table's column order (`*`), the order `_record()` unpacks.
+_INSERT = "INSERT INTO idempotency VALUES (?, ?, 'IN_PROGRESS', NULL, NULL, ?, ?, ?, 1)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
@@ -180,14 +180,14 @@ class IdempotencyStore:
         self._counts["claims"] += 1
         now = self._clock.time_ns()
         fresh = (key, payload_hash, now, now, now + self._lease_ns)
-        rows = self._db.execute(f"{_INSERT} ON CONFLICT (key) DO NOTHING RETURNING {_COLUMNS}", fresh).fetchall()
+        rows = self._db.execute(_INSERT + " ON CONFLICT (key) DO NOTHING RETURNING *", fresh).fetchall()
         # (fetchall: the statement only finishes, and commits, once drained)
         if rows:
             return self._won(rows[0], now)
         with self._immediate():
             row = self._select(key)
             if row is None:  # purged between the two statements
-                rows = self._db.execute(f"{_INSERT} RETURNING {_COLUMNS}", fresh).fetchall()
+                rows = self._db.execute(_INSERT + " RETURNING *", fresh).fetchall()
                 return self._won(rows[0], now)
             record = _record(row, now)
             expired = record.status is not Status.IN_PROGRESS and record.expires_ns <= now
@@ -200,7 +200,7 @@ class IdempotencyStore:
                 rows = self._db.execute(
                     "UPDATE idempotency SET payload_hash = ?, status = 'IN_PROGRESS', result = NULL, "
                     "reason = NULL, created_ns = ?, updated_ns = ?, expires_ns = ?, attempts = ? "
-                    f"WHERE key = ? RETURNING {_COLUMNS}",
+                    "WHERE key = ? RETURNING *",
                     (payload_hash, created, now, now + self._lease_ns, attempts, key),
                 ).fetchall()
                 return self._won(rows[0], now)
@@ -224,7 +224,7 @@ class IdempotencyStore:
         lease = self._lease_ns if seconds is None else int(seconds * _NS)
         rows = self._db.execute(
             "UPDATE idempotency SET updated_ns = ?, expires_ns = ? "
-            f"WHERE key = ? AND status = 'IN_PROGRESS' RETURNING {_COLUMNS}",
+            "WHERE key = ? AND status = 'IN_PROGRESS' RETURNING *",
             (now, now + lease, key),
         ).fetchall()
         if not rows:
@@ -235,7 +235,7 @@ class IdempotencyStore:
         now = self._clock.time_ns()
         rows = self._db.execute(
             "UPDATE idempotency SET status = ?, result = ?, reason = ?, updated_ns = ?, expires_ns = ? "
-            f"WHERE key = ? AND status = 'IN_PROGRESS' RETURNING {_COLUMNS}",
+            "WHERE key = ? AND status = 'IN_PROGRESS' RETURNING *",
             (status.value, result, reason, now, now + self._ttl_ns, key),
         ).fetchall()
         if not rows:
@@ -259,11 +259,14 @@ class IdempotencyStore:
 
     def in_progress(self) -> list[Record]:
         """Every IN_PROGRESS record (reconcile them all at start-up, before new signals)."""
-        return self._query("status = 'IN_PROGRESS'")
+        return self._query("SELECT * FROM idempotency WHERE status = 'IN_PROGRESS' ORDER BY created_ns")
 
     def stale_in_progress(self) -> list[Record]:
         """IN_PROGRESS records past their expiry: their owner is presumed dead; reconcile."""
-        return self._query("status = 'IN_PROGRESS' AND expires_ns <= ?", self._clock.time_ns())
+        return self._query(
+            "SELECT * FROM idempotency WHERE status = 'IN_PROGRESS' AND expires_ns <= ? ORDER BY created_ns",
+            self._clock.time_ns(),
+        )
 
     needs_reconciliation = stale_in_progress
 
@@ -294,13 +297,12 @@ class IdempotencyStore:
 
     def _select(self, key: str) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self._db.execute(
-            f"SELECT {_COLUMNS} FROM idempotency WHERE key = ?", (key,)
+            "SELECT * FROM idempotency WHERE key = ?", (key,)
         ).fetchone()
         return row
 
-    def _query(self, where: str, *params: Any) -> list[Record]:
+    def _query(self, sql: str, *params: Any) -> list[Record]:
         now = self._clock.time_ns()
-        sql = f"SELECT {_COLUMNS} FROM idempotency WHERE {where} ORDER BY created_ns"
         return [_record(row, now) for row in self._db.execute(sql, params).fetchall()]
 
     @contextmanager

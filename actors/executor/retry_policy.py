@@ -106,7 +106,7 @@ class RetryBudget:
 
 class RetryBudgets:
     """The budgets by dependency name ("clob", "rpc", ...); share one registry between
-    every policy that calls the same dependencies."""
+    every policy that calls the same dependencies. A policy sizes it from its config."""
 
     def __init__(self, tokens: float = 10.0, refund: float = 0.1) -> None:
         self._tokens, self._refund = tokens, refund
@@ -298,7 +298,8 @@ class RetryPolicy:
                 continue
             budget.on_success()
             self._counts["successes"] += 1
-            await _notify(on_attempt, Attempt(dependency, number, "success"))
+            if on_attempt is not None:
+                await _notify(on_attempt, Attempt(dependency, number, "success"))
             return result
 
     def _decide(self, found: Classification, number: int, idempotent: bool, budget: RetryBudget) -> Outcome:
