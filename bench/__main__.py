@@ -8,7 +8,7 @@ import sys
 
 from bench.common import write_result
 
-BENCHES = ["bench.nonce_rpc", "bench.bench_resilience"]
+BENCHES = ["bench.nonce_rpc", "bench.bench_resilience", "bench.feed_throughput", "bench.venue_ws", "bench.venue_orders"]
 
 
 def main() -> int:

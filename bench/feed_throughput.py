@@ -148,7 +148,8 @@ def run(frames: int = 60_000, tokens: int = 2000) -> dict[str, Any]:
             "feed_frames_per_s_1_connection": round(feed_rate),
             "feed_published_per_s_1_connection": round(feed1["published"] / feed1["seconds"]),
             f"feed_frames_per_s_{tokens}_tokens_{conns}_connections": round(feed_many["frames"] / feed_many["seconds"]),
-            f"feed_cpu_us_per_frame_{tokens}_tokens": round(feed_many["cpu_seconds"] / max(1, feed_many["frames"]) * 1e6, 1),
+            f"feed_cpu_us_per_frame_{tokens}_tokens":
+                round(feed_many["cpu_seconds"] / max(1, feed_many["frames"]) * 1e6, 1),
             f"max_rss_mib_after_{tokens}_tokens": round(rss1 / 1024, 1),
             "rss_growth_mib_for_many_tokens": round((rss1 - rss0) / 1024, 1),
             "pid": os.getpid(),

@@ -24,7 +24,9 @@ def test_zmq_is_imported_only_in_bus():
 
 
 def test_wall_clock_is_read_only_in_the_clock_module():
-    pattern = re.compile(r"\btime\.(time|time_ns|monotonic|monotonic_ns|perf_counter)\(|datetime\.now\(|asyncio\.sleep\(")
+    pattern = re.compile(
+        r"\btime\.(time|time_ns|monotonic|monotonic_ns|perf_counter)\(|datetime\.now\(|asyncio\.sleep\("
+    )
     offenders = [rel(p) for p in CODE if rel(p) not in CLOCK_EXEMPT and pattern.search(p.read_text())]
     assert offenders == []
 
