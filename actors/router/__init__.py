@@ -1,0 +1,1 @@
+"""The router: order books in, complete-set arbitrage signals out."""

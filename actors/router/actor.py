@@ -1,0 +1,365 @@
+"""The router actor: books in, complete-set arbitrage signals out.
+
+Subscribes to the feed's `book.*` stream and the executor's `tx.*` results.
+Keeps the latest `BookUpdate` per token; each update re-evaluates only that
+token's market (`arbitrage.evaluate`) and publishes a `Signal` on
+`signal.<market>` when there is a trade.
+
+Clone pattern: a book stream that JOINS (first message, new feed boot) or
+shows a GAP asks the feed for a snapshot of every book; requests are
+coalesced and rate-limited, and a failed request (the feed may be down) is
+counted and retried with backoff, never fatal.
+
+A signal is suppressed, and counted by reason, when the breaker does not
+allow trading (`breaker_<STATE>`: OPEN, FORCED_OPEN or UNKNOWN), when the
+same opportunity (market, kind, leg prices) is still being executed
+(`duplicate`: until its TxResult arrives or `resignal_after_ms` passes), and
+when the books cannot be traded on (`incomplete_set`, `invalid_book`,
+`stale_book`, `crossed_book`) or the edge is too thin (`below_min_size`).
+
+Markets (outcome sets, fee rates, minimum sizes) come from the CLOB listing
+(`actors.feed.discovery.list_markets`), refreshed periodically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import Counter
+from typing import Any
+
+import aiohttp
+
+from actors.base import Actor
+from actors.feed.discovery import Market, list_markets, select
+from actors.market_math import to_micro
+from actors.router import arbitrage as arb
+from actors.router.arbitrage import Limits, MarketParams, Opportunity
+from bus import topics
+from bus.clone import fetch_snapshot
+from bus.codec import new_trace_id
+from bus.messages import BookUpdate, Envelope, Signal, Snapshot, TxResult
+from bus.sequence import Arrival
+from bus.sockets import RpcClient, Subscriber
+from config.schema import Config
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_MIN_INTERVAL_S = 1.0  # at most one snapshot request per second...
+SNAPSHOT_MAX_BACKOFF_S = 10.0  # ...and slower while the feed does not answer
+DISCOVERY_MIN_BACKOFF_S = 0.2
+DISCOVERY_MAX_BACKOFF_S = 5.0
+DEDUP_PRUNE_AT = 1024  # in-flight entries kept before expired ones are swept
+
+
+def market_params(m: Market, size_step: int) -> MarketParams:
+    return MarketParams(market=m.condition_id, token_ids=m.token_ids, outcomes=len(m.outcomes),
+                        fee_rate_ppm=m.fee_rate_bps * 100, min_order_size=m.min_order_size, size_step=size_step)
+
+
+def signal_id(opp: Opportunity) -> str:
+    """Deterministic: the same books and the same trade give the same id, so the
+    executor's idempotency key catches a repeat even across router restarts."""
+    parts = [opp.market, opp.kind]
+    parts += [f"{leg.token_id}:{leg.limit_price}:{leg.size}" for leg in opp.legs]
+    parts += [f"{t}@{ts}" for t, ts in sorted(opp.book_ts_ms.items())]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def dedup_key(opp: Opportunity) -> tuple[Any, ...]:
+    return (opp.market, opp.kind, tuple(leg.limit_price for leg in opp.legs))
+
+
+class RouterActor(Actor):
+    name = "router"
+
+    def __init__(self, rt: Any, lister: Any = None) -> None:
+        super().__init__(rt)
+        self._list_markets = lister or list_markets  # injected in unit tests
+        self._listing: list[Market] = []
+        self.markets: dict[str, MarketParams] = {}
+        self._market_of: dict[str, str] = {}  # token id -> condition id
+        self.books: dict[str, BookUpdate] = {}
+        self._book_seq: dict[str, tuple[str, int]] = {}  # token -> (feed boot id, seq) applied
+        # dedup: key -> (signal id, monotonic ns sent); signal id -> key
+        self._inflight: dict[tuple[Any, ...], tuple[str, int]] = {}
+        self._inflight_ids: dict[str, tuple[Any, ...]] = {}
+        self._snapshot_wanted = asyncio.Event()
+        self._rediscover = asyncio.Event()
+        self._book_sub: Subscriber | None = None
+        self._tx_sub: Subscriber | None = None
+        self._feed_rpc: RpcClient | None = None
+        self.suppressed: Counter[str] = Counter()
+        self.results: Counter[str] = Counter()
+        self.updates = self.unknown_tokens = self.unexpected = self.handler_errors = 0
+        self.evaluations = self.opportunities = self.signals = 0
+        self.snapshot_requests = self.snapshot_errors = self.snapshots_applied = 0
+        self.discoveries = self.discovery_errors = 0
+        self.last_signal: dict[str, Any] | None = None
+        self._configure(rt.config)
+
+    def _configure(self, cfg: Config) -> None:
+        t, r = cfg.trading, cfg.router
+        self._max_position = to_micro(t.max_position_size)
+        self._min_profit = to_micro(t.min_profit_threshold)
+        self._size_step = max(to_micro(r.size_step), 1)
+
+    # -- lifecycle
+    async def start(self) -> None:
+        cfg = self.rt.config
+        feed = cfg.bus.endpoints["feed"]
+        mmb = cfg.bus.max_message_bytes
+        self._book_sub = Subscriber(self.rt.ctx, [feed.pub], [topics.prefix(topics.BOOK)], max_message_bytes=mmb)
+        executor = cfg.bus.endpoints.get("executor")
+        if executor is not None:
+            self._tx_sub = Subscriber(self.rt.ctx, [executor.pub], [topics.prefix(topics.TX)], max_message_bytes=mmb)
+        if feed.rpc:
+            self._feed_rpc = RpcClient(self.rt.ctx, feed.rpc, self.rt.stamper, timeout_ms=cfg.bus.rpc_timeout_ms,
+                                       retries=cfg.bus.rpc_retries, max_message_bytes=mmb)
+
+    async def run(self) -> None:
+        await asyncio.gather(self._discover_forever(), self._books_forever(), self._results_forever(),
+                             self._snapshots_forever())
+
+    async def stop(self) -> None:
+        for sock in (self._book_sub, self._tx_sub, self._feed_rpc):
+            if sock is not None:
+                sock.close()
+
+    def on_config(self, old: Config, new: Config) -> None:
+        self._configure(new)
+        if new.router.markets != old.router.markets or new.router.size_step != old.router.size_step:
+            self._apply_listing(self._listing)  # at once from the last listing...
+            self._rediscover.set()  # ...and confirmed by a fresh one
+
+    # -- discovery: outcome sets and fee rates from the CLOB listing
+    async def _discover_forever(self) -> None:
+        delay = DISCOVERY_MIN_BACKOFF_S
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            while True:
+                r = self.rt.config.router
+                try:
+                    self._apply_listing(list(await self._list_markets(session, r.clob_url)))
+                    self.discoveries += 1
+                    delay = r.discovery_refresh_seconds
+                except Exception as exc:  # the venue is down or answered garbage: retry, never die
+                    self.discovery_errors += 1
+                    log.warning("market discovery from %s failed: %r", r.clob_url, exc)
+                    delay = min(max(delay * 2, DISCOVERY_MIN_BACKOFF_S), DISCOVERY_MAX_BACKOFF_S)
+                await self._sleep_or(self._rediscover, delay)
+
+    async def _sleep_or(self, event: asyncio.Event, seconds: float) -> None:
+        """Sleep on the injected clock, cut short by `event`."""
+        sleeper = asyncio.ensure_future(self.rt.clock.sleep(seconds))
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait([sleeper, waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
+        event.clear()
+
+    def _apply_listing(self, listing: list[Market]) -> None:
+        # Everything is computed before anything is replaced: a listing that
+        # fails half-way leaves the previous one in force.
+        wanted = set(select(listing, self.rt.config.router.markets).values())
+        new = {m.condition_id: market_params(m, self._size_step) for m in listing if m.condition_id in wanted}
+        market_of = {t: c for c, p in new.items() for t in p.token_ids}
+        changed = [c for c, p in new.items() if self.markets.get(c) != p]
+        self._listing, self.markets, self._market_of = listing, new, market_of
+        for c in changed:  # books that came before the listing: look at once
+            if all(t in self.books for t in new[c].token_ids):
+                self._evaluate(c, trigger=None)
+
+    # -- books
+    async def _books_forever(self) -> None:
+        assert self._book_sub is not None, "start() first"
+        while True:
+            for r in await self._book_sub.recv_batch():
+                try:
+                    if r.arrival in (Arrival.JOINED, Arrival.GAP):
+                        self._snapshot_wanted.set()
+                    self.on_book(r.env)
+                except Exception:  # a bug on one message must not stop the router
+                    self.handler_errors += 1
+                    log.exception("book update %s not handled", r.topic)
+
+    def on_book(self, env: Envelope) -> None:
+        body = env.body
+        if not isinstance(body, BookUpdate):
+            self.unexpected += 1
+            return
+        self.updates += 1
+        self.books[body.token_id] = body
+        self._book_seq[body.token_id] = (env.boot_id, env.seq)
+        market = self._market_of.get(body.token_id)
+        if market is None:
+            self.unknown_tokens += 1  # not (yet) a discovered market: kept for when it is
+            return
+        self._evaluate(market, trigger=body)
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        touched: set[str] = set()
+        for e in snap.entries:
+            body = e.body
+            if not isinstance(body, BookUpdate):
+                self.unexpected += 1
+                continue
+            have = self._book_seq.get(body.token_id)
+            if have is not None and have[0] == snap.boot_id and have[1] >= e.seq:
+                continue  # we already hold this update or a newer one
+            self.books[body.token_id] = body
+            self._book_seq[body.token_id] = (snap.boot_id, e.seq)
+            market = self._market_of.get(body.token_id)
+            if market is not None:
+                touched.add(market)
+        self.snapshots_applied += 1
+        for market in touched:
+            self._evaluate(market, trigger=None)
+
+    async def _snapshots_forever(self) -> None:
+        backoff = SNAPSHOT_MIN_INTERVAL_S
+        next_ok = 0  # monotonic ns before which no request is sent
+        while True:
+            await self._snapshot_wanted.wait()
+            wait_ns = next_ok - self.rt.clock.monotonic_ns()
+            if wait_ns > 0:
+                await self.rt.clock.sleep(wait_ns / 1e9)
+            # Requests that came in while we waited are answered by this one.
+            self._snapshot_wanted.clear()
+            if self._feed_rpc is None or self._book_sub is None:
+                continue
+            self.snapshot_requests += 1
+            try:
+                snap = await fetch_snapshot(self._feed_rpc, topics.BOOK, self._book_sub)
+            except Exception as exc:  # feed down, error reply, bad reply: retry later
+                self.snapshot_errors += 1
+                log.warning("book snapshot from the feed failed: %r", exc)
+                next_ok = self.rt.clock.monotonic_ns() + int(backoff * 1e9)
+                backoff = min(backoff * 2, SNAPSHOT_MAX_BACKOFF_S)
+                self._snapshot_wanted.set()
+                continue
+            backoff = SNAPSHOT_MIN_INTERVAL_S
+            next_ok = self.rt.clock.monotonic_ns() + int(SNAPSHOT_MIN_INTERVAL_S * 1e9)
+            try:
+                self.apply_snapshot(snap)
+            except Exception:
+                self.handler_errors += 1
+                log.exception("snapshot not applied")
+
+    # -- results: the end of an execution releases its opportunity
+    async def _results_forever(self) -> None:
+        if self._tx_sub is None:
+            return
+        while True:
+            for r in await self._tx_sub.recv_batch():
+                self.on_result(r.env)
+
+    def on_result(self, env: Envelope) -> None:
+        body = env.body
+        if not isinstance(body, TxResult):
+            self.unexpected += 1
+            return
+        self.results[body.status] += 1
+        key = self._inflight_ids.pop(body.signal_id, None)
+        if key is not None and self._inflight.get(key, ("",))[0] == body.signal_id:
+            del self._inflight[key]
+
+    # -- evaluation and signalling
+    def _evaluate(self, market: str, trigger: BookUpdate | None) -> None:
+        params = self.markets[market]
+        self.evaluations += 1
+        now_ns = self.rt.clock.time_ns()
+        # The venue stamps books with its wall clock (ms): compare with ours.
+        limits = Limits(max_position=self._max_position, min_profit=self._min_profit,
+                        min_book_ts_ms=now_ns // 1_000_000 - self.rt.config.router.stale_book_ms)
+        books = [b for t in params.token_ids if (b := self.books.get(t)) is not None]
+        result = arb.evaluate(books, params, limits)
+        opp = result.opportunity
+        if opp is None:
+            if result.reason != arb.NO_EDGE and result.reason is not None:
+                self.suppressed[result.reason] += 1
+            return
+        self.opportunities += 1
+        breaker = self.rt.breaker
+        if not breaker.trading_allowed:
+            self.suppressed[f"breaker_{breaker.state}"] += 1
+            return
+        key = dedup_key(opp)
+        mono = self.rt.clock.monotonic_ns()
+        window = self.rt.config.router.resignal_after_ms * 1_000_000
+        held = self._inflight.get(key)
+        if held is not None and mono - held[1] < window:
+            self.suppressed["duplicate"] += 1
+            return
+        self._publish(opp, key, now_ns, mono, trigger)
+
+    def _publish(self, opp: Opportunity, key: tuple[Any, ...], now_ns: int, mono: int,
+                 trigger: BookUpdate | None) -> None:
+        sid = signal_id(opp)
+        ttl_ns = self.rt.config.trading.signal_ttl_ms * 1_000_000
+        body = Signal(signal_id=sid, market=opp.market, kind=opp.kind, legs=list(opp.legs), size=opp.size,
+                      expected_profit=opp.expected_profit, book_ts_ms=dict(opp.book_ts_ms),
+                      created_ns=now_ns, expires_ns=now_ns + ttl_ns)
+        # event_ns: when the feed received the book that revealed the gap, so
+        # the signal's latency can be measured end to end.
+        event_ns = trigger.recv_ns if trigger is not None and trigger.recv_ns > 0 else None
+        self.rt.publisher.publish(topics.signal(opp.market), body, event_ns=event_ns, trace_id=new_trace_id())
+        self.signals += 1
+        self._remember(key, sid, mono)
+        self.last_signal = {"market": opp.market, "kind": opp.kind, "size": opp.size,
+                            "expected_profit": opp.expected_profit, "signal_id": sid, "created_ns": now_ns}
+
+    def _remember(self, key: tuple[Any, ...], sid: str, mono: int) -> None:
+        old = self._inflight.get(key)
+        if old is not None:
+            self._inflight_ids.pop(old[0], None)
+        self._inflight[key] = (sid, mono)
+        self._inflight_ids[sid] = key
+        if len(self._inflight) > DEDUP_PRUNE_AT:  # results that never came: forget expired entries
+            window = self.rt.config.router.resignal_after_ms * 1_000_000
+            for k, (s, t) in list(self._inflight.items()):
+                if mono - t >= window:
+                    del self._inflight[k]
+                    self._inflight_ids.pop(s, None)
+
+    # -- observability
+    def _in_flight(self) -> int:
+        """Signals still holding back their opportunity (no result, window open)."""
+        mono = self.rt.clock.monotonic_ns()
+        window = self.rt.config.router.resignal_after_ms * 1_000_000
+        return sum(1 for _, t in self._inflight.values() if mono - t < window)
+
+    def get_stats(self) -> dict[str, Any]:
+        def sub(s: Subscriber | None) -> dict[str, int] | None:
+            return s.get_stats() if s is not None else None
+
+        return {
+            "markets": len(self.markets),
+            "tokens": len(self._market_of),
+            "tokens_with_books": sum(1 for t in self._market_of if t in self.books),
+            "valid_books": sum(1 for t in self._market_of if (b := self.books.get(t)) is not None and b.valid),
+            "updates": self.updates,
+            "unknown_token_updates": self.unknown_tokens,
+            "unexpected_messages": self.unexpected,
+            "handler_errors": self.handler_errors,
+            "evaluations": self.evaluations,
+            "opportunities": self.opportunities,
+            "signals_published": self.signals,
+            "suppressed": dict(self.suppressed),
+            "results_seen": dict(self.results),
+            "in_flight": self._in_flight(),
+            "snapshot_requests": self.snapshot_requests,
+            "snapshot_errors": self.snapshot_errors,
+            "snapshots_applied": self.snapshots_applied,
+            "discoveries": self.discoveries,
+            "discovery_errors": self.discovery_errors,
+            "last_signal": self.last_signal,
+            "bus": {"books": sub(self._book_sub), "results": sub(self._tx_sub),
+                    "feed_rpc": self._feed_rpc.get_stats() if self._feed_rpc else None},
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {"signals": self.signals, "suppressed": sum(self.suppressed.values()), "markets": len(self.markets),
+                "breaker": self.rt.breaker.state}

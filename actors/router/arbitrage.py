@@ -1,0 +1,279 @@
+"""Complete-set arbitrage on one market: pure integer maths, no sockets, no clock.
+
+BUY_SET: buy one share of every outcome (sweeping each outcome's asks best
+first) and merge the set into 1 USDC. SELL_SET: split 1 USDC into a set and
+sell every outcome (sweeping bids best first).
+
+Sizing walks all legs' ladders together. At every step each leg sits on one
+level; the MARGINAL set (one share on every leg at those prices) earns
+
+    BUY:  1 - sum(ask_i) - sum(fee_i)        SELL: sum(bid_i) - sum(fee_i) - 1
+
+where fee_i is `taker_fee` of one share at that price (rounded up, so the
+estimate is never better than the venue's charge). While that is at least the
+threshold (and positive), the walk takes as many sets as the thinnest current
+level (and the collateral budget) allows, then moves the exhausted legs one
+level deeper. The result is rounded DOWN to the size step, checked against the
+market's minimum order size, and then priced exactly level by level: a leg's
+cost is its notional, its fee the sum of per-level taker fees, its limit price
+the deepest level it reaches. Cost is proportional to the market's outcomes
+times the book depth, nothing else.
+
+All amounts are integers in 1e-6 units: prices micro-USDC per share, sizes
+micro-shares, money micro-USDC. One set of `size` micro-shares merges into
+`size` micro-USDC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from actors.market_math import MICRO, notional, taker_fee
+from bus.messages import Leg
+
+BUY_SET = "BUY_SET"
+SELL_SET = "SELL_SET"
+BUY = "BUY"
+SELL = "SELL"
+
+# Why a market produced no opportunity (the router counts these).
+INCOMPLETE_SET = "incomplete_set"
+INVALID_BOOK = "invalid_book"
+STALE_BOOK = "stale_book"
+CROSSED_BOOK = "crossed_book"
+BELOW_MIN_SIZE = "below_min_size"
+NO_EDGE = "no_edge"
+
+Level = tuple[int, int]  # (price, size)
+
+
+class BookView(Protocol):
+    """What the router needs of one token's book; `bus.messages.BookUpdate` fits.
+
+    bids / asks best first; venue_ts_ms: the venue's time of its last change."""
+
+    @property
+    def token_id(self) -> str: ...
+    @property
+    def valid(self) -> bool: ...
+    @property
+    def bids(self) -> Sequence[Level]: ...
+    @property
+    def asks(self) -> Sequence[Level]: ...
+    @property
+    def venue_ts_ms(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MarketParams:
+    """One market's complete outcome set and trading rules.
+
+    outcomes: how many outcomes the listing names; a set is complete only if
+    there is one distinct token per outcome (a listing with a missing token
+    cannot be merged, so it must never signal)."""
+
+    market: str
+    token_ids: tuple[str, ...]
+    outcomes: int
+    fee_rate_ppm: int
+    min_order_size: int = 0  # micro-shares per order
+    size_step: int = 10_000  # micro-shares; order sizes are multiples of it
+
+    @property
+    def complete(self) -> bool:
+        ids = self.token_ids
+        return self.outcomes >= 2 and len(ids) == self.outcomes and len(set(ids)) == len(ids) and all(ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """max_position: collateral one trade may commit (micro-USDC); min_profit:
+    required profit per set after fees (micro-USDC); min_book_ts_ms: books whose
+    last venue change is older are stale (the caller computes it from its clock)."""
+
+    max_position: int
+    min_profit: int
+    min_book_ts_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    market: str
+    kind: str
+    size: int  # sets, micro-shares
+    legs: tuple[Leg, ...]
+    expected_profit: int  # micro-USDC after fees, before gas
+    book_ts_ms: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The opportunity, or why there is none (one of the reason constants)."""
+
+    opportunity: Opportunity | None
+    reason: str | None = None
+
+
+def find_opportunity(books: Sequence[BookView], market: MarketParams, limits: Limits) -> Opportunity | None:
+    """The best complete-set trade on `market` now, or None."""
+    return evaluate(books, market, limits).opportunity
+
+
+def screen(books: Sequence[BookView], market: MarketParams, limits: Limits) -> str | None:
+    """Why these books must not be traded on at all, or None if they may."""
+    if not market.complete:
+        return INCOMPLETE_SET
+    by_token = {b.token_id: b for b in books}
+    if any(t not in by_token for t in market.token_ids):
+        return INCOMPLETE_SET
+    chosen = [by_token[t] for t in market.token_ids]
+    if not all(b.valid for b in chosen):
+        return INVALID_BOOK
+    if any(b.venue_ts_ms < limits.min_book_ts_ms for b in chosen):
+        return STALE_BOOK
+    for b in chosen:
+        bids, asks = _ladder(b.bids, SELL), _ladder(b.asks, BUY)
+        if bids and asks and bids[0][0] >= asks[0][0]:
+            # A crossed book is a local book that missed a change: do not trust it.
+            return CROSSED_BOOK
+    return None
+
+
+def evaluate(books: Sequence[BookView], market: MarketParams, limits: Limits) -> Evaluation:
+    reason = screen(books, market, limits)
+    if reason is not None:
+        return Evaluation(None, reason)
+    by_token = {b.token_id: b for b in books}
+    best: Opportunity | None = None
+    reasons: list[str] = []
+    for kind in (BUY_SET, SELL_SET):
+        side = BUY if kind == BUY_SET else SELL
+        ladders = [_ladder(by_token[t].asks if side == BUY else by_token[t].bids, side) for t in market.token_ids]
+        found = _plan(kind, ladders, market, limits)
+        if isinstance(found, str):
+            reasons.append(found)
+            continue
+        opp = Opportunity(
+            market=market.market, kind=kind, size=found[0], legs=found[1], expected_profit=found[2],
+            book_ts_ms={t: by_token[t].venue_ts_ms for t in market.token_ids},
+        )
+        if best is None or opp.expected_profit > best.expected_profit:
+            best = opp
+    if best is not None:
+        return Evaluation(best)
+    return Evaluation(None, BELOW_MIN_SIZE if BELOW_MIN_SIZE in reasons else NO_EDGE)
+
+
+# -- one side -----------------------------------------------------------------
+
+
+def _ladder(levels: Sequence[Level], side: str) -> list[Level]:
+    """Usable levels best first: prices strictly inside (0, 1), positive sizes.
+    Sorted here rather than trusted, so a mis-ordered book cannot make the
+    sweep skip a better level."""
+    usable = [(int(p), int(s)) for p, s in levels if 0 < p < MICRO and s > 0]
+    usable.sort(key=lambda lv: lv[0], reverse=(side == SELL))
+    return usable
+
+
+def marginal_profit(kind: str, prices: Sequence[int], fee_rate_ppm: int) -> int:
+    """Profit in micro-USDC of one set at these per-leg prices, fees rounded up."""
+    fees = sum(taker_fee(MICRO, p, fee_rate_ppm) for p in prices)
+    if kind == BUY_SET:
+        return MICRO - sum(prices) - fees
+    return sum(prices) - fees - MICRO
+
+
+def _sweep_size(kind: str, ladders: list[list[Level]], rate: int, limits: Limits) -> int:
+    """The most sets whose marginal set still earns the threshold, within depth
+    and the collateral budget (before rounding to the size step)."""
+    if not ladders or any(not lad for lad in ladders):
+        return 0
+    idx = [0] * len(ladders)
+    left = [lad[0][1] for lad in ladders]
+    # Collateral in micro-USDC x MICRO, so that the budget check is exact.
+    budget = limits.max_position * MICRO
+    committed = 0
+    size = 0
+    while True:
+        prices = [lad[i][0] for lad, i in zip(ladders, idx, strict=True)]
+        m = marginal_profit(kind, prices, rate)
+        if m < limits.min_profit or m <= 0:
+            return size
+        per_set = sum(prices) if kind == BUY_SET else MICRO  # collateral per share of a set
+        room = (budget - committed) // per_set
+        q = min(*left, room)
+        if q <= 0:
+            return size
+        size += q
+        committed += q * per_set
+        if q == room:  # the budget, not the depth, stopped us
+            return size
+        for k in range(len(ladders)):
+            left[k] -= q
+            if left[k] == 0:
+                idx[k] += 1
+                if idx[k] == len(ladders[k]):
+                    return size  # a leg ran out of depth
+                left[k] = ladders[k][idx[k]][1]
+
+
+def _fill(ladder: list[Level], size: int, rate: int, side: str) -> tuple[int, int, int]:
+    """(limit price, cost, fee) of taking `size` from a ladder, level by level."""
+    cost = fee = 0
+    limit = 0
+    need = size
+    for price, avail in ladder:
+        if need == 0:
+            break
+        q = min(need, avail)
+        cost += notional(q, price) if side == BUY else proceeds(q, price)
+        fee += taker_fee(q, price, rate)
+        limit = price
+        need -= q
+    if need:
+        raise ValueError("size exceeds the ladder's depth")  # _sweep_size never allows it
+    return limit, cost, fee
+
+
+def proceeds(size: int, price: int) -> int:
+    """What selling `size` at `price` receives, rounded DOWN (notional rounds
+    up): both estimates err against us, as the venue's settlement does."""
+    return size * price // MICRO
+
+
+def _plan(kind: str, ladders: list[list[Level]], market: MarketParams,
+          limits: Limits) -> tuple[int, tuple[Leg, ...], int] | str:
+    """(size, legs, expected profit) for one side, or the reason there is none."""
+    rate = market.fee_rate_ppm
+    step = max(market.size_step, 1)
+    raw = _sweep_size(kind, ladders, rate, limits)
+    if raw == 0:
+        return NO_EDGE
+    size = raw // step * step
+    side = BUY if kind == BUY_SET else SELL
+    while True:
+        if size <= 0 or size < market.min_order_size:
+            return BELOW_MIN_SIZE  # an edge, but too thin (or too capped) to trade
+        fills = [_fill(lad, size, rate, side) for lad in ladders]
+        total_cost = sum(c for _, c, _ in fills)
+        total_fee = sum(f for _, _, f in fills)
+        collateral = total_cost if kind == BUY_SET else size
+        if collateral <= limits.max_position:
+            break
+        size -= step  # per-level rounding up pushed the total a few micro over the cap
+    if kind == BUY_SET:
+        profit = size - total_cost - total_fee
+    else:
+        profit = total_cost - total_fee - size
+    # The marginal walk used per-share fees; the exact per-level rounding can
+    # cost a few micro more, so the threshold is checked again on the totals.
+    if profit <= 0 or profit * MICRO < limits.min_profit * size:
+        return NO_EDGE
+    legs = tuple(
+        Leg(token_id=t, side=side, limit_price=lim, size=size, cost=cost, fee=fee)
+        for t, (lim, cost, fee) in zip(market.token_ids, fills, strict=True)
+    )
+    return size, legs, profit

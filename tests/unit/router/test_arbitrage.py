@@ -1,0 +1,323 @@
+"""The complete-set maths on synthetic books: exact integers, no sockets."""
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actors.market_math import MICRO, notional, taker_fee
+from actors.router import arbitrage as arb
+from actors.router.arbitrage import BUY_SET, SELL_SET, Limits, MarketParams, evaluate, find_opportunity
+
+pytestmark = pytest.mark.unit
+
+NOW_MS = 1_700_000_000_000
+CENT = 10_000  # 0.01 USDC or 0.01 shares
+
+
+def usd(x: str) -> int:
+    return int(Decimal(x) * MICRO)
+
+
+def lv(*pairs: tuple[str, str]) -> list[tuple[int, int]]:
+    """Levels from decimal strings: lv(("0.45", "100")) -> [(450000, 100000000)]."""
+    return [(usd(p), usd(s)) for p, s in pairs]
+
+
+@dataclass(frozen=True)
+class Book:
+    token_id: str
+    bids: list = field(default_factory=list)
+    asks: list = field(default_factory=list)
+    venue_ts_ms: int = NOW_MS
+    valid: bool = True
+
+
+def market(n: int = 2, fee: str = "0", min_size: str = "0", step: str = "0.01", outcomes: int | None = None):
+    return MarketParams(market="0xm", token_ids=tuple(f"t{i}" for i in range(n)),
+                        outcomes=n if outcomes is None else outcomes,
+                        fee_rate_ppm=int(Decimal(fee) * MICRO), min_order_size=usd(min_size), size_step=usd(step))
+
+
+def limits(max_pos: str = "1000", min_profit: str = "0.01") -> Limits:
+    return Limits(max_position=usd(max_pos), min_profit=usd(min_profit), min_book_ts_ms=NOW_MS - 10_000)
+
+
+def asks_only(*ladders) -> list[Book]:
+    return [Book(f"t{i}", asks=lad) for i, lad in enumerate(ladders)]
+
+
+def bids_only(*ladders) -> list[Book]:
+    return [Book(f"t{i}", bids=lad) for i, lad in enumerate(ladders)]
+
+
+# -- buy side ----------------------------------------------------------------
+
+
+def test_binary_buy_set_with_exact_fees():
+    # asks 0.45 + 0.50 = 0.95; fees 0.02 * p(1-p): 0.00495 + 0.005 per set
+    books = asks_only(lv(("0.45", "100")), lv(("0.50", "100")))
+    opp = find_opportunity(books, market(fee="0.02"), limits())
+
+    assert opp is not None and opp.kind == BUY_SET and opp.size == usd("100")
+    assert [(leg.token_id, leg.side, leg.limit_price, leg.size, leg.cost, leg.fee) for leg in opp.legs] == [
+        ("t0", "BUY", usd("0.45"), usd("100"), usd("45"), usd("0.495")),
+        ("t1", "BUY", usd("0.50"), usd("100"), usd("50"), usd("0.5")),
+    ]
+    assert opp.expected_profit == usd("100") - usd("95") - usd("0.995") == usd("4.005")
+    assert opp.book_ts_ms == {"t0": NOW_MS, "t1": NOW_MS}
+
+
+def test_four_outcome_buy_set():
+    books = asks_only(lv(("0.22", "50")), lv(("0.20", "50")), lv(("0.18", "50")), lv(("0.36", "40")))
+    opp = find_opportunity(books, market(4, fee="0.01"), limits())
+
+    assert opp is not None and opp.kind == BUY_SET and opp.size == usd("40") and len(opp.legs) == 4
+    # fees per set: 0.01 * (0.22*0.78 + 0.20*0.80 + 0.18*0.82 + 0.36*0.64) = 0.007096
+    assert sum(leg.fee for leg in opp.legs) == usd("0.28384")
+    assert opp.expected_profit == usd("40") - usd("38.4") - usd("0.28384")
+
+
+def test_depth_limited_sizing_walks_several_levels():
+    # 10 @ 0.45+0.50, then 5 @ 0.46+0.50, then 15 @ 0.46+0.51; next 0.50+0.51 > 1
+    books = asks_only(lv(("0.45", "10"), ("0.46", "20"), ("0.50", "100")),
+                      lv(("0.50", "15"), ("0.51", "100")))
+    opp = find_opportunity(books, market(), limits())
+
+    assert opp is not None and opp.size == usd("30")
+    yes, no = opp.legs
+    assert (yes.limit_price, yes.cost) == (usd("0.46"), usd("4.5") + usd("9.2"))
+    assert (no.limit_price, no.cost) == (usd("0.51"), usd("7.5") + usd("7.65"))
+    assert opp.expected_profit == usd("30") - usd("28.85")
+
+
+def test_the_marginal_set_must_still_earn_the_threshold():
+    # the second level pair earns exactly 0.005 per set < 0.01: only the first level counts
+    books = asks_only(lv(("0.45", "10"), ("0.495", "100")), lv(("0.50", "100")))
+    opp = find_opportunity(books, market(), limits(min_profit="0.01"))
+    assert opp is not None and opp.size == usd("10") and opp.legs[0].limit_price == usd("0.45")
+
+
+def test_max_position_caps_the_collateral_committed():
+    books = asks_only(lv(("0.45", "1000")), lv(("0.50", "1000")))
+    opp = find_opportunity(books, market(), limits(max_pos="100"))
+    # 100 / 0.95 = 105.263... sets, rounded down to the 0.01 step
+    assert opp is not None and opp.size == usd("105.26")
+    assert sum(leg.cost for leg in opp.legs) == usd("99.997") <= usd("100")
+
+
+def test_size_is_rounded_down_to_the_step():
+    books = asks_only(lv(("0.45", "10.009")), lv(("0.50", "100")))
+    assert find_opportunity(books, market(step="0.01"), limits()).size == usd("10")
+    assert find_opportunity(books, market(step="1"), limits()).size == usd("10")
+    assert find_opportunity(books, market(step="0.001"), limits()).size == usd("10.009")
+
+
+def test_below_the_min_order_size_there_is_no_signal():
+    books = asks_only(lv(("0.45", "4.99")), lv(("0.50", "100")))
+    result = evaluate(books, market(min_size="5"), limits())
+    assert result.opportunity is None and result.reason == arb.BELOW_MIN_SIZE
+    assert find_opportunity(asks_only(lv(("0.45", "5")), lv(("0.50", "100"))), market(min_size="5"), limits())
+
+
+def test_threshold_boundary_exactly_at_and_one_micro_below():
+    # fee 0.02: marginal = 1 - 0.95 - 0.00995 = 0.04005 per set
+    books = asks_only(lv(("0.45", "10")), lv(("0.50", "10")))
+    at = find_opportunity(books, market(fee="0.02"), limits(min_profit="0.04005"))
+    assert at is not None and at.expected_profit == usd("0.4005")  # exactly threshold x 10 sets
+    assert evaluate(books, market(fee="0.02"), limits(min_profit="0.040051")).reason == arb.NO_EDGE
+
+
+def test_one_micro_over_the_threshold_price_gives_nothing():
+    # 0.49 + 0.50 earns exactly 0.01; 0.490001 + 0.50 earns 0.009999
+    assert find_opportunity(asks_only(lv(("0.49", "10")), lv(("0.50", "10"))), market(), limits()) is not None
+    assert find_opportunity(asks_only(lv(("0.490001", "10")), lv(("0.50", "10"))), market(), limits()) is None
+
+
+def test_no_signal_when_the_sum_is_fine():
+    books = [Book("t0", bids=lv(("0.48", "100")), asks=lv(("0.50", "100"))),
+             Book("t1", bids=lv(("0.49", "100")), asks=lv(("0.51", "100")))]
+    assert evaluate(books, market(fee="0.02"), limits()).reason == arb.NO_EDGE
+    # a gap smaller than the fees is no gap
+    assert find_opportunity(asks_only(lv(("0.49", "10")), lv(("0.50", "10"))), market(fee="0.02"), limits()) is None
+
+
+# -- sell side ---------------------------------------------------------------
+
+
+def test_binary_sell_set_with_exact_fees():
+    books = bids_only(lv(("0.55", "100"), ("0.54", "100")), lv(("0.50", "150")))
+    opp = find_opportunity(books, market(fee="0.02"), limits())
+
+    assert opp is not None and opp.kind == SELL_SET and opp.size == usd("150")
+    yes, no = opp.legs
+    assert (yes.side, yes.limit_price, yes.cost) == ("SELL", usd("0.54"), usd("55") + usd("27"))
+    assert yes.fee == taker_fee(usd("100"), usd("0.55"), 20_000) + taker_fee(usd("50"), usd("0.54"), 20_000)
+    assert (no.cost, no.fee) == (usd("75"), usd("0.75"))
+    assert opp.expected_profit == yes.cost + no.cost - yes.fee - no.fee - usd("150")
+
+
+def test_four_outcome_sell_set_is_capped_by_the_split_amount():
+    books = bids_only(*[lv((p, "500")) for p in ("0.30", "0.25", "0.25", "0.25")])
+    opp = find_opportunity(books, market(4), limits(max_pos="20"))
+    assert opp is not None and opp.kind == SELL_SET and opp.size == usd("20")
+    assert opp.expected_profit == usd("1")
+
+
+def test_the_better_side_wins_when_both_pay():
+    # crossed across tokens but not within one: asks sum 0.90, bids sum 1.02
+    books = [Book("t0", bids=lv(("0.52", "10")), asks=lv(("0.53", "10"))),
+             Book("t1", bids=lv(("0.50", "10")), asks=lv(("0.37", "10")))]
+    assert evaluate(books, market(), limits()).reason == arb.CROSSED_BOOK  # t1 is crossed
+    books = [Book("t0", bids=lv(("0.52", "10")), asks=lv(("0.53", "10"))),
+             Book("t1", bids=lv(("0.36", "10")), asks=lv(("0.37", "10")))]
+    assert find_opportunity(books, market(), limits()).kind == BUY_SET
+
+
+# -- what must never signal --------------------------------------------------
+
+
+def test_incomplete_outcome_sets_never_signal():
+    books = asks_only(lv(("0.30", "10")), lv(("0.30", "10")))
+    assert evaluate(books[:1], market(), limits()).reason == arb.INCOMPLETE_SET  # a book is missing
+    # the listing names three outcomes but only two tokens: cannot be merged
+    assert evaluate(books, market(2, outcomes=3), limits()).reason == arb.INCOMPLETE_SET
+    dup = MarketParams(market="0xm", token_ids=("t0", "t0"), outcomes=2, fee_rate_ppm=0)
+    assert evaluate(books, dup, limits()).reason == arb.INCOMPLETE_SET
+
+
+def test_invalid_and_stale_books_never_signal():
+    good = asks_only(lv(("0.30", "10")), lv(("0.30", "10")))
+    invalid = [good[0], Book("t1", asks=lv(("0.30", "10")), valid=False)]
+    stale = [good[0], Book("t1", asks=lv(("0.30", "10")), venue_ts_ms=NOW_MS - 10_001)]
+    assert find_opportunity(good, market(), limits()) is not None
+    assert evaluate(invalid, market(), limits()).reason == arb.INVALID_BOOK
+    assert evaluate(stale, market(), limits()).reason == arb.STALE_BOOK
+
+
+def test_crossed_and_empty_books():
+    crossed = [Book("t0", bids=lv(("0.46", "10")), asks=lv(("0.45", "10"))), Book("t1", asks=lv(("0.30", "10")))]
+    assert evaluate(crossed, market(), limits()).reason == arb.CROSSED_BOOK
+    assert evaluate([Book("t0"), Book("t1")], market(), limits()).reason == arb.NO_EDGE
+    one_side_empty = [Book("t0", asks=lv(("0.30", "10"))), Book("t1", bids=lv(("0.60", "10")))]
+    assert evaluate(one_side_empty, market(), limits()).reason == arb.NO_EDGE
+
+
+def test_levels_out_of_range_or_out_of_order_are_handled():
+    # a zero-size level and a price of 1 are ignored; mis-ordered asks are sorted
+    books = asks_only([(usd("0.50"), usd("10")), (usd("0.40"), 0), (usd("0.45"), usd("10"))],
+                      [(MICRO, usd("10")), (usd("0.50"), usd("20"))])
+    opp = find_opportunity(books, market(), limits())
+    assert opp is not None and opp.size == usd("10") and opp.legs[0].limit_price == usd("0.45")
+
+
+# -- the property ------------------------------------------------------------
+
+
+@st.composite
+def scenario(draw):
+    """Ladders whose top prices sum to about 1 (a few ticks worse up to 0.08
+    better), so that gaps, thin edges and no-edge cases all come up."""
+    n = draw(st.integers(2, 4))
+    tick = draw(st.sampled_from([CENT, 1_000]))
+    buy = draw(st.booleans())
+    tops = [draw(st.integers(1, MICRO // tick // n)) * tick for _ in range(n - 1)]
+    edge = draw(st.integers(-2, 80_000 // tick)) * tick
+    last = MICRO - sum(tops) + (-edge if buy else edge)
+    tops.append(min(max(last, tick), MICRO - tick))
+
+    def ladder(top: int) -> list[tuple[int, int]]:
+        out, price = [], top
+        for _ in range(draw(st.integers(1, 4))):
+            if not 0 < price < MICRO:
+                break
+            out.append((price, draw(st.integers(1, 500)) * draw(st.sampled_from([1_000, CENT, MICRO]))))
+            price += (1 if buy else -1) * tick * draw(st.integers(1, 3))
+        return out
+
+    books = [Book(f"t{i}", **{"asks" if buy else "bids": ladder(top)}) for i, top in enumerate(tops)]
+    mkt = market(n, fee=draw(st.sampled_from(["0", "0.01", "0.02", "0.072"])),
+                 min_size=draw(st.sampled_from(["0", "1", "5"])), step=draw(st.sampled_from(["0.000001", "0.01", "1"])))
+    lim = Limits(max_position=draw(st.integers(1, 200)) * MICRO, min_profit=draw(st.integers(0, 20_000)),
+                 min_book_ts_ms=0)
+    return books, mkt, lim
+
+
+def proceeds(size, price):
+    return size * price // MICRO
+
+
+@settings(max_examples=400, deadline=None)
+@given(scenario())
+def test_an_opportunity_is_exactly_what_its_legs_say(case):
+    books, mkt, lim = case
+    opp = find_opportunity(books, mkt, lim)
+    if opp is None:
+        return
+    by_token = {b.token_id: b for b in books}
+    buy = opp.kind == BUY_SET
+    assert opp.size > 0 and opp.size % mkt.size_step == 0 and opp.size >= mkt.min_order_size
+    total_cost = total_fee = 0
+    for leg in opp.legs:
+        levels = sorted(by_token[leg.token_id].asks if buy else by_token[leg.token_id].bids, reverse=not buy)
+        within = [(p, s) for p, s in levels if (p <= leg.limit_price if buy else p >= leg.limit_price)]
+        assert leg.size == opp.size <= sum(s for _, s in within)  # never beyond the depth at its limit
+        need, cost, fee = leg.size, 0, 0
+        for p, s in within:
+            q = min(need, s)
+            if q == 0:
+                break
+            cost += notional(q, p) if buy else proceeds(q, p)
+            fee += taker_fee(q, p, mkt.fee_rate_ppm)
+            need -= q
+        assert (cost, fee) == (leg.cost, leg.fee)
+        total_cost += cost
+        total_fee += fee
+    profit = opp.size - total_cost - total_fee if buy else total_cost - total_fee - opp.size
+    assert profit == opp.expected_profit > 0
+    assert profit * MICRO >= lim.min_profit * opp.size  # at least the threshold per set
+    assert (total_cost if buy else opp.size) <= lim.max_position
+
+
+def price_of_share(levels, index):
+    """The price of the level that holds the index-th micro-share, or None."""
+    depth = 0
+    for p, s in levels:
+        depth += s
+        if depth >= index:
+            return p
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(scenario())
+def test_one_more_step_would_break_a_rule(case):
+    # The size is the LARGEST: one more size step runs out of depth on some
+    # leg, or its marginal set earns less than the threshold, or it commits
+    # more collateral than max_position.
+    books, mkt, lim = case
+    opp = find_opportunity(books, mkt, lim)
+    if opp is None:
+        return
+    buy = opp.kind == BUY_SET
+    bigger = opp.size + mkt.size_step
+    ladders = [sorted([lv for lv in (b.asks if buy else b.bids) if lv[1] > 0], reverse=not buy) for b in books]
+    prices = [price_of_share(lad, bigger) for lad in ladders]
+    if None in prices:
+        return
+    margin = arb.marginal_profit(opp.kind, prices, mkt.fee_rate_ppm)
+    if margin < lim.min_profit or margin <= 0:
+        return
+    if buy:
+        collateral = 0
+        for lad in ladders:
+            need = bigger
+            for p, s in lad:
+                q = min(need, s)
+                collateral += notional(q, p)
+                need -= q
+    else:
+        collateral = bigger
+    assert collateral > lim.max_position

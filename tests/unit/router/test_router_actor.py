@@ -1,0 +1,407 @@
+"""The router actor over fake sockets and a test clock: a fake feed (PUB +
+snapshot RPC) and a fake executor (breaker heartbeats, tx results)."""
+
+import asyncio
+from dataclasses import dataclass, field
+
+import aiohttp
+import msgspec
+import pytest
+
+from actors import breaker_states as bs
+from actors.clock import TestClock
+from actors.feed.discovery import Market
+from actors.market_math import MICRO
+from actors.router.actor import RouterActor
+from actors.runtime import ActorRuntime
+from bus import topics
+from bus.clone import CloneStore, snapshot_reply
+from bus.codec import Stamper
+from bus.fakes import FakeContext
+from bus.messages import BookUpdate, BreakerState, FeedStatus, Signal, Snapshot, SnapshotEntry, TxResult
+from bus.sockets import Publisher, RpcServer, Subscriber
+from config.runtime import ConfigReloader
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.unit
+
+M = "0xmarket"
+BINARY = Market(M, "q", ("yes", "no"), ("Yes", "No"), True, fee_rate_bps=0, min_order_size=5 * MICRO)
+FOUR = Market("0xfour", "q4", ("a", "b", "c", "d"), ("A", "B", "C", "D"), True, fee_rate_bps=100)
+OTHER = Market("0xother", "q2", ("x1", "x2"), ("Yes", "No"), True)
+
+
+def c(cents: int) -> int:
+    return cents * 10_000
+
+
+@dataclass
+class World:
+    actor: RouterActor
+    rt: ActorRuntime
+    ctx: FakeContext
+    clock: TestClock
+    cfg: object
+    feed: Stamper
+    feed_pub: Publisher
+    store: CloneStore
+    executor: Publisher
+    signals: Subscriber
+    listing: list = field(default_factory=lambda: [BINARY, FOUR, OTHER])
+    snapshot_calls: int = 0
+    rpc: RpcServer | None = None
+
+    def now_ms(self) -> int:
+        return self.clock.time_ns() // 1_000_000
+
+    def book(self, token, *, asks=(), bids=(), valid=True, age_ms=0, market=M, send=True):
+        """Publish (or, send=False, lose on the way) a book of the fake feed."""
+        body = BookUpdate(token_id=token, market=market, valid=valid, bids=list(bids), asks=list(asks),
+                          venue_ts_ms=self.now_ms() - age_ms, recv_ns=self.clock.time_ns(), tick_size=c(1),
+                          reason="" if valid else "disconnected")
+        topic = topics.book(token)
+        env = self.feed_pub.publish(topic, body) if send else self.feed.stamp(topic, body)
+        self.store.record(topic, env)
+        return env
+
+    def arbitrage(self, yes=45, no=50, size=100):
+        """Asks summing below 1: a BUY_SET gap on the binary market."""
+        self.book("yes", asks=[(c(yes), size * MICRO)], bids=[(c(yes - 2), MICRO)])
+        self.book("no", asks=[(c(no), size * MICRO)], bids=[(c(no - 2), MICRO)])
+
+    def breaker(self, state, reason=""):
+        self.executor.publish(topics.breaker_state(), BreakerState(state=state, reason=reason, since_ns=1))
+
+    def result(self, signal_id, status="SUCCESS"):
+        self.executor.publish(topics.tx_result(), TxResult(
+            signal_id=signal_id, idempotency_key="k", market=M, status=status, success=status == "SUCCESS",
+            attempt=1))
+
+    def serve_snapshots(self):
+        async def handler(method, params):
+            self.snapshot_calls += 1
+            return snapshot_reply(self.store, params)
+
+        self.rpc = RpcServer(self.ctx, self.cfg.bus.endpoints["feed"].rpc, handler, Stamper("feed", self.clock))
+        return asyncio.create_task(self.rpc.serve())
+
+    async def next_signal(self) -> tuple[bytes, object]:
+        batch = await self.signals.recv_batch()
+        assert len(batch) == 1, batch
+        return batch[0].topic, batch[0].env
+
+
+def config(sandbox_config, **router):
+    bus = msgspec.structs.replace(sandbox_config.bus, rpc_timeout_ms=50, rpc_retries=0)
+    return msgspec.structs.replace(sandbox_config, bus=bus,
+                                   router=msgspec.structs.replace(sandbox_config.router, **router))
+
+
+@pytest.fixture
+async def make_world(sandbox_config):
+    tasks: list[asyncio.Task] = []
+    actors: list[RouterActor] = []
+
+    async def make(*, serve=True, closed=True, lister=None, **router):
+        cfg = config(sandbox_config, **router)
+        ctx, clock = FakeContext(), TestClock()
+        rt = ActorRuntime("router", ConfigReloader(initial=cfg), ctx, clock)
+        ep = cfg.bus.endpoints
+        feed = Stamper("feed", clock)
+        w = World(actor=None, rt=rt, ctx=ctx, clock=clock, cfg=cfg, feed=feed,
+                  feed_pub=Publisher(ctx, ep["feed"].pub, feed), store=CloneStore("feed", feed.boot_id),
+                  executor=Publisher(ctx, ep["executor"].pub, Stamper("executor", clock)),
+                  signals=Subscriber(ctx, [ep["router"].pub], [topics.prefix(topics.SIGNAL)]))
+
+        async def listing(session, url):
+            return w.listing
+
+        w.actor = RouterActor(rt, lister=lister or listing)
+        actors.append(w.actor)
+        if serve:
+            tasks.append(w.serve_snapshots())
+        tasks.append(asyncio.create_task(rt.follow_breaker()))
+        await w.actor.start()
+        tasks.append(asyncio.create_task(w.actor.run()))
+        if closed:
+            w.breaker(bs.CLOSED)
+            await eventually(lambda: rt.breaker.state == bs.CLOSED)
+        if lister is None:
+            await eventually(lambda: w.actor.discoveries >= 1)
+        return w
+
+    yield make
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for a in actors:
+        await a.stop()
+
+
+async def test_an_arbitrage_is_signalled(make_world):
+    w = await make_world()
+    w.arbitrage(yes=45, no=50, size=100)
+
+    topic, env = await w.next_signal()
+    sig = env.body
+    assert topic == topics.signal(M) and isinstance(sig, Signal) and env.trace_id
+    assert (sig.market, sig.kind, sig.size) == (M, "BUY_SET", 100 * MICRO)
+    assert [(leg.token_id, leg.side, leg.limit_price, leg.cost) for leg in sig.legs] == [
+        ("yes", "BUY", c(45), 45 * MICRO), ("no", "BUY", c(50), 50 * MICRO)]
+    assert sig.expected_profit == 5 * MICRO  # fee-free market
+    assert len(sig.signal_id) == 32 and int(sig.signal_id, 16) >= 0
+    assert sig.created_ns == w.clock.time_ns() and sig.expires_ns == sig.created_ns + 2000 * 1_000_000
+    assert sig.book_ts_ms == {"yes": w.now_ms(), "no": w.now_ms()}
+    last = w.actor.get_stats()["last_signal"]
+    assert (last["market"], last["kind"], last["size"], last["expected_profit"]) == (M, "BUY_SET", 100 * MICRO,
+                                                                                    5 * MICRO)
+
+
+async def test_the_signal_id_is_deterministic(make_world):
+    a = await make_world()
+    b = await make_world()
+    for w in (a, b):
+        w.arbitrage()
+    ids = [(await w.next_signal())[1].body.signal_id for w in (a, b)]
+    assert ids[0] == ids[1]
+
+
+async def test_no_signal_while_the_breaker_is_open_or_unknown(make_world):
+    w = await make_world()
+    w.breaker(bs.OPEN, "3 consecutive failures")
+    await eventually(lambda: w.rt.breaker.state == bs.OPEN)
+    w.arbitrage()
+    await eventually(lambda: w.actor.suppressed["breaker_OPEN"] >= 1)
+
+    w.breaker(bs.FORCED_OPEN, "operator")
+    await eventually(lambda: w.rt.breaker.state == bs.FORCED_OPEN)
+    w.arbitrage(yes=44)
+    await eventually(lambda: w.actor.suppressed["breaker_FORCED_OPEN"] >= 1)
+
+    w.clock.advance(3.5)  # heartbeats stopped: UNKNOWN is handled like OPEN
+    assert w.rt.breaker.state == bs.UNKNOWN
+    w.arbitrage(yes=43)
+    await eventually(lambda: w.actor.suppressed["breaker_UNKNOWN"] >= 1)
+    assert w.actor.signals == 0 and w.rt.publisher.sent == 0
+
+    w.breaker(bs.HALF_OPEN)  # probing again: signals flow
+    await eventually(lambda: w.rt.breaker.state == bs.HALF_OPEN)
+    w.arbitrage(yes=42)
+    assert (await w.next_signal())[1].body.legs[0].limit_price == c(42)
+    assert w.actor.summary()["breaker"] == bs.HALF_OPEN
+
+
+async def test_no_signal_before_any_breaker_heartbeat(make_world):
+    w = await make_world(closed=False)
+    w.arbitrage()
+    await eventually(lambda: w.actor.suppressed["breaker_UNKNOWN"] >= 1)
+    assert w.actor.signals == 0
+
+
+async def test_no_signal_from_invalid_or_stale_books(make_world):
+    w = await make_world()
+    w.book("yes", asks=[(c(45), 100 * MICRO)])
+    w.book("no", asks=[(c(50), 100 * MICRO)], valid=False)
+    await eventually(lambda: w.actor.suppressed["invalid_book"] >= 1)
+
+    w.book("no", asks=[(c(50), 100 * MICRO)], age_ms=10_001)  # venue time older than stale_book_ms
+    await eventually(lambda: w.actor.suppressed["stale_book"] >= 1)
+    assert w.actor.signals == 0
+
+    w.book("no", asks=[(c(50), 100 * MICRO)], age_ms=9_000)
+    assert (await w.next_signal())[1].body.kind == "BUY_SET"
+
+
+async def test_incomplete_outcome_sets_never_signal(make_world):
+    w = await make_world()
+    for token, price in (("a", 20), ("b", 20), ("c", 20)):  # "d" has no book yet
+        w.book(token, asks=[(c(price), 10 * MICRO)], market="0xfour")
+    await eventually(lambda: w.actor.suppressed["incomplete_set"] >= 3)
+    w.book("d", asks=[(c(20), 10 * MICRO)], market="0xfour")
+    sig = (await w.next_signal())[1].body
+    assert sig.market == "0xfour" and len(sig.legs) == 4 and sig.size == 10 * MICRO
+
+
+async def test_a_listing_with_a_missing_token_never_signals(make_world):
+    broken = Market("0xbroken", "q", ("p", "q"), ("P", "Q", "R"), True)  # three outcomes, two tokens
+    w = await make_world()
+    w.listing = [broken]
+    w.actor._rediscover.set()
+    await eventually(lambda: "0xbroken" in w.actor.markets)
+    w.book("p", asks=[(c(10), 10 * MICRO)], market="0xbroken")
+    w.book("q", asks=[(c(10), 10 * MICRO)], market="0xbroken")
+    await eventually(lambda: w.actor.suppressed["incomplete_set"] >= 2)
+    assert w.actor.signals == 0
+
+
+async def test_below_the_min_order_size_is_counted(make_world):
+    w = await make_world()
+    w.book("yes", asks=[(c(45), 4 * MICRO)])
+    w.book("no", asks=[(c(50), 100 * MICRO)])
+    await eventually(lambda: w.actor.suppressed["below_min_size"] >= 1)
+    assert w.actor.signals == 0
+
+
+async def test_the_same_opportunity_waits_for_its_result_or_the_window(make_world):
+    w = await make_world()
+    w.arbitrage()
+    first = (await w.next_signal())[1].body
+
+    w.arbitrage()  # same prices, newer books: still being executed
+    await eventually(lambda: w.actor.suppressed["duplicate"] >= 1)
+
+    w.result(first.signal_id, "SUCCESS")
+    await eventually(lambda: w.actor.results["SUCCESS"] == 1)
+    w.clock.advance(0.01)
+    w.arbitrage()
+    second = (await w.next_signal())[1].body
+    assert second.signal_id != first.signal_id  # newer book timestamps
+
+    w.arbitrage()
+    await eventually(lambda: w.actor.suppressed["duplicate"] >= 2)
+    w.clock.advance(3.0)  # resignal_after_ms
+    w.breaker(bs.CLOSED)
+    await eventually(lambda: w.rt.breaker.get_stats()["messages"] >= 2)
+    w.arbitrage()
+    assert (await w.next_signal())[1].body.kind == "BUY_SET"
+    assert w.actor.get_stats()["results_seen"] == {"SUCCESS": 1}
+
+
+async def test_a_different_price_is_a_different_opportunity(make_world):
+    w = await make_world()
+    w.arbitrage(yes=45)
+    await w.next_signal()
+    w.arbitrage(yes=44)
+    assert (await w.next_signal())[1].body.legs[0].limit_price == c(44)
+
+
+async def test_a_late_joiner_gets_the_books_it_missed_from_a_snapshot(make_world):
+    w = await make_world()
+    # Published before the router listened: lost for it, but in the feed's store.
+    w.book("no", asks=[(c(50), 100 * MICRO)], send=False)
+    w.book("yes", asks=[(c(45), 100 * MICRO)])  # JOINED -> snapshot -> "no" arrives
+
+    sig = (await w.next_signal())[1].body
+    assert sig.kind == "BUY_SET" and w.snapshot_calls == 1
+    assert w.actor.get_stats()["snapshots_applied"] == 1
+
+
+async def test_a_gap_asks_for_a_snapshot_rate_limited(make_world):
+    w = await make_world()
+    w.book("yes", asks=[(c(60), MICRO)])
+    await eventually(lambda: w.actor.snapshots_applied == 1)
+
+    w.book("yes", asks=[(c(61), MICRO)], send=False)  # lost
+    w.book("yes", asks=[(c(62), MICRO)])  # GAP
+    await eventually(lambda: w.actor.updates == 2 and w.clock.sleepers >= 2)  # discovery + rate limit
+    assert w.snapshot_calls == 1  # not within a second of the last one
+    w.clock.advance(1.0)
+    await eventually(lambda: w.actor.snapshots_applied == 2)
+    assert w.snapshot_calls == 2 and w.actor.books["yes"].asks == [(c(62), MICRO)]
+
+
+async def test_a_snapshot_never_replaces_a_newer_book(make_world):
+    w = await make_world()
+    env = w.book("yes", asks=[(c(60), MICRO)])
+    await eventually(lambda: w.actor.snapshots_applied == 1)
+    older = msgspec.structs.replace(env.body, asks=[(c(99), MICRO)], venue_ts_ms=1)
+    w.actor.apply_snapshot(Snapshot(source="feed", boot_id=env.boot_id,
+                                    entries=[SnapshotEntry(topic=topics.book("yes").decode(), seq=env.seq,
+                                                           body=older)]))
+    assert w.actor.books["yes"].asks == [(c(60), MICRO)]
+
+
+async def test_the_feed_being_down_is_counted_and_retried(make_world):
+    w = await make_world(serve=False)
+    w.book("yes", asks=[(c(60), MICRO)])
+    await eventually(lambda: w.actor.snapshot_errors >= 1)
+
+    serving = w.serve_snapshots()
+    try:
+        def tick():
+            w.clock.advance(1.0)
+            return w.actor.snapshots_applied >= 1
+
+        await eventually(tick)
+        assert w.actor.get_stats()["snapshot_requests"] >= 2
+    finally:
+        serving.cancel()
+        w.rpc.close()
+
+
+async def test_discovery_retries_while_the_venue_is_down(make_world):
+    calls = []
+
+    async def flaky(session, url):
+        calls.append(url)
+        if len(calls) < 3:
+            raise aiohttp.ClientConnectionError("connection refused")
+        return [BINARY]
+
+    w = await make_world(lister=flaky)
+    await eventually(lambda: w.actor.discovery_errors >= 1)
+
+    def tick():
+        w.clock.advance(1.0)
+        return w.actor.discoveries >= 1
+
+    await eventually(tick)
+    assert w.actor.discovery_errors == 2 and list(w.actor.markets) == [M]
+    assert calls[0] == w.cfg.router.clob_url
+
+
+async def test_only_configured_markets_are_traded(make_world):
+    w = await make_world(markets=[M])
+    assert list(w.actor.markets) == [M]
+    w.book("x1", asks=[(c(10), 10 * MICRO)], market="0xother")
+    w.book("x2", asks=[(c(10), 10 * MICRO)], market="0xother")
+    await eventually(lambda: w.actor.get_stats()["unknown_token_updates"] == 2)
+    assert w.actor.evaluations == 0
+
+
+async def test_books_that_arrive_before_discovery_are_used_once_it_completes(make_world):
+    gate = asyncio.Event()
+
+    async def slow(session, url):
+        await gate.wait()
+        return [BINARY]
+
+    w = await make_world(lister=slow)
+    w.arbitrage()
+    await eventually(lambda: w.actor.unknown_tokens == 2)
+    gate.set()
+    assert (await w.next_signal())[1].body.market == M
+
+
+async def test_unexpected_messages_are_counted_not_fatal(make_world):
+    w = await make_world()
+    w.feed_pub.publish(topics.book("yes"), FeedStatus(connections=1, connected=1, assets=2, valid_books=2,
+                                                      heartbeat_ok=True))
+    w.result("unknown-signal", "FAILED")
+    await eventually(lambda: w.actor.unexpected == 1 and w.actor.results["FAILED"] == 1)
+    w.arbitrage()
+    assert (await w.next_signal())[1].body.kind == "BUY_SET"
+
+
+async def test_a_hot_reload_changes_the_threshold(make_world):
+    w = await make_world()
+    old = w.rt.config
+    new = msgspec.structs.replace(old, trading=msgspec.structs.replace(old.trading, min_profit_threshold="0.06"))
+    w.rt.watcher.config = new
+    w.actor.on_config(old, new)
+    w.arbitrage(yes=45, no=50)  # earns 0.05 per set
+    await eventually(lambda: w.actor.evaluations >= 2)
+    assert w.actor.signals == 0
+
+
+async def test_stats_and_summary(make_world):
+    w = await make_world()
+    w.arbitrage()
+    await w.next_signal()
+    s = w.actor.get_stats()
+    assert {"markets", "tokens_with_books", "evaluations", "signals_published", "suppressed", "results_seen",
+            "snapshot_requests", "snapshot_errors", "discovery_errors", "last_signal"} <= set(s)
+    assert (s["markets"], s["tokens_with_books"], s["signals_published"]) == (3, 2, 1)
+    assert s["suppressed"] == {"incomplete_set": 1}  # "yes" came before "no"
+    assert w.actor.summary() == {"signals": 1, "suppressed": 1, "markets": 3, "breaker": bs.CLOSED}
+    msgspec.msgpack.encode(w.rt.stats_message(w.actor))  # publishable as is
