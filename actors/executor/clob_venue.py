@@ -1,0 +1,142 @@
+"""VenuePort over the official py-clob-client-v2: the same calls live and in
+the sandbox.
+
+Orders are built from exact integer amounts with the client's own V2 order
+builder (its float interface rounds sizes), signed by the client's signer, and
+posted FOK/FAK with `post_order`. The order's `metadata` is our client id: the
+venue refuses a second order with the same metadata ("Duplicated"), so a
+retried placement can never execute twice, and the order can be looked up by
+it after a crash. The client is synchronous (httpx): calls run in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from py_clob_client_v2.client import ClobClient
+from py_clob_client_v2.clob_types import OrderType
+from py_clob_client_v2.config import get_contract_config
+from py_clob_client_v2.exceptions import PolyApiException
+from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ExchangeOrderBuilderV2
+from py_clob_client_v2.order_utils.model.order_data_v2 import OrderDataV2
+from py_clob_client_v2.order_utils.model.side import Side
+from py_clob_client_v2.order_utils.model.signature_type_v2 import SignatureTypeV2
+
+from actors.executor.ports import Fill, OrderRejected
+from actors.market_math import MICRO
+from actors.wallet import Wallet
+
+_KILLED = ("fully filled or killed", "couldn't be fully filled", "no orders found to match", "fak")
+
+
+class VenueHttpError(Exception):
+    """A 429/5xx answer: retryable under the policy (status_code, retry_after)."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status_code = status
+        self.retry_after = retry_after
+
+
+def _amount(value: Any) -> int:
+    """The venue's decimal strings ("4.5") -> micro units, exactly."""
+    from decimal import Decimal
+
+    return int(Decimal(str(value)) * MICRO) if value not in (None, "") else 0
+
+
+class ClobVenue:
+    def __init__(self, host: str, wallet: Wallet, chain_id: int) -> None:
+        # The key stays inside the client's signer object, in this process.
+        self._client = ClobClient(host, key="0x" + bytes(wallet.account.key).hex(), chain_id=chain_id)
+        self._address = wallet.address
+        self._builder = ExchangeOrderBuilderV2(get_contract_config(chain_id).exchange_v2, chain_id,
+                                               self._client.signer)
+        self._creds_lock = asyncio.Lock()
+        self.counts = {"placed": 0, "filled": 0, "killed": 0, "duplicates": 0, "rejected": 0, "http_errors": 0}
+
+    async def _ensure_creds(self) -> None:
+        async with self._creds_lock:
+            if getattr(self._client, "creds", None) is None:
+                creds = await asyncio.to_thread(self._client.create_or_derive_api_key)
+                self._client.set_api_creds(creds)
+
+    def _order(self, token_id: str, side: str, price: int, size: int, client_id: str) -> Any:
+        cost = -(-(size * price) // MICRO) if side == "BUY" else size * price // MICRO
+        maker, taker = (cost, size) if side == "BUY" else (size, cost)
+        return self._builder.build_signed_order(OrderDataV2(
+            maker=self._address, tokenId=token_id, makerAmount=str(maker), takerAmount=str(taker),
+            side=Side.BUY if side == "BUY" else Side.SELL, signer=self._address,
+            signatureType=SignatureTypeV2.EOA, metadata=client_id))
+
+    async def place(self, token_id: str, side: str, price: int, size: int, client_id: str, *,
+                    fill_and_kill: bool = False) -> Fill:
+        await self._ensure_creds()
+        order = self._order(token_id, side, price, size, client_id)
+        kind = OrderType.FAK if fill_and_kill else OrderType.FOK
+        self.counts["placed"] += 1
+        try:
+            resp = await asyncio.to_thread(self._client.post_order, order, kind)
+        except PolyApiException as exc:
+            return await self._refused(exc, token_id, side, client_id)
+        return self._fill(resp, token_id, side, client_id)
+
+    async def _refused(self, exc: PolyApiException, token_id: str, side: str, client_id: str) -> Fill:
+        status, body = exc.status_code, exc.error_msg
+        text = str(body.get("error", body) if isinstance(body, dict) else body)
+        if status is None:  # no answer at all: transport error, safe to retry (metadata)
+            raise ConnectionError(text)
+        if "duplicat" in text.lower():
+            self.counts["duplicates"] += 1
+            found = await self.find(client_id)
+            if found is not None:
+                return found
+        if status == 400 and any(k in text.lower() for k in _KILLED):
+            self.counts["killed"] += 1
+            order_id = body.get("orderID", "") if isinstance(body, dict) else ""
+            return Fill(client_id, order_id, token_id, side, 0, 0, 0, "KILLED")
+        if status == 429 or status >= 500:
+            self.counts["http_errors"] += 1
+            raise VenueHttpError(status, text)
+        self.counts["rejected"] += 1
+        raise OrderRejected(text, status)
+
+    def _fill(self, resp: dict[str, Any], token_id: str, side: str, client_id: str) -> Fill:
+        if not resp.get("success", True) or resp.get("status") not in ("matched", "MATCHED"):
+            self.counts["killed"] += 1
+            return Fill(client_id, str(resp.get("orderID", "")), token_id, side, 0, 0, 0,
+                        str(resp.get("status") or resp.get("errorMsg") or "UNMATCHED"))
+        making, taking = _amount(resp.get("makingAmount")), _amount(resp.get("takingAmount"))
+        cost, fee = _amount(resp.get("cost")), _amount(resp.get("fee"))
+        filled = taking if side == "BUY" else making
+        self.counts["filled"] += 1
+        return Fill(client_id, str(resp.get("orderID", "")), token_id, side, filled, cost, fee, "MATCHED")
+
+    async def find(self, client_id: str) -> Fill | None:
+        await self._ensure_creds()
+        c = self._client
+
+        def lookup() -> Any:
+            headers = c._l2_headers("GET", "/data/orders")
+            return c._get(f"{c.host}/data/orders", headers=headers, params={"metadata": client_id})
+
+        try:
+            page = await asyncio.to_thread(lookup)
+        except PolyApiException as exc:
+            if exc.status_code is None or exc.status_code >= 500:
+                raise ConnectionError(str(exc.error_msg)) from None
+            return None
+        rows = page.get("data", []) if isinstance(page, dict) else []
+        if not rows:
+            return None
+        o = rows[0]
+        matched = str(o.get("status", "")).upper() == "MATCHED"
+        side = str(o.get("side", "")).upper()
+        size = _amount(o.get("size_matched") or o.get("filled") or o.get("original_size") or 0) if matched else 0
+        return Fill(client_id, str(o.get("id", "")), str(o.get("asset_id", "")), side, size,
+                    _amount(o.get("cost")) if matched else 0, _amount(o.get("fee")) if matched else 0,
+                    str(o.get("status", "")))
+
+    def get_stats(self) -> dict[str, int]:
+        return dict(self.counts)

@@ -1,0 +1,280 @@
+"""The venue as a process: `polyarb actor venue`.
+
+start() builds the markets, books, simulator and fault injector, serves one
+aiohttp app (market channel + REST) on sandbox.venue.host:port (port 0 = any
+free port: see `ws_url` / `http_url` in the stats), and bootstraps the chain
+in the BACKGROUND: market data never waits for anvil; `chain_ready` in the
+stats says when settlement can work. run() drives the simulator on the
+runtime's clock. A hot reload applies faults, update rate and arbitrage at
+once; markets, seed, host and port are restart-only (reported, not applied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import random
+import threading
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from actors.base import Actor
+from config.schema import Config
+from sandbox.venue import rest_market
+from sandbox.venue.faults import FaultInjector
+from sandbox.venue.market_ws import MarketHub
+from sandbox.venue.markets import deploy_module, market_infos
+from sandbox.venue.simulator import Simulator
+from sandbox.venue.state import VenueState
+
+if TYPE_CHECKING:
+    from actors.runtime import ActorRuntime
+
+log = logging.getLogger(__name__)
+
+CLOB_PACKAGE = "sandbox.venue.clob"
+HOUSEKEEPING_NS = 100_000_000  # disconnect faults and held frames are checked every 100 ms
+CHAIN_PROBE_TIMEOUT = 2.0  # seconds: a chain that does not answer is retried later, with backoff
+RESTART_ONLY_KEYS = ("host", "port", "seed", "operator_index", "markets", "trader_funding", "operator_inventory")
+
+Installer = Callable[[web.Application, "VenueActor"], None]
+VENUE_KEY = web.AppKey("venue", object)
+
+
+def discover_installers() -> list[Installer]:
+    """Route installers of the CLOB order routes: `sandbox.venue.clob.install`, a
+    function `install(app, venue)` (or a list of them, or a module `install`
+    defining such a function). None if the package does not exist."""
+    try:
+        pkg = importlib.import_module(CLOB_PACKAGE)
+    except ModuleNotFoundError as exc:
+        if exc.name == CLOB_PACKAGE:
+            return []
+        raise
+    install: Any = getattr(pkg, "install", None)
+    if install is None:
+        try:
+            install = importlib.import_module(f"{CLOB_PACKAGE}.install")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{CLOB_PACKAGE}.install":
+                raise
+            log.warning("%s has no `install`: no CLOB routes", CLOB_PACKAGE)
+            return []
+    if isinstance(install, ModuleType):
+        install = getattr(install, "install", None)
+    if callable(install):
+        return [install]
+    if isinstance(install, list | tuple):
+        return list(install)
+    raise TypeError(f"{CLOB_PACKAGE}.install is neither an installer function nor a list of them")
+
+
+def build_app(venue: VenueActor, extra: list[Installer] | None = None) -> web.Application:
+    """The venue's one aiohttp app: HTTP faults middleware, market REST routes,
+    `/ws/market`, then the installers: `extra` if given, else the discovered
+    ones (`discover_installers`). Each is called as `install(app, venue)`;
+    `app[VENUE_KEY]` is the venue too."""
+    app = web.Application(middlewares=[venue.faults.middleware()], client_max_size=1 << 20)
+    app[VENUE_KEY] = venue
+    rest_market.install(app, venue)
+    app.router.add_get("/ws/market", venue.hub.handle)
+    for install in discover_installers() if extra is None else extra:
+        install(app, venue)
+    return app
+
+
+async def in_daemon_thread(fn: Callable[[], Any]) -> Any:
+    """Run blocking web3 work off the loop in a DAEMON thread: unlike
+    asyncio.to_thread, a node that hangs cannot hold up the process's exit."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if fut.done():  # the awaiting task was cancelled meanwhile
+            return
+        if exc is None:
+            fut.set_result(result)
+        else:
+            fut.set_exception(exc)
+
+    def work() -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = fn()
+        except Exception as exc:  # handed to the awaiting task
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is closed: the process is exiting
+            pass
+
+    threading.Thread(target=work, name="venue-chain", daemon=True).start()
+    return await fut
+
+
+class VenueActor(Actor):
+    name = "venue"
+
+    def __init__(self, rt: ActorRuntime, installers: list[Installer] | None = None) -> None:
+        super().__init__(rt)
+        self.installers = installers  # None: discover sandbox.venue.clob
+        self.deployment: Any = None  # sandbox.deploy.Deployment once the chain is bootstrapped
+        self.clob: Any = None  # set by the CLOB installer; its get_stats() goes under "clob"
+        self.chain_ready = False
+        self.chain_status = "pending"
+        self.chain_error = ""
+        self.chain_attempts = 0
+        self.ws_url = ""
+        self.http_url = ""
+        self.restart_only_changes = 0
+        self._runner: web.AppRunner | None = None
+        self._chain_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        cfg = self.rt.config
+        if cfg.sandbox is None:
+            raise SystemExit("the venue needs a `sandbox.venue` section in the config")
+        v, clock = cfg.sandbox.venue, self.rt.clock
+        self.markets = market_infos(cfg)
+        self.state = VenueState(self.markets, clock)
+        self.faults = FaultInjector(v.faults, random.Random(f"{v.seed}:faults"), clock)
+        self.sim = Simulator(self.state, v.markets, random.Random(v.seed), clock,
+                             updates_per_second=v.updates_per_second, arbitrage=v.arbitrage)
+        self.sim.init_books()
+        self.hub = MarketHub(self.state, self.faults, clock)
+        self._runner = web.AppRunner(build_app(self, self.installers), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, v.host, v.port).start()
+        port = self._runner.addresses[0][1]
+        self.http_url = f"http://{v.host}:{port}"
+        self.ws_url = f"ws://{v.host}:{port}/ws/market"
+        log.info("serving %s and %s: %d markets, %d tokens", self.ws_url, self.http_url, len(self.markets),
+                 len(self.state.books))
+        self._chain_task = asyncio.create_task(self._bootstrap_chain(), name="venue-chain")
+
+    async def run(self) -> None:
+        clock, last_housekeeping = self.rt.clock, 0
+        while True:
+            now = clock.monotonic_ns()
+            self.sim.advance(now)
+            if now - last_housekeeping >= HOUSEKEEPING_NS:
+                self.hub.housekeeping(now)
+                last_housekeeping = now
+            ups = self.sim.updates_per_second
+            # About one update per wake-up at low rates; batches of them above 500/s.
+            await clock.sleep(0.05 if ups <= 0 else min(0.05, max(0.002, 1 / ups)))
+
+    async def stop(self) -> None:
+        if self._chain_task is not None:
+            self._chain_task.cancel()
+            await asyncio.gather(self._chain_task, return_exceptions=True)
+        if self._runner is not None:
+            await self.hub.close_all()
+            await self._runner.cleanup()
+
+    # ------------------------------------------------------------ chain
+
+    async def _bootstrap_chain(self) -> None:
+        """Bring the chain to the configured world, retrying with backoff while it is
+        down; a missing sandbox.deploy only disables settlement (logged)."""
+        try:
+            deploy = deploy_module()
+        except Exception as exc:  # a broken deploy module: market data still works
+            self._chain_failed("error", exc)
+            log.exception("cannot import sandbox.deploy: no settlement")
+            return
+        if deploy is None:
+            self.chain_status = "skipped: sandbox.deploy not found"
+            log.warning("sandbox.deploy not found: serving market data without a chain")
+            return
+        cfg, delay = self.rt.config, 0.2
+        while True:
+            self.chain_attempts += 1
+            try:
+                self.deployment = await in_daemon_thread(lambda: self._bootstrap_once(deploy, cfg))
+            except Exception as exc:
+                self._chain_failed("waiting for the chain", exc)
+                # Warn on the first failure and every tenth: a down chain must not flood the log.
+                level = logging.WARNING if self.chain_attempts % 10 == 1 else logging.DEBUG
+                log.log(level, "chain bootstrap attempt %d failed (retry in %.1fs): %s", self.chain_attempts, delay,
+                        self.chain_error)
+                await self.rt.clock.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.chain_ready, self.chain_status, self.chain_error = True, "ready", ""
+            log.info("chain bootstrapped at %s", cfg.chain.rpc_url)
+            return
+
+    def _bootstrap_once(self, deploy: ModuleType, cfg: Config) -> Any:
+        self.chain_probe(cfg)  # a down chain fails fast here, not after bootstrap's own long wait
+        params = list(inspect.signature(deploy.bootstrap).parameters)
+        if params and params[0] == "w3":  # bootstrap(w3, cfg), as first specified
+            from web3 import HTTPProvider, Web3
+
+            w3 = Web3(HTTPProvider(cfg.chain.rpc_url, request_kwargs={"timeout": cfg.chain.request_timeout_seconds}))
+            return deploy.bootstrap(w3, cfg)
+        return deploy.bootstrap(cfg)  # bootstrap(cfg, rpc_url=None, ...)
+
+    @staticmethod
+    def chain_probe(cfg: Config) -> None:
+        """Raise unless the node answers eth_chainId within CHAIN_PROBE_TIMEOUT (replaceable in tests)."""
+        from web3 import HTTPProvider, Web3
+
+        Web3(HTTPProvider(cfg.chain.rpc_url, request_kwargs={"timeout": CHAIN_PROBE_TIMEOUT})).eth.chain_id  # noqa: B018
+
+    def _chain_failed(self, status: str, exc: BaseException) -> None:
+        self.chain_status = status
+        self.chain_error = f"{type(exc).__name__}: {exc}"[:300]
+
+    # ------------------------------------------------------------ runtime hooks
+
+    def on_config(self, old: Config, new: Config) -> None:
+        if new.sandbox is None:
+            log.warning("the new config has no `sandbox` section: venue settings unchanged")
+            return
+        v = new.sandbox.venue
+        started, ended = self.faults.configure(v.faults)
+        self.hub.set_stall(started, ended)
+        self.sim.configure(v.updates_per_second, v.arbitrage)
+        if old.sandbox is not None:
+            changed = [k for k in RESTART_ONLY_KEYS if getattr(old.sandbox.venue, k) != getattr(v, k)]
+            if changed:
+                self.restart_only_changes += 1
+                log.warning("sandbox.venue keys %s are restart-only: not applied", ", ".join(changed))
+
+    def get_stats(self) -> dict[str, Any]:
+        ws = self.hub.get_stats()
+        return {
+            "ws_url": self.ws_url,
+            "http_url": self.http_url,
+            "chain_ready": self.chain_ready,
+            "chain_status": self.chain_status,
+            "chain_error": self.chain_error,
+            "chain_attempts": self.chain_attempts,
+            "connections": ws["connections"],
+            "subscribers": ws["subscribers"],
+            "frames_sent": ws["frames_sent"],
+            "restart_only_changes": self.restart_only_changes,
+            "ws": ws,
+            "simulator": self.sim.get_stats(),
+            "faults": self.faults.get_stats(),
+            "books": self.state.get_stats(),
+            "clob": self.clob.get_stats() if self.clob is not None else None,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        ws, sim = self.hub.get_stats(), self.sim.get_stats()
+        return {
+            "conns": ws["connections"],
+            "frames": ws["frames_sent"],
+            "gaps": sim["gaps_opened"],
+            "taken": sim["gaps_taken"],
+            "faults": sum(v for k, v in self.faults.get_stats().items() if isinstance(v, int)),
+            "chain": "ready" if self.chain_ready else self.chain_status.split(":")[0],
+        }

@@ -1,0 +1,62 @@
+"""The venue's CLOB: order placement with Polymarket's protocol, settled on the sandbox chain.
+
+    auth.py        L1 (EIP-712 ClobAuth) and L2 (HMAC) authentication, deterministic api keys
+    orders.py      the POST /order payload, its EIP-712 hash and signer, price / size / fees (pure)
+    records.py     orders by id and by (maker, metadata): the client order id (pure)
+    settlement.py  traders' funds and Settlement.settle, with the operator's nonces (AsyncWeb3)
+    service.py     the order flow: verify -> match on the venue's book -> settle -> record
+    routes.py      the REST routes py-clob-client-v2 calls
+
+`install(app, venue)` is discovered by sandbox.venue.actor.build_app. It uses
+`venue.state` (VenueState), `venue.faults` (FaultInjector), `venue.rt.clock`,
+`venue.rt.config` and `venue.chain_ready`. The service is `app[CLOB_KEY]`, also
+set as `venue.clob`, whose `get_stats()` the venue reports under "clob".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from actors.wallet import ANVIL_MNEMONIC, dev_account
+from sandbox.venue.clob.auth import ApiKeys, venue_secret
+from sandbox.venue.clob.routes import add_routes
+from sandbox.venue.clob.service import ClobService
+from sandbox.venue.clob.settlement import Settler
+
+CLOB_KEY = web.AppKey("clob", ClobService)
+
+
+def build_service(venue: Any) -> ClobService:
+    """The CLOB of a venue (its state, faults, clock and config)."""
+    cfg = venue.rt.config
+    if cfg.sandbox is None:
+        raise ValueError("the CLOB needs the config's `sandbox` section (operator account, markets)")
+    from sandbox.deploy import contract_addresses  # web3-heavy: imported only when the CLOB is built
+
+    operator = dev_account(cfg.sandbox.venue.operator_index, cfg.sandbox.chain.mnemonic or ANVIL_MNEMONIC)
+    collateral, ctf, exchange = contract_addresses(cfg.chain.chain_id)
+    settler = Settler(cfg.chain.rpc_url, operator, chain_id=cfg.chain.chain_id, exchange=exchange,
+                      collateral=collateral, ctf=ctf, clock=venue.rt.clock,
+                      timeout_s=cfg.chain.request_timeout_seconds)
+    keys = ApiKeys(venue_secret(bytes(operator.key)), cfg.chain.chain_id)
+    return ClobService(venue.state, keys, settler, venue.rt.clock, chain_id=cfg.chain.chain_id,
+                       faults=getattr(venue, "faults", None), ready=lambda: bool(getattr(venue, "chain_ready", True)))
+
+
+def install(app: web.Application, venue: Any) -> None:
+    """Add the CLOB routes to the venue's app (see routes.py for the list)."""
+    service = build_service(venue)
+    app[CLOB_KEY] = service
+    if getattr(venue, "clob", None) is None:
+        venue.clob = service  # the venue's stats hook: venue.clob.get_stats()
+
+    async def close(_app: web.Application) -> None:
+        await service.close()
+
+    app.on_cleanup.append(close)
+    add_routes(app, service, venue)
+
+
+__all__ = ["CLOB_KEY", "ClobService", "build_service", "install"]

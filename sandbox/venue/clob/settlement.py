@@ -1,0 +1,265 @@
+"""The venue's chain side: traders' funds, and one Settlement.settle per order.
+
+web3's AsyncHTTPProvider on cfg.chain.rpc_url, on the event loop (never a
+blocking call), used as a JSON-RPC transport: `make_request` /
+`make_batch_request` with calldata encoded by eth_abi. Measured here, a web3
+contract `.call()` costs ~4.5 ms of formatting against ~0.7 ms for the raw
+eth_call, and the funds check is one batched round trip. The aiohttp session
+is ours, with keep-alive (web3's default opens a TCP connection per request),
+and web3's hidden retries are off (a retried send must be our decision).
+
+Operator nonces: one asyncio lock around "allocate nonce, sign, send"; the
+local counter starts from the chain's pending count and is resynced from it
+after any send error (a nonce error is retried once right away). The receipt
+is awaited OUTSIDE the lock, so with a block time settlements pipeline: many
+in flight, one block. Fee caps are cached for FEE_TTL_NS.
+
+Fill ids are unique (the order hash), and the contract refuses a fill id a
+second time, so a settlement can never pay twice. When the outcome is unknown
+(no receipt in time), the contract's `settled(fillId)` decides; a pending
+transaction is dropped from anvil's pool first (the sandbox chain is always
+anvil: sandbox.deploy refuses anything else), so "failed" stays failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from eth_abi import encode
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from web3 import AsyncHTTPProvider
+
+from actors.clock import Clock
+
+log = logging.getLogger(__name__)
+
+GAS_LIMIT = 300_000  # settle() uses ~90-130k; explicit, so no estimate round trip per order
+FEE_TTL_NS = 2_000_000_000
+RECEIPT_TIMEOUT_NS = 30_000_000_000
+POLL_FIRST_S, POLL_MAX_S = 0.002, 0.1  # receipt polling: automine answers at once, blocks take ~2 s
+MAX_UINT = 2**256 - 1
+
+
+def _selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+BALANCE_OF = _selector("balanceOf(address)")  # pUSD
+ALLOWANCE = _selector("allowance(address,address)")
+BALANCE_OF_1155 = _selector("balanceOf(address,uint256)")  # CTF positions
+IS_APPROVED_FOR_ALL = _selector("isApprovedForAll(address,address)")
+SETTLED = _selector("settled(bytes32)")
+SETTLE = _selector("settle(bytes32,address,uint256,bool,uint256,uint256,uint256)")
+SETTLE_TYPES = ["bytes32", "address", "uint256", "bool", "uint256", "uint256", "uint256"]
+
+
+def _call_data(selector: bytes, types: list[str], args: list[Any]) -> str:
+    return "0x" + (selector + encode(types, args)).hex()
+
+
+class RpcError(Exception):
+    """The node answered with a JSON-RPC error; the message is the node's."""
+
+
+class ChainUnavailable(Exception):
+    """The node did not answer a read: nothing was done."""
+
+
+class SettlementFailed(Exception):
+    """The settlement did not happen (nothing moved on chain); `tx_hash` if one was mined."""
+
+    def __init__(self, reason: str, tx_hash: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.tx_hash = reason, tx_hash
+
+
+@dataclass(frozen=True, slots=True)
+class Funds:
+    """A trader's balance of what it gives, and what it allowed the exchange to take (1e-6)."""
+
+    balance: int
+    allowance: int
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def _result(response: Any) -> Any:
+    if not isinstance(response, dict):
+        raise RpcError(f"not a JSON-RPC response: {str(response)[:200]}")
+    if response.get("error"):
+        error = response["error"]
+        raise RpcError(error.get("message", str(error)) if isinstance(error, dict) else str(error))
+    return response.get("result")
+
+
+class Settler:
+    def __init__(self, rpc_url: str, operator: LocalAccount, *, chain_id: int, exchange: str, collateral: str,
+                 ctf: str, clock: Clock, timeout_s: float = 10.0) -> None:
+        self.rpc_url, self.chain_id, self.clock, self.timeout_s = rpc_url, chain_id, clock, timeout_s
+        self._account = operator  # the key stays inside the LocalAccount; never logged
+        self.operator = operator.address
+        self.exchange = to_checksum_address(exchange)
+        self.collateral = to_checksum_address(collateral)
+        self.ctf = to_checksum_address(ctf)
+        self._provider: AsyncHTTPProvider | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._lock = asyncio.Lock()
+        self._nonce: int | None = None
+        self._fees: tuple[int, int, int] | None = None  # (max fee, tip, fetched at monotonic ns)
+        self.stats = {"sent": 0, "mined_ok": 0, "reverted": 0, "send_errors": 0, "nonce_resyncs": 0,
+                      "receipt_timeouts": 0, "dropped": 0, "read_errors": 0}
+
+    async def _connect(self) -> AsyncHTTPProvider:
+        if self._provider is None:  # created on the running loop, at first use
+            timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+            provider = AsyncHTTPProvider(self.rpc_url, request_kwargs={"timeout": timeout},
+                                         exception_retry_configuration=None)
+            self._session = aiohttp.ClientSession(raise_for_status=True, timeout=timeout)
+            await provider.cache_async_session(self._session)
+            self._provider = provider
+        return self._provider
+
+    async def _rpc(self, method: str, params: list[Any]) -> Any:
+        provider = await self._connect()
+        return _result(await provider.make_request(method, params))  # type: ignore[arg-type]
+
+    async def _calls(self, calls: list[tuple[str, str]]) -> list[int]:
+        """eth_call each (to, data) in ONE batched request; the uint256 results."""
+        provider = await self._connect()
+        batch = [("eth_call", [{"to": to, "data": data}, "latest"]) for to, data in calls]
+        responses = await provider.make_batch_request(batch)  # type: ignore[arg-type]
+        if not isinstance(responses, list):  # the node refused the whole batch
+            _result(responses)
+            raise RpcError(f"unexpected batch answer: {str(responses)[:200]}")
+        return [int(_result(r), 16) for r in responses]
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        self._provider = self._session = None
+
+    # ------------------------------------------------------------ reads
+
+    async def funds(self, trader: str, token_id: int, buy: bool) -> Funds:
+        """BUY: pUSD balance and allowance to the exchange; SELL: token balance, and
+        isApprovedForAll as an unlimited (or zero) allowance."""
+        owner = to_checksum_address(trader)
+        if buy:
+            calls = [(self.collateral, _call_data(BALANCE_OF, ["address"], [owner])),
+                     (self.collateral, _call_data(ALLOWANCE, ["address", "address"], [owner, self.exchange]))]
+        else:
+            calls = [(self.ctf, _call_data(BALANCE_OF_1155, ["address", "uint256"], [owner, token_id])),
+                     (self.ctf, _call_data(IS_APPROVED_FOR_ALL, ["address", "address"], [owner, self.exchange]))]
+        try:
+            balance, allowance = await self._calls(calls)
+        except Exception as exc:  # connection refused, timeout, node error: the order is not taken
+            self.stats["read_errors"] += 1
+            raise ChainUnavailable(f"chain read failed: {_short(exc)}") from exc
+        return Funds(balance, allowance if buy else (MAX_UINT if allowance else 0))
+
+    # ------------------------------------------------------------ settlement
+
+    async def _fee_caps(self) -> tuple[int, int]:
+        now = self.clock.monotonic_ns()
+        if self._fees is None or now - self._fees[2] > FEE_TTL_NS:
+            block, tip = await asyncio.gather(self._rpc("eth_getBlockByNumber", ["latest", False]),
+                                              self._rpc("eth_maxPriorityFeePerGas", []))
+            tip = int(tip, 16)
+            self._fees = (2 * int(block["baseFeePerGas"], 16) + tip, tip, now)
+        return self._fees[0], self._fees[1]
+
+    async def _send(self, data: str) -> str:
+        """Allocate a nonce, sign and send, under the lock; one retry after a nonce resync."""
+        async with self._lock:
+            for attempt in (1, 2):
+                if self._nonce is None:
+                    self._nonce = int(await self._rpc("eth_getTransactionCount", [self.operator, "pending"]), 16)
+                    self.stats["nonce_resyncs"] += 1
+                max_fee, tip = await self._fee_caps()
+                tx = {"to": self.exchange, "data": data, "value": 0, "nonce": self._nonce, "gas": GAS_LIMIT,
+                      "chainId": self.chain_id, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip, "type": 2}
+                raw = self._account.sign_transaction(tx).raw_transaction
+                try:
+                    tx_hash = str(await self._rpc("eth_sendRawTransaction", ["0x" + raw.hex()]))
+                except Exception as exc:
+                    self.stats["send_errors"] += 1
+                    self._nonce, self._fees = None, None
+                    if attempt == 1 and "nonce" in str(exc).lower():
+                        continue
+                    raise SettlementFailed(f"settlement transaction not accepted: {_short(exc)}") from exc
+                self._nonce += 1
+                self.stats["sent"] += 1
+                return tx_hash
+        raise AssertionError("unreachable")
+
+    async def _receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        deadline = self.clock.monotonic_ns() + RECEIPT_TIMEOUT_NS
+        delay = POLL_FIRST_S
+        while True:
+            try:
+                receipt = await self._rpc("eth_getTransactionReceipt", [tx_hash])
+                if receipt:
+                    return receipt
+            except Exception as exc:  # a flaky read: keep polling until the deadline
+                log.warning("receipt poll for %s failed: %s", tx_hash, _short(exc))
+            if self.clock.monotonic_ns() > deadline:
+                return None
+            await self.clock.sleep(delay)
+            delay = min(POLL_MAX_S, delay * 2)
+
+    async def settle(self, fill_id: bytes, trader: str, token_id: int, trader_buys: bool, shares: int, cost: int,
+                     fee: int) -> str:
+        """Settle one order on chain; the mined transaction's hash, or SettlementFailed."""
+        data = _call_data(SETTLE, SETTLE_TYPES,
+                          [fill_id, to_checksum_address(trader), token_id, trader_buys, shares, cost, fee])
+        try:
+            tx_hash = await self._send(data)
+        except SettlementFailed:
+            if await self._settled(fill_id):  # the "failed" send got through after all
+                return ""
+            raise
+        receipt = await self._receipt(tx_hash)
+        if receipt is None:
+            self.stats["receipt_timeouts"] += 1
+            await self._drop(tx_hash)
+            if await self._settled(fill_id):
+                return tx_hash
+            raise SettlementFailed(f"no receipt for {tx_hash} within {RECEIPT_TIMEOUT_NS // 10**9}s; dropped")
+        if int(receipt["status"], 16) != 1:
+            self.stats["reverted"] += 1
+            raise SettlementFailed(f"settlement reverted{await self._why(data)}", tx_hash)
+        self.stats["mined_ok"] += 1
+        return tx_hash
+
+    async def _settled(self, fill_id: bytes) -> bool:
+        try:
+            return bool((await self._calls([(self.exchange, _call_data(SETTLED, ["bytes32"], [fill_id]))]))[0])
+        except Exception:
+            return False
+
+    async def _drop(self, tx_hash: str) -> None:
+        async with self._lock:
+            try:
+                await self._rpc("anvil_dropTransaction", [tx_hash])
+                self.stats["dropped"] += 1
+            except Exception as exc:
+                log.warning("could not drop %s: %s", tx_hash, _short(exc))
+            self._nonce = None  # the dropped nonce must be reused
+
+    async def _why(self, data: str) -> str:
+        # Replaying the call on the current state usually names the require() that failed.
+        try:
+            await self._rpc("eth_call", [{"from": self.operator, "to": self.exchange, "data": data}, "latest"])
+        except Exception as exc:
+            return f": {str(exc)[:200]}"
+        return ""
+
+    def get_stats(self) -> dict[str, Any]:
+        return {**self.stats, "nonce": self._nonce}

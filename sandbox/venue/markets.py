@@ -1,0 +1,83 @@
+"""The venue's markets: ids from `sandbox.deploy.market_infos`, the same ids the
+chain derives, so token ids on the wire are the ERC-1155 position ids.
+
+`sandbox.deploy` is imported lazily (it pulls in web3). Only when that module
+does not exist at all is a deterministic stand-in used (keccak of the slug and
+outcome index), so the venue's market data works without the chain code. A
+deploy module that exists but fails to import is a bug and is raised.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from eth_utils import keccak
+
+from actors.wallet import ANVIL_MNEMONIC, dev_account
+from config.schema import Config
+
+log = logging.getLogger(__name__)
+
+DEPLOY_MODULE = "sandbox.deploy"
+
+
+@dataclass(frozen=True)
+class MarketInfo:
+    """The stand-in's market record; the same fields as sandbox.deploy.MarketInfo."""
+
+    slug: str
+    question: str
+    condition_id: str
+    question_id: str
+    outcomes: list[str]
+    token_ids: list[str]
+    fee_rate: Decimal
+    tick_size: Decimal
+    min_order_size: Decimal
+    neg_risk: bool = False
+
+
+def operator_address(cfg: Config) -> str:
+    if cfg.sandbox is None:
+        raise ValueError("the config has no `sandbox` section: the venue has no markets")
+    mnemonic = cfg.sandbox.chain.mnemonic or ANVIL_MNEMONIC
+    return dev_account(cfg.sandbox.venue.operator_index, mnemonic).address
+
+
+def deploy_module() -> Any | None:
+    """sandbox.deploy, or None if that module does not exist."""
+    try:
+        return importlib.import_module(DEPLOY_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != DEPLOY_MODULE:
+            raise
+        return None
+
+
+def market_infos(cfg: Config) -> list[Any]:
+    """Every configured market with condition id and token ids (MarketInfo)."""
+    operator = operator_address(cfg)
+    deploy = deploy_module()
+    if deploy is not None:
+        return list(deploy.market_infos(cfg, operator))
+    log.warning("%s not found: deriving stand-in market ids (not the chain's)", DEPLOY_MODULE)
+    return fallback_market_infos(cfg)
+
+
+def fallback_market_infos(cfg: Config) -> list[MarketInfo]:
+    assert cfg.sandbox is not None
+    infos = []
+    for m in cfg.sandbox.venue.markets:
+        qid = keccak(text=f"question:{m.slug}")
+        cid = keccak(text=f"condition:{m.slug}")
+        tokens = [str(int.from_bytes(keccak(text=f"token:{m.slug}:{i}"), "big")) for i in range(len(m.outcomes))]
+        infos.append(MarketInfo(
+            slug=m.slug, question=m.question, condition_id="0x" + cid.hex(), question_id="0x" + qid.hex(),
+            outcomes=list(m.outcomes), token_ids=tokens, fee_rate=m.fee_rate, tick_size=m.tick_size,
+            min_order_size=m.min_order_size, neg_risk=False,
+        ))
+    return infos

@@ -1,0 +1,288 @@
+"""VenueState: every book of every market, and the one place that changes them.
+
+Pure: no I/O, time from the injected clock. Everything runs on the event
+loop's thread and no method awaits, so each call is atomic with respect to
+the simulator, the WebSocket fan-out and the REST handlers.
+
+Every change is announced to the listeners (`add_listener`) as events
+(`sandbox.venue.events`), which the market channel turns into frames:
+    simulator moves        -> price_change (or tick_size_change + book)
+    execute_taker (fills)  -> price_change, last_trade_price, book
+    revert                 -> price_change, book
+Units: prices in 1e-6 USDC per share, sizes in 1e-6 shares, money in 1e-6 USDC.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from actors.clock import Clock
+from sandbox.venue.book import BUY, ONE, SELL, Book, is_valid_price, to_micro
+from sandbox.venue.events import BookSnapshot, Event, LastTradePrice, LevelUpdate, PriceChange, TickSizeChange
+
+log = logging.getLogger(__name__)
+
+
+class VenueError(ValueError):
+    """A request the venue refuses; the message says why."""
+
+
+class UnknownToken(VenueError):
+    pass
+
+
+class InvalidOrder(VenueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """The result of one taker order against one book.
+
+    fills:   [(price, size)] in the order they matched (best price first).
+    changes: [(maker side, price, new total size at that price)] — the levels
+             the execution touched, as they are now (0 = level gone).
+    An execution with no fills changed nothing (a FOK that could not fill
+    completely, or no liquidity within the limit).
+    """
+
+    id: int
+    token_id: str
+    market: str  # condition id
+    side: str  # the taker's side: BUY takes asks, SELL takes bids
+    limit_price: int
+    size: int  # requested size
+    all_or_none: bool
+    fills: tuple[tuple[int, int], ...]
+    changes: tuple[tuple[str, int, int], ...]
+    timestamp_ms: int
+
+    @property
+    def filled(self) -> int:
+        """Shares filled (1e-6 shares)."""
+        return sum(s for _, s in self.fills)
+
+    @property
+    def complete(self) -> bool:
+        return self.filled == self.size
+
+    @property
+    def notional_e12(self) -> int:
+        """Exact sum of price x size, in 1e-12 USDC."""
+        return sum(p * s for p, s in self.fills)
+
+    @property
+    def cost(self) -> int:
+        """Collateral that changes hands, in 1e-6 USDC: what a BUY taker pays
+        (rounded up) or a SELL taker receives (rounded down). Exact whenever
+        sizes are whole 0.01 shares, as Polymarket requires."""
+        n = self.notional_e12
+        return -(-n // ONE) if self.side == BUY else n // ONE
+
+
+Listener = Callable[[Event], None]
+TradeListener = Callable[[Execution], None]
+
+
+class VenueState:
+    def __init__(self, markets: Sequence[Any], clock: Clock, *,
+                 last_trade_prices: dict[str, int] | None = None) -> None:
+        """`markets`: MarketInfo records (sandbox.deploy.MarketInfo). `last_trade_prices`:
+        token id -> price shown as `last_trade_price` until the first trade."""
+        self.clock = clock
+        self.markets = list(markets)
+        self.market_by_id = {m.condition_id: m for m in self.markets}
+        self.market_of: dict[str, Any] = {}
+        self.books: dict[str, Book] = {}
+        self.fee_rate_bps: dict[str, int] = {}
+        for m in self.markets:
+            self.fee_rate_bps[m.condition_id] = int(m.fee_rate * 10_000)
+            for token in m.token_ids:
+                self.market_of[token] = m
+                self.books[token] = Book(
+                    token, m.condition_id, tick_size=to_micro(m.tick_size), min_order_size=to_micro(m.min_order_size),
+                    neg_risk=bool(m.neg_risk), last_trade_price=(last_trade_prices or {}).get(token, 0))
+        self._listeners: list[Listener] = []
+        self._trade_listeners: list[TradeListener] = []
+        self._last_ts: dict[str, int] = {}
+        self._next_execution = 1
+        self._reverted: set[int] = set()
+        self.events = Counter[str]()
+        self.stats = Counter[str]()
+
+    # ------------------------------------------------------------ plumbing
+
+    def add_listener(self, fn: Listener) -> None:
+        """`fn(event)` for every event, synchronously, in order."""
+        self._listeners.append(fn)
+
+    def add_trade_listener(self, fn: TradeListener) -> None:
+        """`fn(execution)` after each execution with fills (its events already sent)."""
+        self._trade_listeners.append(fn)
+
+    def _emit(self, event: Event) -> None:
+        self.events[event.kind] += 1
+        for fn in self._listeners:
+            try:
+                fn(event)
+            except Exception:  # a subscriber's bug must not leave a book half-changed
+                self.stats["listener_errors"] += 1
+                log.exception("event listener failed on %s", event.kind)
+
+    def now_ms(self, market: str) -> int:
+        """Epoch ms for the market's next event: never earlier than its last one."""
+        ts = max(self.clock.time_ns() // 1_000_000, self._last_ts.get(market, 0))
+        self._last_ts[market] = ts
+        return ts
+
+    def book(self, token_id: str) -> Book:
+        try:
+            return self.books[token_id]
+        except KeyError:
+            raise UnknownToken(f"unknown token id {token_id}") from None
+
+    # ------------------------------------------------------------ market moves (simulator)
+
+    def apply(self, market: str, changes: Iterable[tuple[str, str, int, int]]) -> PriceChange | None:
+        """Set levels [(token, side, price, new total size)] of one market as ONE
+        event; levels already at that size are skipped. Returns the event sent."""
+        touched: list[tuple[Book, str, int, int]] = []
+        for token, side, price, size in changes:
+            b = self.book(token)
+            if b.size_at(side, price) != size:
+                b.set_level(side, price, size)
+                touched.append((b, side, price, size))
+        if not touched:
+            return None
+        return self._price_change(market, touched)
+
+    def _price_change(self, market: str, touched: list[tuple[Book, str, int, int]]) -> PriceChange:
+        ts = self.now_ms(market)
+        after: dict[str, tuple[str, int | None, int | None]] = {}  # per book: hash, best bid, best ask
+        for b, *_ in touched:
+            if b.asset_id not in after:
+                b.stamp(ts)
+                after[b.asset_id] = (b.hash(), b.best_bid(), b.best_ask())
+        event = PriceChange(market, ts, tuple(
+            LevelUpdate(b.asset_id, side, price, size, *after[b.asset_id]) for b, side, price, size in touched))
+        self._emit(event)
+        return event
+
+    def set_tick(self, token_id: str, tick: int) -> TickSizeChange | None:
+        """Change a token's tick size (tick_size_change). The caller then sends a
+        fresh book with `replace_book`: clients drop the book until it arrives."""
+        b = self.book(token_id)
+        if tick == b.tick_size:
+            return None
+        event = TickSizeChange(token_id, b.market, b.tick_size, tick, self.now_ms(b.market))
+        b.tick_size = tick
+        b.stamp(event.timestamp_ms)
+        self._emit(event)
+        return event
+
+    def replace_book(self, token_id: str, bids: dict[int, int], asks: dict[int, int], *,
+                     emit: bool = True, last_trade_price: int | None = None) -> BookSnapshot | None:
+        """Replace every level of a token's book; sends a `book` event unless `emit` is False
+        (the initial books, before anyone can be subscribed)."""
+        b = self.book(token_id)
+        b.clear()
+        if last_trade_price is not None:
+            b.last_trade_price = last_trade_price
+        for side, levels in ((BUY, bids), (SELL, asks)):
+            for price, size in levels.items():
+                if size:
+                    b.set_level(side, price, size)
+        b.stamp(self.now_ms(b.market))
+        return self._snapshot(b) if emit else None
+
+    def _snapshot(self, b: Book) -> BookSnapshot:
+        event = BookSnapshot(b.asset_id, b.market, b.timestamp_ms, b.to_wire(), b.encoded())
+        self._emit(event)
+        return event
+
+    # ------------------------------------------------------------ takers (the CLOB)
+
+    def execute_taker(self, token_id: str, side: str, limit_price: int, size: int,
+                      all_or_none: bool) -> Execution:
+        """Match a taker order against the book, atomically.
+
+        side BUY sweeps asks priced <= limit_price, SELL sweeps bids >= limit_price,
+        best first. all_or_none=True is FOK (fills all or nothing changes), False
+        is FAK (fills what there is, the rest is cancelled). Raises UnknownToken,
+        or InvalidOrder for a side other than BUY/SELL, a price outside (0, 1) or
+        off the token's CURRENT tick, or a size <= 0. With fills, sends
+        price_change + last_trade_price + book and then notifies trade listeners.
+        """
+        b = self.book(token_id)
+        if side not in (BUY, SELL):
+            raise InvalidOrder(f"side must be BUY or SELL, got {side!r}")
+        if not is_valid_price(limit_price, b.tick_size):
+            raise InvalidOrder(f"price {limit_price}e-6 is outside (0, 1) or not a multiple of the tick size "
+                               f"{b.tick_size}e-6")
+        if size <= 0:
+            raise InvalidOrder(f"size must be positive, got {size}")
+        fills = b.take(side, limit_price, size, all_or_none)
+        maker = SELL if side == BUY else BUY
+        changes = tuple((maker, p, b.size_at(maker, p)) for p, _ in fills)
+        ex_id = self._next_execution
+        self._next_execution += 1
+        self.stats["executions"] += 1
+        if not fills:
+            self.stats["executions_unfilled"] += 1
+            return Execution(ex_id, token_id, b.market, side, limit_price, size, all_or_none, (), (),
+                             self.now_ms(b.market))
+        b.last_trade_price = fills[-1][0]
+        self.stats["fills"] += len(fills)
+        self.stats["shares_filled"] += sum(s for _, s in fills)
+        event = self._price_change(b.market, [(b, s, p, n) for s, p, n in changes])
+        ex = Execution(ex_id, token_id, b.market, side, limit_price, size, all_or_none, tuple(fills), changes,
+                       event.timestamp_ms)
+        self._emit(LastTradePrice(token_id, b.market, fills[-1][0], side, ex.filled,
+                                  self.fee_rate_bps[b.market], event.timestamp_ms))
+        self._snapshot(b)
+        for fn in self._trade_listeners:
+            try:
+                fn(ex)
+            except Exception:  # the execution stands; a listener's bug must not undo it
+                self.stats["listener_errors"] += 1
+                log.exception("trade listener failed on execution %d", ex.id)
+        return ex
+
+    def revert(self, execution: Execution) -> tuple[tuple[str, int, int], ...]:
+        """Give back the liquidity of an execution whose settlement failed.
+
+        Each fill's size is added back at its price, except where that would
+        now cross the book (the market moved on; that liquidity is gone).
+        Idempotent: a second call for the same execution restores nothing.
+        Returns the restored levels [(maker side, price, new total size)] and
+        sends price_change + book for them.
+        """
+        if execution.id in self._reverted or not execution.fills:
+            return ()
+        self._reverted.add(execution.id)
+        self.stats["reverts"] += 1
+        b = self.book(execution.token_id)
+        maker = SELL if execution.side == BUY else BUY
+        touched: list[tuple[Book, str, int, int]] = []
+        for price, size in execution.fills:
+            if maker == SELL and (bid := b.best_bid()) is not None and price <= bid:
+                continue
+            if maker == BUY and (ask := b.best_ask()) is not None and price >= ask:
+                continue
+            new = b.size_at(maker, price) + size
+            b.set_level(maker, price, new)
+            touched.append((b, maker, price, new))
+        if not touched:
+            return ()
+        self._price_change(b.market, touched)
+        self._snapshot(b)
+        return tuple((s, p, n) for _, s, p, n in touched)
+
+    def get_stats(self) -> dict[str, Any]:
+        return {**{k: self.stats[k] for k in ("executions", "executions_unfilled", "fills", "shares_filled",
+                                              "reverts", "listener_errors")},
+                "events": dict(self.events), "markets": len(self.markets), "tokens": len(self.books)}

@@ -1,0 +1,52 @@
+"""Small builders for venue tests: markets, states, simulators on a TestClock."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+from actors.clock import TestClock
+from config.schema import VenueArbitrage, VenueFaults, VenueMarket
+from sandbox.venue.faults import FaultInjector
+from sandbox.venue.markets import MarketInfo
+from sandbox.venue.simulator import Simulator
+from sandbox.venue.state import VenueState
+
+BINARY = VenueMarket(slug="btc", question="BTC up?", outcomes=["Yes", "No"], initial_prices=[Decimal("0.62"),
+                                                                                          Decimal("0.38")])
+MULTI = VenueMarket(slug="cup", question="Who wins?", outcomes=["A", "B", "C", "D"],
+                    initial_prices=[Decimal(p) for p in ("0.22", "0.20", "0.18", "0.40")], fee_rate=Decimal("0.01"))
+
+
+def info(m: VenueMarket, n: int = 0) -> MarketInfo:
+    """A MarketInfo with short readable ids: condition 0x..0n, tokens "<slug>-<i>"."""
+    return MarketInfo(
+        slug=m.slug, question=m.question, condition_id=f"0x{n:064x}", question_id=f"0x{n + 100:064x}",
+        outcomes=list(m.outcomes), token_ids=[f"{m.slug}-{i}" for i in range(len(m.outcomes))],
+        fee_rate=m.fee_rate, tick_size=m.tick_size, min_order_size=m.min_order_size)
+
+
+def make_state(*markets: VenueMarket, clock: TestClock | None = None) -> tuple[VenueState, list]:
+    """A state over `markets` (default: BINARY) and the list every event is appended to."""
+    markets = markets or (BINARY,)
+    state = VenueState([info(m, i + 1) for i, m in enumerate(markets)], clock or TestClock())
+    events: list = []
+    state.add_listener(events.append)
+    return state, events
+
+
+def make_sim(*markets: VenueMarket, seed: int = 7, ups: float = 20.0, rate: float = 0.0,
+             margin: str = "0.04", lifetime: float = 5.0, sell_share: float = 0.3,
+             clock: TestClock | None = None) -> tuple[Simulator, VenueState, list, TestClock]:
+    markets = markets or (BINARY,)
+    clock = clock or TestClock()
+    state, events = make_state(*markets, clock=clock)
+    sim = Simulator(state, list(markets), random.Random(seed), clock, updates_per_second=ups,
+                    arbitrage=VenueArbitrage(rate_per_minute=rate, margin=Decimal(margin), lifetime_seconds=lifetime,
+                                             sell_side_share=sell_share))
+    sim.init_books()
+    return sim, state, events, clock
+
+
+def make_faults(seed: int = 1, clock: TestClock | None = None, **knobs) -> FaultInjector:
+    return FaultInjector(VenueFaults(**knobs), random.Random(seed), clock or TestClock())

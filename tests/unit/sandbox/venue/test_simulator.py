@@ -1,0 +1,190 @@
+"""The simulator on a TestClock: seeded determinism, no accidental arbitrage,
+gaps that open / expire / get taken, tick size changes at the edges."""
+
+from decimal import Decimal
+
+import msgspec
+import pytest
+
+from config.schema import VenueMarket
+from sandbox.venue.book import BUY, ONE, SELL
+from sandbox.venue.events import BookSnapshot, PriceChange, TickSizeChange, encode
+from sandbox.venue.simulator import BUY_GAP, SELL_GAP, initial_mids
+from tests.unit.sandbox.venue.factories import BINARY, MULTI, make_sim
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
+
+THREE = VenueMarket(slug="tri", outcomes=["A", "B", "C"])
+
+
+def run(sim, clock, seconds, step=0.05):
+    sim.advance(clock.monotonic_ns())
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
+        sim.advance(clock.monotonic_ns())
+
+
+def best_sums(state, ms):
+    books = [state.book(t) for t in ms.info.token_ids]
+    return sum(b.best_bid() for b in books), sum(b.best_ask() for b in books)
+
+
+def test_the_same_seed_gives_the_same_frames():
+    runs = []
+    for _ in range(2):
+        sim, _, events, clock = make_sim(BINARY, MULTI, seed=11, ups=50, rate=30)
+        run(sim, clock, 20)
+        runs.append([encode(e).data for e in events])
+    other, _, events, clock = make_sim(BINARY, MULTI, seed=12, ups=50, rate=30)
+    run(other, clock, 20)
+
+    assert runs[0] == runs[1] and len(runs[0]) > 500
+    assert [encode(e).data for e in events] != runs[0]
+
+
+def test_updates_follow_the_configured_rate_and_hot_reload():
+    sim, _, _, clock = make_sim(BINARY, MULTI, ups=20)
+    run(sim, clock, 10)
+    assert sim.counters["updates"] == 200
+
+    sim.configure(5, sim.arbitrage)
+    run(sim, clock, 10)
+
+    assert sim.counters["updates"] == 250
+
+
+def test_a_long_pause_is_not_replayed_as_a_burst():
+    sim, _, _, clock = make_sim(BINARY, ups=100)
+    sim.advance(clock.monotonic_ns())
+    clock.advance(60)
+
+    assert sim.advance(clock.monotonic_ns()) == 25  # MAX_BURST_SECONDS worth, not 6000
+    assert sim.counters["updates_skipped"] == 6000 - 25
+
+
+def test_the_walk_never_makes_arbitrage_or_crossed_books():
+    sim, state, events, clock = make_sim(BINARY, MULTI, THREE, ups=200)
+    violations = []
+
+    def check(event):
+        if isinstance(event, TickSizeChange):
+            return  # the book of the new epoch follows at once
+        for ms in sim.markets:
+            bids, asks = best_sums(state, ms)
+            if sum(ms.mids) != ONE or not bids < ONE < asks:
+                violations.append((ms.info.slug, bids, asks))
+            for t in ms.info.token_ids:
+                if not state.book(t).best_bid() < state.book(t).best_ask():
+                    violations.append((t, "crossed"))
+
+    state.add_listener(check)
+    run(sim, clock, 60)
+
+    assert sim.counters["updates"] == 12_000 and sim.counters["moves"] > 5_000 and sim.counters["resizes"] > 3_000
+    assert violations == []
+    sizes = {c.size for e in events if isinstance(e, PriceChange) for c in e.changes}
+    assert all(s % ONE == 0 for s in sizes)  # whole shares
+
+
+def test_initial_mids_sit_on_the_grid_and_sum_to_one():
+    assert initial_mids(BINARY) == [620_000, 380_000]
+    assert initial_mids(THREE) == [340_000, 330_000, 330_000]  # the remainder to the (first) largest
+    odd = VenueMarket(slug="odd", outcomes=["A", "B"], initial_prices=[Decimal("0.333"), Decimal("0.6")])
+    assert initial_mids(odd) == [330_000, 670_000]
+    with pytest.raises(ValueError, match="initial_prices"):
+        initial_mids(VenueMarket(slug="bad", outcomes=["A", "B"], initial_prices=[Decimal("0.5")]))
+
+
+@pytest.mark.parametrize("market", [BINARY, MULTI, THREE])
+def test_a_buy_gap_puts_the_asks_at_one_minus_margin_with_depth(market):
+    sim, state, events, clock = make_sim(market, margin="0.04")
+    ms = sim.markets[0]
+
+    sim.open_gap(ms, BUY_GAP, clock.monotonic_ns())
+
+    bids, asks = best_sums(state, ms)
+    assert asks == ONE - 40_000 and bids < asks
+    assert all(len(state.book(t).levels(SELL)) == market.depth_levels for t in ms.info.token_ids)
+    assert all(state.book(t).best_bid() < state.book(t).best_ask() for t in ms.info.token_ids)
+    assert isinstance(events[-1], PriceChange) and events[-1].asset_ids == frozenset(ms.info.token_ids)
+
+
+def test_a_sell_gap_puts_the_bids_at_one_plus_margin():
+    sim, state, _, clock = make_sim(MULTI, margin="0.04")
+    ms = sim.markets[0]
+
+    sim.open_gap(ms, SELL_GAP, clock.monotonic_ns())
+
+    bids, asks = best_sums(state, ms)
+    assert bids == ONE + 40_000 and asks > bids
+
+
+def test_an_untouched_gap_expires_and_the_books_return_to_normal():
+    sim, state, _, clock = make_sim(BINARY, ups=0, lifetime=5)
+    ms = sim.markets[0]
+    normal = [state.book(t).to_rest()["bids"] for t in ms.info.token_ids]
+    sim.advance(clock.monotonic_ns())
+    sim.open_gap(ms, BUY_GAP, clock.monotonic_ns())
+
+    run(sim, clock, 4.9)
+    assert ms.gap is not None
+    run(sim, clock, 0.2)
+
+    assert ms.gap is None
+    assert sim.counters["gaps_expired"] == 1 and sim.counters["gaps_taken"] == 0
+    assert best_sums(state, ms)[1] > ONE
+    assert [state.book(t).to_rest()["bids"] for t in ms.info.token_ids] == normal
+
+
+def test_a_gap_consumed_on_every_outcome_is_taken_and_closes_at_once():
+    sim, state, _, clock = make_sim(MULTI, ups=0, lifetime=5)
+    ms = sim.markets[0]
+    gap = sim.open_gap(ms, BUY_GAP, clock.monotonic_ns())
+    size = 200 * ONE
+
+    for t, price in zip(ms.info.token_ids[:-1], gap.prices, strict=False):
+        assert state.execute_taker(t, BUY, price, size, all_or_none=True).complete
+    assert ms.gap is not None  # one leg left: the gap stays for it
+    assert state.execute_taker(ms.info.token_ids[-1], BUY, gap.prices[-1], size, all_or_none=True).complete
+
+    assert ms.gap is None
+    assert sim.counters["gaps_taken"] == 1 and sim.counters["gaps_expired"] == 0
+    assert sim.counters["gaps_closed_taken"] == 1
+    assert best_sums(state, ms)[1] > ONE
+
+
+def test_gaps_arrive_at_the_configured_rate():
+    sim, state, _, clock = make_sim(BINARY, MULTI, THREE, ups=10, rate=60, lifetime=0.5, sell_share=0.3)
+    run(sim, clock, 120, step=0.1)
+
+    c = sim.counters
+    assert 80 <= c["gaps_opened"] <= 160  # Poisson, mean 120
+    assert c["gaps_opened_sell"] + c["gaps_opened_buy"] == c["gaps_opened"]
+    assert 0.1 < c["gaps_opened_sell"] / c["gaps_opened"] < 0.5
+    assert c["gaps_expired"] == c["gaps_closed"] >= c["gaps_opened"] - 3
+
+
+def test_tick_size_changes_above_096_and_back():
+    edge = VenueMarket(slug="edge", outcomes=["Yes", "No"], initial_prices=[Decimal("0.95"), Decimal("0.05")])
+    sim, state, events, _ = make_sim(edge, ups=0)
+    ms = sim.markets[0]
+    yes, no = ms.info.token_ids
+
+    assert sim.move(ms, 0, 1)  # 0.96: still the coarse tick
+    assert not any(isinstance(e, TickSizeChange) for e in events)
+    events.clear()
+    assert sim.move(ms, 0, 1)  # 0.97 / 0.03
+
+    changes = [e for e in events if isinstance(e, TickSizeChange)]
+    assert [(e.asset_id, e.old_tick, e.new_tick) for e in changes] == [(yes, 10_000, 1_000), (no, 10_000, 1_000)]
+    snaps = {e.asset_id: msgspec.json.decode(e.encoded) for e in events if isinstance(e, BookSnapshot)}
+    assert snaps[yes]["tick_size"] == "0.001" and snaps[yes]["asks"][-1]["price"] == "0.971"
+    assert snaps[no]["bids"][-1]["price"] == "0.029"
+    assert events.index(changes[0]) < next(i for i, e in enumerate(events) if isinstance(e, BookSnapshot))
+    events.clear()
+
+    assert sim.move(ms, 1, 0)  # back to 0.96 / 0.04
+
+    assert [(e.old_tick, e.new_tick) for e in events if isinstance(e, TickSizeChange)] == [(1_000, 10_000)] * 2
+    assert state.book(yes).to_rest()["tick_size"] == "0.01"
+    assert state.book(yes).best_ask() == 970_000

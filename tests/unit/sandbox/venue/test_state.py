@@ -1,0 +1,173 @@
+"""VenueState: taker executions, reverts, and the exact frames they produce."""
+
+import msgspec
+import pytest
+
+from sandbox.venue.book import BUY, ONE, SELL
+from sandbox.venue.events import BookSnapshot, LastTradePrice, PriceChange, TickSizeChange, encode
+from sandbox.venue.state import InvalidOrder, UnknownToken
+from tests.unit.sandbox.venue.factories import make_state
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
+
+S = ONE
+YES, NO = "btc-0", "btc-1"
+CID = f"0x{1:064x}"
+
+
+def seeded():
+    state, events = make_state()
+    state.replace_book(YES, {600_000: 100 * S, 610_000: 100 * S}, {630_000: 100 * S, 640_000: 100 * S}, emit=False)
+    state.replace_book(NO, {360_000: 100 * S}, {390_000: 100 * S}, emit=False)
+    return state, events
+
+
+def wire(event):
+    return msgspec.json.decode(encode(event).data)
+
+
+def test_a_fill_sends_price_change_last_trade_and_book_in_that_order():
+    state, events = seeded()
+    state.clock.advance(1.5)
+    ts = str(state.clock.time_ns() // 1_000_000)
+
+    ex = state.execute_taker(YES, BUY, 640_000, 150 * S, all_or_none=True)
+
+    assert [type(e) for e in events] == [PriceChange, LastTradePrice, BookSnapshot]
+    book = state.book(YES)
+    assert wire(events[0]) == {
+        "market": CID,
+        "price_changes": [
+            {"asset_id": YES, "price": "0.63", "size": "0", "side": "SELL", "hash": book.hash(),
+             "best_bid": "0.61", "best_ask": "0.64"},
+            {"asset_id": YES, "price": "0.64", "size": "50", "side": "SELL", "hash": book.hash(),
+             "best_bid": "0.61", "best_ask": "0.64"},
+        ],
+        "timestamp": ts,
+        "event_type": "price_change",
+    }
+    assert wire(events[1]) == {"asset_id": YES, "event_type": "last_trade_price", "fee_rate_bps": "200",
+                               "market": CID, "price": "0.64", "side": "BUY", "size": "150", "timestamp": ts}
+    snap = wire(events[2])
+    assert snap["event_type"] == "book" and snap["asks"] == [{"price": "0.64", "size": "50"}]
+    assert snap["last_trade_price"] == "0.64" and snap["timestamp"] == ts and snap["hash"] == book.hash()
+    assert ex.fills == ((630_000, 100 * S), (640_000, 50 * S))
+    assert ex.changes == ((SELL, 630_000, 0), (SELL, 640_000, 50 * S))
+    assert ex.filled == 150 * S and ex.complete
+    assert ex.cost == 63_000_000 + 32_000_000  # 95 USDC in 1e-6 units
+
+
+def test_an_unfillable_fok_changes_nothing_and_says_nothing():
+    state, events = seeded()
+    before = state.book(YES).to_rest()
+
+    ex = state.execute_taker(YES, BUY, 630_000, 101 * S, all_or_none=True)
+
+    assert ex.fills == () and ex.filled == 0 and not ex.complete and ex.cost == 0
+    assert events == [] and state.book(YES).to_rest() == before
+
+
+def test_a_fak_sell_fills_part_and_cost_rounds_in_the_venues_favour():
+    state, _ = seeded()
+
+    ex = state.execute_taker(YES, SELL, 610_000, 150 * S, all_or_none=False)
+
+    assert ex.fills == ((610_000, 100 * S),) and not ex.complete
+    odd = state.execute_taker(YES, SELL, 600_000, 1, all_or_none=False)  # 1e-6 share at 0.60
+    assert odd.notional_e12 == 600_000 and odd.cost == 0
+    buy = state.execute_taker(YES, BUY, 630_000, 1, all_or_none=False)
+    assert buy.cost == 1  # rounded up
+
+
+@pytest.mark.parametrize(("token", "side", "price", "size", "error"), [
+    ("nope", BUY, 500_000, S, UnknownToken),
+    (YES, "HOLD", 500_000, S, InvalidOrder),
+    (YES, BUY, 505_000, S, InvalidOrder),  # off the 0.01 tick
+    (YES, BUY, ONE, S, InvalidOrder),
+    (YES, BUY, 500_000, 0, InvalidOrder),
+])
+def test_bad_orders_are_refused_with_a_reason(token, side, price, size, error):
+    state, events = seeded()
+    with pytest.raises(error):
+        state.execute_taker(token, side, price, size, all_or_none=False)
+    assert events == []
+
+
+def test_revert_restores_liquidity_once():
+    state, events = seeded()
+    ex = state.execute_taker(YES, BUY, 640_000, 150 * S, all_or_none=True)
+    events.clear()
+
+    restored = state.revert(ex)
+
+    assert restored == ((SELL, 630_000, 100 * S), (SELL, 640_000, 100 * S))
+    assert state.book(YES).levels(SELL) == [(630_000, 100 * S), (640_000, 100 * S)]
+    assert [type(e) for e in events] == [PriceChange, BookSnapshot]
+    assert state.revert(ex) == ()  # idempotent
+    assert state.book(YES).levels(SELL) == [(630_000, 100 * S), (640_000, 100 * S)]
+
+
+def test_revert_skips_levels_that_would_now_cross_the_book():
+    state, _ = seeded()
+    ex = state.execute_taker(YES, BUY, 630_000, 100 * S, all_or_none=True)
+    state.apply(CID, [(YES, BUY, 640_000, 10 * S)])  # the market moved: a bid at 0.64 now
+
+    assert state.revert(ex) == ()
+    assert state.book(YES).best_ask() == 640_000
+
+
+def test_apply_batches_one_market_event_and_skips_no_ops():
+    state, events = seeded()
+
+    event = state.apply(CID, [(YES, BUY, 600_000, 100 * S), (YES, BUY, 620_000, 7 * S), (NO, SELL, 390_000, 0)])
+
+    assert isinstance(event, PriceChange) and len(event.changes) == 2
+    assert {c.asset_id for c in event.changes} == {YES, NO}
+    assert event.changes[1].best_ask is None  # the NO book has no asks left
+    assert wire(event)["price_changes"][1]["best_ask"] == "1"
+    assert state.apply(CID, [(YES, BUY, 620_000, 7 * S)]) is None and len(events) == 1
+
+
+def test_tick_size_change_frame():
+    state, events = seeded()
+
+    state.set_tick(YES, 1_000)
+
+    assert isinstance(events[0], TickSizeChange)
+    assert wire(events[0]) == {"event_type": "tick_size_change", "asset_id": YES, "market": CID,
+                               "old_tick_size": "0.01", "new_tick_size": "0.001",
+                               "timestamp": str(state.clock.time_ns() // 1_000_000)}
+    assert state.book(YES).to_rest()["tick_size"] == "0.001"
+    assert state.set_tick(YES, 1_000) is None
+
+
+def test_timestamps_never_go_back_within_a_market():
+    state, events = seeded()
+    state.apply(CID, [(YES, BUY, 550_000, S)])
+    state.clock._now -= 5_000_000_000  # the wall clock steps back 5 s (NTP)
+
+    state.apply(CID, [(YES, BUY, 540_000, S)])
+
+    assert events[1].timestamp_ms >= events[0].timestamp_ms
+
+
+def test_trade_listeners_see_the_execution_after_its_events():
+    state, events = seeded()
+    seen = []
+    state.add_trade_listener(lambda ex: seen.append((ex.id, len(events))))
+
+    state.execute_taker(NO, BUY, 390_000, S, all_or_none=True)
+
+    assert seen == [(1, 3)]
+
+
+def test_a_failing_listener_is_counted_and_does_not_break_the_book():
+    state, _ = seeded()
+
+    def boom(event):
+        raise RuntimeError("subscriber bug")
+
+    state.add_listener(boom)
+    ex = state.execute_taker(NO, BUY, 390_000, S, all_or_none=True)
+
+    assert ex.filled == S and state.get_stats()["listener_errors"] == 3
