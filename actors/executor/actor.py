@@ -136,13 +136,19 @@ class ExecutorActor(Actor):
                 delay = min(delay * 2, 10.0)
 
     async def _approve(self) -> None:
+        """The one-time approvals, through the nonce authority. Approving twice is
+        harmless, so each start-up attempt uses a fresh key instead of replaying
+        an earlier (possibly reverted) one."""
         missing = await self._chain.approvals_missing() if hasattr(self._chain, "approvals_missing") else []
-        calls = dict(self._chain.approval_calls()) if missing else {}
+        if not missing:
+            return
+        calls = dict(self._chain.approval_calls())
+        attempt = int(self.journal.get_value("approval_attempt") or 0) + 1
+        self.journal.put_value("approval_attempt", attempt)
+        key = f"approvals:{self._chain.address.lower()}:{attempt}"
+        self.journal.begin(key, _APPROVAL_SIGNAL)
         for name in missing:
-            key = f"approvals:{self._chain.address.lower()}"
-            self.journal.begin(key, _APPROVAL_SIGNAL) if self.journal.get(key) is None else None
-            out = await self.onchain.send(key, name, calls[name], 100_000,
-                                          prior=(self.journal.get(key) or (None, None, {}))[2].get(name))
+            out = await self.onchain.send(key, name, calls[name], 100_000)
             log.info("approval %s mined in %s", name, out.tx_hash)
 
     async def _intake(self) -> None:

@@ -30,12 +30,13 @@ from actors.executor.journal import Journal
 from actors.executor.onchain import GasTooExpensive, OnChainSender, StuckTransaction, TxReverted
 from actors.executor.ports import ChainPort, Fill, OrderRejected, VenuePort
 from actors.executor.retry_policy import RetryPolicy
-from actors.market_math import MICRO, from_micro, to_micro
+from actors.market_math import from_micro, to_micro
 from bus.messages import Leg, Signal
 from config.schema import Config
 
 log = logging.getLogger(__name__)
 
+TICK_GRID = 10_000  # 0.01 in micro-USDC
 # Fields that change when the same opportunity is signalled again: not part of the key.
 VOLATILE = ["created_ns", "expires_ns", "signal_id"]
 
@@ -90,6 +91,7 @@ class TxSender:
         self._config = config
         self._nonce_stats = nonce_stats or dict
         self.queue_size = 0
+        self._locks: dict[str, asyncio.Lock] = {}
         self.counts: dict[str, int] = {s.value: 0 for s in TxStatus}
         self.total = 0
         self.realized_pnl = 0
@@ -112,7 +114,15 @@ class TxSender:
             why = f"already {claim.record.status.value.lower()}"
             return self._done(TxResult(signal, None, False, why, TxStatus.DUPLICATE, attempt, key, None))
         self.journal.begin(key, signal)
-        return await self._run(signal, key, attempt, permit)
+        # One execution per market at a time: two would compete for the same
+        # liquidity and turn each other into partial fills.
+        async with self._locks.setdefault(signal.market, asyncio.Lock()):
+            if self.clock.time_ns() > signal.expires_ns:  # it waited for the market too long
+                self.breaker.release(permit)
+                self.idem.fail(key, "expired while waiting for the market")
+                return self._done(TxResult(signal, None, False, "signal expired while queued behind its market",
+                                           TxStatus.EXPIRED, attempt, key, None))
+            return await self._run(signal, key, attempt, permit)
 
     async def resume(self, key: str) -> TxResult | None:
         """Finish an execution a previous process started (start-up reconciliation)."""
@@ -182,7 +192,7 @@ class TxSender:
                 exc.gas_cost = split.gas_cost + merge.gas_cost  # type: ignore[attr-defined]
                 raise exc
             held = [leg for leg, ok in zip(signal.legs, sold, strict=True) if not ok]
-            proceeds = await self._unwind(key, held, [None] * len(held))
+            proceeds = await self._unwind(key, held)
             pnl = sum(f.cost - f.fee for f in fills) + proceeds - signal.size - split.gas_cost
             raise self._partial(fills, pnl, split.gas_cost)
         # BUY_SET: the legs, then merge the complete set into collateral.
@@ -196,7 +206,7 @@ class TxSender:
         if not all(bought):
             held = [leg for leg, ok in zip(signal.legs, bought, strict=True) if ok]
             held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
-            proceeds = await self._unwind(key, held, held_fills)
+            proceeds = await self._unwind(key, held)
             pnl = proceeds - sum(f.cost + f.fee for f in held_fills)
             raise self._partial(fills, pnl, 0)
         merge = await self.onchain.send(key, "merge", self.chain.merge_call(signal.market, n, signal.size),
@@ -228,13 +238,14 @@ class TxSender:
         self.journal.update(key, "filled", fills=[[f.order_id, f.filled, f.cost, f.fee] for f in fills])
         return fills
 
-    async def _unwind(self, key: str, legs: list[Leg], fills: list[Fill | None]) -> int:
+    async def _unwind(self, key: str, legs: list[Leg]) -> int:
         """Sell back what filled alone (FAK, bounded slippage); returns the proceeds."""
         move = to_micro(self._config().executor.unwind_max_price_move)
         proceeds = 0
         for i, leg in enumerate(legs):
-            ref = fills[i].cost * MICRO // max(1, fills[i].filled) if fills[i] else leg.limit_price
-            limit = max(10_000, ref - move)
+            # From the leg's own (on-tick) limit, down to the 0.01 grid, which is on
+            # every Polymarket tick (0.01 and 0.001): an off-tick price is refused.
+            limit = max(TICK_GRID, (leg.limit_price - move) // TICK_GRID * TICK_GRID)
             cid = client_id(key, i, "unwind")
             try:
                 f = await self.retry.run(

@@ -67,6 +67,11 @@ class Web3Chain:
         ]
 
     async def approvals_missing(self) -> list[str]:
+        # A gas estimate against an address without code is cheap and wrong:
+        # approve nothing until the contracts exist (the sandbox deploys them late).
+        for name, addr in (("collateral", self.collateral), ("ctf", self.ctf), ("exchange", self.exchange)):
+            if not await self._w3.eth.get_code(addr):  # type: ignore[arg-type]
+                raise RuntimeError(f"no {name} contract at {addr} yet")
         out = []
         for name, spender in (("approve_exchange", self.exchange), ("approve_ctf", self.ctf)):
             raw = await self._w3.eth.call({"to": self.collateral, "data": "0x" + (
