@@ -37,8 +37,19 @@ def write_config(tmp_path: Path, rpc_url: str, anvil_port: int = 0, **sections: 
     raw["runtime"]["config_debounce_ms"] = 50
     raw["sandbox"]["chain"]["port"] = anvil_port
     raw["sandbox"]["chain"]["block_time_seconds"] = 0
+    venue = free_port()
+    raw["sandbox"]["venue"]["port"] = venue
+    raw["feed"]["ws_url"] = f"ws://127.0.0.1:{venue}/ws/market"
+    for section in ("feed", "router", "executor"):
+        if "clob_url" in raw[section]:
+            raw[section]["clob_url"] = f"http://127.0.0.1:{venue}"
+    raw["executor"]["state_dir"] = str(tmp_path / "state")
     for name, values in sections.items():
-        raw.setdefault(name, {}).update(values)
+        if name == "sandbox":  # merge one level deeper: chain / venue
+            for sub, vals in values.items():
+                raw["sandbox"].setdefault(sub, {}).update(vals)
+        else:
+            raw.setdefault(name, {}).update(values)
     path = tmp_path / "config.yaml"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
