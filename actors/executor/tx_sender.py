@@ -97,6 +97,7 @@ class TxSender:
         self.realized_pnl = 0
         self.gas_spent = 0
         self.unwind_loss = 0
+        self.unhedged_legs = 0  # legs whose unwind did not complete (recorded in the journal)
 
     # -- the pipeline
     async def execute(self, signal: Signal, attempt: int = 1) -> TxResult:
@@ -253,11 +254,13 @@ class TxSender:
                                                                          cid, fill_and_kill=True),
                     dependency="clob")
             except Exception as exc:  # an unhedged leg stays recorded in the journal
+                self.unhedged_legs += 1
                 log.error("unwind of %s failed, position left open: %s", leg.token_id[:12], exc)
                 self.journal.update(key, "unwind_failed", unhedged=[leg.token_id, leg.size])
                 continue
             proceeds += f.cost - f.fee
             if f.filled < leg.size:
+                self.unhedged_legs += 1
                 self.journal.update(key, "unwind_partial", unhedged=[leg.token_id, leg.size - f.filled])
         self.journal.update(key, "unwound", proceeds=proceeds)
         return proceeds
@@ -290,6 +293,7 @@ class TxSender:
             "realized_pnl_micro": self.realized_pnl,
             "gas_spent_micro": self.gas_spent,
             "unwind_loss_micro": self.unwind_loss,
+            "unhedged_legs": self.unhedged_legs,
             "onchain": self.onchain.get_stats(),
             "retry_policy": self.retry.get_stats(),
         }

@@ -1,0 +1,138 @@
+"""The whole system on a test anvil: venue, nonce, feed, router and executor as
+real processes over real ZeroMQ. Arbitrage is found, executed and settled;
+the breaker opens when the venue's order endpoint fails, every actor sees it,
+the router stops signalling, and trading resumes after HALF_OPEN."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+
+import pytest
+import yaml
+from web3 import Web3
+
+from actors import status
+from bus import topics
+from bus.context import destroy, new_context
+from bus.messages import TxResult
+from bus.sockets import Subscriber
+from config.loader import load
+from sandbox.deploy import balances
+from tests.helpers import wait_until
+from tests.integration.conftest import POLYARB, ROOT, write_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+TRADER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+
+def snapshot(cfg) -> dict:
+    latest = asyncio.run(status.collect(cfg, 0.5))
+    return {name: e["stats"] for name, e in latest.items()}
+
+
+def edit(path, fn) -> None:
+    raw = yaml.safe_load(path.read_text())
+    fn(raw)
+    tmp = path.with_suffix(".edit")
+    tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
+    os.replace(tmp, path)
+
+
+class Results:
+    """Every TxResult the executor publishes, collected in a background thread."""
+
+    def __init__(self, cfg) -> None:
+        import threading
+
+        self.items: list[TxResult] = []
+        self._stop = False
+        self._t = threading.Thread(target=lambda: asyncio.run(self._run(cfg)), daemon=True)
+        self._t.start()
+
+    async def _run(self, cfg) -> None:
+        ctx = new_context()
+        sub = Subscriber(ctx, [cfg.bus.endpoints["executor"].pub], [topics.prefix(topics.TX)])
+        while not self._stop:
+            try:
+                batch = await asyncio.wait_for(sub.recv_batch(), 0.2)
+            except TimeoutError:
+                continue
+            self.items += [r.env.body for r in batch if isinstance(r.env.body, TxResult)]
+        sub.close()
+        destroy(ctx, 0)
+
+    def stop(self) -> None:
+        self._stop = True
+        self._t.join(5)
+
+
+def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvil, procs):
+    port = int(anvil.rsplit(":", 1)[1])
+    path = write_config(
+        tmp_path, anvil, anvil_port=port,
+        sandbox={"venue": {"updates_per_second": 10, "arbitrage": {"rate_per_minute": 40, "margin": "0.05",
+                                                                   "lifetime_seconds": 6}}},
+        circuit_breaker={"open_timeout_seconds": 4, "consecutive_failures_threshold": 3},
+        retry_policy={"max_retries": 1, "base_delay_ms": 20, "max_delay_ms": 100},
+        runtime={"stats_interval_seconds": 0.25},
+    )
+    cfg = load(path)
+    for name in ("venue", "nonce", "feed", "router"):
+        procs("--config", str(path), "actor", name, name=name)
+    w3 = Web3(Web3.HTTPProvider(anvil))
+    wait_until(lambda: snapshot(cfg).get("venue", {}).get("venue", {}).get("chain_ready"), timeout=90,
+               what="venue bootstrapped the chain")
+    deployment = json.loads(subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "sandbox.deploy", "--config",
+                                            str(path)], capture_output=True, text=True, timeout=60).stdout)
+    from sandbox.deploy import Deployment, MarketInfo
+
+    dep = Deployment(**{**deployment, "markets": [MarketInfo(**m) for m in deployment["markets"]]})
+    start = balances(w3, dep, TRADER)["collateral"]
+    results = Results(cfg)
+    procs("--config", str(path), "actor", "executor", name="executor")
+    try:
+        # 1. Arbitrage found, executed, settled; the chain agrees with the books.
+        wait_until(lambda: sum(r.success for r in results.items) >= 2, timeout=120, what="two successful trades")
+        ex = snapshot(cfg)["executor"]["executor"]
+        assert ex["successful_executions"] >= 2 and ex["realized_pnl_micro"] > 0
+        wait_until(lambda: snapshot(cfg)["executor"]["executor"]["queue_size"] == 0, timeout=30)
+
+        # 2. The order endpoint fails: the breaker opens and every actor sees it.
+        edit(path, lambda raw: raw["sandbox"]["venue"]["faults"].update(reject_orders=True))
+        wait_until(lambda: all(s.get("breaker", {}).get("state") == "OPEN" for s in snapshot(cfg).values()),
+                   timeout=120, what="every actor sees OPEN")
+        router = snapshot(cfg)["router"]["router"]
+        assert any(k.startswith("breaker_") for k in router["suppressed"])
+        sent = router["signals_published"]
+
+        # 3. Recovery: HALF_OPEN probes, then CLOSED, trading again.
+        edit(path, lambda raw: raw["sandbox"]["venue"]["faults"].update(reject_orders=False))
+        wait_until(lambda: snapshot(cfg)["executor"]["breaker"]["state"] in ("HALF_OPEN", "CLOSED"), timeout=30)
+        wait_until(lambda: snapshot(cfg)["executor"]["breaker"]["state"] == "CLOSED", timeout=150,
+                   what="probes succeeded")
+        assert snapshot(cfg)["router"]["router"]["signals_published"] > sent
+
+        # 4. The kill switch: FORCED_OPEN everywhere within a second or so, then resume.
+        out = subprocess.run([POLYARB, "--config", str(path), "halt", "--reason", "test halt"],
+                             capture_output=True, text=True, timeout=30)
+        assert "FORCED_OPEN" in out.stdout
+        wait_until(lambda: all(s.get("breaker", {}).get("state") == "FORCED_OPEN"
+                               for s in snapshot(cfg).values()), timeout=10)
+        subprocess.run([POLYARB, "--config", str(path), "resume"], check=True, timeout=30)
+        wait_until(lambda: snapshot(cfg)["executor"]["breaker"]["state"] == "CLOSED", timeout=10)
+        wait_until(lambda: snapshot(cfg)["executor"]["executor"]["queue_size"] == 0, timeout=60)
+    finally:
+        results.stop()
+
+    # The wallet's collateral moved by exactly what the executor booked:
+    # realised P&L plus gas (gas is paid in POL, not collateral).
+    ex = snapshot(cfg)["executor"]["executor"]
+    if ex["unhedged_legs"] == 0:
+        booked = sum(r.realized_pnl + r.gas_cost for r in results.items)
+        wait_until(lambda: balances(w3, dep, TRADER)["collateral"] - start == booked, timeout=30,
+                   what=f"collateral delta == booked {booked}")
+    assert balances(w3, dep, TRADER)["collateral"] > start
