@@ -48,7 +48,7 @@ class ExecutorActor(Actor):
         self.reconcile_errors = 0
         self.signals_received = 0
         self.dropped_bodies = 0
-        self._queue: asyncio.Queue[Signal] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Signal, int]] = asyncio.Queue()
         self._last_nonce_stats: dict[str, Any] = {}
 
     async def start(self) -> None:
@@ -108,7 +108,8 @@ class ExecutorActor(Actor):
     async def run(self) -> None:
         tasks = [asyncio.create_task(self.breaker.run_timer(), name="breaker-timer"),
                  asyncio.create_task(self._heartbeat(), name="breaker-heartbeat"),
-                 asyncio.create_task(self._poll_nonce_stats(), name="nonce-stats")]
+                 asyncio.create_task(self._poll_nonce_stats(), name="nonce-stats"),
+                 asyncio.create_task(self._warm_fees(), name="fee-quotes")]
         try:
             await self._prepare()
             self.ready = True
@@ -161,7 +162,7 @@ class ExecutorActor(Actor):
                 for r in await sub.recv_batch():
                     if isinstance(r.env.body, Signal):
                         self.signals_received += 1
-                        self._queue.put_nowait(r.env.body)
+                        self._queue.put_nowait((r.env.body, r.env.event_ns))
                     else:
                         self.dropped_bodies += 1
                 self.sender.queue_size = self._queue.qsize()
@@ -170,10 +171,10 @@ class ExecutorActor(Actor):
 
     async def _worker(self, n: int) -> None:
         while True:
-            signal = await self._queue.get()
+            signal, event_ns = await self._queue.get()
             self.sender.queue_size = self._queue.qsize()
             try:
-                result = await self.sender.execute(signal)
+                result = await self.sender.execute(signal, event_ns=event_ns)
             except Exception:  # a bug in one execution must not stop the others
                 log.exception("execution of %s crashed", signal.signal_id)
                 continue
@@ -184,6 +185,14 @@ class ExecutorActor(Actor):
                            status=r.status.value, success=r.success, attempt=r.attempt, tx_hash=r.tx_hash,
                            nonce=r.nonce, error=r.error, realized_pnl=r.realized_pnl, gas_cost=r.gas_cost)
         self.rt.publisher.publish(topics.tx_result(), body)
+
+    async def _warm_fees(self) -> None:
+        while True:
+            try:
+                await self.onchain.refresh_fees()
+            except Exception as exc:  # the node is down: the next quote asks again
+                log.debug("fee refresh failed: %s", exc)
+            await self.rt.clock.sleep(1.0)
 
     async def _poll_nonce_stats(self) -> None:
         while True:

@@ -80,19 +80,39 @@ class OnChainSender:
                  config: Callable[[], Config]) -> None:
         self.chain, self.nonces, self.retry, self.clock, self.journal = chain, nonces, retry, clock, journal
         self._config = config
+        self._gas_seen: dict[tuple[Any, str], int] = {}
+        self._fees: tuple[int, tuple[int, int]] | None = None
         self.counts = {"sent": 0, "mined": 0, "reverted": 0, "bumps": 0, "nonce_resyncs": 0, "reestimates": 0,
                        "already_known": 0, "too_expensive": 0, "stuck": 0}
 
-    async def quote(self, call: dict[str, Any], gas_hint: int) -> tuple[int, int, int, int]:
-        """(gas limit, max fee, tip, worst-case cost in micro-USDC) for a call."""
+    # A pre-trade check may use fees this fresh instead of asking the node: it
+    # sits on the tick-to-trade path. The send itself always asks.
+    QUOTE_MAX_AGE_NS = 2_000_000_000
+
+    async def quote(self, call: dict[str, Any], gas_hint: int, *, cached: bool = False) -> tuple[int, int, int, int]:
+        """(gas limit, max fee, tip, worst-case cost in micro-USDC) for a call.
+
+        cached=True: reuse recent fees, and the configured gas budget when no
+        estimate of this call shape is known (a merge cannot be estimated before
+        the tokens are held anyway)."""
         cfg = self._config()
-        try:
-            gas = await self.retry.run(lambda: self.chain.estimate_gas(call), dependency="chain")
-            gas = gas * 12 // 10  # headroom: state can move between estimate and mining
-        except Exception as exc:  # cannot estimate yet (e.g. tokens not held): use the budget
-            log.debug("gas estimate failed, using the configured budget: %s", exc)
-            gas = gas_hint
-        base, tip = await self.retry.run(self.chain.fees, dependency="chain")
+        shape = (call.get("to"), str(call.get("data", ""))[:10])
+        now = self.clock.monotonic_ns()
+        if cached:
+            gas = self._gas_seen.get(shape, gas_hint)
+        else:
+            try:
+                gas = await self.retry.run(lambda: self.chain.estimate_gas(call), dependency="chain")
+                gas = gas * 12 // 10  # headroom: state can move between estimate and mining
+                self._gas_seen[shape] = gas
+            except Exception as exc:  # cannot estimate yet (e.g. tokens not held): use the budget
+                log.debug("gas estimate failed, using the configured budget: %s", exc)
+                gas = gas_hint
+        if cached and self._fees is not None and now - self._fees[0] < self.QUOTE_MAX_AGE_NS:
+            base, tip = self._fees[1]
+        else:
+            base, tip = await self.retry.run(self.chain.fees, dependency="chain")
+            self._fees = (now, (base, tip))
         tip = max(tip, cfg.executor.min_priority_fee_gwei * GWEI)
         cap = cfg.executor.max_fee_per_gas_gwei * GWEI
         if base + tip > cap:  # a fee cap the network would never mine
@@ -146,6 +166,10 @@ class OnChainSender:
             raise TxReverted(receipt, cost)
         self.counts["mined"] += 1
         return TxOutcome(st["nonce"], receipt.tx_hash, receipt, cost, list(st["hashes"]), st["bumps"])
+
+    async def refresh_fees(self) -> None:
+        """Keep the cached fee quote warm (run every second by the actor)."""
+        self._fees = (self.clock.monotonic_ns(), await self.chain.fees())
 
     def _bump(self, st: dict[str, Any]) -> None:
         pct = self._config().executor.fee_bump_percent

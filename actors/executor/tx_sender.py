@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -77,6 +78,14 @@ class TxResult:
     fills: list[Fill] = field(default_factory=list)
 
 
+def _percentiles_us(samples: deque[int]) -> dict[str, float | int]:
+    if not samples:
+        return {"n": 0}
+    s = sorted(samples)
+    p99 = s[min(len(s) - 1, len(s) * 99 // 100)]
+    return {"n": len(s), "p50": round(s[len(s) // 2] / 1000, 1), "p99": round(p99 / 1000, 1)}
+
+
 def client_id(key: str, leg: int, purpose: str = "leg") -> str:
     """bytes32 hex order metadata: the venue refuses a second order with it."""
     return "0x" + hashlib.sha256(f"{key}:{purpose}:{leg}".encode()).hexdigest()
@@ -92,16 +101,23 @@ class TxSender:
         self._nonce_stats = nonce_stats or dict
         self.queue_size = 0
         self._locks: dict[str, asyncio.Lock] = {}
+        self._traded_ns: dict[str, int] = {}  # market -> when our last execution on it ended
         self.counts: dict[str, int] = {s.value: 0 for s in TxStatus}
         self.total = 0
         self.realized_pnl = 0
         self.gas_spent = 0
         self.unwind_loss = 0
         self.unhedged_legs = 0  # legs whose unwind did not complete (recorded in the journal)
+        self._event_ns: dict[str, int] = {}
+        self.tick_to_trade_ns: deque[int] = deque(maxlen=10_000)
 
     # -- the pipeline
-    async def execute(self, signal: Signal, attempt: int = 1) -> TxResult:
+    async def execute(self, signal: Signal, attempt: int = 1, event_ns: int | None = None) -> TxResult:
+        """`event_ns`: when the feed received the venue frame behind this signal
+        (the envelope's event time); the first order request closes tick-to-trade."""
         key = self.idem.generate(signal, exclude=VOLATILE)
+        if event_ns:
+            self._event_ns[key] = event_ns
         if self.clock.time_ns() > signal.expires_ns:
             return self._done(TxResult(signal, None, False, "signal expired before execution", TxStatus.EXPIRED,
                                        attempt, key, None))
@@ -123,7 +139,17 @@ class TxSender:
                 self.idem.fail(key, "expired while waiting for the market")
                 return self._done(TxResult(signal, None, False, "signal expired while queued behind its market",
                                            TxStatus.EXPIRED, attempt, key, None))
-            return await self._run(signal, key, attempt, permit)
+            if signal.created_ns < self._traded_ns.get(signal.market, 0):
+                # Computed from books that predate our own last trade on this market:
+                # its liquidity may be ours already. Nothing traded, nothing counted.
+                self.breaker.release(permit)
+                self.idem.fail(key, "books predate our last trade on this market")
+                return self._done(TxResult(signal, None, False, "signal older than our last trade on its market",
+                                           TxStatus.STALE, attempt, key, None))
+            try:
+                return await self._run(signal, key, attempt, permit)
+            finally:
+                self._traded_ns[signal.market] = self.clock.time_ns()
 
     async def resume(self, key: str) -> TxResult | None:
         """Finish an execution a previous process started (start-up reconciliation)."""
@@ -197,7 +223,8 @@ class TxSender:
             pnl = sum(f.cost - f.fee for f in fills) + proceeds - signal.size - split.gas_cost
             raise self._partial(fills, pnl, split.gas_cost)
         # BUY_SET: the legs, then merge the complete set into collateral.
-        gas_budget = await self.onchain.quote(self.chain.merge_call(signal.market, n, signal.size), gas_hint)
+        gas_budget = await self.onchain.quote(self.chain.merge_call(signal.market, n, signal.size), gas_hint,
+                                              cached=True)
         if gas_budget[3] > to_micro(cfg.trading.max_gas_cost):
             raise GasTooExpensive(f"merge would cost up to {gas_budget[3] / 1e6:.6f} USDC")
         fills = await self._legs(signal, key)
@@ -235,6 +262,9 @@ class TxSender:
                 return Fill(cid, "", leg.token_id, leg.side, 0, 0, 0, f"REJECTED: {exc}")
 
         self.journal.update(key, "legs", legs=[client_id(key, i) for i in range(len(signal.legs))])
+        started = self._event_ns.pop(key, None)
+        if started:
+            self.tick_to_trade_ns.append(self.clock.time_ns() - started)
         fills = list(await asyncio.gather(*(one(i, leg) for i, leg in enumerate(signal.legs))))
         self.journal.update(key, "filled", fills=[[f.order_id, f.filled, f.cost, f.fee] for f in fills])
         return fills
@@ -267,6 +297,7 @@ class TxSender:
 
     # -- bookkeeping
     def _done(self, r: TxResult) -> TxResult:
+        self._event_ns.pop(r.idempotency_key, None)  # never reached the legs
         self.total += 1
         self.counts[r.status.value] += 1
         self.realized_pnl += r.realized_pnl
@@ -294,6 +325,7 @@ class TxSender:
             "gas_spent_micro": self.gas_spent,
             "unwind_loss_micro": self.unwind_loss,
             "unhedged_legs": self.unhedged_legs,
+            "tick_to_trade_us": _percentiles_us(self.tick_to_trade_ns),
             "onchain": self.onchain.get_stats(),
             "retry_policy": self.retry.get_stats(),
         }

@@ -267,3 +267,12 @@ async def test_a_crash_after_the_legs_is_reconciled_without_executing_twice(worl
     assert len(world.venue.orders) == orders_before  # the legs were not placed again
     assert len(world.chain.sent) == 1  # the merge was found, not re-sent
     assert w2.idem.get(r.idempotency_key).status.value == "COMPLETED"
+
+
+async def test_a_signal_older_than_our_last_trade_on_its_market_is_dropped(world):
+    old = signal(world.clock, prices=(400_000, 500_000))  # computed before the trade below
+    world.clock.advance(0.01)
+    first = await world.sender.execute(signal(world.clock, prices=(450_000, 500_000), created_offset=1))
+    late = await world.sender.execute(old)
+    assert first.status is TxStatus.SUCCESS and late.status is TxStatus.STALE
+    assert len(world.venue.calls) == 2 and world.breaker.get_stats()["failure_count"] == 0

@@ -1,0 +1,140 @@
+"""Tick-to-trade and execution throughput of the whole system.
+
+Tick-to-trade: from the venue frame received by the feed (the book's recv time,
+carried as the signal's event time) to the executor's first order request.
+The path crosses two bus hops (feed -> router -> executor), so it is shown
+next to a raw two-hop pyzmq relay measured in the same run.
+Throughput: executions per second while the venue offers more arbitrage than
+can be taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from actors import status
+from bench.common import percentiles_us
+from config.loader import load
+from sandbox.chain import start_anvil
+from sandbox.testbed import free_port, write_config
+
+RELAY = r'''
+import sys, zmq
+ctx = zmq.Context(); sub = ctx.socket(zmq.SUB); sub.connect(sys.argv[1]); sub.subscribe(b"")
+pub = ctx.socket(zmq.PUB); pub.bind(sys.argv[2])
+while True:
+    pub.send_multipart(sub.recv_multipart())
+'''
+
+
+def two_hop_latency(n: int = 3000) -> dict[str, float]:
+    """PUB -> relay process -> relay process -> SUB, timestamps in the payload."""
+    a, b, c = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
+    relays = [subprocess.Popen([sys.executable, "-c", RELAY, a, b]),
+              subprocess.Popen([sys.executable, "-c", RELAY, b, c])]
+    ctx = zmq.Context()
+    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+    pub.bind(a)
+    sub.connect(c)
+    sub.subscribe(b"")
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # wait until the chain delivers (slow joiners)
+            pub.send_multipart([b"t", b"0"])
+            if sub.poll(50):
+                break
+        while sub.poll(100):
+            sub.recv_multipart()
+        samples = []
+        for _ in range(n):
+            pub.send_multipart([b"t", str(time.time_ns()).encode()])
+            if sub.poll(1000):
+                _, sent = sub.recv_multipart()
+                samples.append(time.time_ns() - int(sent))
+            time.sleep(0.0005)
+        return percentiles_us(samples)
+    finally:
+        for r in relays:
+            r.kill()
+            r.wait()
+        ctx.destroy(0)
+
+
+def system(seconds: float = 45.0) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp())
+    anvil, url = start_anvil(load().sandbox.chain.__class__(block_time_seconds=0), 137)  # type: ignore[union-attr]
+    path = write_config(tmp, url, anvil_port=int(url.rsplit(":", 1)[1]),
+                        sandbox={"venue": {"updates_per_second": 20,
+                                           "arbitrage": {"rate_per_minute": 600, "lifetime_seconds": 4}}},
+                        runtime={"stats_interval_seconds": 0.5})
+    cfg = load(path)
+    polyarb = str(Path(sys.executable).with_name("polyarb"))
+    procs = [subprocess.Popen([polyarb, "--config", str(path), "actor", name],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for name in ("venue", "nonce", "feed", "router", "executor")]
+
+    def stats() -> dict[str, Any]:
+        return {k: v["stats"] for k, v in asyncio.run(status.collect(cfg, 0.8)).items()}
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            s = stats().get("executor", {}).get("executor", {})
+            if s.get("ready") and s.get("total_executions", 0) > 0:
+                break
+        first = stats()["executor"]["executor"]
+        t0 = time.monotonic()
+        time.sleep(seconds)  # a benchmark window, not a wait for a condition
+        last = stats()
+        ex = last["executor"]["executor"]
+        span = time.monotonic() - t0
+        done = ex["total_executions"] - first["total_executions"]
+        ok = ex["successful_executions"] - first["successful_executions"]
+        return {
+            "tick_to_trade_us": ex["tick_to_trade_us"],
+            "executions_per_second": round(done / span, 2),
+            "successful_executions_per_second": round(ok / span, 2),
+            "by_status": ex["by_status"],
+            "realized_pnl_usdc": ex["realized_pnl_usdc"],
+            "venue_gaps_opened": last["venue"]["venue"]["simulator"]["gaps_opened"],
+            "venue_gaps_taken": last["venue"]["venue"]["simulator"]["gaps_taken"],
+            "router_signals": last["router"]["router"]["signals_published"],
+        }
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(20)
+        anvil.terminate()
+        anvil.wait(10)
+
+
+def run() -> dict[str, Any]:
+    raw = two_hop_latency()
+    sys_ = system()
+    t2t = sys_["tick_to_trade_us"]
+    return {
+        "results": {"raw_two_hop_pyzmq": raw, **sys_},
+        "ratios": {"tick_to_trade_p50_over_raw_two_hop_p50": round(t2t.get("p50", 0) / raw["p50_us"], 1)
+                   if t2t.get("n") else None},
+        "notes": "tick-to-trade = feed receive of the venue frame -> executor's first order request; "
+                 "the executor serialises executions per market (3 sandbox markets)",
+    }
+
+
+if __name__ == "__main__":
+    from bench.common import write_result
+
+    r = run()
+    print(write_result("tick_to_trade", r))
+    print(json.dumps(r, indent=1))
