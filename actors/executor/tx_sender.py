@@ -100,6 +100,7 @@ class TxSender:
         self._config = config
         self._nonce_stats = nonce_stats or dict
         self.queue_size = 0
+        self.in_flight = 0
         self._locks: dict[str, asyncio.Lock] = {}
         self._traded_ns: dict[str, int] = {}  # market -> when our last execution on it ended
         self.counts: dict[str, int] = {s.value: 0 for s in TxStatus}
@@ -115,6 +116,13 @@ class TxSender:
     async def execute(self, signal: Signal, attempt: int = 1, event_ns: int | None = None) -> TxResult:
         """`event_ns`: when the feed received the venue frame behind this signal
         (the envelope's event time); the first order request closes tick-to-trade."""
+        self.in_flight += 1
+        try:
+            return await self._execute(signal, attempt, event_ns)
+        finally:
+            self.in_flight -= 1
+
+    async def _execute(self, signal: Signal, attempt: int, event_ns: int | None) -> TxResult:
         key = self.idem.generate(signal, exclude=VOLATILE)
         if event_ns:
             self._event_ns[key] = event_ns
@@ -171,7 +179,11 @@ class TxSender:
         except StaleSignal as exc:
             self._feed(permit, exc)
             self.idem.fail(key, str(exc))
-            return self._done(TxResult(signal, None, False, str(exc), TxStatus.STALE, attempt, key, None))
+            gas = getattr(exc, "gas_cost", 0)  # a SELL_SET split and merged back
+            if gas:
+                self.breaker.record_gas_cost(gas, failed=False)
+            return self._done(TxResult(signal, None, False, str(exc), TxStatus.STALE, attempt, key, None,
+                                       realized_pnl=-gas, gas_cost=gas))
         except Exception as exc:
             log.warning("execution %s failed: %s", key[:12], exc, exc_info=not isinstance(
                 exc, (OrderRejected, GasTooExpensive, TxReverted, PartialFill)))
@@ -316,6 +328,7 @@ class TxSender:
             "retry_count": self.retry.get_stats().get("retries", 0),
             "circuit_breaker_trips": bstats.get("trips", 0),
             "queue_size": self.queue_size,
+            "in_flight": self.in_flight,
             "circuit_breaker_state": bstats.get("state"),
             "circuit_breaker_stats": bstats,
             "nonce_manager_stats": self._nonce_stats(),

@@ -49,6 +49,7 @@ class Results:
         import threading
 
         self.items: list[TxResult] = []
+        self.gaps = 0
         self._stop = False
         self._t = threading.Thread(target=lambda: asyncio.run(self._run(cfg)), daemon=True)
         self._t.start()
@@ -62,6 +63,7 @@ class Results:
             except TimeoutError:
                 continue
             self.items += [r.env.body for r in batch if isinstance(r.env.body, TxResult)]
+        self.gaps = sub.tracker.gaps
         sub.close()
         destroy(ctx, 0)
 
@@ -124,15 +126,25 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
                                for s in snapshot(cfg).values()), timeout=10)
         subprocess.run([POLYARB, "--config", str(path), "resume"], check=True, timeout=30)
         wait_until(lambda: snapshot(cfg)["executor"]["breaker"]["state"] == "CLOSED", timeout=10)
-        wait_until(lambda: snapshot(cfg)["executor"]["executor"]["queue_size"] == 0, timeout=60)
+
+        # 5. Quiesce (halt, nothing queued or in flight), then reconcile with the chain.
+        subprocess.run([POLYARB, "--config", str(path), "halt", "--reason", "reconcile"], check=True, timeout=30)
+        wait_until(lambda: (e := snapshot(cfg)["executor"]["executor"])["queue_size"] == 0 and e["in_flight"] == 0,
+                   timeout=60, what="executor idle")
+        ex = snapshot(cfg)["executor"]["executor"]
+        wait_until(lambda: len(results.items) >= ex["total_executions"], timeout=10, what="every TxResult heard")
     finally:
         results.stop()
 
     # The wallet's collateral moved by exactly what the executor booked:
-    # realised P&L plus gas (gas is paid in POL, not collateral).
-    ex = snapshot(cfg)["executor"]["executor"]
+    # realised P&L plus gas (gas is paid in POL, not collateral). A leg whose
+    # unwind did not complete leaves tokens instead of collateral: then only
+    # the direction can be checked.
+    assert results.gaps == 0, "a TxResult was lost on the bus"
+    delta = balances(w3, dep, TRADER)["collateral"] - start
+    booked = sum(r.realized_pnl + r.gas_cost for r in results.items)
+    print(f"collateral delta {delta}, booked {booked}, unhedged legs {ex['unhedged_legs']}, "
+          f"results {len(results.items)}")
     if ex["unhedged_legs"] == 0:
-        booked = sum(r.realized_pnl + r.gas_cost for r in results.items)
-        wait_until(lambda: balances(w3, dep, TRADER)["collateral"] - start == booked, timeout=30,
-                   what=f"collateral delta == booked {booked}")
-    assert balances(w3, dep, TRADER)["collateral"] > start
+        assert delta == booked
+    assert delta > 0
