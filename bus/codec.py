@@ -84,13 +84,7 @@ def decode(frames: Sequence[bytes]) -> tuple[bytes, Envelope]:
     if len(frames) != 2:
         raise FrameError(f"expected 2 frames [topic, envelope], got {len(frames)}")
     topic, payload = frames
-    try:
-        env = _env_decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise FrameError(str(exc)) from exc
-    if env.v != SCHEMA_VERSION:
-        raise FrameError(f"unsupported schema version {env.v}")
-    return bytes(topic), env
+    return bytes(topic), decode_payload(payload)
 
 
 def encode_payload(envelope: Envelope) -> bytes:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from typing import Any, Self
 import msgspec
 
 from actors.clock import Clock, SystemClock
+from actors.storage import open_wal
 
 _NS = 10**9
 # Rows are read in the table's column order (`*`), the order `_record()` unpacks.
@@ -150,10 +150,7 @@ class IdempotencyStore:
         self._lease_ns = int(in_progress_ttl_seconds * _NS)
         self._exclude = tuple(exclude_fields)
         # Autocommit; transactions are explicit (BEGIN IMMEDIATE) where a read decides a write.
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000)
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")  # first, so the rest waits
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db = open_wal(self.path, busy_timeout_ms=busy_timeout_ms)
         self._db.executescript(_SCHEMA)
         names = ("claims", "owned", "duplicates", "in_flight", "stale", "conflicts", "purged")
         self._counts = dict.fromkeys(names, 0)

@@ -12,12 +12,12 @@ effects the reconciliation finds on the venue (by client id) or the chain
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from actors.storage import open_wal
 from bus.messages import Signal
 
 _SCHEMA = """
@@ -35,12 +35,7 @@ _sig_decoder = msgspec.msgpack.Decoder(Signal)
 
 class Journal:
     def __init__(self, path: str | Path, clock: Any) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = open_wal(path)
         self._db.executescript(_SCHEMA)
         self._clock = clock
 

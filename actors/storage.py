@@ -1,0 +1,23 @@
+"""SQLite for state that must survive SIGKILL: one way to open it.
+
+WAL with synchronous=NORMAL survives a process crash at any moment (a power
+loss may lose the last commits, which the chain/venue reconciliation at
+start repairs). Autocommit mode: callers write explicit `BEGIN IMMEDIATE`
+transactions where a read decides a write.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+
+def open_wal(path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(os.fspath(path), isolation_level=None, timeout=busy_timeout_ms / 1000)
+    db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")  # first, so the rest waits for locks
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    return db
