@@ -3,7 +3,10 @@
 Publishes a `BookUpdate` per changed token on `book.<token_id>` (per-token
 sequence numbers from the publisher), a `FeedStatus` on change and every
 second, and answers `snapshot` requests with the latest book of every token
-(Clone pattern) for late joiners and subscribers that saw a gap.
+(Clone pattern) for late joiners and subscribers that saw a gap. A token
+dropped from `feed.markets` is published once more, invalid and empty, with
+the reason `unsubscribed`: nobody would otherwise tell its subscribers that
+its last book stopped being maintained.
 
 Publishing is coalesced: the reader marks tokens dirty and a flush scheduled
 with call_soon publishes each dirty book once, so a burst of frames for one
@@ -29,6 +32,8 @@ from config.schema import Config, Feed
 
 log = logging.getLogger(__name__)
 
+UNSUBSCRIBED = "unsubscribed: not in feed.markets any more"
+
 
 def ws_options(f: Feed) -> WSOptions:
     return WSOptions(
@@ -52,6 +57,7 @@ class FeedActor(Actor):
                                          options=ws_options(f), **kw)
         self.clone = CloneStore(self.name, rt.boot_id)
         self._dirty: set[str] = set()
+        self._market_of: dict[str, str] = {}  # token -> market, for every token published while subscribed
         self._flush_scheduled = False
         self._pending_marks = 0
         self.published = 0
@@ -108,13 +114,21 @@ class FeedActor(Actor):
         for asset_id in dirty:
             st = self.core.tokens.get(asset_id)
             if st is None:
-                continue
-            bids, asks = st.book.depth(depth)
-            body = BookUpdate(token_id=asset_id, market=st.market, valid=st.valid, bids=bids, asks=asks,
-                              venue_ts_ms=st.book.last_ts, recv_ns=st.recv_ns, tick_size=st.book.tick_size,
-                              reason=st.reason)
+                # Unsubscribed: nobody maintains this book any more. Said once, as an
+                # invalid empty book (also what a late joiner's snapshot shows).
+                market = self._market_of.pop(asset_id, None)
+                if market is None:
+                    continue
+                body = BookUpdate(token_id=asset_id, market=market, valid=False, bids=[], asks=[], venue_ts_ms=0,
+                                  recv_ns=self.rt.clock.time_ns(), tick_size=0, reason=UNSUBSCRIBED)
+            else:
+                self._market_of[asset_id] = st.market
+                bids, asks = st.book.depth(depth)
+                body = BookUpdate(token_id=asset_id, market=st.market, valid=st.valid, bids=bids, asks=asks,
+                                  venue_ts_ms=st.book.last_ts, recv_ns=st.recv_ns, tick_size=st.book.tick_size,
+                                  reason=st.reason)
             topic = topics.book(asset_id)
-            self.clone.record(topic, self.rt.publisher.publish(topic, body, event_ns=st.recv_ns or None))
+            self.clone.record(topic, self.rt.publisher.publish(topic, body, event_ns=body.recv_ns or None))
             self.published += 1
         self._publish_status(force=False)
 

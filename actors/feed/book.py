@@ -47,6 +47,19 @@ class LocalBook:
             self.last_ts = ts
         return True
 
+    def would_change(self, is_bid: bool, price: int, size: int, ts: int) -> bool:
+        """Whether `apply` would change the level (not stale, and a different size)."""
+        current = (self.bids if is_bid else self.asks).get(price)
+        newest = current[1] if current is not None else self._tomb.get((is_bid, price), -1)
+        if ts < newest or ts < self.snapshot_ts:
+            return False
+        return (current[0] if current is not None else 0) != size
+
+    def holds(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> bool:
+        """Whether the book's levels are exactly these (a snapshot's)."""
+        return ({p: s for p, s in bids if s > 0} == {p: s for p, (s, _) in self.bids.items()}
+                and {p: s for p, s in asks if s > 0} == {p: s for p, (s, _) in self.asks.items()})
+
     def best_bid(self) -> int | None:
         return max(self.bids) if self.bids else None
 

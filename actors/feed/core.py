@@ -4,13 +4,17 @@ No sockets and no wall clock: the shell (`polymarket_ws`) hands it text
 frames with their receive time and asks it which books changed. It owns the
 books, the dedup cache, ordering and validity:
 
-- a duplicate (same identity, from the LRU) is counted and dropped;
-- a message older than the token's last applied one is counted out of order
-  and applied only to the levels it is newer for (see `LocalBook`);
+- a duplicate (same identity, from the LRU, and changing nothing) is counted
+  and dropped; a seen-before identity that would still change a book is a
+  legitimate repeat, applied (`_changes_something`);
+- a message older than the newest one seen for any of its tokens is counted
+  out of order (once per message, whether or not its book is valid) and
+  applied only to the levels it is newer for (see `LocalBook`);
 - a book is INVALID until its first snapshot, after a disconnect, after a
   tick-size change, when a price change's best bid/ask disagree with ours
-  (an update was lost), or when it stays crossed past a grace period; each
-  invalidation counts as a sequence gap and lasts until a fresh snapshot.
+  (an update was lost, or is late: overtaken by this one), or when it stays
+  crossed past a grace period; each invalidation counts as a sequence gap and
+  lasts until a fresh snapshot.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from actors.feed import wire
 from actors.feed.book import LocalBook
 from actors.feed.dedup import DedupCache
 
+LOST_UPDATE = "best bid/ask disagree with the venue: an update was lost or is late"
+
 
 @dataclass(slots=True)
 class TokenState:
@@ -32,6 +38,7 @@ class TokenState:
     invalid_since_ns: int = 0
     crossed_since_ns: int | None = None
     recv_ns: int = 0
+    seen_ts: int = 0  # newest venue timestamp seen for this token (applied or not): judges order
 
 
 class FeedCore:
@@ -44,6 +51,7 @@ class FeedCore:
             "snapshots": 0, "price_changes": 0, "tick_size_changes": 0, "trades": 0,
             "unknown_events": 0, "ignored_events": 0, "unknown_fields": 0, "untracked": 0,
             "malformed": 0, "no_snapshot": 0, "best_mismatch": 0, "crossed": 0, "stale_levels": 0,
+            "repeats": 0,  # seen-before identities applied anyway: they still changed a book
         }
         self.malformed_kinds: dict[str, int] = {}
         self.text_frames: dict[str, int] = {}
@@ -91,18 +99,39 @@ class FeedCore:
                 known = event.event_type in wire.KNOWN_EVENTS
                 self.counts["ignored_events" if known else "unknown_events"] += 1
                 continue
-            if self.dedup.seen(wire.identity(obj, event)) and not self._needs_snapshot(event):
-                self.counts["duplicates"] += 1
-                continue
+            if self.dedup.seen(wire.identity(obj, event)):
+                if not self._changes_something(event):
+                    self.counts["duplicates"] += 1
+                    continue
+                self.counts["repeats"] += 1
             self._apply(event, recv_ns, changed)
         return changed
 
-    def _needs_snapshot(self, event: wire.Event) -> bool:
-        # A snapshot for an invalid book is taken even if its content was seen.
-        if not isinstance(event, wire.BookSnapshot):
+    def _changes_something(self, event: wire.Event) -> bool:
+        """Whether a message whose identity was seen before would still change a book.
+
+        A duplicate delivered again changes nothing: its levels already hold its sizes
+        (or newer ones), its tick is the book's, its snapshot is the book. A message
+        that would change something is a legitimate repeat: within one millisecond a
+        level can go back to an earlier size (or a tick flip back and forth) and the
+        venue then sends byte-identical messages. A snapshot for an invalid book is
+        always taken.
+        """
+        if isinstance(event, wire.PriceChange):
+            for ch in event.changes:
+                st = self.tokens.get(ch.asset_id)
+                if st is not None and st.valid and st.book.would_change(ch.is_bid, ch.price, ch.size,
+                                                                        event.timestamp_ms):
+                    return True
             return False
-        st = self.tokens.get(event.asset_id)
-        return st is not None and not st.valid
+        if isinstance(event, wire.BookSnapshot):
+            st = self.tokens.get(event.asset_id)
+            return st is not None and (not st.valid or (
+                event.timestamp_ms >= st.seen_ts and not st.book.holds(event.bids, event.asks)))
+        if isinstance(event, wire.TickSizeChange):
+            st = self.tokens.get(event.asset_id)
+            return st is not None and st.book.tick_size != event.new_tick_size
+        return False
 
     def _malformed(self, kind: str) -> None:
         self.counts["malformed"] += 1
@@ -118,10 +147,11 @@ class FeedCore:
                 self.counts["untracked"] += 1
                 return
             self.counts["snapshots"] += 1
-            if st.valid and event.timestamp_ms < st.book.last_ts:
+            if st.valid and event.timestamp_ms < st.seen_ts:
                 self.counts["out_of_order"] += 1  # an old snapshot must not roll the book back
                 return
             st.book.load_snapshot(event.bids, event.asks, event.timestamp_ms, event.tick_size)
+            st.seen_ts = event.timestamp_ms  # a new epoch: whatever is older than it is late
             st.valid, st.reason, st.recv_ns, st.market = True, "", recv_ns, event.market
             st.crossed_since_ns = recv_ns if st.book.crossed() else None
             changed.add(event.asset_id)
@@ -129,6 +159,7 @@ class FeedCore:
             self.counts["tick_size_changes"] += 1
             st = self.tokens.get(event.asset_id)
             if st is not None:
+                st.seen_ts = max(st.seen_ts, event.timestamp_ms)
                 st.book.tick_size = event.new_tick_size
                 if self.invalidate(event.asset_id, "tick size changed: awaiting snapshot", recv_ns):
                     changed.add(event.asset_id)
@@ -136,32 +167,39 @@ class FeedCore:
             self.counts["trades"] += 1
 
     def _price_change(self, event: wire.PriceChange, recv_ns: int, changed: set[str]) -> None:
+        ts = event.timestamp_ms
+        newest: dict[str, bool] = {}  # token -> no newer message was seen for it before this one
         touched: dict[str, wire.LevelChange] = {}
         for ch in event.changes:
             st = self.tokens.get(ch.asset_id)
             if st is None:
                 self.counts["untracked"] += 1
                 continue
+            if ch.asset_id not in newest:
+                # Judged before validity: a late message is counted even when the newer
+                # one that overtook it already invalidated the book (best-price check below).
+                newest[ch.asset_id] = ts >= st.seen_ts
+                st.seen_ts = max(st.seen_ts, ts)
             if not st.valid:
                 if st.book.snapshot_ts == 0:
                     self.counts["no_snapshot"] += 1
                 continue
-            if event.timestamp_ms < st.book.last_ts:
-                self.counts["out_of_order"] += 1
-            if not st.book.apply(ch.is_bid, ch.price, ch.size, event.timestamp_ms):
+            if not st.book.apply(ch.is_bid, ch.price, ch.size, ts):
                 self.counts["stale_levels"] += 1
             st.recv_ns = recv_ns
             touched[ch.asset_id] = ch  # the last entry carries the venue's best prices
+        if not all(newest.values()):
+            self.counts["out_of_order"] += 1
         for asset_id, last in touched.items():
             st = self.tokens[asset_id]
             changed.add(asset_id)
             book = st.book
-            if event.timestamp_ms >= book.last_ts and (
+            if newest[asset_id] and (
                 (last.best_bid is not None and last.best_bid != book.best_bid())
                 or (last.best_ask is not None and last.best_ask != book.best_ask())
             ):
                 self.counts["best_mismatch"] += 1
-                self.invalidate(asset_id, "best bid/ask disagree with the venue: an update was lost", recv_ns)
+                self.invalidate(asset_id, LOST_UPDATE, recv_ns)
                 continue
             if book.crossed():
                 if st.crossed_since_ns is None:

@@ -95,9 +95,11 @@ class PolymarketWSClient:
 
     # -- assets
     def set_assets(self, assets: dict[str, str]) -> None:
-        """The wanted asset -> market map; subscribes and unsubscribes the difference."""
-        now = self.clock.monotonic_ns()
+        """The wanted asset -> market map; subscribes and unsubscribes the difference.
+        Unsubscribed assets are reported to `on_change` (their books are gone)."""
+        now = self.clock.time_ns()  # the core's time base (invalid_since, stale_invalid)
         current = {a for c in self.connections for a in c.assets}
+        removed: set[str] = set()
         for conn in self.connections:
             gone = [a for a in conn.assets if a not in assets]
             if gone:
@@ -105,6 +107,9 @@ class PolymarketWSClient:
                 for a in gone:
                     self.core.untrack(a)
                 self._send_op(conn, "unsubscribe", gone)
+                removed.update(gone)
+        if removed:
+            self._on_change(removed)
         new = [a for a in assets if a not in current]
         for a in new:
             self.core.track(a, assets[a], now)
@@ -201,10 +206,10 @@ class PolymarketWSClient:
             await asyncio.gather(watchdog, return_exceptions=True)
 
     async def _watchdog(self, conn: Connection, ws: Any) -> None:
-        o = self.options
-        step = min(1.0, o.ping_interval)
         next_ping = self.clock.monotonic_ns()
         while True:
+            o = self.options  # read on every pass: a config reload applies to open connections too
+            step = min(1.0, o.ping_interval)
             now = self.clock.monotonic_ns()
             if now >= next_ping:
                 await ws.send("PING")

@@ -52,7 +52,7 @@ def test_counters_are_exact(core):
     assert s["frames"] == 12
     assert s["messages"] == 12  # 2 in the array + 10 single; broken JSON is no message
     assert s["duplicates"] == 1
-    assert s["out_of_order"] == 2  # two entries of the ts-200 message arrived after ts 300
+    assert s["out_of_order"] == 1  # the ts-200 message (two entries) arrived after ts 300: one message
     assert s["stale_levels"] == 1
     assert s["unknown_events"] == 1
     assert s["unknown_fields"] == 1
@@ -117,3 +117,86 @@ def test_hostile_frames_are_counted_never_raised(text):
     c.track("1", "m")
     assert c.on_frame(text, 0) == set()
     assert c.get_stats()["malformed"] == 1
+
+
+def _snapshot(ts: int, bid: str = "0.40", ask: str = "0.45") -> str:
+    return json.dumps({"event_type": "book", "asset_id": YES, "market": M, "timestamp": str(ts), "hash": f"h{ts}",
+                       "bids": [{"price": bid, "size": "1"}], "asks": [{"price": ask, "size": "1"}]})
+
+
+def _change(ts: int, price: str, size: str, side: str, best_bid: str, best_ask: str) -> str:
+    return json.dumps({"event_type": "price_change", "market": M, "timestamp": str(ts), "price_changes": [
+        {"asset_id": YES, "price": price, "size": size, "side": side, "hash": f"p{ts}",
+         "best_bid": best_bid, "best_ask": best_ask}]})
+
+
+def test_a_late_message_is_counted_once_even_after_the_newer_one_invalidated_the_book():
+    # The venue added a 0.41 bid (ts 2), then resized the 0.45 ask (ts 3); the network
+    # delivered ts 3 first. Its best bid (0.41) disagrees with ours (0.40): the book is
+    # invalidated. The late ts-2 message must still be counted out of order, once.
+    c = FeedCore()
+    c.track(YES, M)
+    c.on_frame(_snapshot(1), 0)
+    c.on_frame(_change(3, "0.45", "3", "SELL", "0.41", "0.45"), 1)
+    assert c.get_stats()["out_of_order"] == 0 and not c.tokens[YES].valid
+    c.on_frame(json.dumps({"event_type": "price_change", "market": M, "timestamp": "2", "price_changes": [
+        {"asset_id": YES, "price": "0.41", "size": "5", "side": "BUY", "hash": "p2", "best_bid": "0.41",
+         "best_ask": "0.45"},
+        {"asset_id": YES, "price": "0.39", "size": "2", "side": "BUY", "hash": "p2", "best_bid": "0.41",
+         "best_ask": "0.45"}]}), 2)
+    s = c.get_stats()
+    assert s["out_of_order"] == 1  # one late message, whatever its number of entries
+    assert s["best_mismatch"] == 1 and s["sequence_gaps"] == 1
+
+
+def test_a_message_older_than_a_tick_size_change_is_late():
+    c = FeedCore()
+    c.track(YES, M)
+    c.on_frame(_snapshot(1), 0)
+    c.on_frame(json.dumps({"event_type": "tick_size_change", "asset_id": YES, "market": M, "old_tick_size": "0.01",
+                           "new_tick_size": "0.001", "timestamp": "5"}), 1)
+    c.on_frame(_change(4, "0.39", "2", "BUY", "0.40", "0.45"), 2)  # sent before the tick change, arrived after
+    assert c.get_stats()["out_of_order"] == 1
+    c.on_frame(_snapshot(6, "0.401", "0.449"), 3)
+    c.on_frame(_change(5, "0.39", "2", "BUY", "0.40", "0.45"), 4)  # older than the new epoch's snapshot
+    assert c.get_stats()["out_of_order"] == 2 and c.get_stats()["stale_levels"] == 1
+    assert c.tokens[YES].valid and c.tokens[YES].book.depth(5) == ([(401000, 1_000000)], [(449000, 1_000000)])
+
+
+def test_a_level_set_back_within_the_same_millisecond_is_a_repeat_not_a_duplicate():
+    # 0.39 bid: 5, then 7, then 5 again, all at ts 5: the third message is byte-identical
+    # to the first (same sizes, same book hash), yet it is news.
+    c = FeedCore()
+    c.track(YES, M)
+    c.on_frame(_snapshot(1), 0)
+    first = _change(5, "0.39", "5", "BUY", "0.40", "0.45")
+    for i, frame in enumerate((first, _change(5, "0.39", "7", "BUY", "0.40", "0.45"), first)):
+        c.on_frame(frame, i + 1)
+    assert c.tokens[YES].book.bids[390000][0] == 5_000000
+    c.on_frame(first, 9)  # delivered twice in a row: that is a duplicate
+    s = c.get_stats()
+    assert (s["repeats"], s["duplicates"]) == (1, 1) and c.dedup.hits == 2
+
+
+def test_a_tick_flipping_back_within_the_same_millisecond_is_applied():
+    c = FeedCore()
+    c.track(YES, M)
+    c.on_frame(_snapshot(1), 0)
+
+    def retick(tick: str, bid: str, ask: str) -> None:
+        c.on_frame(json.dumps({"event_type": "tick_size_change", "asset_id": YES, "market": M,
+                               "old_tick_size": "x", "new_tick_size": tick, "timestamp": "7"}), 1)
+        c.on_frame(json.dumps({"event_type": "book", "asset_id": YES, "market": M, "timestamp": "7", "hash": tick,
+                               "tick_size": tick, "bids": [{"price": bid, "size": "1"}],
+                               "asks": [{"price": ask, "size": "1"}]}), 2)
+
+    retick("0.001", "0.039", "0.041")
+    retick("0.01", "0.03", "0.05")
+    retick("0.001", "0.039", "0.041")  # identical to the first two frames
+
+    st = c.tokens[YES]
+    assert st.valid and st.book.tick_size == 1_000
+    assert st.book.depth(5) == ([(39000, 1_000000)], [(41000, 1_000000)])
+    # Both repeated frames were applied: the tick change (it changes the tick) and the
+    # book (the tick change invalidated the book: a snapshot is always taken then).
+    assert c.get_stats()["duplicates"] == 0 and c.get_stats()["repeats"] == 2

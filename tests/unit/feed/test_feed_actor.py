@@ -105,3 +105,28 @@ async def test_disconnect_publishes_invalid_books_with_the_reason(feed):
     await server.connections[0].close()
     batch = await sub.recv_batch()
     assert batch[0].env.body.valid is False and "disconnected" in batch[0].env.body.reason
+
+
+async def test_unsubscribed_tokens_are_published_invalid_once(feed):
+    import msgspec
+
+    actor, server, sub, ctx, cfg = feed
+    await eventually(lambda: server.connections)
+    server.connections[0].push([book("yes-token", 1), book("no-token", 1)])
+    seen = {}
+    while len(seen) < 2:
+        seen.update({r.env.body.token_id: r.env.body for r in await sub.recv_batch()})
+
+    new = msgspec.structs.replace(cfg, feed=msgspec.structs.replace(cfg.feed, markets=["0xother"]))
+    actor.rt.watcher.config = new  # what the reloader holds after a reload
+    actor.on_config(cfg, new)
+    gone = {}
+    while len(gone) < 2:
+        gone.update({r.env.body.token_id: r.env.body for r in await sub.recv_batch()
+                     if r.env.body.token_id in ("yes-token", "no-token")})
+
+    assert all(not b.valid and "unsubscribed" in b.reason and b.bids == b.asks == [] for b in gone.values())
+    client = RpcClient(ctx, cfg.bus.endpoints["feed"].rpc, Stamper("router", TestClock()), timeout_ms=500, retries=1)
+    snap = {e.body.token_id: e.body for e in (await fetch_snapshot(client, topics.BOOK)).entries}
+    assert not snap["yes-token"].valid and not snap["no-token"].valid
+    assert len(server.connections) == 1  # no reconnect

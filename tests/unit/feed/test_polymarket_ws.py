@@ -145,3 +145,42 @@ async def test_text_frames_never_reach_the_json_parser(world):
     await eventually(lambda: core.tokens["a"].valid)
     s = core.get_stats()
     assert s["malformed"] == 0 and s["text_frames"] == {"INVALID OPERATION": 1, "NO NEW ASSETS": 1}
+
+
+async def test_a_reloaded_data_timeout_applies_to_the_open_connection(world):
+    client, server, clock, core, _ = world  # data_timeout 20 s at connect time
+    client.set_assets({"a": M})
+    await client.start()
+    await eventually(lambda: server.connections)
+    server.connections[0].push([book("a", 1)])
+    await eventually(lambda: core.tokens["a"].valid)
+
+    client.options = WSOptions(max_assets_per_connection=3, ping_interval=10, pong_timeout=30, data_timeout=2,
+                               reconnect_base=0.5, reconnect_max=4, resubscribe_after=1.0)
+    await advance(clock, 6)  # 2 s to notice the silence, then the reconnect's backoff
+
+    await eventually(lambda: len(server.connections) == 2)
+    assert client.stall_reconnects == 1
+
+
+async def test_a_new_asset_is_not_re_requested_before_resubscribe_after(world):
+    client, server, clock, core, _ = world  # resubscribe_after 1 s
+    client.set_assets({"a": M})
+    await client.start()
+    await eventually(lambda: server.connections and server.connections[0].frames())
+    ws = server.connections[0]
+
+    await advance(clock, 0.75)  # the snapshot is late, but not that late
+    assert [f.get("operation") for f in ws.frames()] == [None] and client.resubscribes == 0
+
+    await advance(clock, 1.0)
+    await eventually(lambda: len(ws.frames()) == 3)
+    assert [f.get("operation") for f in ws.frames()[1:]] == ["unsubscribe", "subscribe"]
+
+
+async def test_unsubscribed_assets_are_reported_as_changed(world):
+    client, server, clock, core, changes = world
+    client.set_assets({"a": M, "b": M})
+    changes.clear()
+    client.set_assets({"a": M})
+    assert changes == [{"b"}] and "b" not in core.tokens
