@@ -30,7 +30,7 @@ from actors.executor.errors import AlreadySent, Remedy
 from actors.executor.journal import Journal
 from actors.executor.ports import ChainPort, Receipt
 from actors.executor.retry_policy import RetryPolicy
-from actors.market_math import to_micro
+from actors.market_math import from_micro, to_micro
 from config.schema import Config
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class OnChainSender:
         gas, max_fee, tip, worst = await self.quote(call, gas_hint)
         if worst > to_micro(cfg.trading.max_gas_cost):
             self.counts["too_expensive"] += 1
-            raise GasTooExpensive(f"{purpose} would cost up to {worst / 1e6:.6f} USDC in gas "
+            raise GasTooExpensive(f"{purpose} would cost up to {from_micro(worst)} USDC in gas "
                                   f"> max_gas_cost {cfg.trading.max_gas_cost}")
         nonce = prior["nonce"] if prior and "nonce" in prior else await self.nonces.allocate_nonce(f"{key}:{purpose}")
         st: dict[str, Any] = {"nonce": nonce, "gas": gas, "max_fee": max_fee, "tip": tip,

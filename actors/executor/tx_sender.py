@@ -238,7 +238,7 @@ class TxSender:
         gas_budget = await self.onchain.quote(self.chain.merge_call(signal.market, n, signal.size), gas_hint,
                                               cached=True)
         if gas_budget[3] > to_micro(cfg.trading.max_gas_cost):
-            raise GasTooExpensive(f"merge would cost up to {gas_budget[3] / 1e6:.6f} USDC")
+            raise GasTooExpensive(f"merge would cost up to {from_micro(gas_budget[3])} USDC")
         fills = await self._legs(signal, key)
         bought = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
         if not any(bought):
@@ -256,7 +256,7 @@ class TxSender:
                         merge.gas_cost, fills)
 
     def _partial(self, fills: list[Fill], pnl: int, gas: int) -> PartialFill:
-        exc = PartialFill(f"{sum(f.filled > 0 for f in fills)}/{len(fills)} legs filled; unwound, pnl {pnl / 1e6:+.6f}")
+        exc = PartialFill(f"{sum(f.filled > 0 for f in fills)}/{len(fills)} legs filled; unwound, pnl {from_micro(pnl)} USDC")
         exc.pnl, exc.gas_cost = pnl, gas  # type: ignore[attr-defined]
         self.unwind_loss += -pnl if pnl < 0 else 0
         return exc
