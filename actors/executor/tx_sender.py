@@ -256,7 +256,8 @@ class TxSender:
                         merge.gas_cost, fills)
 
     def _partial(self, fills: list[Fill], pnl: int, gas: int) -> PartialFill:
-        exc = PartialFill(f"{sum(f.filled > 0 for f in fills)}/{len(fills)} legs filled; unwound, pnl {from_micro(pnl)} USDC")
+        filled = sum(f.filled > 0 for f in fills)
+        exc = PartialFill(f"{filled}/{len(fills)} legs filled; unwound, pnl {from_micro(pnl)} USDC")
         exc.pnl, exc.gas_cost = pnl, gas  # type: ignore[attr-defined]
         self.unwind_loss += -pnl if pnl < 0 else 0
         return exc
