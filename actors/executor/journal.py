@@ -58,6 +58,17 @@ class Journal:
             raise
         self._db.execute("COMMIT")
 
+    def finish(self, key: str, status: str, pnl: int, gas: int) -> None:
+        """The final outcome, for an execution that got as far as its claim: the
+        executor's durable books (the bus stream of results is lossy on a crash)."""
+        if self._db.execute("SELECT 1 FROM executions WHERE key=?", (key,)).fetchone():
+            self.update(key, "done", status=status, pnl=pnl, gas=gas)
+
+    def outcomes(self) -> list[tuple[str, str, int, int]]:
+        """(key, status, pnl, gas) of every finished execution."""
+        rows = self._db.execute("SELECT key, data FROM executions WHERE state='done'").fetchall()
+        return [(k, d["status"], d.get("pnl", 0), d.get("gas", 0)) for k, d in ((k, json.loads(v)) for k, v in rows)]
+
     def get(self, key: str) -> tuple[Signal, str, dict[str, Any]] | None:
         row = self._db.execute("SELECT signal, state, data FROM executions WHERE key=?", (key,)).fetchone()
         if row is None:

@@ -202,7 +202,6 @@ class TxSender:
             self.breaker.record_gas_cost(result.gas_cost, failed=False)
         self.idem.complete(key, {"status": result.status.value, "tx_hash": result.tx_hash,
                                  "pnl": result.realized_pnl, "gas": result.gas_cost})
-        self.journal.update(key, "done", status=result.status.value)
         return self._done(result)
 
     def _feed(self, permit: Any, exc: BaseException) -> None:
@@ -311,6 +310,8 @@ class TxSender:
     # -- bookkeeping
     def _done(self, r: TxResult) -> TxResult:
         self._event_ns.pop(r.idempotency_key, None)  # never reached the legs
+        if r.status not in (TxStatus.PENDING, TxStatus.DUPLICATE):
+            self.journal.finish(r.idempotency_key, r.status.value, r.realized_pnl, r.gas_cost)
         self.total += 1
         self.counts[r.status.value] += 1
         self.realized_pnl += r.realized_pnl

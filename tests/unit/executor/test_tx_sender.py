@@ -136,8 +136,9 @@ async def test_partial_fill_is_unwound_and_recorded(world):
     assert unwind[2] == 450_000 - 100_000  # bounded by unwind_max_price_move
     assert r.realized_pnl < 0 and world.chain.sent == []
     assert world.breaker.get_stats()["consecutive_failures"] == 1
-    entry = world.journal.get(r.idempotency_key)
-    assert entry[1] == "unwound"
+    _, state, data = world.journal.get(r.idempotency_key)
+    assert state == "done" and data["status"] == "PARTIAL_UNWOUND" and data["pnl"] == r.realized_pnl
+    assert data["proceeds"] > 0  # the unwind's own record
 
 
 async def test_transient_venue_errors_are_retried(world):
