@@ -57,6 +57,10 @@ class StaleSignal(Exception):
     """Every leg was killed: a moved book, not a failing system (the breaker ignores it)."""
 
 
+class VenueFailure(Exception):
+    """The venue could not take the legs (errors, not kills): nothing traded."""
+
+
 class PartialFill(Exception):
     """Some legs filled and others did not: unwound at a recorded loss (counts as a failure)."""
 
@@ -217,16 +221,17 @@ class TxSender:
         if signal.kind == "SELL_SET":
             split = await self.onchain.send(key, "split", self.chain.split_call(signal.market, n, signal.size),
                                             gas_hint, prior=done.get("split"))
-            fills = await self._legs(signal, key)
+            fills, errors = await self._legs(signal, key)
             sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
             if all(sold):
                 pnl = sum(f.cost - f.fee for f in fills) - signal.size - split.gas_cost
                 return TxResult(signal, split.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, split.nonce,
                                 pnl, split.gas_cost, fills)
             if not any(sold):
+                # Nothing sold: the set goes back into collateral, whatever killed the legs.
                 merge = await self.onchain.send(key, "merge", self.chain.merge_call(signal.market, n, signal.size),
                                                 gas_hint, prior=done.get("merge"))
-                exc = StaleSignal("every sell leg was killed; the split set was merged back")
+                exc = self._nothing_traded("sell", errors)
                 exc.gas_cost = split.gas_cost + merge.gas_cost  # type: ignore[attr-defined]
                 raise exc
             held = [leg for leg, ok in zip(signal.legs, sold, strict=True) if not ok]
@@ -238,10 +243,10 @@ class TxSender:
                                               cached=True)
         if gas_budget[3] > to_micro(cfg.trading.max_gas_cost):
             raise GasTooExpensive(f"merge would cost up to {from_micro(gas_budget[3])} USDC")
-        fills = await self._legs(signal, key)
+        fills, errors = await self._legs(signal, key)
         bought = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
         if not any(bought):
-            raise StaleSignal("every buy leg was killed: the books had moved")
+            raise self._nothing_traded("buy", errors)
         if not all(bought):
             held = [leg for leg, ok in zip(signal.legs, bought, strict=True) if ok]
             held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
@@ -254,6 +259,14 @@ class TxSender:
         return TxResult(signal, merge.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, merge.nonce, pnl,
                         merge.gas_cost, fills)
 
+    @staticmethod
+    def _nothing_traded(side: str, errors: list[BaseException]) -> Exception:
+        """Every leg killed by the book = stale (ignored by the breaker); killed by
+        venue errors = a failure the breaker must see."""
+        if errors:
+            return VenueFailure(f"every {side} leg failed: {errors[0]}")
+        return StaleSignal(f"every {side} leg was killed: the books had moved")
+
     def _partial(self, fills: list[Fill], pnl: int, gas: int) -> PartialFill:
         filled = sum(f.filled > 0 for f in fills)
         exc = PartialFill(f"{filled}/{len(fills)} legs filled; unwound, pnl {from_micro(pnl)} USDC")
@@ -261,8 +274,9 @@ class TxSender:
         self.unwind_loss += -pnl if pnl < 0 else 0
         return exc
 
-    async def _legs(self, signal: Signal, key: str) -> list[Fill]:
-        """Every leg at once, each FOK, each under the retry policy (safe: client ids)."""
+    async def _legs(self, signal: Signal, key: str) -> tuple[list[Fill], list[BaseException]]:
+        """Every leg at once, each FOK, each under the retry policy (safe: client ids).
+        Returns the fills and the errors of legs that never reached the book."""
         async def one(i: int, leg: Leg) -> Fill:
             cid = client_id(key, i)
             try:
@@ -277,9 +291,25 @@ class TxSender:
         started = self._event_ns.pop(key, None)
         if started:
             self.tick_to_trade_ns.append(self.clock.time_ns() - started)
-        fills = list(await asyncio.gather(*(one(i, leg) for i, leg in enumerate(signal.legs))))
+        # return_exceptions: one leg's error must not hide another leg's fill.
+        outcomes = await asyncio.gather(*(one(i, leg) for i, leg in enumerate(signal.legs)), return_exceptions=True)
+        fills: list[Fill] = []
+        errors: list[BaseException] = []
+        for i, (leg, out) in enumerate(zip(signal.legs, outcomes, strict=True)):
+            if isinstance(out, Fill):
+                fills.append(out)
+                continue
+            # The order may or may not have reached the venue: ask it by client id.
+            cid = client_id(key, i)
+            try:
+                found = await self.retry.run(lambda cid=cid: self.venue.find(cid), dependency="clob")
+            except Exception as exc:
+                raise AmbiguousOutcome(self.retry.classify(exc), 1, "clob") from out
+            fills.append(found or Fill(cid, "", leg.token_id, leg.side, 0, 0, 0, f"ERROR: {out}"))
+            if found is None:
+                errors.append(out)
         self.journal.update(key, "filled", fills=[[f.order_id, f.filled, f.cost, f.fee] for f in fills])
-        return fills
+        return fills, errors
 
     async def _unwind(self, key: str, legs: list[Leg]) -> int:
         """Sell back what filled alone (FAK, bounded slippage); returns the proceeds."""

@@ -277,3 +277,36 @@ async def test_a_signal_older_than_our_last_trade_on_its_market_is_dropped(world
     late = await world.sender.execute(old)
     assert first.status is TxStatus.SUCCESS and late.status is TxStatus.STALE
     assert len(world.venue.calls) == 2 and world.breaker.get_stats()["failure_count"] == 0
+
+
+async def test_sell_set_whose_legs_all_fail_merges_the_set_back_and_counts_a_failure(world):
+    for tok in ("tok0", "tok1"):
+        world.venue.script[tok] = ["http500"] * 10
+    r = await world.sender.execute(signal(world.clock, "SELL_SET", prices=(520_000, 500_000)))
+    assert r.status is TxStatus.FAILED and "VenueFailure" in r.error
+    assert [tx["data"].split(":")[0] for tx in world.chain.sent] == ["split", "merge"]  # collateral restored
+    assert r.realized_pnl == -r.gas_cost and r.gas_cost > 0
+    assert world.breaker.get_stats()["failure_count"] == 1
+
+
+async def test_a_leg_error_does_not_hide_the_other_legs_fill(world):
+    world.venue.script["tok1"] = ["error"] * 10  # unreachable for this leg only
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.PARTIAL_UNWOUND  # tok0 filled alone and was sold back
+    sells = [c for c in world.venue.calls if c[1] == "SELL"]
+    assert [c[0] for c in sells] == ["tok0"]
+
+
+async def test_a_leg_that_errored_but_filled_at_the_venue_is_found_by_client_id(world):
+    real_place = world.venue.place
+
+    async def place(token_id, side, price, size, client_id, *, fill_and_kill=False):
+        fill = await real_place(token_id, side, price, size, client_id, fill_and_kill=fill_and_kill)
+        if (token_id, side) == ("tok1", "BUY"):
+            raise ConnectionError("reply lost after the venue filled it")
+        return fill
+
+    world.venue.place = place
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.SUCCESS  # found by its client id: a complete set, merged
+    assert world.chain.sent[0]["data"].startswith("merge:")
