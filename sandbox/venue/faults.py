@@ -184,10 +184,15 @@ class ConnectionFaults:
         if inj.roll(f.huge_frame_rate):
             out.append((HUGE, inj.huge_frame()))
         held = self.held
-        if held is not None and held.assets & frame.assets and frame.timestamp_ms > held.timestamp_ms:
-            out += [(frame.kind, frame.data), (held.kind, held.data)]  # the older one arrives last
+        if held is not None and held.assets & frame.assets:
+            if frame.timestamp_ms > held.timestamp_ms:
+                out += [(frame.kind, frame.data), (held.kind, held.data)]  # the older one arrives last
+                inj.count("reordered")
+            else:
+                # Same millisecond: no client could tell the order, so a reorder
+                # here would be an undetectable corruption, not a fault: keep order.
+                out += [(held.kind, held.data), (frame.kind, frame.data)]
             self.held = None
-            inj.count("reordered")
         elif held is None and frame.kind == PRICE_CHANGE and inj.roll(f.reorder_rate):
             self.held, self.held_ns = frame, now_ns
             return out
