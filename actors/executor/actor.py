@@ -113,6 +113,7 @@ class ExecutorActor(Actor):
         try:
             await self._prepare()
             self.ready = True
+            tasks.append(asyncio.create_task(self._clear_positions(), name="open-positions"))
             workers = [asyncio.create_task(self._worker(i)) for i in range(self.rt.config.trading.max_in_flight)]
             await asyncio.gather(self._intake(), *workers, *tasks)
         finally:
@@ -185,6 +186,15 @@ class ExecutorActor(Actor):
                            status=r.status.value, success=r.success, attempt=r.attempt, tx_hash=r.tx_hash,
                            nonce=r.nonce, error=r.error, realized_pnl=r.realized_pnl, gas_cost=r.gas_cost)
         self.rt.publisher.publish(topics.tx_result(), body)
+
+    async def _clear_positions(self) -> None:
+        """Keep trying to sell what failed unwinds left open: the system's aim is flat."""
+        while True:
+            await self.rt.clock.sleep(5.0)
+            try:
+                await self.sender.clear_positions()
+            except Exception as exc:  # the venue is down: try again next round
+                log.warning("clearing open positions failed: %s", exc)
 
     async def _warm_fees(self) -> None:
         while True:

@@ -29,6 +29,12 @@ CREATE TABLE IF NOT EXISTS executions (
     updated_ns INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS positions (
+    token_id TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    ref_price INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
 """
 _sig_decoder = msgspec.msgpack.Decoder(Signal)
 
@@ -74,6 +80,25 @@ class Journal:
         if row is None:
             return None
         return _sig_decoder.decode(row[0]), row[1], json.loads(row[2])
+
+    # -- open positions: tokens an unwind could not sell, until they are sold
+    def add_position(self, token_id: str, size: int, ref_price: int) -> None:
+        self._db.execute(
+            "INSERT INTO positions(token_id, size, ref_price) VALUES (?, ?, ?) "
+            "ON CONFLICT(token_id) DO UPDATE SET size = size + excluded.size",
+            (token_id, size, ref_price),
+        )
+
+    def positions(self) -> list[tuple[str, int, int, int]]:
+        """(token_id, size, ref_price, attempts) of every open position."""
+        return self._db.execute("SELECT token_id, size, ref_price, attempts FROM positions").fetchall()
+
+    def reduce_position(self, token_id: str, sold: int) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("UPDATE positions SET size = size - ?, attempts = attempts + 1 WHERE token_id = ?",
+                         (sold, token_id))
+        self._db.execute("DELETE FROM positions WHERE token_id = ? AND size <= 0", (token_id,))
+        self._db.execute("COMMIT")
 
     def put_value(self, key: str, value: Any) -> None:
         self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, json.dumps(value)))

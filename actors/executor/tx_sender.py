@@ -113,6 +113,7 @@ class TxSender:
         self.gas_spent = 0
         self.unwind_loss = 0
         self.unhedged_legs = 0  # legs whose unwind did not complete (recorded in the journal)
+        self.positions_cleared = 0  # shares of such legs sold later by clear_positions
         self._event_ns: dict[str, int] = {}
         self.tick_to_trade_ns: deque[int] = deque(maxlen=10_000)
 
@@ -259,6 +260,33 @@ class TxSender:
         return TxResult(signal, merge.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, merge.nonce, pnl,
                         merge.gas_cost, fills)
 
+    async def clear_positions(self) -> int:
+        """Sell what earlier unwinds could not (FAK), widening the limit by
+        `unwind_max_price_move` per attempt down to 0.01. Each sale is booked as
+        its own outcome, so the books stay equal to the chain. Returns proceeds."""
+        move = to_micro(self._config().executor.unwind_max_price_move)
+        total = 0
+        for token_id, size, ref, attempts in self.journal.positions():
+            limit = max(TICK_GRID, (ref - move * (attempts + 2)) // TICK_GRID * TICK_GRID)
+            key = f"position:{token_id}:{attempts}"
+            cid = client_id(key, 0, "clear")
+            try:
+                f = await self.retry.run(lambda t=token_id, lim=limit, s=size, c=cid: self.venue.place(
+                    t, "SELL", lim, s, c, fill_and_kill=True), dependency="clob")
+            except Exception as exc:  # still unsellable: try again later, wider
+                log.warning("open position %s not sold yet: %s", token_id[:12], exc)
+                self.journal.reduce_position(token_id, 0)
+                continue
+            self.journal.reduce_position(token_id, f.filled)
+            if f.filled:
+                proceeds = f.cost - f.fee
+                total += proceeds
+                self.realized_pnl += proceeds
+                self.positions_cleared += f.filled
+                self.journal.begin(key, _POSITION_SIGNAL)
+                self.journal.finish(key, "POSITION_SOLD", proceeds, 0)
+        return total
+
     @staticmethod
     def _nothing_traded(side: str, errors: list[BaseException]) -> Exception:
         """Every leg killed by the book = stale (ignored by the breaker); killed by
@@ -325,15 +353,17 @@ class TxSender:
                     lambda leg=leg, limit=limit, cid=cid: self.venue.place(leg.token_id, "SELL", limit, leg.size,
                                                                          cid, fill_and_kill=True),
                     dependency="clob")
-            except Exception as exc:  # an unhedged leg stays recorded in the journal
+            except Exception as exc:  # an unhedged leg stays recorded, and is retried
                 self.unhedged_legs += 1
                 log.error("unwind of %s failed, position left open: %s", leg.token_id[:12], exc)
                 self.journal.update(key, "unwind_failed", unhedged=[leg.token_id, leg.size])
+                self.journal.add_position(leg.token_id, leg.size, leg.limit_price)
                 continue
             proceeds += f.cost - f.fee
             if f.filled < leg.size:
                 self.unhedged_legs += 1
                 self.journal.update(key, "unwind_partial", unhedged=[leg.token_id, leg.size - f.filled])
+                self.journal.add_position(leg.token_id, leg.size - f.filled, leg.limit_price)
         self.journal.update(key, "unwound", proceeds=proceeds)
         return proceeds
 
@@ -370,7 +400,14 @@ class TxSender:
             "gas_spent_micro": self.gas_spent,
             "unwind_loss_micro": self.unwind_loss,
             "unhedged_legs": self.unhedged_legs,
+            "open_positions": [{"token_id": t, "size": s, "attempts": a} for t, s, _, a in self.journal.positions()],
+            "positions_cleared": self.positions_cleared,
             "tick_to_trade_us": _percentiles_us(self.tick_to_trade_ns),
             "onchain": self.onchain.get_stats(),
             "retry_policy": self.retry.get_stats(),
         }
+
+
+# The journal keys a later position sale like an execution; this is its "signal".
+_POSITION_SIGNAL = Signal(signal_id="position", market="", kind="POSITION", legs=[], size=0, expected_profit=0,
+                          book_ts_ms={}, created_ns=0, expires_ns=0)

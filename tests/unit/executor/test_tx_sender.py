@@ -310,3 +310,23 @@ async def test_a_leg_that_errored_but_filled_at_the_venue_is_found_by_client_id(
     r = await world.sender.execute(signal(world.clock))
     assert r.status is TxStatus.SUCCESS  # found by its client id: a complete set, merged
     assert world.chain.sent[0]["data"].startswith("merge:")
+
+
+async def test_a_failed_unwind_leaves_a_recorded_position_that_is_sold_later(world):
+    world.venue.script["tok0"] = ["fill"] + ["error"] * 10  # bought; the unwind cannot sell
+    world.venue.script["tok1"] = ["kill"]
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.PARTIAL_UNWOUND
+    assert world.journal.positions() == [("tok0", SIZE, 450_000, 0)]
+    assert world.sender.get_stats()["unhedged_legs"] == 1
+
+    world.venue.script["tok0"] = ["fill"]  # the venue takes it now
+    proceeds = await world.sender.clear_positions()
+
+    assert world.journal.positions() == []
+    sale = world.venue.calls[-1]
+    assert sale[:2] == ("tok0", "SELL") and sale[5] is True and sale[2] == 450_000 - 2 * 100_000
+    booked = {status: pnl for _, status, pnl, _ in world.journal.outcomes()}
+    assert booked["POSITION_SOLD"] == proceeds > 0
+    # execution (-cost) + sale (+proceeds): the books follow the collateral
+    assert booked["PARTIAL_UNWOUND"] + booked["POSITION_SOLD"] == r.realized_pnl + proceeds
