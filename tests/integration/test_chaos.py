@@ -6,40 +6,22 @@ what the executors booked, and no nonce is left pending."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 import pytest
-from web3 import Web3
 
-from config.loader import load
-from sandbox.deploy import Deployment, MarketInfo, balances
+from sandbox.deploy import balances
 from tests.helpers import wait_until
-from tests.integration.conftest import POLYARB, ROOT, write_config
-from tests.integration.test_system import TRADER, Results, journal_outcomes, snapshot
+from tests.integration.conftest import POLYARB
+from tests.integration.test_system import TRADER, Results, journal_outcomes, snapshot, start_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(300)]
 
 
 def test_sigkill_during_trading_loses_and_duplicates_nothing(tmp_path, anvil, procs):
-    port = int(anvil.rsplit(":", 1)[1])
-    path = write_config(
-        tmp_path, anvil, anvil_port=port,
-        sandbox={"venue": {"updates_per_second": 10, "arbitrage": {"rate_per_minute": 120, "margin": "0.05",
-                                                                   "lifetime_seconds": 6}}},
-        circuit_breaker={"consecutive_failures_threshold": 50, "failure_rate_threshold": 1.0},
-        retry_policy={"max_retries": 1, "base_delay_ms": 20, "max_delay_ms": 100},
-        runtime={"stats_interval_seconds": 0.25},
-    )
-    cfg = load(path)
-    for name in ("venue", "nonce", "feed", "router"):
-        procs("--config", str(path), "actor", name, name=name)
-    w3 = Web3(Web3.HTTPProvider(anvil))
-    wait_until(lambda: snapshot(cfg).get("venue", {}).get("venue", {}).get("chain_ready"), timeout=90)
-    raw = json.loads(subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "sandbox.deploy", "--config", str(path)],
-                                    capture_output=True, text=True, timeout=60).stdout)
-    dep = Deployment(**{**raw, "markets": [MarketInfo(**m) for m in raw["markets"]]})
-    start = balances(w3, dep, TRADER)["collateral"]
+    world = start_world(tmp_path, anvil, procs, 120,
+                        circuit_breaker={"consecutive_failures_threshold": 50, "failure_rate_threshold": 1.0})
+    path, cfg, w3, dep, start = world.path, world.cfg, world.w3, world.dep, world.start
     results = Results(cfg)
     try:
         executor = procs("--config", str(path), "actor", "executor", name="executor")

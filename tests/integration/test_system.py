@@ -9,6 +9,9 @@ import asyncio
 import json
 import os
 import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,7 +23,7 @@ from bus.context import destroy, new_context
 from bus.messages import TxResult
 from bus.sockets import Subscriber
 from config.loader import load
-from sandbox.deploy import balances
+from sandbox.deploy import Deployment, MarketInfo, balances
 from tests.helpers import wait_until
 from tests.integration.conftest import POLYARB, ROOT, write_config
 
@@ -85,15 +88,24 @@ class Results:
         self._t.join(5)
 
 
-def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvil, procs):
-    port = int(anvil.rsplit(":", 1)[1])
+@dataclass
+class World:
+    path: Path
+    cfg: Any
+    w3: Web3
+    dep: Deployment
+    start: int  # the trader's collateral before any trade
+
+
+def start_world(tmp_path, anvil, procs, arbitrage_per_minute: int, **sections) -> World:
+    """anvil + venue + nonce + feed + router as real processes (the executor is
+    the caller's to start), with the venue's chain bootstrapped."""
     path = write_config(
-        tmp_path, anvil, anvil_port=port,
-        sandbox={"venue": {"updates_per_second": 10, "arbitrage": {"rate_per_minute": 40, "margin": "0.05",
-                                                                   "lifetime_seconds": 6}}},
-        circuit_breaker={"open_timeout_seconds": 4, "consecutive_failures_threshold": 3},
+        tmp_path, anvil, anvil_port=int(anvil.rsplit(":", 1)[1]),
+        sandbox={"venue": {"updates_per_second": 10, "arbitrage": {
+            "rate_per_minute": arbitrage_per_minute, "margin": "0.05", "lifetime_seconds": 6}}},
         retry_policy={"max_retries": 1, "base_delay_ms": 20, "max_delay_ms": 100},
-        runtime={"stats_interval_seconds": 0.25},
+        runtime={"stats_interval_seconds": 0.25}, **sections,
     )
     cfg = load(path)
     for name in ("venue", "nonce", "feed", "router"):
@@ -101,12 +113,16 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
     w3 = Web3(Web3.HTTPProvider(anvil))
     wait_until(lambda: snapshot(cfg).get("venue", {}).get("venue", {}).get("chain_ready"), timeout=90,
                what="venue bootstrapped the chain")
-    deployment = json.loads(subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "sandbox.deploy", "--config",
-                                            str(path)], capture_output=True, text=True, timeout=60).stdout)
-    from sandbox.deploy import Deployment, MarketInfo
+    raw = json.loads(subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "sandbox.deploy", "--config", str(path)],
+                                    capture_output=True, text=True, timeout=60).stdout)
+    dep = Deployment(**{**raw, "markets": [MarketInfo(**m) for m in raw["markets"]]})
+    return World(path, cfg, w3, dep, balances(w3, dep, TRADER)["collateral"])
 
-    dep = Deployment(**{**deployment, "markets": [MarketInfo(**m) for m in deployment["markets"]]})
-    start = balances(w3, dep, TRADER)["collateral"]
+
+def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvil, procs):
+    world = start_world(tmp_path, anvil, procs, 40,
+                        circuit_breaker={"open_timeout_seconds": 4, "consecutive_failures_threshold": 3})
+    path, cfg, w3, dep, start = world.path, world.cfg, world.w3, world.dep, world.start
     results = Results(cfg)
     procs("--config", str(path), "actor", "executor", name="executor")
     try:
