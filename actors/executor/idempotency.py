@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Self
@@ -40,7 +40,7 @@ from typing import Any, Self
 import msgspec
 
 from actors.clock import Clock, SystemClock
-from actors.storage import open_wal
+from actors.storage import immediate, open_wal
 
 _NS = 10**9
 # Rows are read in the table's column order (`*`), the order `_record()` unpacks.
@@ -302,16 +302,9 @@ class IdempotencyStore:
         now = self._clock.time_ns()
         return [_record(row, now) for row in self._db.execute(sql, params).fetchall()]
 
-    @contextmanager
-    def _immediate(self) -> Iterator[None]:
+    def _immediate(self) -> AbstractContextManager[None]:
         # Takes the write lock up front, so the read below decides for every process.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        return immediate(self._db)
 
 
 def _record(row: tuple[Any, ...], now: int) -> Record:

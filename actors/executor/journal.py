@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from actors.storage import open_wal
+from actors.storage import immediate, open_wal
 from bus.messages import Signal
 
 _SCHEMA = """
@@ -53,16 +53,11 @@ class Journal:
 
     def update(self, key: str, state: str, **data: Any) -> None:
         """Merge `data` into the execution's record and set its state, atomically."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self._db):
             row = self._db.execute("SELECT data FROM executions WHERE key=?", (key,)).fetchone()
             merged = {**(json.loads(row[0]) if row else {}), **data}
             self._db.execute("UPDATE executions SET state=?, data=?, updated_ns=? WHERE key=?",
                              (state, json.dumps(merged), self._clock.time_ns(), key))
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def finish(self, key: str, status: str, pnl: int, gas: int) -> None:
         """The final outcome, for an execution that got as far as its claim: the
@@ -94,11 +89,10 @@ class Journal:
         return self._db.execute("SELECT token_id, size, ref_price, attempts FROM positions").fetchall()
 
     def reduce_position(self, token_id: str, sold: int) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute("UPDATE positions SET size = size - ?, attempts = attempts + 1 WHERE token_id = ?",
-                         (sold, token_id))
-        self._db.execute("DELETE FROM positions WHERE token_id = ? AND size <= 0", (token_id,))
-        self._db.execute("COMMIT")
+        with immediate(self._db):
+            self._db.execute("UPDATE positions SET size = size - ?, attempts = attempts + 1 WHERE token_id = ?",
+                             (sold, token_id))
+            self._db.execute("DELETE FROM positions WHERE token_id = ? AND size <= 0", (token_id,))
 
     def put_value(self, key: str, value: Any) -> None:
         self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, json.dumps(value)))

@@ -8,12 +8,11 @@ reconciliation at start repairs what the last commits lost.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from actors.storage import open_wal
+from actors.storage import immediate, open_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -45,15 +44,8 @@ class NonceStore:
         self._db = open_wal(path)
         self._db.executescript(SCHEMA)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[None]:
+        return immediate(self._db)
 
     def load(self) -> tuple[dict[str, int], dict[int, Allocation], dict[int, int]]:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())

@@ -150,25 +150,28 @@ class Book:
         """
         if size <= 0:
             raise ValueError(f"size must be positive, got {size}")
-        if all_or_none and self.available(taker_side, limit_price) < size:
-            return []
-        maker_side = SELL if taker_side == BUY else BUY
-        levels = self._side(maker_side)
+        fills = self.walk(taker_side, limit_price, size, all_or_none)
+        levels = self._side(SELL if taker_side == BUY else BUY)
+        for price, n in fills:
+            if n == levels[price]:
+                del levels[price]
+            else:
+                levels[price] -= n
+        if fills:
+            self.version += 1
+        return fills
+
+    def walk(self, taker_side: str, limit_price: int, size: int, all_or_none: bool) -> list[tuple[int, int]]:
+        """The fills a taker would get now, best first, without touching the book."""
         fills: list[tuple[int, int]] = []
         left = size
-        for price, level_size in self.levels(maker_side):
+        for price, level_size in self.levels(SELL if taker_side == BUY else BUY):
             if left == 0 or (price > limit_price if taker_side == BUY else price < limit_price):
                 break
             n = min(left, level_size)
             fills.append((price, n))
             left -= n
-            if n == level_size:
-                del levels[price]
-            else:
-                levels[price] = level_size - n
-        if fills:
-            self.version += 1
-        return fills
+        return [] if all_or_none and left else fills
 
     # ------------------------------------------------------------ wire
 

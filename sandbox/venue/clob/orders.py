@@ -246,19 +246,8 @@ def order_terms(o: SignedOrder, tick: int, order_id: str = "") -> Terms:
 
 
 def preview_fills(book: Any, side: str, limit: int, size: int, all_or_none: bool) -> list[tuple[int, int]]:
-    """The fills `Book.take` would make now, without touching the book (same walk)."""
-    maker_side = SELL if side == BUY else BUY
-    fills: list[tuple[int, int]] = []
-    left = size
-    for price, level in book.levels(maker_side):
-        if left == 0 or (price > limit if side == BUY else price < limit):
-            break
-        n = min(left, level)
-        fills.append((price, n))
-        left -= n
-    if all_or_none and left:
-        return []
-    return fills
+    """The fills `Book.take` would make now, without touching the book."""
+    return book.walk(side, limit, size, all_or_none)
 
 
 def fills_cost(side: str, fills: list[tuple[int, int]] | tuple[tuple[int, int], ...]) -> int:
