@@ -15,7 +15,7 @@ CONFIG ?= $(CURDIR)/config/sandbox.yaml
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration lint bench clean
+.PHONY: help install run test test-unit test-integration lint docs bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ test-integration: install ## Run the integration tests only
 
 lint: install ## Lint with ruff
 	$(BIN)/ruff check .
+
+docs: install ## Regenerate docs/configuration.md from config/schema.py
+	$(BIN)/python -m config.reference --write
 
 bench: install ## Run the benchmarks; JSON results in bench/results/
 	$(BIN)/python -m bench

@@ -73,10 +73,10 @@ async def _feed(url: str, assets: list[str], connections: int) -> dict[str, Any]
     """The real FeedActor, publishing to a real ZeroMQ PUB socket."""
     import msgspec
 
-    from actors.clock import SystemClock
+    from actors.domain.listing import Market
     from actors.feed.actor import FeedActor
-    from actors.feed.discovery import Market
-    from actors.runtime import ActorRuntime
+    from actors.runtime.clock import SystemClock
+    from actors.runtime.shell import ActorRuntime
     from bus.context import new_context
     from config.loader import load
     from config.runtime import ConfigReloader

@@ -22,8 +22,8 @@ import yaml
 import zmq
 import zmq.asyncio
 
-from actors.clock import SystemClock
 from actors.nonce.client import NonceClient
+from actors.runtime.clock import SystemClock
 from bench.common import percentiles_us, write_result
 from bus.codec import Stamper
 from config.loader import DEFAULT_PATH, load

@@ -22,7 +22,7 @@ from typing import Any
 
 import zmq
 
-from actors import status
+from actors.cli import status
 from bench.common import percentiles_us
 from config.loader import load
 from sandbox.chain import start_anvil

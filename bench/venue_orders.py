@@ -34,14 +34,13 @@ import yaml
 from py_clob_client_v2.client import ClobClient
 from py_clob_client_v2.clob_types import OrderArgsV2, OrderType
 
-from actors.wallet import dev_account
+from actors.domain.wallet import dev_account
 from bench.common import percentiles_us, write_result
 from config.loader import DEFAULT_PATH, load
 from sandbox.chain import start_anvil
 from sandbox.deploy import connect, contract, contract_addresses, market_infos
 
 MAX_UINT = 2**256 - 1
-M = 1_000_000
 
 
 def _port() -> int:

@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 
+from actors.domain.enums import CircuitState, SetKind, Side, TxStatus
+
 SCHEMA_VERSION = 1
 
 
@@ -37,7 +39,7 @@ class BreakerState(_Body, tag="breaker_state"):
     since_ns: wall time of the last transition; until_ns: when OPEN ends, if known.
     """
 
-    state: str
+    state: CircuitState
     reason: str
     since_ns: int
     until_ns: int | None = None
@@ -124,7 +126,7 @@ class Leg(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     token_id: str
-    side: str
+    side: Side
     limit_price: int
     size: int
     cost: int
@@ -143,7 +145,7 @@ class Signal(_Body, tag="signal"):
 
     signal_id: str
     market: str
-    kind: str
+    kind: SetKind
     legs: list[Leg]
     size: int
     expected_profit: int
@@ -155,14 +157,14 @@ class Signal(_Body, tag="signal"):
 class TxResult(_Body, tag="tx_result"):
     """The outcome of one signal's execution, published by the executor.
 
-    status: a TxStatus name (SUCCESS, REJECTED, EXPIRED, FAILED, PARTIAL_UNWOUND,
-    DUPLICATE, RECONCILED, ...). realized_pnl and gas_cost in micro-USDC.
+    status: a TxStatus (SUCCESS, REJECTED, EXPIRED, STALE, FAILED, PARTIAL_UNWOUND,
+    DUPLICATE, PENDING). realized_pnl and gas_cost in micro-USDC.
     """
 
     signal_id: str
     idempotency_key: str
     market: str
-    status: str
+    status: TxStatus
     success: bool
     attempt: int
     tx_hash: str | None = None

@@ -37,82 +37,106 @@ Endpoint = Annotated[str, Meta(pattern=r"^(tcp|ipc|inproc)://.+")]
 class Trading(_Section):
     """Sizing and profitability limits of one complete-set trade (USDC)."""
 
+    # Most collateral one trade may commit (USDC): the asks' cost of a buy-set, the size
+    # of a sell-set. The router sizes every signal within it.
     max_position_size: Usdc = Decimal("100")
+    # Least expected profit per set (USDC per share), after taker fees, for the router to signal.
     min_profit_threshold: Usdc = Decimal("0.01")
+    # Most one on-chain transaction may cost (USDC: gas limit x fee cap x executor.pol_usdc_price):
+    # a costlier one is not sent, and a buy-set whose merge would be is not started.
     max_gas_cost: Usdc = Decimal("0.50")
+    # A signal expires this long after the router made it; the executor drops it unexecuted.
     signal_ttl_ms: PosInt = 2000
+    # Signals the executor executes concurrently (worker tasks); read when the executor starts.
     max_in_flight: PosInt = 4
 
 
 class CircuitBreaker(_Section):
-    """Trip conditions and recovery of the executor's breaker (resilience.md)."""
+    """Trip conditions and recovery of the executor's breaker (docs/resilience.md)."""
 
-    consecutive_failures_threshold: PosInt = 3
+    consecutive_failures_threshold: PosInt = 3  # failed executions in a row that trip the breaker OPEN
+    # Failure fraction over the sliding window that trips it, once minimum_number_of_calls are in it.
     failure_rate_threshold: Ratio = 0.5
-    sliding_window_size: PosInt = 20
+    sliding_window_size: PosInt = 20  # the last N executions the failure rate (and gas trip) looks at
+    # Executions needed in the window before the failure rate counts (capped at sliding_window_size).
     minimum_number_of_calls: PosInt = 10
+    # Gas burnt by failed transactions during the window's executions that trips it (USDC); 0 = off.
     gas_cost_threshold: Usdc = Decimal("2.0")
-    open_timeout_seconds: PosFloat = 60.0
+    open_timeout_seconds: PosFloat = 60.0  # time OPEN (no trading) before HALF_OPEN lets probes through
+    # Probe executions allowed in HALF_OPEN: all succeed -> CLOSED, any failure -> OPEN again.
     half_open_max_calls: PosInt = 3
+    # A successful execution slower than this counts as a failure; none = no slow-call check.
     slow_call_threshold_seconds: PosFloat | None = None
     # Polly's BreakDurationGenerator: each consecutive trip multiplies the
     # open timeout, up to the cap. 1.0 keeps it constant.
     open_timeout_multiplier: Annotated[float, Meta(ge=1)] = 1.0
+    # Cap on the grown open timeout (never below open_timeout_seconds).
     max_open_timeout_seconds: PosFloat = 600.0
     # The broadcast: heartbeat period and how many missed heartbeats make a
     # follower report UNKNOWN.
     heartbeat_interval_seconds: PosFloat = 1.0
+    # Silence of heartbeat_interval_seconds x this after which a follower reports UNKNOWN.
     unknown_after_missed_heartbeats: PosInt = 3
 
 
 class RetryPolicy(_Section):
     """Backoff of retried operations (AWS 'Exponential Backoff And Jitter')."""
 
-    max_retries: NonNegInt = 3
-    base_delay_ms: NonNegInt = 1000
-    max_delay_ms: NonNegInt = 30000
+    max_retries: NonNegInt = 3  # retries after the first attempt; 0 = no retry
+    base_delay_ms: NonNegInt = 1000  # delay ceiling of the first retry (ms)
+    max_delay_ms: NonNegInt = 30000  # cap on every retry delay, a server's Retry-After included (ms)
+    # true: the ceiling grows as base_delay_ms x backoff_multiplier^retry; false: base_delay_ms every time.
     exponential_backoff: bool = True
-    jitter: bool = True
+    jitter: bool = True  # randomise the delay (see jitter_mode); false: wait the ceiling exactly
+    # full: uniform(0, ceiling); decorrelated: uniform(base, 3 x previous delay), capped (needs
+    # exponential_backoff; else full).
     jitter_mode: Literal["full", "decorrelated"] = "full"
-    backoff_multiplier: Annotated[float, Meta(ge=1)] = 2.0
+    backoff_multiplier: Annotated[float, Meta(ge=1)] = 2.0  # growth of the delay ceiling per retry
     # Retry budget per dependency (token bucket): a retry costs one token, a
     # success refunds `budget_refund`; retries stop below half the bucket.
     budget_tokens: PosFloat = 10.0
-    budget_refund: NonNegFloat = 0.1
+    budget_refund: NonNegFloat = 0.1  # tokens a success gives back to its dependency's bucket (capped)
 
 
 class Endpoints(_Section):
-    pub: Endpoint
+    """One actor's sockets: its PUB endpoint and, if it serves requests, its RPC endpoint."""
+
+    pub: Endpoint  # the actor's PUB socket (bound by it; subscribers connect)
+    # The actor's RPC server socket (ROUTER, bound by it); none = no RPC server. The executor needs
+    # the nonce's; the router uses the feed's for snapshots; the CLI uses them all.
     rpc: Endpoint | None = None
 
 
 class Bus(_Section):
     """ZeroMQ endpoints (restart-only) and socket limits."""
 
-    endpoints: dict[str, Endpoints]
+    endpoints: dict[str, Endpoints]  # per actor name: its sockets (each entry below)
+    # ZMQ_MAXMSGSIZE of receiving sockets: a larger message drops the sender's connection.
     max_message_bytes: PosInt = 1 << 20
-    send_hwm: PosInt = 100_000
-    rpc_timeout_ms: PosInt = 1000
-    rpc_retries: NonNegInt = 3
-    linger_ms: NonNegInt = 200
+    send_hwm: PosInt = 100_000  # messages a PUB socket queues per subscriber; beyond, sends are dropped (counted)
+    rpc_timeout_ms: PosInt = 1000  # wait for an RPC reply, per attempt (ms)
+    rpc_retries: NonNegInt = 3  # resends (same request id, fresh socket) after a timeout
+    linger_ms: NonNegInt = 200  # at shutdown, how long unsent messages may still be flushed (ms)
 
 
 class DevMnemonicWallet(_Section, tag="dev_mnemonic", tag_field="source"):
     """anvil's public test mnemonic: for the sandbox only."""
 
+    # Account m/44'/60'/0'/0/index of sandbox.chain.mnemonic (anvil's mnemonic without a sandbox section).
     index: NonNegInt = 0
 
 
 class EnvWallet(_Section, tag="env", tag_field="source"):
     """The private key is read from an environment variable, never from YAML."""
 
-    env_var: str = "POLYARB_PRIVATE_KEY"
+    env_var: str = "POLYARB_PRIVATE_KEY"  # name of the environment variable holding the hex private key
 
 
 class KeystoreWallet(_Section, tag="keystore", tag_field="source"):
     """An encrypted JSON keystore; its password comes from the environment."""
 
-    path: str
+    path: str  # the keystore JSON file
+    # Name of the environment variable holding the keystore's password.
     password_env_var: str = "POLYARB_KEYSTORE_PASSWORD"  # noqa: S105 - the variable's name, not a password
 
 
@@ -120,45 +144,55 @@ Wallet = DevMnemonicWallet | EnvWallet | KeystoreWallet
 
 
 class Chain(_Section):
-    rpc_url: str = "http://127.0.0.1:8545"
+    """The Ethereum node and the trading wallet (restart-only)."""
+
+    rpc_url: str = "http://127.0.0.1:8545"  # JSON-RPC (HTTP) URL of the node: nonce, executor, sandbox venue
+    # The node must report this id (else the nonce authority exits); also selects the contract
+    # addresses, signs transactions and names the state files.
     chain_id: PosInt = 137
-    wallet: Wallet = DevMnemonicWallet()
-    request_timeout_seconds: PosFloat = 10.0
+    wallet: Wallet = DevMnemonicWallet()  # where the trading key comes from, by `source` (see below)
+    request_timeout_seconds: PosFloat = 10.0  # HTTP timeout of one JSON-RPC request
 
 
 class Nonce(_Section):
     """The nonce authority."""
 
-    state_dir: str = "run/state"
+    state_dir: str = "run/state"  # directory of the nonce ledger (`nonce-<chain_id>-<address>.sqlite`)
     # An allocated nonce not reported as sent within the lease goes back to the pool.
     lease_seconds: PosFloat = 30.0
     # A free nonce below the highest sent one, unused for this long, is filled
     # with a zero-value self-transfer so later transactions are not stuck.
     gap_fill_after_seconds: PosFloat = 10.0
+    # Period of the authority's tick: resync with the chain, reclaim expired leases, fill gaps.
     chain_poll_seconds: PosFloat = 2.0
+    # Replies of the nonce RPC server cached by request id (LRU), so a retried request is answered,
+    # not redone; read when the nonce process starts.
     request_cache_size: PosInt = 10_000
 
 
 class Feed(_Section):
     """The market-channel client. Markets are named by condition id, or "all"."""
 
-    ws_url: str = "ws://127.0.0.1:8780/ws/market"
-    clob_url: str = "http://127.0.0.1:8780"
-    markets: list[str] | Literal["all"] = "all"
+    ws_url: str = "ws://127.0.0.1:8780/ws/market"  # the market channel (WebSocket)
+    clob_url: str = "http://127.0.0.1:8780"  # CLOB REST base: its market listing names the token ids
+    markets: list[str] | Literal["all"] = "all"  # active markets to subscribe: "all" or condition ids
+    # Token ids per WebSocket connection; more open further connections.
     max_assets_per_connection: Annotated[int, Meta(ge=1, le=500)] = 200
-    dedup_cache_size: PosInt = 10_000
-    ping_interval_seconds: PosFloat = 10.0
-    pong_timeout_seconds: PosFloat = 30.0
+    dedup_cache_size: PosInt = 10_000  # message identities remembered (LRU) to drop duplicate frames
+    ping_interval_seconds: PosFloat = 10.0  # period of the PING sent on each connection
+    pong_timeout_seconds: PosFloat = 30.0  # no PONG for this long: the connection is closed and reopened
     # Silent-stall watchdog: no data on a connection this long while PONGs
     # still arrive means a stalled stream; only a new connection helps.
     data_timeout_seconds: PosFloat = 30.0
+    # Reconnect delay: uniform(0, min(reconnect_max_seconds, this x 2^failures)); data flowing resets it.
     reconnect_base_seconds: PosFloat = 0.5
-    reconnect_max_seconds: PosFloat = 30.0
-    depth_levels: PosInt = 10
+    reconnect_max_seconds: PosFloat = 30.0  # cap of that reconnect delay
+    depth_levels: PosInt = 10  # price levels per side in each published book
     # A crossed book that lasts longer than this is treated as inconsistent.
     crossed_grace_ms: NonNegInt = 500
     # An invalid book is re-requested (unsubscribe + subscribe) after this.
     resubscribe_after_seconds: PosFloat = 1.0
+    # Period of re-reading the market listing (after a failure: backoff 0.2-5 s).
     discovery_refresh_seconds: PosFloat = 60.0
     # Larger frames close the connection (websockets max_size): a hostile or
     # broken peer cannot make us buffer without bound.
@@ -169,53 +203,66 @@ class Router(_Section):
     """Books -> complete-set signals."""
 
     clob_url: str = "http://127.0.0.1:8780"  # market listing: outcome sets and fee rates
-    markets: list[str] | Literal["all"] = "all"
+    markets: list[str] | Literal["all"] = "all"  # active markets to evaluate: "all" or condition ids
     # A book not updated by the venue for this long is stale: no signal from it.
     stale_book_ms: PosInt = 10_000
     # The same opportunity (market, kind, prices) is not signalled again within
     # this window unless its execution result arrived.
     resignal_after_ms: PosInt = 3_000
     size_step: Usdc = Decimal("0.01")  # order sizes are multiples of this (shares)
+    # Period of re-reading the market listing (after a failure: backoff 0.2-5 s).
     discovery_refresh_seconds: PosFloat = 60.0
 
 
 class Executor(_Section):
     """Signals -> CLOB orders and on-chain transactions."""
 
+    # Directory of the executor's journal and idempotency store (SQLite, per chain id and address).
     state_dir: str = "run/state"
-    clob_url: str = "http://127.0.0.1:8780"
+    clob_url: str = "http://127.0.0.1:8780"  # CLOB REST base the orders go to
     # POL priced in USDC to turn gas into money (live: keep it current).
     pol_usdc_price: Usdc = Decimal("0.50")
     gas_limit_per_outcome: PosInt = 90_000  # merge/split gas budget before estimating
     receipt_timeout_seconds: PosFloat = 20.0  # a tx not mined by then is replaced with higher fees
-    receipt_poll_seconds: PosFloat = 0.25
+    receipt_poll_seconds: PosFloat = 0.25  # interval between receipt lookups of a sent transaction
+    # Fee-bumped replacements of one transaction at most; after them it is only watched.
     max_fee_bumps: NonNegInt = 3
     fee_bump_percent: Annotated[int, Meta(ge=10, le=200)] = 12  # geth needs >= 10% on fee cap AND tip
+    # Fee cap of a new transaction (gwei): min(2 x base fee + tip, this); base fee + tip above it
+    # refuses the transaction. Fee bumps may go past it.
     max_fee_per_gas_gwei: PosInt = 2_000
     min_priority_fee_gwei: NonNegInt = 25  # Polygon's floor
     give_up_after_seconds: PosFloat = 300.0  # then the execution is left for reconciliation
-    # Unwinding a leg that filled alone: sell it back no lower than this below its fill.
+    # Unwinding a leg that filled alone: sell it back at most this far below the leg's limit price
+    # (USDC per share); clearing a position left open widens that by this much per attempt.
     unwind_max_price_move: Usdc = Decimal("0.10")
+    # A completed or failed execution's key is kept this long (the same signal is not run again
+    # meanwhile); read when the executor starts.
     idempotency_ttl_seconds: PosFloat = 86_400.0
+    # An execution IN_PROGRESS for longer is reported stale, for reconciliation (never re-run);
+    # read when the executor starts.
     in_progress_lease_seconds: PosFloat = 600.0
 
 
 class Runtime(_Section):
     """What every actor does regardless of its role."""
 
-    stats_interval_seconds: PosFloat = 1.0
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    stats_interval_seconds: PosFloat = 1.0  # period of each actor's stats message on the bus
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # level of the root logger
+    # Quiet time after the last change to the config file before it is reloaded (ms); read when
+    # the process starts.
     config_debounce_ms: NonNegInt = 300
 
 
 class SandboxChain(_Section):
     """The sandbox's anvil."""
 
-    host: str = "127.0.0.1"
-    port: Annotated[int, Meta(ge=0, le=65535)] = 8545
+    host: str = "127.0.0.1"  # address anvil listens on
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8545  # port anvil listens on
     # 0 = automine (tests); ~2 s is Polygon-like (make run).
     block_time_seconds: NonNegFloat = 2.0
-    accounts: PosInt = 10
+    accounts: PosInt = 10  # funded dev accounts anvil creates
+    # Mnemonic of anvil's accounts; also of dev_mnemonic wallets and the venue operator.
     mnemonic: str = "test test test test test test test test test test test junk"
 
 
@@ -226,67 +273,74 @@ class VenueMarket(_Section):
     """One market of the sandbox venue. Two outcomes = binary; more = multi-outcome
     (neg risk). Its condition id and token ids are derived on chain from `slug`."""
 
-    slug: str
-    question: str = ""
+    slug: str  # the market's unique name; its ids are derived from it
+    question: str = ""  # the question shown in the market listing
+    # Outcome names, one token each.
     outcomes: Annotated[list[str], Meta(min_length=2)] = msgspec.field(default_factory=lambda: ["Yes", "No"])
     fee_rate: Usdc = Decimal("0.02")  # taker fee: shares * fee_rate * p * (1 - p)
-    tick_size: Usdc = Decimal("0.01")
-    min_order_size: Usdc = Decimal("5")
+    tick_size: Usdc = Decimal("0.01")  # price tick and mid step (a mid beyond 0.04-0.96 switches to 0.001)
+    min_order_size: Usdc = Decimal("5")  # smaller orders are rejected (shares); published in the listing
     initial_prices: list[Usdc] | None = None  # mid prices; default 1/n each
-    depth_levels: PosInt = 5
+    depth_levels: PosInt = 5  # price levels per side of each token's book
     level_size: Usdc = Decimal("200")  # shares per level
 
 
 class VenueArbitrage(_Section):
     """Gaps: the asks of a market sum below 1 (or bids above 1) by `margin`."""
 
-    rate_per_minute: NonNegFloat = 6.0
-    margin: Usdc = Decimal("0.04")
-    lifetime_seconds: PosFloat = 5.0
+    rate_per_minute: NonNegFloat = 6.0  # mean gaps opened per minute (Poisson), on a random market; 0 = none
+    margin: Usdc = Decimal("0.04")  # distance of the sum from 1 (USDC), rounded up to whole ticks
+    lifetime_seconds: PosFloat = 5.0  # a gap not fully taken ends after this
     sell_side_share: Rate = 0.3  # fraction of gaps that are bids-above-1
 
 
 class VenueFaults(_Section):
     """Fault injection; every knob hot-reloadable. Rates are per message / request."""
 
-    duplicate_rate: Rate = 0.0
+    duplicate_rate: Rate = 0.0  # share of data frames sent twice
     reorder_rate: Rate = 0.0  # an older-timestamped frame delivered after a newer one
-    drop_price_change_rate: Rate = 0.0
+    drop_price_change_rate: Rate = 0.0  # share of price_change frames not sent: the client's book diverges
+    # Each WebSocket connection is closed this long after it opened; none = never.
     disconnect_every_seconds: PosFloat | None = None
     stall: bool = False  # silent stall: PONG keeps coming, data stops
     malformed_rate: Rate = 0.0  # broken JSON, unknown event types, missing fields
-    huge_frame_rate: Rate = 0.0
-    huge_frame_bytes: PosInt = 2_000_000
-    http_429_rate: Rate = 0.0
-    retry_after_seconds: PosInt = 1
-    http_5xx_rate: Rate = 0.0
+    huge_frame_rate: Rate = 0.0  # share of data frames that come with an extra frame of huge_frame_bytes
+    huge_frame_bytes: PosInt = 2_000_000  # size of those huge frames
+    http_429_rate: Rate = 0.0  # share of requests answered 429 with Retry-After
+    retry_after_seconds: PosInt = 1  # the Retry-After of the injected 429s
+    http_5xx_rate: Rate = 0.0  # share of requests that start a burst of 500/502/503 answers
     http_5xx_burst: PosInt = 1  # consecutive 5xx once a burst starts
-    slow_response_rate: Rate = 0.0
-    slow_response_ms: NonNegInt = 0
+    slow_response_rate: Rate = 0.0  # share of requests delayed by slow_response_ms
+    slow_response_ms: NonNegInt = 0  # that delay (ms); 0 = no slow responses
     reject_orders: bool = False  # the order endpoint answers 5xx to every POST /order
 
 
 class Venue(_Section):
     """The local Polymarket: market WebSocket + CLOB REST + on-chain settlement."""
 
-    host: str = "127.0.0.1"
-    port: Annotated[int, Meta(ge=0, le=65535)] = 8780
-    seed: int = 42
+    host: str = "127.0.0.1"  # address of the venue's HTTP + WebSocket server
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8780  # its port; 0 = any free port (see ws_url in the stats)
+    seed: int = 42  # seed of the simulator and fault injector: the same seed, the same events
     operator_index: NonNegInt = 0  # dev mnemonic account of the venue operator
     updates_per_second: NonNegFloat = 20.0  # book changes, across all markets
-    markets: list[VenueMarket] = []
+    markets: list[VenueMarket] = []  # the venue's markets (each entry below)
     arbitrage: VenueArbitrage = VenueArbitrage()
     faults: VenueFaults = VenueFaults()
-    trader_funding: Usdc = Decimal("10000")  # collateral minted to the trading wallet at bootstrap
-    operator_inventory: Usdc = Decimal("100000")  # complete sets split for the operator per market
+    trader_funding: Usdc = Decimal("10000")  # the trading wallet is topped up to this collateral at bootstrap
+    # Complete sets the operator holds per market (split at bootstrap), plus as much collateral besides.
+    operator_inventory: Usdc = Decimal("100000")
 
 
 class Sandbox(_Section):
+    """The local world `make run` trades in: anvil and the venue. Absent in a live config."""
+
     chain: SandboxChain = SandboxChain()
     venue: Venue = Venue()
 
 
 class Config(_Section):
+    """The whole file."""
+
     bus: Bus
     trading: Trading = Trading()
     circuit_breaker: CircuitBreaker = CircuitBreaker()
@@ -303,3 +357,14 @@ class Config(_Section):
 # Sections whose change at run time would be unsafe: reported, not applied.
 # (The venue's faults, rates and arbitrage are hot: the venue applies them itself.)
 RESTART_ONLY = ("bus", "chain")
+# Keys swapped in by a reload but read only when their process starts (files,
+# listening sockets, the sandbox world): a change takes effect at the next start.
+READ_AT_START: dict[str, tuple[str, ...]] = {
+    "nonce": ("state_dir", "request_cache_size"),
+    "executor": ("state_dir", "clob_url", "idempotency_ttl_seconds", "in_progress_lease_seconds"),
+    "trading": ("max_in_flight",),
+    "runtime": ("config_debounce_ms",),
+    "feed": ("ws_url",),
+    "sandbox": ("chain",),
+    "sandbox.venue": ("host", "port", "seed", "operator_index", "markets", "trader_funding", "operator_inventory"),
+}

@@ -12,7 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from config.schema import SandboxChain
+from config.schema import Config, SandboxChain
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = Path(os.environ.get("POLYARB_TOOLS", ROOT / ".tools"))
@@ -49,6 +49,14 @@ def anvil_args(cfg: SandboxChain, chain_id: int, *, port: int | None = None) -> 
 def exec_anvil(cfg: SandboxChain, chain_id: int) -> None:
     args = anvil_args(cfg, chain_id)
     os.execv(args[0], args)  # noqa: S606 - replace this process so supervisord holds anvil's pid
+
+
+def chain_command(cfg: Config) -> int:
+    """`polyarb chain` (a `polyarb.commands` entry point): exec the sandbox's anvil."""
+    if cfg.sandbox is None:
+        raise SystemExit("polyarb: the config has no `sandbox` section: no local chain to run")
+    exec_anvil(cfg.sandbox.chain, cfg.chain.chain_id)
+    return 0  # not reached
 
 
 _LISTENING = re.compile(rb"Listening on ([\d.]+):(\d+)")

@@ -34,12 +34,12 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 
-from actors.clock import Clock, SystemClock
-from actors.wallet import ANVIL_MNEMONIC, dev_account, load_wallet
+from actors.domain.money import to_micro
+from actors.domain.wallet import ANVIL_MNEMONIC, dev_account, load_wallet
+from actors.runtime.clock import Clock, SystemClock
 from config.schema import Config, Venue
 from sandbox.contracts.build import load_artifact
 
-UNIT = 10**6  # collateral units per pUSD
 MAX_UINT = 2**256 - 1
 ZERO32 = b"\x00" * 32
 POL_FLOOR = 100 * 10**18  # top up an account's gas money below this ...
@@ -88,14 +88,6 @@ class Deployment:
     def to_json(self) -> dict:
         """JSON-safe dict (Decimals as strings)."""
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
-
-
-def to_units(amount: Decimal) -> int:
-    """Exact pUSD -> 1e-6 units; refuses a fraction of a unit rather than round money."""
-    units = amount.scaleb(6)
-    if units != units.to_integral_value():
-        raise ValueError(f"{amount} is not a whole number of 1e-6 units")
-    return int(units)
 
 
 # ---------------------------------------------------------------- ids (as the CTF derives them)
@@ -298,7 +290,7 @@ def bootstrap(cfg: Config, rpc_url: str | None = None, *, timeout: float = RECEI
     # 3. funding: top the trader up to trader_funding; split each market's complete sets up to
     # operator_inventory (the outcome with the fewest shares decides); the operator keeps
     # operator_inventory collateral besides, to pay traders who sell.
-    trader_target, inventory = to_units(venue.trader_funding), to_units(venue.operator_inventory)
+    trader_target, inventory = to_micro(venue.trader_funding), to_micro(venue.operator_inventory)
     trader_has = coll.balanceOf(trader).call()
     if trader_has < trader_target:
         batch.send("mint(trader)", coll.mint(trader, trader_target - trader_has))

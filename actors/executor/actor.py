@@ -18,8 +18,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from actors.base import Actor, RpcMethod
-from actors.executor.circuit_breaker import CircuitBreaker, CircuitState
+from actors.domain.enums import CircuitState
+from actors.domain.wallet import load_wallet
+from actors.executor.circuit_breaker import CircuitBreaker
 from actors.executor.idempotency import IdempotencyStore
 from actors.executor.journal import Journal
 from actors.executor.onchain import OnChainSender
@@ -27,7 +28,8 @@ from actors.executor.retry_policy import RetryPolicy
 from actors.executor.tx_sender import StaleSignal, TxResult, TxSender
 from actors.executor.web3_chain import Web3Chain
 from actors.nonce.client import NonceClient
-from actors.wallet import load_wallet
+from actors.runtime.actor import Actor, RpcMethod
+from actors.runtime.context import ActorContext
 from bus import topics
 from bus.messages import BreakerState, Signal
 from bus.messages import TxResult as TxResultMsg
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 class ExecutorActor(Actor):
     name = "executor"
 
-    def __init__(self, rt: Any, venue: Any = None, chain: Any = None, nonces: Any = None) -> None:
+    def __init__(self, rt: ActorContext, venue: Any = None, chain: Any = None, nonces: Any = None) -> None:
         super().__init__(rt)
         self._venue, self._chain, self._nonces = venue, chain, nonces  # injected in tests
         self.ready = False
@@ -95,7 +97,7 @@ class ExecutorActor(Actor):
 
     def _broadcast(self) -> None:
         b = self.breaker
-        body = BreakerState(state=str(b.state), reason=b.reason, since_ns=b.since_ns, until_ns=b.open_until_ns)
+        body = BreakerState(state=b.state, reason=b.reason, since_ns=b.since_ns, until_ns=b.open_until_ns)
         env = self.rt.publisher.publish(topics.breaker_state(), body)
         self.rt.breaker.on_message(env)  # the executor follows its own stream too
 
@@ -183,7 +185,7 @@ class ExecutorActor(Actor):
 
     def _publish(self, r: TxResult) -> None:
         body = TxResultMsg(signal_id=r.signal.signal_id, idempotency_key=r.idempotency_key, market=r.signal.market,
-                           status=r.status.value, success=r.success, attempt=r.attempt, tx_hash=r.tx_hash,
+                           status=r.status, success=r.success, attempt=r.attempt, tx_hash=r.tx_hash,
                            nonce=r.nonce, error=r.error, realized_pnl=r.realized_pnl, gas_cost=r.gas_cost)
         self.rt.publisher.publish(topics.tx_result(), body)
 

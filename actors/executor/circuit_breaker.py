@@ -35,51 +35,24 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
-from enum import StrEnum
+from decimal import Decimal
 from fractions import Fraction
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from actors.clock import Clock, SystemClock
+from actors.domain.enums import CircuitState
+from actors.domain.money import Money, format_usdc, usdc_to_micro
+from actors.runtime.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
     from config.schema import CircuitBreaker as CircuitBreakerConfig
 
 log = logging.getLogger(__name__)
 
-MICRO = 10**6
 _NS = 10**9
 SNAPSHOT_VERSION = 1
 
-Money = Decimal | int | float | str
 Listener = Callable[["CircuitState", "CircuitState", str], None]
-
-
-class CircuitState(StrEnum):
-    CLOSED = "CLOSED"
-    OPEN = "OPEN"
-    HALF_OPEN = "HALF_OPEN"
-    FORCED_OPEN = "FORCED_OPEN"
-
-
-def to_micro_usdc(amount: Money) -> int:
-    """USDC (Decimal/float/str) or micro-USDC (int) -> int micro-USDC, half-up."""
-    if isinstance(amount, bool):
-        raise TypeError("money cannot be a bool")
-    if isinstance(amount, int):
-        return amount
-    if isinstance(amount, float | str):
-        amount = Decimal(str(amount))
-    if not isinstance(amount, Decimal) or not amount.is_finite():
-        raise TypeError(f"not an amount of money: {amount!r}")
-    return int((amount * MICRO).to_integral_value(rounding=ROUND_HALF_UP))
-
-
-def format_usdc(micro: int) -> str:
-    sign = "-" if micro < 0 else ""
-    whole, frac = divmod(abs(micro), MICRO)
-    return f"{sign}{whole}.{frac:06d}"
 
 
 def iso_utc(ns: int | None) -> str | None:
@@ -206,7 +179,7 @@ class CircuitBreaker:
             raise ValueError("failure_rate_threshold must be in (0, 1]")
         if open_timeout_seconds <= 0 or open_timeout_multiplier < 1:
             raise ValueError("open_timeout_seconds must be > 0 and open_timeout_multiplier >= 1")
-        gas = to_micro_usdc(gas_cost_threshold)
+        gas = usdc_to_micro(gas_cost_threshold)
         if gas < 0:
             raise ValueError("gas_cost_threshold must be >= 0")
         self._consecutive_threshold = consecutive_failures_threshold
@@ -367,7 +340,7 @@ class CircuitBreaker:
 
     def record_gas_cost(self, amount: Money, *, failed: bool = True) -> None:
         """Gas paid by a transaction (USDC as Decimal, or int micro-USDC); failed gas can trip."""
-        micro = to_micro_usdc(amount)
+        micro = usdc_to_micro(amount)
         if micro < 0:
             raise ValueError("gas cost cannot be negative")
         self._gas_total += micro

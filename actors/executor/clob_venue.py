@@ -12,6 +12,7 @@ it after a crash. The client is synchronous (httpx): calls run in a thread.
 from __future__ import annotations
 
 import asyncio
+from decimal import ROUND_DOWN
 from typing import Any
 
 from py_clob_client_v2.client import ClobClient
@@ -23,9 +24,11 @@ from py_clob_client_v2.order_utils.model.order_data_v2 import OrderDataV2
 from py_clob_client_v2.order_utils.model.side import Side
 from py_clob_client_v2.order_utils.model.signature_type_v2 import SignatureTypeV2
 
+from actors.domain.enums import Side as OrderSide
+from actors.domain.fees import notional, proceeds
+from actors.domain.money import to_micro
+from actors.domain.wallet import Wallet
 from actors.executor.ports import Fill, OrderRejected
-from actors.market_math import MICRO
-from actors.wallet import Wallet
 
 _KILLED = ("fully filled or killed", "couldn't be fully filled", "no orders found to match", "fak")
 
@@ -40,10 +43,8 @@ class VenueHttpError(Exception):
 
 
 def _amount(value: Any) -> int:
-    """The venue's decimal strings ("4.5") -> micro units, exactly."""
-    from decimal import Decimal
-
-    return int(Decimal(str(value)) * MICRO) if value not in (None, "") else 0
+    """The venue's decimal strings ("4.5") -> micro units (beyond 6 decimals, down)."""
+    return to_micro(str(value), rounding=ROUND_DOWN) if value not in (None, "") else 0
 
 
 class ClobVenue:
@@ -62,15 +63,15 @@ class ClobVenue:
                 creds = await asyncio.to_thread(self._client.create_or_derive_api_key)
                 self._client.set_api_creds(creds)
 
-    def _order(self, token_id: str, side: str, price: int, size: int, client_id: str) -> Any:
-        cost = -(-(size * price) // MICRO) if side == "BUY" else size * price // MICRO
-        maker, taker = (cost, size) if side == "BUY" else (size, cost)
+    def _order(self, token_id: str, side: OrderSide, price: int, size: int, client_id: str) -> Any:
+        cost = notional(size, price) if side == OrderSide.BUY else proceeds(size, price)
+        maker, taker = (cost, size) if side == OrderSide.BUY else (size, cost)
         return self._builder.build_signed_order(OrderDataV2(
             maker=self._address, tokenId=token_id, makerAmount=str(maker), takerAmount=str(taker),
-            side=Side.BUY if side == "BUY" else Side.SELL, signer=self._address,
+            side=Side.BUY if side == OrderSide.BUY else Side.SELL, signer=self._address,
             signatureType=SignatureTypeV2.EOA, metadata=client_id))
 
-    async def place(self, token_id: str, side: str, price: int, size: int, client_id: str, *,
+    async def place(self, token_id: str, side: OrderSide, price: int, size: int, client_id: str, *,
                     fill_and_kill: bool = False) -> Fill:
         await self._ensure_creds()
         order = self._order(token_id, side, price, size, client_id)
@@ -82,7 +83,7 @@ class ClobVenue:
             return await self._refused(exc, token_id, side, client_id)
         return self._fill(resp, token_id, side, client_id)
 
-    async def _refused(self, exc: PolyApiException, token_id: str, side: str, client_id: str) -> Fill:
+    async def _refused(self, exc: PolyApiException, token_id: str, side: OrderSide, client_id: str) -> Fill:
         status, body = exc.status_code, exc.error_msg
         text = str(body.get("error", body) if isinstance(body, dict) else body)
         if status is None:  # no answer at all: transport error, safe to retry (metadata)
@@ -102,14 +103,14 @@ class ClobVenue:
         self.counts["rejected"] += 1
         raise OrderRejected(text, status)
 
-    def _fill(self, resp: dict[str, Any], token_id: str, side: str, client_id: str) -> Fill:
+    def _fill(self, resp: dict[str, Any], token_id: str, side: OrderSide, client_id: str) -> Fill:
         if not resp.get("success", True) or resp.get("status") not in ("matched", "MATCHED"):
             self.counts["killed"] += 1
             return Fill(client_id, str(resp.get("orderID", "")), token_id, side, 0, 0, 0,
                         str(resp.get("status") or resp.get("errorMsg") or "UNMATCHED"))
         making, taking = _amount(resp.get("makingAmount")), _amount(resp.get("takingAmount"))
         cost, fee = _amount(resp.get("cost")), _amount(resp.get("fee"))
-        filled = taking if side == "BUY" else making
+        filled = taking if side == OrderSide.BUY else making
         self.counts["filled"] += 1
         return Fill(client_id, str(resp.get("orderID", "")), token_id, side, filled, cost, fee, "MATCHED")
 

@@ -39,8 +39,8 @@ from typing import Any, Self
 
 import msgspec
 
-from actors.clock import Clock, SystemClock
-from actors.storage import immediate, open_wal
+from actors.runtime.clock import Clock, SystemClock
+from actors.runtime.storage import immediate, open_wal
 
 _NS = 10**9
 # Rows are read in the table's column order (`*`), the order `_record()` unpacks.

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from actors.storage import immediate, open_wal
+from actors.runtime.storage import immediate, open_wal
 from bus.messages import Signal
 
 _SCHEMA = """

@@ -26,16 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.domain.fees import gas_fee
+from actors.domain.money import from_micro, to_micro
 from actors.executor.errors import AlreadySent, Remedy
 from actors.executor.journal import Journal
 from actors.executor.ports import ChainPort, Receipt
 from actors.executor.retry_policy import RetryPolicy
-from actors.market_math import from_micro, to_micro
 from config.schema import Config
 
 log = logging.getLogger(__name__)
 GWEI = 10**9
-WEI_PER_POL = 10**18
 
 
 class GasTooExpensive(Exception):
@@ -65,10 +65,6 @@ class TxOutcome:
     gas_cost: int  # micro-USDC actually burnt
     hashes: list[str] = field(default_factory=list)
     bumps: int = 0
-
-
-def gas_cost_micro(gas: int, wei_per_gas: int, pol_price_micro: int) -> int:
-    return -(-(gas * wei_per_gas * pol_price_micro) // WEI_PER_POL)
 
 
 def bumped(value: int, percent: int) -> int:
@@ -120,7 +116,7 @@ class OnChainSender:
             raise GasTooExpensive(f"base fee {base} + tip {tip} wei exceeds max_fee_per_gas_gwei")
         max_fee = min(2 * base + tip, cap)
         tip = min(tip, max_fee)
-        return gas, max_fee, tip, gas_cost_micro(gas, max_fee, to_micro(cfg.executor.pol_usdc_price))
+        return gas, max_fee, tip, gas_fee(gas, max_fee, to_micro(cfg.executor.pol_usdc_price))
 
     async def send(self, key: str, purpose: str, call: dict[str, Any], gas_hint: int,
                    prior: dict[str, Any] | None = None) -> TxOutcome:
@@ -160,7 +156,7 @@ class OnChainSender:
     async def _finish(self, receipt: Receipt, st: dict[str, Any]) -> TxOutcome:
         await self.nonces.mark_confirmed(st["nonce"])
         price = to_micro(self._config().executor.pol_usdc_price)
-        cost = gas_cost_micro(receipt.gas_used, receipt.effective_gas_price, price)
+        cost = gas_fee(receipt.gas_used, receipt.effective_gas_price, price)
         if receipt.status != 1:
             self.counts["reverted"] += 1
             raise TxReverted(receipt, cost)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from actors.domain.enums import Side
+
 
 @dataclass(frozen=True, slots=True)
 class Fill:
@@ -18,7 +20,7 @@ class Fill:
     client_id: str  # bytes32 hex derived from the idempotency key and the leg
     order_id: str
     token_id: str
-    side: str
+    side: Side
     filled: int  # shares
     cost: int  # notional, micro-USDC
     fee: int  # micro-USDC
@@ -34,7 +36,7 @@ class OrderRejected(Exception):
 
 
 class VenuePort(Protocol):
-    async def place(self, token_id: str, side: str, price: int, size: int, client_id: str,
+    async def place(self, token_id: str, side: Side, price: int, size: int, client_id: str,
                     *, fill_and_kill: bool = False) -> Fill:
         """A FOK order (FAK if fill_and_kill) at limit `price`; idempotent per client_id."""
 

@@ -37,7 +37,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from actors.clock import Clock, SystemClock
 from actors.executor.errors import (
     AlreadySent,
     AmbiguousOutcome,
@@ -46,6 +45,7 @@ from actors.executor.errors import (
     Remedy,
     classify,
 )
+from actors.runtime.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
     from config.schema import RetryPolicy as RetryPolicyConfig

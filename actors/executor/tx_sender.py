@@ -2,7 +2,7 @@
 
     result = await sender.execute(signal)
 
-The pipeline (architecture.md): expiry -> breaker gate -> idempotency claim
+The pipeline (docs/architecture.md): expiry -> breaker gate -> idempotency claim
 -> legs as FOK orders (client ids derived from the key) -> a partial fill is
 unwound and recorded -> the transaction (merge after a BUY_SET, split before
 a SELL_SET) -> outcome recorded, breaker fed, TxResult returned.
@@ -21,9 +21,10 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from actors.domain.enums import SetKind, Side, TxStatus
+from actors.domain.money import from_micro, to_micro
 from actors.executor.circuit_breaker import CircuitBreaker, CircuitOpenError
 from actors.executor.errors import AmbiguousOutcome
 from actors.executor.idempotency import IdempotencyStore, content_hash
@@ -31,7 +32,6 @@ from actors.executor.journal import Journal
 from actors.executor.onchain import GasTooExpensive, OnChainSender, StuckTransaction, TxReverted
 from actors.executor.ports import ChainPort, Fill, OrderRejected, VenuePort
 from actors.executor.retry_policy import RetryPolicy
-from actors.market_math import from_micro, to_micro
 from bus.messages import Leg, Signal
 from config.schema import Config
 
@@ -40,17 +40,6 @@ log = logging.getLogger(__name__)
 TICK_GRID = 10_000  # 0.01 in micro-USDC
 # Fields that change when the same opportunity is signalled again: not part of the key.
 VOLATILE = ["created_ns", "expires_ns", "signal_id"]
-
-
-class TxStatus(StrEnum):
-    SUCCESS = "SUCCESS"
-    EXPIRED = "EXPIRED"  # too old when it arrived: nothing done
-    REJECTED = "REJECTED"  # the breaker refused it: nothing done
-    DUPLICATE = "DUPLICATE"  # already executed (or being executed) under this key
-    STALE = "STALE"  # every leg was killed: the book had moved; nothing traded
-    PARTIAL_UNWOUND = "PARTIAL_UNWOUND"  # some legs filled alone and were sold back
-    FAILED = "FAILED"  # nothing or a recorded loss; see error
-    PENDING = "PENDING"  # ambiguous: left IN_PROGRESS for reconciliation
 
 
 class StaleSignal(Exception):
@@ -219,7 +208,7 @@ class TxSender:
         gas_hint = cfg.executor.gas_limit_per_outcome * n
         prior = self.journal.get(key)
         done = prior[2] if prior else {}
-        if signal.kind == "SELL_SET":
+        if signal.kind == SetKind.SELL_SET:
             split = await self.onchain.send(key, "split", self.chain.split_call(signal.market, n, signal.size),
                                             gas_hint, prior=done.get("split"))
             fills, errors = await self._legs(signal, key)
@@ -272,7 +261,7 @@ class TxSender:
             cid = client_id(key, 0, "clear")
             try:
                 f = await self.retry.run(lambda t=token_id, lim=limit, s=size, c=cid: self.venue.place(
-                    t, "SELL", lim, s, c, fill_and_kill=True), dependency="clob")
+                    t, Side.SELL, lim, s, c, fill_and_kill=True), dependency="clob")
             except Exception as exc:  # still unsellable: try again later, wider
                 log.warning("open position %s not sold yet: %s", token_id[:12], exc)
                 self.journal.reduce_position(token_id, 0)
@@ -350,7 +339,7 @@ class TxSender:
             cid = client_id(key, i, "unwind")
             try:
                 f = await self.retry.run(
-                    lambda leg=leg, limit=limit, cid=cid: self.venue.place(leg.token_id, "SELL", limit, leg.size,
+                    lambda leg=leg, limit=limit, cid=cid: self.venue.place(leg.token_id, Side.SELL, limit, leg.size,
                                                                          cid, fill_and_kill=True),
                     dependency="clob")
             except Exception as exc:  # an unhedged leg stays recorded, and is retried

@@ -15,8 +15,8 @@ from py_clob_client_v2.config import get_contract_config
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import TransactionNotFound
 
+from actors.domain.wallet import Wallet
 from actors.executor.ports import Receipt
-from actors.wallet import Wallet
 
 _MERGE = function_signature_to_4byte_selector("mergePositions(address,bytes32,bytes32,uint256[],uint256)")
 _SPLIT = function_signature_to_4byte_selector("splitPosition(address,bytes32,bytes32,uint256[],uint256)")

@@ -21,10 +21,11 @@ from typing import Any
 
 import aiohttp
 
-from actors.base import Actor, RpcMethod
+from actors.domain.listing import list_markets, select
 from actors.feed.core import FeedCore
-from actors.feed.discovery import list_markets, select
 from actors.feed.polymarket_ws import PolymarketWSClient, WSOptions
+from actors.runtime.actor import Actor, RpcMethod
+from actors.runtime.context import ActorContext
 from bus import topics
 from bus.clone import CloneStore, snapshot_reply
 from bus.messages import BookUpdate, FeedStatus
@@ -47,7 +48,7 @@ def ws_options(f: Feed) -> WSOptions:
 class FeedActor(Actor):
     name = "feed"
 
-    def __init__(self, rt: Any, connect: Any = None, lister: Any = None) -> None:
+    def __init__(self, rt: ActorContext, connect: Any = None, lister: Any = None) -> None:
         super().__init__(rt)
         self._list_markets = lister or list_markets  # injected in unit tests
         f = rt.config.feed

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import msgspec
 
-MICRO = 1_000_000
+from actors.domain.money import MICRO, parse_decimal
+
 KNOWN_EVENTS = frozenset({"book", "price_change", "tick_size_change", "last_trade_price",
                           "best_bid_ask", "new_market", "market_resolved"})
 _BOOK_KEYS = frozenset({"event_type", "asset_id", "market", "bids", "asks", "buys", "sells", "timestamp", "hash",
@@ -32,14 +33,14 @@ class WireError(ValueError):
         self.kind = kind  # broken_json | missing_field | bad_value | not_an_object
 
 
-def to_micro(text: object) -> int:
-    """'0.62' -> 620000 exactly; at most 6 decimals (the collateral's)."""
+def _decimal(text: object) -> int:
+    """'0.62' -> 620000 exactly (`actors.domain.money.parse_decimal`), or a WireError."""
     if not isinstance(text, str) or not text:
         raise WireError("bad_value", f"expected a decimal string, got {text!r}")
-    whole, _, frac = text.partition(".")
-    if len(frac) > 6 or not (whole.isdigit() or whole == "") or not (frac.isdigit() or frac == ""):
-        raise WireError("bad_value", f"not a 6-decimal number: {text!r}")
-    return int(whole or "0") * MICRO + int(frac.ljust(6, "0") or "0")
+    try:
+        return parse_decimal(text)
+    except ValueError as exc:
+        raise WireError("bad_value", str(exc)) from None
 
 
 def _int(text: object, what: str) -> int:
@@ -118,7 +119,7 @@ def _levels(raw: object) -> list[tuple[int, int]]:
     for lv in raw:
         if not isinstance(lv, dict):
             raise WireError("bad_value", f"level {lv!r}")
-        out.append((to_micro(_need(lv, "price")), to_micro(_need(lv, "size"))))
+        out.append((_decimal(_need(lv, "price")), _decimal(_need(lv, "size"))))
     return out
 
 
@@ -127,7 +128,7 @@ def _best(text: object) -> int | None:
     if not isinstance(text, str) or not text:
         return None
     try:
-        v = to_micro(text)
+        v = _decimal(text)
     except WireError:
         return None
     return v if 0 < v < MICRO else None
@@ -162,7 +163,7 @@ def parse_event(obj: dict) -> tuple[Event, int]:
             if side not in ("BUY", "SELL"):
                 raise WireError("bad_value", f"side {side!r}")
             asset = str(_need(e, "asset_id"))
-            price, size = to_micro(_need(e, "price")), to_micro(_need(e, "size"))
+            price, size = _decimal(_need(e, "price")), _decimal(_need(e, "size"))
             changes.append(LevelChange(asset, price, size, side == "BUY", _best(e.get("best_bid")),
                                        _best(e.get("best_ask"))))
             ident.append((asset, price, size, side, e.get("hash")))
@@ -178,17 +179,17 @@ def parse_event(obj: dict) -> tuple[Event, int]:
         return BookSnapshot(
             str(_need(obj, "asset_id")), str(_need(obj, "market")), _levels(bids), _levels(asks),
             _int(_need(obj, "timestamp"), "timestamp"), str(obj.get("hash", "")),
-            to_micro(tick) if isinstance(tick, str) else None,
+            _decimal(tick) if isinstance(tick, str) else None,
         ), len(obj.keys() - _BOOK_KEYS)
     if et == "tick_size_change":
         return TickSizeChange(
-            str(_need(obj, "asset_id")), str(_need(obj, "market")), to_micro(_need(obj, "new_tick_size")),
+            str(_need(obj, "asset_id")), str(_need(obj, "market")), _decimal(_need(obj, "new_tick_size")),
             _int(_need(obj, "timestamp"), "timestamp"),
         ), len(obj.keys() - _TICK_KEYS)
     if et == "last_trade_price":
         return LastTrade(
-            str(_need(obj, "asset_id")), str(_need(obj, "market")), to_micro(_need(obj, "price")),
-            to_micro(_need(obj, "size")), _int(_need(obj, "timestamp"), "timestamp"),
+            str(_need(obj, "asset_id")), str(_need(obj, "market")), _decimal(_need(obj, "price")),
+            _decimal(_need(obj, "size")), _int(_need(obj, "timestamp"), "timestamp"),
         ), len(obj.keys() - _TRADE_KEYS)
     if et is None:
         raise WireError("missing_field", "message without event_type")

@@ -16,12 +16,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from actors.base import Actor, RpcMethod
+from actors.domain.wallet import load_wallet
 from actors.nonce.chain import Web3NonceChain
 from actors.nonce.nonce_manager import NonceManager
 from actors.nonce.store import NonceStore
-from actors.runtime import ActorRuntime
-from actors.wallet import load_wallet
+from actors.runtime.actor import Actor, RpcMethod
+from actors.runtime.context import ActorContext
 from config.schema import Config
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def state_path(cfg: Config, address: str) -> Path:
 class NonceActor(Actor):
     name = "nonce"
 
-    def __init__(self, rt: ActorRuntime, chain: Any = None, address: str | None = None) -> None:
+    def __init__(self, rt: ActorContext, chain: Any = None, address: str | None = None) -> None:
         super().__init__(rt)
         self.chain = chain  # injected in tests; the node over web3 otherwise
         self.address = address or ""

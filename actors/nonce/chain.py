@@ -10,7 +10,7 @@ from typing import Protocol
 
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from actors.wallet import Wallet
+from actors.domain.wallet import Wallet
 
 SELF_TRANSFER_GAS = 21_000
 # Polygon PoS refuses priority fees under 25 gwei; anvil accepts anything.

@@ -18,7 +18,7 @@ when the books cannot be traded on (`incomplete_set`, `invalid_book`,
 `stale_book`, `crossed_book`) or the edge is too thin (`below_min_size`).
 
 Markets (outcome sets, fee rates, minimum sizes) come from the CLOB listing
-(`actors.feed.discovery.list_markets`), refreshed periodically.
+(`actors.domain.listing.list_markets`), refreshed periodically.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from typing import Any
 
 import aiohttp
 
-from actors.base import Actor
-from actors.feed.discovery import Market, list_markets, select
-from actors.market_math import to_micro
+from actors.domain.listing import Market, list_markets, select
+from actors.domain.money import to_micro
 from actors.router import arbitrage as arb
 from actors.router.arbitrage import Limits, MarketParams, Opportunity
+from actors.runtime.actor import Actor
+from actors.runtime.context import ActorContext
 from bus import topics
 from bus.clone import fetch_snapshot
 from bus.codec import new_trace_id
@@ -74,7 +75,7 @@ def dedup_key(opp: Opportunity) -> tuple[Any, ...]:
 class RouterActor(Actor):
     name = "router"
 
-    def __init__(self, rt: Any, lister: Any = None) -> None:
+    def __init__(self, rt: ActorContext, lister: Any = None) -> None:
         super().__init__(rt)
         self._list_markets = lister or list_markets  # injected in unit tests
         self._listing: list[Market] = []

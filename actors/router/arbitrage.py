@@ -30,13 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from actors.market_math import MICRO, notional, taker_fee
+from actors.domain.enums import SetKind, Side
+from actors.domain.fees import notional, proceeds, taker_fee
+from actors.domain.money import MICRO
 from bus.messages import Leg
-
-BUY_SET = "BUY_SET"
-SELL_SET = "SELL_SET"
-BUY = "BUY"
-SELL = "SELL"
 
 # Why a market produced no opportunity (the router counts these).
 INCOMPLETE_SET = "incomplete_set"
@@ -101,7 +98,7 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class Opportunity:
     market: str
-    kind: str
+    kind: SetKind
     size: int  # sets, micro-shares
     legs: tuple[Leg, ...]
     expected_profit: int  # micro-USDC after fees, before gas
@@ -134,7 +131,7 @@ def screen(books: Sequence[BookView], market: MarketParams, limits: Limits) -> s
     if any(b.venue_ts_ms < limits.min_book_ts_ms for b in chosen):
         return STALE_BOOK
     for b in chosen:
-        bids, asks = _ladder(b.bids, SELL), _ladder(b.asks, BUY)
+        bids, asks = _ladder(b.bids, Side.SELL), _ladder(b.asks, Side.BUY)
         if bids and asks and bids[0][0] >= asks[0][0]:
             # A crossed book is a local book that missed a change: do not trust it.
             return CROSSED_BOOK
@@ -148,9 +145,9 @@ def evaluate(books: Sequence[BookView], market: MarketParams, limits: Limits) ->
     by_token = {b.token_id: b for b in books}
     best: Opportunity | None = None
     reasons: list[str] = []
-    for kind in (BUY_SET, SELL_SET):
-        side = BUY if kind == BUY_SET else SELL
-        ladders = [_ladder(by_token[t].asks if side == BUY else by_token[t].bids, side) for t in market.token_ids]
+    for kind in (SetKind.BUY_SET, SetKind.SELL_SET):
+        side = Side.BUY if kind == SetKind.BUY_SET else Side.SELL
+        ladders = [_ladder(by_token[t].asks if side == Side.BUY else by_token[t].bids, side) for t in market.token_ids]
         found = _plan(kind, ladders, market, limits)
         if isinstance(found, str):
             reasons.append(found)
@@ -169,24 +166,24 @@ def evaluate(books: Sequence[BookView], market: MarketParams, limits: Limits) ->
 # -- one side -----------------------------------------------------------------
 
 
-def _ladder(levels: Sequence[Level], side: str) -> list[Level]:
+def _ladder(levels: Sequence[Level], side: Side) -> list[Level]:
     """Usable levels best first: prices strictly inside (0, 1), positive sizes.
     Sorted here rather than trusted, so a mis-ordered book cannot make the
     sweep skip a better level."""
     usable = [(int(p), int(s)) for p, s in levels if 0 < p < MICRO and s > 0]
-    usable.sort(key=lambda lv: lv[0], reverse=(side == SELL))
+    usable.sort(key=lambda lv: lv[0], reverse=(side == Side.SELL))
     return usable
 
 
-def marginal_profit(kind: str, prices: Sequence[int], fee_rate_ppm: int) -> int:
+def marginal_profit(kind: SetKind, prices: Sequence[int], fee_rate_ppm: int) -> int:
     """Profit in micro-USDC of one set at these per-leg prices, fees rounded up."""
     fees = sum(taker_fee(MICRO, p, fee_rate_ppm) for p in prices)
-    if kind == BUY_SET:
+    if kind == SetKind.BUY_SET:
         return MICRO - sum(prices) - fees
     return sum(prices) - fees - MICRO
 
 
-def _sweep_size(kind: str, ladders: list[list[Level]], rate: int, limits: Limits) -> int:
+def _sweep_size(kind: SetKind, ladders: list[list[Level]], rate: int, limits: Limits) -> int:
     """The most sets whose marginal set still earns the threshold, within depth
     and the collateral budget (before rounding to the size step)."""
     if not ladders or any(not lad for lad in ladders):
@@ -202,7 +199,7 @@ def _sweep_size(kind: str, ladders: list[list[Level]], rate: int, limits: Limits
         m = marginal_profit(kind, prices, rate)
         if m < limits.min_profit or m <= 0:
             return size
-        per_set = sum(prices) if kind == BUY_SET else MICRO  # collateral per share of a set
+        per_set = sum(prices) if kind == SetKind.BUY_SET else MICRO  # collateral per share of a set
         room = (budget - committed) // per_set
         q = min(*left, room)
         if q <= 0:
@@ -220,7 +217,7 @@ def _sweep_size(kind: str, ladders: list[list[Level]], rate: int, limits: Limits
                 left[k] = ladders[k][idx[k]][1]
 
 
-def _fill(ladder: list[Level], size: int, rate: int, side: str) -> tuple[int, int, int]:
+def _fill(ladder: list[Level], size: int, rate: int, side: Side) -> tuple[int, int, int]:
     """(limit price, cost, fee) of taking `size` from a ladder, level by level."""
     cost = fee = 0
     limit = 0
@@ -229,7 +226,7 @@ def _fill(ladder: list[Level], size: int, rate: int, side: str) -> tuple[int, in
         if need == 0:
             break
         q = min(need, avail)
-        cost += notional(q, price) if side == BUY else proceeds(q, price)
+        cost += notional(q, price) if side == Side.BUY else proceeds(q, price)
         fee += taker_fee(q, price, rate)
         limit = price
         need -= q
@@ -238,13 +235,7 @@ def _fill(ladder: list[Level], size: int, rate: int, side: str) -> tuple[int, in
     return limit, cost, fee
 
 
-def proceeds(size: int, price: int) -> int:
-    """What selling `size` at `price` receives, rounded DOWN (notional rounds
-    up): both estimates err against us, as the venue's settlement does."""
-    return size * price // MICRO
-
-
-def _plan(kind: str, ladders: list[list[Level]], market: MarketParams,
+def _plan(kind: SetKind, ladders: list[list[Level]], market: MarketParams,
           limits: Limits) -> tuple[int, tuple[Leg, ...], int] | str:
     """(size, legs, expected profit) for one side, or the reason there is none."""
     rate = market.fee_rate_ppm
@@ -253,18 +244,18 @@ def _plan(kind: str, ladders: list[list[Level]], market: MarketParams,
     if raw == 0:
         return NO_EDGE
     size = raw // step * step
-    side = BUY if kind == BUY_SET else SELL
+    side = Side.BUY if kind == SetKind.BUY_SET else Side.SELL
     while True:
         if size <= 0 or size < market.min_order_size:
             return BELOW_MIN_SIZE  # an edge, but too thin (or too capped) to trade
         fills = [_fill(lad, size, rate, side) for lad in ladders]
         total_cost = sum(c for _, c, _ in fills)
         total_fee = sum(f for _, _, f in fills)
-        collateral = total_cost if kind == BUY_SET else size
+        collateral = total_cost if kind == SetKind.BUY_SET else size
         if collateral <= limits.max_position:
             break
         size -= step  # per-level rounding up pushed the total a few micro over the cap
-    if kind == BUY_SET:
+    if kind == SetKind.BUY_SET:
         profit = size - total_cost - total_fee
     else:
         profit = total_cost - total_fee - size

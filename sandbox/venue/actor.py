@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from actors.base import Actor
-from config.schema import Config
+from actors.runtime.actor import Actor
+from config.schema import READ_AT_START, Config
 from sandbox.venue import rest_market
 from sandbox.venue.faults import FaultInjector
 from sandbox.venue.market_ws import MarketHub
@@ -33,14 +33,14 @@ from sandbox.venue.simulator import Simulator
 from sandbox.venue.state import VenueState
 
 if TYPE_CHECKING:
-    from actors.runtime import ActorRuntime
+    from actors.runtime.context import ActorContext
 
 log = logging.getLogger(__name__)
 
 CLOB_PACKAGE = "sandbox.venue.clob"
 HOUSEKEEPING_NS = 100_000_000  # disconnect faults and held frames are checked every 100 ms
 CHAIN_PROBE_TIMEOUT = 2.0  # seconds: a chain that does not answer is retried later, with backoff
-RESTART_ONLY_KEYS = ("host", "port", "seed", "operator_index", "markets", "trader_funding", "operator_inventory")
+RESTART_ONLY_KEYS = READ_AT_START["sandbox.venue"]
 
 Installer = Callable[[web.Application, "VenueActor"], None]
 VENUE_KEY = web.AppKey("venue", object)
@@ -121,7 +121,7 @@ async def in_daemon_thread(fn: Callable[[], Any]) -> Any:
 class VenueActor(Actor):
     name = "venue"
 
-    def __init__(self, rt: ActorRuntime, installers: list[Installer] | None = None) -> None:
+    def __init__(self, rt: ActorContext, installers: list[Installer] | None = None) -> None:
         super().__init__(rt)
         self.installers = installers  # None: discover sandbox.venue.clob
         self.deployment: Any = None  # sandbox.deploy.Deployment once the chain is bootstrapped

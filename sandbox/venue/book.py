@@ -13,47 +13,19 @@ it (`stamp`), which goes on the wire and into the hash.
 from __future__ import annotations
 
 import hashlib
-from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 import msgspec
 
-BUY = "BUY"
-SELL = "SELL"
+from actors.domain.enums import Side
+from actors.domain.money import ONE, micro_to_str
+
+BUY = Side.BUY
+SELL = Side.SELL
 SIDES = (BUY, SELL)
-ONE = 1_000_000  # 1 USDC (or 1 share) in micro units
 # Tick sizes Polymarket uses; the simulator switches between the market's own
 # tick and the fine one near the edges of the price range.
 TICK_SIZES = (100_000, 10_000, 1_000, 100)
-
-
-@lru_cache(maxsize=8192)  # prices come from a small grid: most formats are cache hits
-def micro_to_str(value: int) -> str:
-    """620000 -> "0.62", 1_000_000 -> "1", 200_000_000 -> "200", 0 -> "0"."""
-    if value < 0:
-        return "-" + micro_to_str(-value)
-    whole, frac = divmod(value, ONE)
-    if frac == 0:
-        return str(whole)
-    return f"{whole}.{frac:06d}".rstrip("0")
-
-
-def to_micro(value: str | Decimal | int) -> int:
-    """"0.62" / Decimal("0.62") -> 620000, exactly; more than 6 decimals is an error
-    (rounding money silently is how books drift)."""
-    if isinstance(value, int):
-        return value * ONE
-    text = format(value, "f") if isinstance(value, Decimal) else str(value).strip()
-    sign = -1 if text.startswith("-") else 1
-    text = text.lstrip("+-")
-    whole, _, frac = text.partition(".")
-    if not (whole or frac) or not (whole or "0").isdigit() or (frac and not frac.isdigit()):
-        raise ValueError(f"not a decimal number: {value!r}")
-    frac = frac.rstrip("0")
-    if len(frac) > 6:
-        raise ValueError(f"{value!r} has more than 6 decimals")
-    return sign * (int(whole or "0") * ONE + int(frac.ljust(6, "0") or "0"))
 
 
 def is_valid_price(price: int, tick: int) -> bool:

@@ -3,7 +3,7 @@
 `VenueState` emits these events; the WebSocket layer encodes each one ONCE
 into a `Frame` and hands the same bytes to every subscriber. Prices and sizes
 are integer micro units here; `to_wire()` turns them into Polymarket's
-strings (polymarket.md, "Event types").
+strings (docs/polymarket.md, "Event types").
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from sandbox.venue.book import ONE, micro_to_str
+from actors.domain.money import ONE, micro_to_str
 
 PRICE_CHANGE = "price_change"
 BOOK = "book"

@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from actors.clock import Clock
+from actors.runtime.clock import Clock
 from config.schema import VenueFaults
 from sandbox.venue.events import PRICE_CHANGE, Frame
 

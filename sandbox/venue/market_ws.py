@@ -1,4 +1,4 @@
-"""The market channel, `GET /ws/market`: Polymarket's protocol (polymarket.md).
+"""The market channel, `GET /ws/market`: Polymarket's protocol (docs/polymarket.md).
 
 Client -> server (text frames):
     {"type": "market", "assets_ids": [...], "custom_feature_enabled": false}
@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from actors.clock import Clock
+from actors.runtime.clock import Clock
 from sandbox.venue.events import BOOK, Event, encode
 from sandbox.venue.faults import ConnectionFaults, FaultInjector
 from sandbox.venue.state import VenueState

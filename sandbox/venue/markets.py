@@ -17,7 +17,7 @@ from typing import Any
 
 from eth_utils import keccak
 
-from actors.wallet import ANVIL_MNEMONIC, dev_account
+from actors.domain.wallet import ANVIL_MNEMONIC, dev_account
 from config.schema import Config
 
 log = logging.getLogger(__name__)

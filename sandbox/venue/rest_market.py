@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from sandbox.venue.book import micro_to_str
+from actors.domain.money import micro_to_str
 
 END_CURSOR = "LTE="  # base64("-1")
 START_CURSOR = "MA=="  # base64("0")

@@ -31,9 +31,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from actors.clock import Clock
+from actors.domain.money import ONE, to_micro
+from actors.runtime.clock import Clock
 from config.schema import VenueArbitrage, VenueMarket
-from sandbox.venue.book import BUY, ONE, SELL, to_micro
+from sandbox.venue.book import BUY, SELL
 from sandbox.venue.state import Execution, VenueState
 
 FINE_TICK = 1_000  # 0.001

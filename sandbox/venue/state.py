@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from actors.clock import Clock
-from sandbox.venue.book import BUY, ONE, SELL, Book, is_valid_price, to_micro
+from actors.domain.money import ONE, to_micro
+from actors.runtime.clock import Clock
+from sandbox.venue.book import BUY, SELL, Book, is_valid_price
 from sandbox.venue.events import BookSnapshot, Event, LastTradePrice, LevelUpdate, PriceChange, TickSizeChange
 
 log = logging.getLogger(__name__)

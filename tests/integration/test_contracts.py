@@ -12,7 +12,8 @@ import pytest
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
-from actors.wallet import dev_account, load_wallet
+from actors.domain.money import to_micro
+from actors.domain.wallet import dev_account, load_wallet
 from config.loader import load
 from sandbox.chain import start_anvil
 from sandbox.deploy import (
@@ -24,7 +25,6 @@ from sandbox.deploy import (
     connect,
     contract,
     position_id,
-    to_units,
 )
 from tests.integration.conftest import ROOT
 
@@ -77,13 +77,13 @@ def cid(m) -> bytes:
 def test_bootstrap_funds_the_world(world, cfg):
     w3, d, op, trader = world
     venue = cfg.sandbox.venue
-    inventory = to_units(venue.operator_inventory)
+    inventory = to_micro(venue.operator_inventory)
     coll = contract(w3, "Collateral", d.collateral).functions
     ctf = contract(w3, "ConditionalTokens", d.ctf).functions
     ex = contract(w3, "Settlement", d.exchange).functions
 
     assert (coll.name().call(), coll.symbol().call(), coll.decimals().call()) == ("Polymarket USD", "pUSD", 6)
-    assert balances(w3, d, d.trader) == {"collateral": to_units(venue.trader_funding),
+    assert balances(w3, d, d.trader) == {"collateral": to_micro(venue.trader_funding),
                                          **{t: 0 for m in d.markets for t in m.token_ids}}
     op_balances = balances(w3, d, d.operator)
     assert op_balances["collateral"] == inventory
@@ -105,7 +105,7 @@ def test_second_bootstrap_sends_nothing_and_tops_up_only_what_is_missing(world, 
     # The trader spends 3 pUSD: the next bootstrap mints exactly those back, and nothing else.
     ok(w3, trader, contract(w3, "Collateral", d.collateral).functions.transfer(op.address, 3 * 10**6))
     bootstrap(cfg, anvil)
-    assert balances(w3, d, d.trader)["collateral"] == to_units(cfg.sandbox.venue.trader_funding)
+    assert balances(w3, d, d.trader)["collateral"] == to_micro(cfg.sandbox.venue.trader_funding)
     assert w3.eth.get_transaction_count(op.address) == nonce + 1
 
 
@@ -115,8 +115,8 @@ def test_bootstrap_on_a_chain_mining_every_two_seconds(cfg):
     try:
         d = bootstrap(cfg, url)
         w3 = connect(url)
-        assert balances(w3, d, d.trader)["collateral"] == to_units(cfg.sandbox.venue.trader_funding)
-        assert min(balances(w3, d, d.operator).values()) == to_units(cfg.sandbox.venue.operator_inventory)
+        assert balances(w3, d, d.trader)["collateral"] == to_micro(cfg.sandbox.venue.trader_funding)
+        assert min(balances(w3, d, d.operator).values()) == to_micro(cfg.sandbox.venue.operator_inventory)
     finally:
         proc.terminate()
         proc.wait(15)

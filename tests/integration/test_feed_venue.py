@@ -30,7 +30,7 @@ import msgspec
 import pytest
 import yaml
 
-from actors.clock import SystemClock
+from actors.runtime.clock import SystemClock
 from bus import topics
 from bus.clone import fetch_snapshot
 from bus.codec import Stamper

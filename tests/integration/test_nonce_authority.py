@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from web3 import Web3
 
-from actors.clock import SystemClock
+from actors.domain.wallet import dev_account
 from actors.nonce.client import NonceClient
-from actors.wallet import dev_account
+from actors.runtime.clock import SystemClock
 from bus.codec import Stamper
 from bus.context import destroy, new_context
 from config.loader import load

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from web3 import Web3
 
-from actors import status
+from actors.cli import status
 from bus import topics
 from bus.context import destroy, new_context
 from bus.messages import TxResult
@@ -34,8 +34,8 @@ TRADER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
 def journal_outcomes(tmp_path) -> list[tuple[str, str, int, int]]:
     """The executors' durable books: the final outcome of every execution."""
-    from actors.clock import SystemClock
     from actors.executor.journal import Journal
+    from actors.runtime.clock import SystemClock
 
     [path] = (tmp_path / "state").glob("executor-*.sqlite")
     journal = Journal(path, SystemClock())

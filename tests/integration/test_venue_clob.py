@@ -17,12 +17,12 @@ from py_clob_client_v2.client import ClobClient
 from py_clob_client_v2.clob_types import MarketOrderArgsV2, OrderArgsV2, OrderType
 from py_clob_client_v2.exceptions import PolyApiException
 
-from actors.clock import SystemClock
-from actors.market_math import fee_rate_ppm, notional, taker_fee
-from actors.wallet import dev_account
+from actors.domain.fees import fee_rate_ppm, notional, taker_fee
+from actors.domain.money import to_micro
+from actors.domain.wallet import dev_account
+from actors.runtime.clock import SystemClock
 from config.loader import load
 from sandbox.deploy import Deployment, balances, bootstrap, connect, contract, contract_addresses, market_infos
-from sandbox.venue.book import to_micro
 from sandbox.venue.clob.orders import FOK_KILLED
 from sandbox.venue.clob.settlement import SettlementFailed, Settler
 from tests.helpers import eventually

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from actors.wallet import ANVIL_MNEMONIC, dev_account
+from actors.domain.wallet import ANVIL_MNEMONIC, dev_account
 from sandbox.venue.clob.auth import ApiKeys, venue_secret
 from sandbox.venue.clob.routes import add_routes
 from sandbox.venue.clob.service import ClobService

@@ -39,8 +39,9 @@ from py_clob_client_v2.config import get_contract_config
 from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2
 from py_clob_client_v2.order_utils.model.order_data_v2 import OrderV2
 
-from actors.market_math import taker_fee
-from sandbox.venue.book import BUY, ONE, SELL, micro_to_str
+from actors.domain.fees import taker_fee
+from actors.domain.money import ONE, micro_to_str
+from sandbox.venue.book import BUY, SELL
 
 UINT256 = 2**256
 ZERO32 = "0x" + "00" * 32

@@ -21,7 +21,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sandbox.venue.book import BUY, micro_to_str
+from actors.domain.money import micro_to_str
+from sandbox.venue.book import BUY
 from sandbox.venue.clob.orders import ZERO32
 
 MATCHED, UNMATCHED, CANCELED, DELAYED = "MATCHED", "UNMATCHED", "CANCELED", "DELAYED"

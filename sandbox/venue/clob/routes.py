@@ -39,7 +39,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from sandbox.venue.book import micro_to_str
+from actors.domain.money import micro_to_str
 from sandbox.venue.clob.auth import AuthError, verify_l1
 from sandbox.venue.clob.service import ClobService
 

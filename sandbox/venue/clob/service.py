@@ -35,9 +35,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from actors.clock import Clock
-from actors.market_math import fee_rate_ppm
-from sandbox.venue.book import BUY, micro_to_str
+from actors.domain.fees import fee_rate_ppm
+from actors.domain.money import micro_to_str
+from actors.runtime.clock import Clock
+from sandbox.venue.book import BUY
 from sandbox.venue.clob.auth import ApiCreds, ApiKeys, AuthError
 from sandbox.venue.clob.orders import (
     EOA,

@@ -34,7 +34,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from web3 import AsyncHTTPProvider
 
-from actors.clock import Clock
+from actors.runtime.clock import Clock
 
 log = logging.getLogger(__name__)
 

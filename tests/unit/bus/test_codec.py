@@ -1,7 +1,7 @@
 import msgspec
 import pytest
 
-from actors.clock import TestClock
+from actors.runtime.clock import TestClock
 from bus import codec, topics
 from bus.codec import FrameError, Stamper
 from bus.messages import BreakerState, RpcRequest, Stats

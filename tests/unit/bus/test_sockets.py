@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from actors.clock import TestClock
+from actors.runtime.clock import TestClock
 from bus import codec, topics
 from bus.clone import CloneStore, fetch_snapshot, snapshot_reply
 from bus.codec import Stamper

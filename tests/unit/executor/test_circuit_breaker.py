@@ -10,15 +10,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from actors.clock import TestClock
-from actors.executor.circuit_breaker import (
-    CircuitBreaker,
-    CircuitOpenError,
-    CircuitState,
-    format_usdc,
-    iso_utc,
-    to_micro_usdc,
-)
+from actors.domain.enums import CircuitState
+from actors.domain.money import format_usdc, usdc_to_micro
+from actors.executor.circuit_breaker import CircuitBreaker, CircuitOpenError, iso_utc
+from actors.runtime.clock import TestClock
 from config.schema import CircuitBreaker as CircuitBreakerConfig
 
 pytestmark = pytest.mark.unit
@@ -161,16 +156,16 @@ def test_zero_gas_threshold_disables_the_gas_trip():
 
 
 def test_money_is_never_a_float_inside():
-    assert to_micro_usdc(Decimal("2.0")) == 2_000_000
-    assert to_micro_usdc(2.0) == 2_000_000
-    assert to_micro_usdc(0.1) == 100_000  # through str(): the literal, not the binary value
-    assert to_micro_usdc(7) == 7
-    assert to_micro_usdc("0.0000005") == 1  # half-up
+    assert usdc_to_micro(Decimal("2.0")) == 2_000_000
+    assert usdc_to_micro(2.0) == 2_000_000
+    assert usdc_to_micro(0.1) == 100_000  # through str(): the literal, not the binary value
+    assert usdc_to_micro(7) == 7
+    assert usdc_to_micro("0.0000005") == 1  # half-up
     assert format_usdc(-1_500_000) == "-1.500000"
     with pytest.raises(TypeError):
-        to_micro_usdc(True)
+        usdc_to_micro(True)
     with pytest.raises(TypeError):
-        to_micro_usdc(Decimal("NaN"))
+        usdc_to_micro(Decimal("NaN"))
     with pytest.raises(ValueError):
         make()[0].record_gas_cost(Decimal("-1"))
 

@@ -13,7 +13,6 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from actors.clock import TestClock
 from actors.executor.idempotency import (
     IdempotencyConflict,
     IdempotencyStateError,
@@ -21,6 +20,7 @@ from actors.executor.idempotency import (
     Status,
     canonical_bytes,
 )
+from actors.runtime.clock import TestClock
 
 pytestmark = pytest.mark.unit
 

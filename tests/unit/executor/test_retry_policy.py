@@ -23,8 +23,8 @@ from web3.exceptions import (
 )
 from yarl import URL
 
-from actors.clock import TestClock
-from actors.executor.circuit_breaker import CircuitOpenError, CircuitState
+from actors.domain.enums import CircuitState
+from actors.executor.circuit_breaker import CircuitOpenError
 from actors.executor.retry_policy import (
     AlreadySent,
     AmbiguousOutcome,
@@ -36,6 +36,7 @@ from actors.executor.retry_policy import (
     RetryPolicy,
     classify,
 )
+from actors.runtime.clock import TestClock
 from config.schema import RetryPolicy as RetryPolicyConfig
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.executor.circuit_breaker import CircuitBreaker, CircuitOpenError, CircuitState
+from actors.domain.enums import CircuitState
+from actors.executor.circuit_breaker import CircuitBreaker, CircuitOpenError
 from actors.executor.idempotency import IdempotencyStore
 from actors.executor.retry_policy import RetryPolicy
 

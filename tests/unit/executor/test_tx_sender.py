@@ -6,15 +6,16 @@ import random
 
 import pytest
 
-from actors.clock import TestClock
-from actors.executor.circuit_breaker import CircuitBreaker, CircuitState
+from actors.domain.enums import CircuitState, TxStatus
+from actors.executor.circuit_breaker import CircuitBreaker
 from actors.executor.idempotency import IdempotencyStore
 from actors.executor.journal import Journal
 from actors.executor.onchain import OnChainSender
 from actors.executor.retry_policy import RetryPolicy
-from actors.executor.tx_sender import StaleSignal, TxSender, TxStatus
+from actors.executor.tx_sender import StaleSignal, TxSender
 from actors.nonce.nonce_manager import NonceManager
 from actors.nonce.store import NonceStore
+from actors.runtime.clock import TestClock
 from bus.messages import Leg, Signal
 from tests.unit.executor.fakes import FakeChain, FakeVenue
 from tests.unit.nonce.fake_chain import FakeNonceChain

@@ -2,10 +2,11 @@ import asyncio
 
 import pytest
 
-from actors.clock import TestClock
+from actors.domain.listing import Market
 from actors.feed.actor import FeedActor
-from actors.feed.discovery import Market
-from actors.runtime import ActorRuntime, rpc_handler
+from actors.runtime.clock import TestClock
+from actors.runtime.launcher import rpc_handler
+from actors.runtime.shell import ActorRuntime
 from bus import topics
 from bus.clone import fetch_snapshot
 from bus.codec import Stamper

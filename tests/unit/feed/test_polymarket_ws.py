@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from actors.clock import TestClock
 from actors.feed.core import FeedCore
 from actors.feed.polymarket_ws import PolymarketWSClient, WSOptions
+from actors.runtime.clock import TestClock
 from tests.helpers import eventually
 from tests.unit.feed.fake_ws import FakeServer
 

@@ -2,10 +2,11 @@ import asyncio
 
 import pytest
 
-from actors.clock import TestClock
 from actors.nonce.actor import NonceActor
 from actors.nonce.client import NonceClient
-from actors.runtime import ActorRuntime, rpc_handler
+from actors.runtime.clock import TestClock
+from actors.runtime.launcher import rpc_handler
+from actors.runtime.shell import ActorRuntime
 from bus import codec, topics
 from bus.codec import Stamper
 from bus.fakes import FakeContext

@@ -1,9 +1,9 @@
 import pytest
 
-from actors.clock import TestClock
 from actors.nonce.ledger import NonceError
 from actors.nonce.nonce_manager import NonceManager
 from actors.nonce.store import NonceStore
+from actors.runtime.clock import TestClock
 from tests.unit.nonce.fake_chain import FakeNonceChain
 
 pytestmark = pytest.mark.unit

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from actors.clock import TestClock
 from actors.nonce.nonce_manager import NonceManager
 from actors.nonce.store import NonceStore
+from actors.runtime.clock import TestClock
 from tests.unit.nonce.fake_chain import FakeNonceChain
 
 pytestmark = pytest.mark.unit

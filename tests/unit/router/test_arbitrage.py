@@ -7,9 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.market_math import MICRO, notional, taker_fee
+from actors.domain.enums import SetKind
+from actors.domain.fees import notional, taker_fee
+from actors.domain.money import MICRO
 from actors.router import arbitrage as arb
-from actors.router.arbitrage import BUY_SET, SELL_SET, Limits, MarketParams, evaluate, find_opportunity
+from actors.router.arbitrage import Limits, MarketParams, evaluate, find_opportunity
+
+BUY_SET, SELL_SET = SetKind.BUY_SET, SetKind.SELL_SET
 
 pytestmark = pytest.mark.unit
 

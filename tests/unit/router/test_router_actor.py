@@ -8,12 +8,12 @@ import aiohttp
 import msgspec
 import pytest
 
-from actors import breaker_states as bs
-from actors.clock import TestClock
-from actors.feed.discovery import Market
-from actors.market_math import MICRO
+from actors.domain.enums import UNKNOWN, CircuitState
+from actors.domain.listing import Market
+from actors.domain.money import MICRO
 from actors.router.actor import RouterActor
-from actors.runtime import ActorRuntime
+from actors.runtime.clock import TestClock
+from actors.runtime.shell import ActorRuntime
 from bus import topics
 from bus.clone import CloneStore, snapshot_reply
 from bus.codec import Stamper
@@ -124,8 +124,8 @@ async def make_world(sandbox_config):
         await w.actor.start()
         tasks.append(asyncio.create_task(w.actor.run()))
         if closed:
-            w.breaker(bs.CLOSED)
-            await eventually(lambda: rt.breaker.state == bs.CLOSED)
+            w.breaker(CircuitState.CLOSED)
+            await eventually(lambda: rt.breaker.state == CircuitState.CLOSED)
         if lister is None:
             await eventually(lambda: w.actor.discoveries >= 1)
         return w
@@ -168,27 +168,27 @@ async def test_the_signal_id_is_deterministic(make_world):
 
 async def test_no_signal_while_the_breaker_is_open_or_unknown(make_world):
     w = await make_world()
-    w.breaker(bs.OPEN, "3 consecutive failures")
-    await eventually(lambda: w.rt.breaker.state == bs.OPEN)
+    w.breaker(CircuitState.OPEN, "3 consecutive failures")
+    await eventually(lambda: w.rt.breaker.state == CircuitState.OPEN)
     w.arbitrage()
     await eventually(lambda: w.actor.suppressed["breaker_OPEN"] >= 1)
 
-    w.breaker(bs.FORCED_OPEN, "operator")
-    await eventually(lambda: w.rt.breaker.state == bs.FORCED_OPEN)
+    w.breaker(CircuitState.FORCED_OPEN, "operator")
+    await eventually(lambda: w.rt.breaker.state == CircuitState.FORCED_OPEN)
     w.arbitrage(yes=44)
     await eventually(lambda: w.actor.suppressed["breaker_FORCED_OPEN"] >= 1)
 
     w.clock.advance(3.5)  # heartbeats stopped: UNKNOWN is handled like OPEN
-    assert w.rt.breaker.state == bs.UNKNOWN
+    assert w.rt.breaker.state == UNKNOWN
     w.arbitrage(yes=43)
     await eventually(lambda: w.actor.suppressed["breaker_UNKNOWN"] >= 1)
     assert w.actor.signals == 0 and w.rt.publisher.sent == 0
 
-    w.breaker(bs.HALF_OPEN)  # probing again: signals flow
-    await eventually(lambda: w.rt.breaker.state == bs.HALF_OPEN)
+    w.breaker(CircuitState.HALF_OPEN)  # probing again: signals flow
+    await eventually(lambda: w.rt.breaker.state == CircuitState.HALF_OPEN)
     w.arbitrage(yes=42)
     assert (await w.next_signal())[1].body.legs[0].limit_price == c(42)
-    assert w.actor.summary()["breaker"] == bs.HALF_OPEN
+    assert w.actor.summary()["breaker"] == CircuitState.HALF_OPEN
 
 
 async def test_no_signal_before_any_breaker_heartbeat(make_world):
@@ -260,7 +260,7 @@ async def test_the_same_opportunity_waits_for_its_result_or_the_window(make_worl
     w.arbitrage()
     await eventually(lambda: w.actor.suppressed["duplicate"] >= 2)
     w.clock.advance(3.0)  # resignal_after_ms
-    w.breaker(bs.CLOSED)
+    w.breaker(CircuitState.CLOSED)
     await eventually(lambda: w.rt.breaker.get_stats()["messages"] >= 2)
     w.arbitrage()
     assert (await w.next_signal())[1].body.kind == "BUY_SET"
@@ -403,5 +403,5 @@ async def test_stats_and_summary(make_world):
             "snapshot_requests", "snapshot_errors", "discovery_errors", "last_signal"} <= set(s)
     assert (s["markets"], s["tokens_with_books"], s["signals_published"]) == (3, 2, 1)
     assert s["suppressed"] == {"incomplete_set": 1}  # "yes" came before "no"
-    assert w.actor.summary() == {"signals": 1, "suppressed": 1, "markets": 3, "breaker": bs.CLOSED}
+    assert w.actor.summary() == {"signals": 1, "suppressed": 1, "markets": 3, "breaker": CircuitState.CLOSED}
     msgspec.msgpack.encode(w.rt.stats_message(w.actor))  # publishable as is

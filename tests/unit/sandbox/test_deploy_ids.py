@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 from eth_utils import keccak
 
-from actors.wallet import dev_account
-from sandbox.deploy import ZERO32, contract_addresses, market_infos, to_units
+from actors.domain.money import to_micro
+from actors.domain.wallet import dev_account
+from sandbox.deploy import ZERO32, contract_addresses, market_infos
 
 pytestmark = pytest.mark.unit
 
@@ -50,7 +51,7 @@ def test_the_oracle_is_part_of_the_condition(sandbox_config):
 
 
 def test_to_units_is_exact():
-    assert to_units(Decimal("10000")) == 10_000_000_000
-    assert to_units(Decimal("0.000001")) == 1
+    assert to_micro(Decimal("10000")) == 10_000_000_000
+    assert to_micro(Decimal("0.000001")) == 1
     with pytest.raises(ValueError, match="whole number"):
-        to_units(Decimal("0.0000001"))
+        to_micro(Decimal("0.0000001"))

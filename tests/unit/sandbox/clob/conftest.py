@@ -20,8 +20,8 @@ from py_clob_client_v2.order_builder.builder import OrderBuilder
 from py_clob_client_v2.order_utils.model.order_data_v2 import order_to_json_v2
 from py_clob_client_v2.signer import Signer
 
-from actors.clock import TestClock
-from actors.wallet import dev_account
+from actors.domain.wallet import dev_account
+from actors.runtime.clock import TestClock
 from sandbox.deploy import MarketInfo
 from sandbox.venue.clob.auth import ApiKeys, venue_secret
 from sandbox.venue.clob.service import ClobService

@@ -11,7 +11,7 @@ from py_clob_client_v2.config import get_contract_config
 from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2
 from py_clob_client_v2.order_utils.model.order_data_v2 import order_to_json_v2
 
-from actors.market_math import taker_fee
+from actors.domain.fees import taker_fee
 from sandbox.venue.book import BUY, SELL, Book
 from sandbox.venue.clob.orders import (
     ZERO32,

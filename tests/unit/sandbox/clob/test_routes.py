@@ -15,7 +15,7 @@ from py_clob_client_v2.clob_types import OpenOrderParams, OrderArgsV2, OrderPayl
 from py_clob_client_v2.config import get_contract_config
 from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2, OrderDataV2, Side, SignatureTypeV2
 
-from actors.clock import SystemClock
+from actors.runtime.clock import SystemClock
 from sandbox.venue.clob.auth import ApiKeys, venue_secret
 from sandbox.venue.clob.routes import add_routes
 from sandbox.venue.clob.service import ClobService

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
-from actors.clock import TestClock
+from actors.runtime.clock import TestClock
 from config.schema import VenueArbitrage, VenueFaults, VenueMarket
 from sandbox.venue.faults import FaultInjector
 from sandbox.venue.markets import MarketInfo

@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from py_clob_client_v2.utilities import generate_orderbook_summary_hash, parse_raw_orderbook_summary
 
-from sandbox.venue.book import BUY, ONE, SELL, Book, is_valid_price, micro_to_str, to_micro
+from actors.domain.money import ONE, micro_to_str, to_micro
+from sandbox.venue.book import BUY, SELL, Book, is_valid_price
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 

@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from actors.clock import TestClock
+from actors.runtime.clock import TestClock
 from config.schema import VenueFaults
 from sandbox.venue.events import BOOK, PRICE_CHANGE, Frame
 from sandbox.venue.faults import HUGE, MALFORMED

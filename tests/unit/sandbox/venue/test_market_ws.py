@@ -17,11 +17,12 @@ import pytest
 import websockets
 from aiohttp.test_utils import TestServer
 
-from actors.clock import TestClock
+from actors.domain.money import ONE
+from actors.runtime.clock import TestClock
 from config.schema import VenueFaults
 from sandbox.venue import market_ws
 from sandbox.venue.actor import build_app
-from sandbox.venue.book import BUY, ONE
+from sandbox.venue.book import BUY
 from sandbox.venue.market_ws import MAX_CLIENT_FRAME, MarketHub
 from tests.helpers import eventually
 from tests.unit.sandbox.venue.factories import BINARY, MULTI, make_faults, make_sim

@@ -6,8 +6,9 @@ from decimal import Decimal
 import msgspec
 import pytest
 
+from actors.domain.money import ONE
 from config.schema import VenueMarket
-from sandbox.venue.book import BUY, ONE, SELL
+from sandbox.venue.book import BUY, SELL
 from sandbox.venue.events import BookSnapshot, PriceChange, TickSizeChange, encode
 from sandbox.venue.simulator import BUY_GAP, SELL_GAP, initial_mids
 from tests.unit.sandbox.venue.factories import BINARY, MULTI, make_sim

@@ -3,7 +3,8 @@
 import msgspec
 import pytest
 
-from sandbox.venue.book import BUY, ONE, SELL
+from actors.domain.money import ONE
+from sandbox.venue.book import BUY, SELL
 from sandbox.venue.events import BookSnapshot, LastTradePrice, PriceChange, TickSizeChange, encode
 from sandbox.venue.state import InvalidOrder, UnknownToken
 from tests.unit.sandbox.venue.factories import make_state

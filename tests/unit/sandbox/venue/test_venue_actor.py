@@ -10,7 +10,7 @@ import aiohttp
 import msgspec
 import pytest
 
-from actors.clock import TestClock
+from actors.runtime.clock import TestClock
 from config.schema import VenueFaults
 from sandbox.venue import actor as venue_actor
 from sandbox.venue.actor import VenueActor, discover_installers

@@ -1,8 +1,9 @@
 """The actor core interface: what a role implements, free of sockets and signals.
 
-The shell (`actors.runtime`) owns the ZMQ context, sockets, config watcher,
-stats loop and signal handling; an actor gets them through its `ActorRuntime`
-and implements only its behaviour (circus plug-in / NautilusTrader style).
+The shell (`actors.runtime.shell`, driven by `actors.runtime.launcher`) owns
+the ZMQ context, sockets, config watcher, stats loop and signal handling; an
+actor gets them through its `ActorContext` and implements only its behaviour
+(circus plug-in / NautilusTrader style).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from actors.runtime import ActorRuntime
+    from actors.runtime.context import ActorContext
     from config.schema import Config
 
 RpcMethod = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -21,7 +22,7 @@ RpcMethod = Callable[[dict[str, Any]], Awaitable[Any]]
 class Actor:
     name: ClassVar[str]
 
-    def __init__(self, rt: ActorRuntime) -> None:
+    def __init__(self, rt: ActorContext) -> None:
         self.rt = rt
 
     async def start(self) -> None:

@@ -4,12 +4,12 @@ exactly as the feed would discover them live."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN
 from typing import Any
 
 import aiohttp
 
-from actors.market_math import MICRO
+from actors.domain.money import to_micro_or
 
 END_CURSOR = "LTE="  # Polymarket's "no more pages"
 
@@ -27,13 +27,6 @@ class Market:
     neg_risk: bool = False
 
 
-def _micro(value: Any, default: int) -> int:
-    try:
-        return int(Decimal(str(value)) * MICRO) if value is not None else default
-    except (InvalidOperation, ValueError):
-        return default
-
-
 def parse_market(m: dict[str, Any]) -> Market:
     tokens = m.get("tokens") or []
     return Market(
@@ -43,8 +36,8 @@ def parse_market(m: dict[str, Any]) -> Market:
         outcomes=tuple(str(t.get("outcome", "")) for t in tokens),
         active=bool(m.get("active", True)) and not bool(m.get("closed", False)),
         fee_rate_bps=int(m.get("taker_base_fee") or 0),
-        tick_size=_micro(m.get("minimum_tick_size"), 10_000),
-        min_order_size=_micro(m.get("minimum_order_size"), 0),
+        tick_size=to_micro_or(m.get("minimum_tick_size"), 10_000, rounding=ROUND_DOWN),
+        min_order_size=to_micro_or(m.get("minimum_order_size"), 0, rounding=ROUND_DOWN),
         neg_risk=bool(m.get("neg_risk", False)),
     )
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors import breaker_states as bs
+from actors.domain.enums import TRADING_ALLOWED, UNKNOWN, CircuitState
+from actors.runtime.clock import Clock
 from bus.messages import BreakerState, Envelope
 
 
 class BreakerFollower:
-    def __init__(self, clock: Any, heartbeat_interval_seconds: float = 1.0, missed_heartbeats: int = 3) -> None:
+    def __init__(self, clock: Clock, heartbeat_interval_seconds: float = 1.0, missed_heartbeats: int = 3) -> None:
         self._clock = clock
         self.configure(heartbeat_interval_seconds, missed_heartbeats)
         self._last: BreakerState | None = None
@@ -39,22 +40,22 @@ class BreakerFollower:
         self._last_heard_mono = self._clock.monotonic_ns()
 
     @property
-    def state(self) -> str:
+    def state(self) -> CircuitState | str:
         if self._last is None or self._last_heard_mono is None:
-            return bs.UNKNOWN
+            return UNKNOWN
         if self._clock.monotonic_ns() - self._last_heard_mono > self._silence_ns:
-            return bs.UNKNOWN
+            return UNKNOWN
         return self._last.state
 
     @property
     def trading_allowed(self) -> bool:
-        return self.state in bs.TRADING_ALLOWED
+        return self.state in TRADING_ALLOWED
 
     @property
     def reason(self) -> str:
         if self._last is None:
             return "no breaker heartbeat received yet"
-        if self.state == bs.UNKNOWN:
+        if self.state == UNKNOWN:
             return f"breaker heartbeat silent (last state {self._last.state})"
         return self._last.reason
 

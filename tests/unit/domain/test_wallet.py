@@ -1,6 +1,6 @@
 import pytest
 
-from actors.wallet import Wallet, WalletError, dev_account, load_wallet
+from actors.domain.wallet import Wallet, WalletError, dev_account, load_wallet
 from config.loader import load
 
 pytestmark = pytest.mark.unit

@@ -29,7 +29,7 @@ def _endpoints_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_actor(args: argparse.Namespace) -> int:
-    from actors.runtime import run_actor
+    from actors.runtime.launcher import run_actor
 
     return run_actor(args.name, args.config)
 
@@ -46,7 +46,7 @@ def cmd_sniff(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from actors import status
+    from actors.cli import status
 
     cfg = _endpoints_config(args)
     seconds = args.seconds if args.seconds is not None else 2.5 * cfg.runtime.stats_interval_seconds
@@ -57,7 +57,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _executor_call(args: argparse.Namespace, method: str, params: dict) -> dict:
-    from actors.clock import SystemClock
+    from actors.runtime.clock import SystemClock
     from bus.codec import Stamper
     from bus.context import destroy, new_context
     from bus.sockets import RpcClient, RpcError, RpcTimeout
@@ -95,14 +95,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_chain(args: argparse.Namespace) -> int:
-    from sandbox.chain import exec_anvil
+def cmd_plugin(args: argparse.Namespace) -> int:
+    """A command another package registers (`polyarb.commands`), e.g. the sandbox's `chain`."""
+    from importlib.metadata import entry_points
 
-    cfg = _config(args)
-    if cfg.sandbox is None:
-        raise SystemExit("polyarb: the config has no `sandbox` section: no local chain to run")
-    exec_anvil(cfg.sandbox.chain, cfg.chain.chain_id)
-    return 0  # not reached
+    found = entry_points(group="polyarb.commands", name=args.plugin)
+    if not found:
+        raise SystemExit(f"polyarb: {args.plugin!r} is not installed (no polyarb.commands entry point)")
+    return int(next(iter(found)).load()(_config(args)) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_status)
 
     c = sub.add_parser("chain", help="run the sandbox anvil (exec, keeps the pid)")
-    c.set_defaults(func=cmd_chain)
+    c.set_defaults(func=cmd_plugin, plugin="chain")
 
     v = sub.add_parser("venue", help="run the sandbox venue (same as `actor venue`)")
     v.set_defaults(func=cmd_actor, name="venue")

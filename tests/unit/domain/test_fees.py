@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.market_math import MICRO, fee_rate_ppm, notional, taker_fee, to_micro
+from actors.domain.fees import fee_rate_ppm, notional, taker_fee
+from actors.domain.money import MICRO, to_micro
 
 pytestmark = pytest.mark.unit
 
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.unit
 def test_fee_matches_polymarkets_formula():
     # 100 shares at 0.50 with fee rate 0.02: 100 * 0.02 * 0.5 * 0.5 = 0.5 USDC
     assert taker_fee(100 * MICRO, 500_000, fee_rate_ppm("0.02")) == 500_000
-    # polymarket.md: at p = 0.5 and rate 0.072 a two-leg set costs about 0.036 in fees
+    # docs/polymarket.md: at p = 0.5 and rate 0.072 a two-leg set costs about 0.036 in fees
     assert 2 * taker_fee(MICRO, 500_000, fee_rate_ppm(Decimal("0.072"))) == 36_000
 
 

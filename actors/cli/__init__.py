@@ -1,0 +1,1 @@
+"""The operator's `polyarb` command (main) and its status view (status)."""

@@ -1,0 +1,109 @@
+"""One process, one actor: `run_actor(name)`.
+
+Creates the ZMQ context inside the process, loads and watches the config,
+builds the shell, binds the RPC server if the actor has methods, follows the
+breaker broadcast, publishes stats every interval, and handles SIGTERM/SIGINT:
+stop hook, sockets closed with a short linger, context terminated, exit 0. A
+fault in any of its tasks exits 1 so supervisord restarts the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from actors.runtime.actor import RpcMethod
+from actors.runtime.clock import SystemClock
+from actors.runtime.logs import setup_logging
+from actors.runtime.registry import actor_class
+from actors.runtime.shell import ActorRuntime
+from bus.context import destroy, new_context
+from bus.sockets import RpcServer
+from config.loader import ConfigError
+from config.runtime import ConfigWatcher
+from config.schema import Config
+
+log = logging.getLogger("polyarb.runtime")
+
+
+def rpc_handler(methods: dict[str, RpcMethod]) -> Callable[[str, dict[str, Any]], Awaitable[Any]]:
+    """Dispatch an RPC request to the actor's method of that name."""
+
+    async def handle(method: str, params: dict[str, Any]) -> Any:
+        fn = methods.get(method)
+        if fn is None:
+            raise LookupError(f"unknown method {method!r}; known: {', '.join(sorted(methods))}")
+        return await fn(params)
+
+    return handle
+
+
+async def _serve(name: str, config_path: str | None) -> int:
+    clock = SystemClock()
+    watcher = ConfigWatcher(config_path, clock=clock)
+    setup_logging(name, watcher.config.runtime.log_level)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    ctx = new_context()
+    rt = ActorRuntime(name, watcher, ctx, clock)
+    actor = actor_class(name)(rt)
+
+    def on_config(old: Config, new: Config) -> None:
+        logging.getLogger().setLevel(new.runtime.log_level)
+        cb = new.circuit_breaker
+        rt.breaker.configure(cb.heartbeat_interval_seconds, cb.unknown_after_missed_heartbeats)
+        actor.on_config(old, new)
+
+    watcher.on_change(on_config)
+    code = 0
+    try:
+        await watcher.start()
+        await actor.start()
+        methods = actor.rpc_methods()
+        if rt.rpc_endpoint and methods:
+            cfg = rt.config
+            rt.rpc_server = RpcServer(
+                ctx, rt.rpc_endpoint, rpc_handler(methods), rt.stamper,
+                cache_size=getattr(getattr(cfg, name, None), "request_cache_size", 10_000),
+                max_message_bytes=cfg.bus.max_message_bytes,
+            )
+            rt.spawn(rt.rpc_server.serve(), "rpc")
+        rt.spawn(rt.follow_breaker(), "breaker")
+        rt.spawn(rt.publish_stats(actor), "stats")
+        rt.spawn(actor.run(), "run")
+        log.info("started", extra={"fields": {"pid": os.getpid(), "boot_id": rt.boot_id}})
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *rt._tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper:
+                exc = task.exception() if not task.cancelled() else None
+                log.error("task %s ended: %r", task.get_name(), exc, exc_info=exc)
+                code = 1
+        stopper.cancel()
+        await actor.stop()
+    except Exception:
+        log.exception("fatal error")
+        code = 1
+    finally:
+        for task in rt._tasks:
+            task.cancel()
+        await asyncio.gather(*rt._tasks, return_exceptions=True)
+        await watcher.stop()
+        rt.close()
+        destroy(ctx, rt.config.bus.linger_ms)
+        log.info("stopped", extra={"fields": {"exit_code": code}})
+    return code
+
+
+def run_actor(name: str, config_path: str | None = None) -> int:
+    try:
+        return asyncio.run(_serve(name, config_path))
+    except ConfigError as exc:
+        print(f"polyarb: {exc}", flush=True)
+        return 2
