@@ -270,28 +270,62 @@ Rate = Annotated[float, Meta(ge=0, le=1)]
 
 
 class VenueMarket(_Section):
-    """One market of the sandbox venue. Two outcomes = binary; more = multi-outcome
-    (neg risk). Its condition id and token ids are derived on chain from `slug`."""
+    """One binary market of the sandbox venue: one condition, a YES and a NO token whose
+    books mirror each other (a bid for YES at p is an ask for NO at 1 - p). Its condition
+    id and token ids are derived on chain from `slug`."""
 
     slug: str  # the market's unique name; its ids are derived from it
     question: str = ""  # the question shown in the market listing
-    # Outcome names, one token each.
-    outcomes: Annotated[list[str], Meta(min_length=2)] = msgspec.field(default_factory=lambda: ["Yes", "No"])
-    fee_rate: Usdc = Decimal("0.02")  # taker fee: shares * fee_rate * p * (1 - p)
+    # Outcome names of the two tokens (YES first). Multi-outcome markets are `events`.
+    outcomes: Annotated[list[str], Meta(min_length=2, max_length=2)] = msgspec.field(
+        default_factory=lambda: ["Yes", "No"])
+    fee_rate: Usdc = Decimal("0.02")  # taker fee: shares * fee_rate * (p * (1 - p)) ^ fee_exponent
+    fee_exponent: Annotated[int, Meta(ge=1, le=4)] = 1  # the exponent of that formula (the listing's `fd.e`)
     tick_size: Usdc = Decimal("0.01")  # price tick and mid step (a mid beyond 0.04-0.96 switches to 0.001)
     min_order_size: Usdc = Decimal("5")  # smaller orders are rejected (shares); published in the listing
-    initial_prices: list[Usdc] | None = None  # mid prices; default 1/n each
+    initial_prices: list[Usdc] | None = None  # mid prices of YES and NO (summing to 1); default 0.5 each
     depth_levels: PosInt = 5  # price levels per side of each token's book
     level_size: Usdc = Decimal("200")  # shares per level
+    # Resolve on its own this long after the venue started (reported on chain, `market_resolved`
+    # sent); none = only when the operator asks (POST /sandbox/resolve).
+    resolve_after_seconds: PosFloat | None = None
+    winner: str | None = None  # the winning outcome of that resolution; none = the likelier one then
+
+
+class VenueEvent(_Section):
+    """A neg-risk event: one binary YES/NO market per outcome, grouped under one
+    `neg_risk_market_id` on the NegRiskAdapter and traded on the neg-risk exchange.
+    Exactly one outcome resolves YES."""
+
+    slug: str  # the event's unique name; its market id is derived from it
+    outcomes: Annotated[list[str], Meta(min_length=2, max_length=255)]  # named outcomes, one binary market each
+    title: str = ""  # the event's title; each outcome's question is "<title>: <outcome>?"
+    # Augmented events: placeholder outcomes (named later) and an "Other" outcome whose meaning
+    # changes as placeholders are named. Named YES prices then sum below 1 by design.
+    placeholders: Annotated[int, Meta(ge=0, le=64)] = 0
+    other: bool = False  # an "Other" outcome (augmented events)
+    fee_rate: Usdc = Decimal("0.02")  # taker fee rate of every outcome's market
+    fee_exponent: Annotated[int, Meta(ge=1, le=4)] = 1  # its exponent
+    convert_fee_bips: Annotated[int, Meta(ge=0, le=10_000)] = 0  # NegRiskAdapter feeBips of convertPositions
+    tick_size: Usdc = Decimal("0.01")  # price tick of every outcome's market
+    min_order_size: Usdc = Decimal("5")  # minimum order size (shares)
+    # YES mid prices of the named outcomes, then the placeholders and Other; default: equal shares.
+    initial_prices: list[Usdc] | None = None
+    depth_levels: PosInt = 5  # price levels per side of each token's book
+    level_size: Usdc = Decimal("200")  # shares per level
+    resolve_after_seconds: PosFloat | None = None  # as for markets: resolve on its own after this
+    winner: str | None = None  # the outcome that resolves YES then; none = the likeliest one then
 
 
 class VenueArbitrage(_Section):
-    """Gaps: the asks of a market sum below 1 (or bids above 1) by `margin`."""
+    """Gaps where real prices open them: on neg-risk events, the YES asks sum below 1 (a
+    YES basket) or the YES bids above 1 (so the NO asks sum below m - 1: a NO basket), by
+    `margin`. Binary markets get gaps only while `faults.inject_binary_gap` is on."""
 
     rate_per_minute: NonNegFloat = 6.0  # mean gaps opened per minute (Poisson), on a random market; 0 = none
     margin: Usdc = Decimal("0.04")  # distance of the sum from 1 (USDC), rounded up to whole ticks
     lifetime_seconds: PosFloat = 5.0  # a gap not fully taken ends after this
-    sell_side_share: Rate = 0.3  # fraction of gaps that are bids-above-1
+    sell_side_share: Rate = 0.3  # fraction of gaps that are bids-above-1 (NO baskets; binary sell sets)
 
 
 class VenueFaults(_Section):
@@ -313,6 +347,23 @@ class VenueFaults(_Section):
     slow_response_rate: Rate = 0.0  # share of requests delayed by slow_response_ms
     slow_response_ms: NonNegInt = 0  # that delay (ms); 0 = no slow responses
     reject_orders: bool = False  # the order endpoint answers 5xx to every POST /order
+    # Binary complete-set gaps (ask YES + ask NO < 1) do not rest on the real venue: matching
+    # closes them. On, the simulator opens them on binary markets too (at the arbitrage rate).
+    inject_binary_gap: bool = False
+    # Settlement: a matched trade is mined this long after its match (MATCHED -> MINED), then
+    # CONFIRMED after as long again.
+    settlement_latency_ms: NonNegInt = 2000
+    trade_fail_rate: Rate = 0.0  # share of matched trades that end FAILED (nothing moves on chain)
+    trade_retry_rate: Rate = 0.0  # share that go RETRYING (a reverted settlement resubmitted), then CONFIRMED
+    delayed_rate: Rate = 0.0  # share of orders answered `delayed`: matched (or not) after the delay
+    delayed_unmatched_share: Rate = 0.5  # of those, the share that end UNMATCHED instead
+    delay_ms: NonNegInt = 1000  # the matching delay of a `delayed` order
+    # The weekly matching-engine restart: every this many seconds (none = never) the order
+    # endpoints answer 425 for engine_restart_seconds, then accept only post-only orders
+    # for post_only_seconds.
+    engine_restart_every_seconds: PosFloat | None = None
+    engine_restart_seconds: PosFloat = 90.0
+    post_only_seconds: PosFloat = 120.0
 
 
 class Venue(_Section):
@@ -323,10 +374,16 @@ class Venue(_Section):
     seed: int = 42  # seed of the simulator and fault injector: the same seed, the same events
     operator_index: NonNegInt = 0  # dev mnemonic account of the venue operator
     updates_per_second: NonNegFloat = 20.0  # book changes, across all markets
-    markets: list[VenueMarket] = []  # the venue's markets (each entry below)
+    markets: list[VenueMarket] = []  # the venue's binary markets (each entry below)
+    events: list[VenueEvent] = []  # the venue's neg-risk events (each entry below)
+    state_dir: str = "run/state"  # the venue's SQLite store: orders, trades, client ids (survive a restart)
+    # Dead-man switch: an account that sent heartbeats and then none for this long has its
+    # resting orders cancelled.
+    heartbeat_timeout_seconds: PosFloat = 10.0
     arbitrage: VenueArbitrage = VenueArbitrage()
     faults: VenueFaults = VenueFaults()
-    trader_funding: Usdc = Decimal("10000")  # the trading wallet is topped up to this collateral at bootstrap
+    # Collateral minted to the trading wallet once, when the sandbox world (a fresh chain) is created.
+    trader_funding: Usdc = Decimal("10000")
     # Complete sets the operator holds per market (split at bootstrap), plus as much collateral besides.
     operator_inventory: Usdc = Decimal("100000")
 
@@ -366,5 +423,6 @@ READ_AT_START: dict[str, tuple[str, ...]] = {
     "runtime": ("config_debounce_ms",),
     "feed": ("ws_url",),
     "sandbox": ("chain",),
-    "sandbox.venue": ("host", "port", "seed", "operator_index", "markets", "trader_funding", "operator_inventory"),
+    "sandbox.venue": ("host", "port", "seed", "operator_index", "markets", "events", "state_dir", "trader_funding",
+                      "operator_inventory"),
 }

@@ -2,16 +2,23 @@
 
     python -m sandbox.deploy [--config PATH] [--rpc URL]   # prints the Deployment as JSON
 
-Our three contracts are placed at the REAL Polygon addresses py-clob-client-v2 uses for
-the configured chain id (collateral, conditional_tokens, exchange_v2), so every client
-works unchanged against the sandbox. anvil_setCode runs no constructor: each contract is
-then set up through its one-shot `initialize`.
+Our contracts are placed at the REAL Polygon addresses py-clob-client-v2 uses for the
+configured chain id (collateral, conditional_tokens, exchange_v2, neg_risk_exchange_v2,
+neg_risk_adapter; WCOL at the real adapter's WCOL address), so every client works
+unchanged against the sandbox. anvil_setCode runs no constructor: each contract is then
+set up through its one-shot `initialize`.
+
+Binary `markets` are CTF conditions with the operator as oracle, traded on the exchange;
+neg-risk `events` are NegRiskAdapter markets, one binary question per outcome, traded on
+the neg-risk exchange. Both exchanges are a Settlement instance.
 
 Every step checks the chain first and acts only when needed, so the venue runs this at
-each start: a second run on a set-up chain sends no transaction. All transactions come
-from the venue operator (dev account `sandbox.venue.operator_index`); the trading wallet
-only receives collateral (its own approvals are the executor's job, through the nonce
-authority). Money is integer 1e-6 units everywhere; config amounts are exact Decimals.
+each start: a second run on a set-up chain sends no transaction. The trading wallet is
+funded once, when the world is created (the collateral's one-shot initialization marks
+it), never topped up afterwards; the operator's own inventory is. All transactions come
+from the venue operator (dev account `sandbox.venue.operator_index`); the trader's own
+approvals are the executor's job. Money is integer 1e-6 units everywhere; config amounts
+are exact Decimals.
 """
 
 from __future__ import annotations
@@ -22,13 +29,12 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
 
-from eth_abi.packed import encode_packed
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 from py_clob_client_v2.config import get_contract_config
 from web3 import Web3
 from web3.contract import Contract
@@ -37,18 +43,35 @@ from web3.contract.contract import ContractFunction
 from actors.domain.money import to_micro
 from actors.domain.wallet import ANVIL_MNEMONIC, dev_account, load_wallet
 from actors.runtime.clock import Clock, SystemClock
-from config.schema import Config, Venue
+from config.schema import Config, Venue, VenueEvent
 from sandbox.contracts.build import load_artifact
+from sandbox.contracts.ids import (  # noqa: F401 - re-exported: the venue and the tests derive ids from here
+    NO,
+    NO_TOKEN_BURN_ADDRESS,
+    YES,
+    ZERO32,
+    binary_position_ids,
+    collection_id,
+    condition_id,
+    neg_risk_market_id,
+    neg_risk_question_id,
+    position_id,
+    question_id,
+)
 
 MAX_UINT = 2**256 - 1
-ZERO32 = b"\x00" * 32
-POL_FLOOR = 100 * 10**18  # top up an account's gas money below this ...
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+POL_FLOOR = 100 * 10**18  # top up the operator's gas money below this ...
 POL_TOP_UP = 1000 * 10**18  # ... to this (hysteresis: not at every restart)
 # Explicit gas limits: the whole bootstrap is sent as one batch of consecutive nonces, so
 # a later transaction (a split) cannot be estimated before an earlier one (the mint) is
 # mined. 1M covers the largest step (a 256-slot prepareCondition stays under it) with room.
 GAS_LIMIT = 1_000_000
 RECEIPT_TIMEOUT_SECONDS = 60.0
+# Polymarket's WCOL on Polygon (the NegRiskAdapter's wrapped collateral, neg-risk-ctf-adapter's
+# addresses.json); py-clob-client-v2 does not list it.
+WCOL_ADDRESS = "0x3A3BD7bb9528E159577F7C2e685CC81A765002E2"
+PLACEHOLDER, OTHER = "Placeholder {}", "Other"
 
 
 class BootstrapError(RuntimeError):
@@ -57,18 +80,25 @@ class BootstrapError(RuntimeError):
 
 @dataclass(frozen=True)
 class MarketInfo:
-    """One sandbox market as the venue lists it (Polymarket's market fields)."""
+    """One binary market as the venue lists it (Polymarket's market fields): a configured
+    binary market, or one outcome of a neg-risk event."""
 
     slug: str
     question: str
     condition_id: str  # 0x hex
-    question_id: str  # 0x hex, keccak256(slug)
+    question_id: str  # 0x hex: keccak256(slug), or the adapter's (market id + index)
     outcomes: list[str]
-    token_ids: list[str]  # decimal uint256 position ids, in outcome order
+    token_ids: list[str]  # decimal uint256 position ids, in outcome order (YES, NO)
     fee_rate: Decimal
     tick_size: Decimal
     min_order_size: Decimal
-    neg_risk: bool = False  # one condition with n slots, not Polymarket's n binary conditions
+    neg_risk: bool = False  # an event's outcome: WCOL positions, the neg-risk exchange
+    fee_exponent: int = 1
+    neg_risk_market_id: str = ""  # 0x hex, the adapter's market id of the event (neg risk only)
+    event_slug: str = ""
+    outcome: str = ""  # the event outcome's name
+    placeholder: bool = False  # a placeholder outcome of an augmented event
+    other: bool = False  # the "Other" outcome of an augmented event
 
     @property
     def partition(self) -> list[int]:
@@ -77,58 +107,129 @@ class MarketInfo:
 
 
 @dataclass(frozen=True)
+class EventInfo:
+    """One neg-risk event: a NegRiskAdapter market, one question (binary market) per outcome."""
+
+    slug: str
+    title: str
+    market_id: str  # 0x hex, the adapter's market id
+    fee_bips: int  # convertPositions' fee, out of 10_000
+    condition_ids: list[str]  # 0x hex, in question order
+    outcomes: list[str]  # named outcomes, then "Placeholder 1..n", then "Other"
+    placeholders: int  # how many outcomes after the named ones are placeholders
+    other: bool  # the last outcome is "Other"
+    question_ids: list[str]  # 0x hex, in question order (reportOutcome's argument)
+    market_slugs: list[str]  # the MarketInfo slug of each outcome
+
+
+@dataclass(frozen=True)
+class Addresses:
+    collateral: str
+    ctf: str
+    exchange: str
+    neg_risk_adapter: str
+    neg_risk_exchange: str
+    wcol: str
+
+
+@dataclass(frozen=True)
 class Deployment:
     collateral: str
     ctf: str
-    exchange: str  # the Settlement contract
+    exchange: str  # the standard Settlement instance
     operator: str
     trader: str
-    markets: list[MarketInfo]
+    markets: list[MarketInfo]  # binary markets, then every event's outcomes
+    neg_risk_adapter: str = ""
+    neg_risk_exchange: str = ""  # the neg-risk Settlement instance
+    wcol: str = ""
+    events: list[EventInfo] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """JSON-safe dict (Decimals as strings)."""
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
-
-# ---------------------------------------------------------------- ids (as the CTF derives them)
-
-
-def question_id(slug: str) -> bytes:
-    return keccak(slug.encode())
-
-
-def condition_id(oracle: str, question: bytes, outcome_slot_count: int) -> bytes:
-    return keccak(encode_packed(["address", "bytes32", "uint256"], [oracle, question, outcome_slot_count]))
+    @classmethod
+    def from_json(cls, raw: dict) -> Deployment:
+        """The inverse of to_json."""
+        decimals = ("fee_rate", "tick_size", "min_order_size")
+        markets = [MarketInfo(**{**m, **{k: Decimal(m[k]) for k in decimals}}) for m in raw["markets"]]
+        events = [EventInfo(**e) for e in raw.get("events", [])]
+        return cls(**{**raw, "markets": markets, "events": events})
 
 
-def collection_id(parent: bytes, condition: bytes, index_set: int) -> bytes:
-    return keccak(encode_packed(["bytes32", "bytes32", "uint256"], [parent, condition, index_set]))
-
-
-def position_id(collateral: str, collection: bytes) -> int:
-    return int.from_bytes(keccak(encode_packed(["address", "bytes32"], [collateral, collection])), "big")
+# ---------------------------------------------------------------- ids
 
 
 def contract_addresses(chain_id: int) -> tuple[str, str, str]:
     """(collateral, conditional tokens, exchange) as py-clob-client-v2 knows them."""
+    a = addresses(chain_id)
+    return a.collateral, a.ctf, a.exchange
+
+
+def addresses(chain_id: int) -> Addresses:
+    """Every contract address of the sandbox world for `chain_id`."""
     c = get_contract_config(chain_id)
-    return (to_checksum_address(c.collateral), to_checksum_address(c.conditional_tokens),
-            to_checksum_address(c.exchange_v2))
+    return Addresses(
+        collateral=to_checksum_address(c.collateral), ctf=to_checksum_address(c.conditional_tokens),
+        exchange=to_checksum_address(c.exchange_v2), neg_risk_adapter=to_checksum_address(c.neg_risk_adapter),
+        neg_risk_exchange=to_checksum_address(c.neg_risk_exchange_v2), wcol=to_checksum_address(WCOL_ADDRESS),
+    )
+
+
+def event_outcomes(event: VenueEvent) -> list[tuple[str, bool, bool]]:
+    """(name, placeholder, other) of each question of `event`, in question order."""
+    return ([(name, False, False) for name in event.outcomes]
+            + [(PLACEHOLDER.format(i), True, False) for i in range(1, event.placeholders + 1)]
+            + ([(OTHER, False, True)] if event.other else []))
+
+
+def _event_market_id(event: VenueEvent, oracle: str) -> bytes:
+    return neg_risk_market_id(oracle, event.convert_fee_bips, event.slug.encode())
 
 
 def market_infos(cfg: Config, operator_address: str) -> list[MarketInfo]:
-    """Every configured market with its ids, computed without a chain (the venue lists
-    markets before the chain is up); equal to what the contract derives."""
-    collateral, _, _ = contract_addresses(cfg.chain.chain_id)
+    """Every binary condition (the configured markets, then each event's outcomes) with its
+    ids, computed without a chain (the venue lists markets before the chain is up); equal
+    to what the contracts derive."""
+    a, venue = addresses(cfg.chain.chain_id), _venue(cfg)
     infos = []
-    for m in _venue(cfg).markets:
+    for m in venue.markets:
         qid = question_id(m.slug)
-        cid = condition_id(operator_address, qid, len(m.outcomes))
-        ids = [str(position_id(collateral, collection_id(ZERO32, cid, 1 << i))) for i in range(len(m.outcomes))]
+        cid = condition_id(operator_address, qid, 2)
         infos.append(MarketInfo(
             slug=m.slug, question=m.question, condition_id="0x" + cid.hex(), question_id="0x" + qid.hex(),
-            outcomes=list(m.outcomes), token_ids=ids, fee_rate=m.fee_rate, tick_size=m.tick_size,
-            min_order_size=m.min_order_size,
+            outcomes=list(m.outcomes), token_ids=[str(t) for t in binary_position_ids(a.collateral, cid)],
+            fee_rate=m.fee_rate, tick_size=m.tick_size, min_order_size=m.min_order_size,
+            fee_exponent=m.fee_exponent,
+        ))
+    for e in venue.events:
+        market_id = _event_market_id(e, operator_address)
+        for i, (name, placeholder, other) in enumerate(event_outcomes(e)):
+            qid = neg_risk_question_id(market_id, i)
+            cid = condition_id(a.neg_risk_adapter, qid, 2)
+            infos.append(MarketInfo(
+                slug=f"{e.slug}-{i}", question=f"{e.title or e.slug}: {name}?", condition_id="0x" + cid.hex(),
+                question_id="0x" + qid.hex(), outcomes=["Yes", "No"],
+                token_ids=[str(t) for t in binary_position_ids(a.wcol, cid)], fee_rate=e.fee_rate,
+                tick_size=e.tick_size, min_order_size=e.min_order_size, neg_risk=True, fee_exponent=e.fee_exponent,
+                neg_risk_market_id="0x" + market_id.hex(), event_slug=e.slug, outcome=name, placeholder=placeholder,
+                other=other,
+            ))
+    return infos
+
+
+def event_infos(cfg: Config, operator_address: str) -> list[EventInfo]:
+    """Every configured neg-risk event with its adapter ids (no chain needed)."""
+    markets = [m for m in market_infos(cfg, operator_address) if m.neg_risk]
+    infos = []
+    for e in _venue(cfg).events:
+        mine = [m for m in markets if m.event_slug == e.slug]
+        infos.append(EventInfo(
+            slug=e.slug, title=e.title, market_id="0x" + _event_market_id(e, operator_address).hex(),
+            fee_bips=e.convert_fee_bips, condition_ids=[m.condition_id for m in mine],
+            outcomes=[m.outcome for m in mine], placeholders=e.placeholders, other=e.other,
+            question_ids=[m.question_id for m in mine], market_slugs=[m.slug for m in mine],
         ))
     return infos
 
@@ -142,7 +243,7 @@ def _abi(name: str) -> list:
 
 
 def contract(w3: Web3, name: str, address: str) -> Contract:
-    """A web3 contract for `name` (Collateral, ConditionalTokens, Settlement) at `address`."""
+    """A web3 contract for `name` (one of sandbox.contracts.build.CONTRACTS) at `address`."""
     return w3.eth.contract(address=to_checksum_address(address), abi=_abi(name))
 
 
@@ -242,78 +343,145 @@ def _top_up_gas(w3: Web3, address: str) -> None:
         _rpc(w3, "anvil_setBalance", [address, hex(POL_TOP_UP)])
 
 
-def bootstrap(cfg: Config, rpc_url: str | None = None, *, timeout: float = RECEIPT_TIMEOUT_SECONDS) -> Deployment:
-    """Bring the anvil at `rpc_url` (default cfg.chain.rpc_url) to the configured world:
-    contracts placed and initialized, conditions prepared, trader funded, operator holding
-    collateral and `operator_inventory` complete sets per market, approvals in place."""
-    venue = _venue(cfg)
+def _by_signature(c: Contract, signature: str, *args: object) -> ContractFunction:
+    """An overloaded function (the adapter's split has the CTF's 5-argument form too)."""
+    return c.get_function_by_signature(signature)(*args)
+
+
+@dataclass
+class _World:
+    """What one bootstrap works with: the batch, the contracts, the parties."""
+
+    batch: _Batch
+    a: Addresses
+    op: str
+    trader: str
+    coll: Contract
+    ctf: Contract
+    adapter: Contract
+    exchanges: dict[str, Contract]  # label -> Settlement instance
+
+
+def _connect_anvil(cfg: Config, rpc_url: str | None, timeout: float) -> Web3:
     w3 = wait_for_chain(rpc_url or cfg.chain.rpc_url, timeout)
     client = str(_rpc(w3, "web3_clientVersion", []))
     if not client.lower().startswith("anvil"):
         raise BootstrapError(f"refusing to bootstrap on {client!r}: the sandbox world is for anvil only")
     if w3.eth.chain_id != cfg.chain.chain_id:
         raise BootstrapError(f"the node's chain id is {w3.eth.chain_id}, the config says {cfg.chain.chain_id}")
+    return w3
 
+
+def _initialize(w: _World, venue: Venue) -> None:
+    """One-shot initializations, in dependency order (the adapter takes WCOL, the neg-risk
+    exchange reads WCOL from the adapter). A fresh collateral means a new world: only then
+    is the trader funded, right after, in the same batch."""
+    coll, adapter, a, op = w.coll.functions, w.adapter.functions, w.a, w.op
+    if not coll.initialized().call():
+        w.batch.send("Collateral.initialize", coll.initialize(op))
+        w.batch.send("mint(trader)", coll.mint(w.trader, to_micro(venue.trader_funding)))
+    elif coll.admin().call() != op:
+        raise BootstrapError(f"pUSD admin is {coll.admin().call()}, not the operator {op}")
+    if not adapter.initialized().call():
+        w.batch.send("NegRiskAdapter.initialize", adapter.initialize(op, a.ctf, a.collateral, a.wcol, op))
+    elif ((adapter.ctf().call(), adapter.col().call(), adapter.wcol().call(), adapter.isAdmin(op).call())
+          != (a.ctf, a.collateral, a.wcol, True)):
+        raise BootstrapError("NegRiskAdapter was initialized with another CTF, collateral, WCOL or admin")
+    for label, ex, nr in (("Settlement", w.exchanges["Settlement"], ZERO_ADDRESS),
+                          ("NegRiskSettlement", w.exchanges["NegRiskSettlement"], a.neg_risk_adapter)):
+        f = ex.functions
+        if not f.initialized().call():
+            w.batch.send(f"{label}.initialize", f.initialize(op, a.collateral, a.ctf, nr))
+        elif (f.admin().call(), f.collateral().call(), f.ctf().call(), f.negRiskAdapter().call()) != (
+                op, a.collateral, a.ctf, nr):
+            raise BootstrapError(f"{label} was initialized with another admin, collateral, CTF or adapter")
+        if not f.isOperator(op).call():
+            w.batch.send(f"{label}.addOperator", f.addOperator(op))
+
+
+def _prepare(w: _World, venue: Venue, markets: list[MarketInfo], events: list[EventInfo]) -> None:
+    """Binary conditions with the operator as oracle; each event's market and questions
+    through the adapter (questions are numbered in order: only the missing tail is added)."""
+    ctf, adapter = w.ctf.functions, w.adapter.functions
+    for m in markets:
+        if not m.neg_risk and ctf.getOutcomeSlotCount(bytes.fromhex(m.condition_id[2:])).call() == 0:
+            w.batch.send(f"prepareCondition({m.slug})",
+                         ctf.prepareCondition(w.op, bytes.fromhex(m.question_id[2:]), len(m.outcomes)))
+    for e, info in zip(venue.events, events, strict=True):
+        market_id = bytes.fromhex(info.market_id[2:])
+        if adapter.getOracle(market_id).call() == ZERO_ADDRESS:
+            w.batch.send(f"prepareMarket({e.slug})", adapter.prepareMarket(e.convert_fee_bips, e.slug.encode()))
+            prepared = 0
+        else:
+            prepared = adapter.getQuestionCount(market_id).call()
+        for i in range(prepared, len(info.outcomes)):
+            w.batch.send(f"prepareQuestion({info.market_slugs[i]})",
+                         adapter.prepareQuestion(market_id, info.outcomes[i].encode()))
+
+
+def _fund_operator(w: _World, venue: Venue, markets: list[MarketInfo]) -> None:
+    """Split each condition's complete sets up to operator_inventory (the outcome with the
+    fewest shares decides; neg-risk ones through the adapter); the operator keeps
+    operator_inventory collateral besides, to pay traders who sell. Approvals first."""
+    coll, ctf, op = w.coll.functions, w.ctf.functions, w.op
+    inventory = to_micro(venue.operator_inventory)
+    splits = []
+    for m in markets:
+        held = ctf.balanceOfBatch([op] * len(m.token_ids), [int(t) for t in m.token_ids]).call()
+        if min(held) < inventory:
+            splits.append((m, inventory - min(held)))
+    missing = inventory + sum(amount for _, amount in splits) - coll.balanceOf(op).call()
+    if missing > 0:
+        w.batch.send("mint(operator)", coll.mint(op, missing))
+    spenders = {"CTF": w.a.ctf, "NegRiskAdapter": w.a.neg_risk_adapter,
+                **{label: ex.address for label, ex in w.exchanges.items()}}
+    for label, spender in spenders.items():
+        if coll.allowance(op, spender).call() != MAX_UINT:
+            w.batch.send(f"approve({label})", coll.approve(spender, MAX_UINT))
+        if label != "CTF" and not ctf.isApprovedForAll(op, spender).call():
+            w.batch.send(f"setApprovalForAll({label})", ctf.setApprovalForAll(spender, True))
+    for m, amount in splits:
+        cid = bytes.fromhex(m.condition_id[2:])
+        if m.neg_risk:
+            w.batch.send(f"adapter.splitPosition({m.slug})",
+                         _by_signature(w.adapter, "splitPosition(bytes32,uint256)", cid, amount))
+        else:
+            w.batch.send(f"splitPosition({m.slug})",
+                         ctf.splitPosition(w.a.collateral, ZERO32, cid, m.partition, amount))
+
+
+def bootstrap(cfg: Config, rpc_url: str | None = None, *, timeout: float = RECEIPT_TIMEOUT_SECONDS) -> Deployment:
+    """Bring the anvil at `rpc_url` (default cfg.chain.rpc_url) to the configured world:
+    contracts placed and initialized, conditions and neg-risk markets prepared, the trader
+    funded if the world is new, the operator holding collateral and `operator_inventory`
+    complete sets per condition, its approvals in place."""
+    venue = _venue(cfg)
+    w3 = _connect_anvil(cfg, rpc_url, timeout)
     mnemonic = cfg.sandbox.chain.mnemonic if cfg.sandbox else ANVIL_MNEMONIC
     op = dev_account(venue.operator_index, mnemonic)
     trader = load_wallet(cfg).address
-    collateral_addr, ctf_addr, exchange_addr = contract_addresses(cfg.chain.chain_id)
-    for addr in (op.address, trader):
-        _top_up_gas(w3, addr)
-    for name, addr in (("Collateral", collateral_addr), ("ConditionalTokens", ctf_addr),
-                       ("Settlement", exchange_addr)):
+    a = addresses(cfg.chain.chain_id)
+    code = (("Collateral", a.collateral), ("ConditionalTokens", a.ctf), ("Settlement", a.exchange),
+            ("Settlement", a.neg_risk_exchange), ("WrappedCollateral", a.wcol), ("NegRiskAdapter", a.neg_risk_adapter))
+    for name, addr in code:
         _place_code(w3, name, addr)
-    coll = contract(w3, "Collateral", collateral_addr).functions
-    ctf = contract(w3, "ConditionalTokens", ctf_addr).functions
-    ex = contract(w3, "Settlement", exchange_addr).functions
-    markets = market_infos(cfg, op.address)
-    batch = _Batch(w3, op)
-
-    # 1. one-shot initialization; an existing admin must be our operator, else minting fails later.
-    if not coll.initialized().call():
-        batch.send("Collateral.initialize", coll.initialize(op.address))
-    elif coll.admin().call() != op.address:
-        raise BootstrapError(f"pUSD admin is {coll.admin().call()}, not the operator {op.address}")
-    if not ex.initialized().call():
-        batch.send("Settlement.initialize", ex.initialize(op.address, collateral_addr, ctf_addr))
-    elif (ex.admin().call(), ex.collateral().call(), ex.ctf().call()) != (op.address, collateral_addr, ctf_addr):
-        raise BootstrapError("Settlement was initialized with another admin, collateral or CTF")
-    if not ex.isOperator(op.address).call():
-        batch.send("Settlement.addOperator", ex.addOperator(op.address))
-
-    # 2. conditions: the operator is the oracle of every market.
-    for m in markets:
-        if ctf.getOutcomeSlotCount(bytes.fromhex(m.condition_id[2:])).call() == 0:
-            batch.send(f"prepareCondition({m.slug})",
-                       ctf.prepareCondition(op.address, bytes.fromhex(m.question_id[2:]), len(m.outcomes)))
-
-    # 3. funding: top the trader up to trader_funding; split each market's complete sets up to
-    # operator_inventory (the outcome with the fewest shares decides); the operator keeps
-    # operator_inventory collateral besides, to pay traders who sell.
-    trader_target, inventory = to_micro(venue.trader_funding), to_micro(venue.operator_inventory)
-    trader_has = coll.balanceOf(trader).call()
-    if trader_has < trader_target:
-        batch.send("mint(trader)", coll.mint(trader, trader_target - trader_has))
-    splits = []
-    for m in markets:
-        held = ctf.balanceOfBatch([op.address] * len(m.token_ids), [int(t) for t in m.token_ids]).call()
-        if min(held) < inventory:
-            splits.append((m, inventory - min(held)))
-    missing = inventory + sum(a for _, a in splits) - coll.balanceOf(op.address).call()
-    if missing > 0:
-        batch.send("mint(operator)", coll.mint(op.address, missing))
-    for spender, label in ((ctf_addr, "CTF"), (exchange_addr, "Settlement")):
-        if coll.allowance(op.address, spender).call() != MAX_UINT:
-            batch.send(f"approve({label})", coll.approve(spender, MAX_UINT))
-    if not ctf.isApprovedForAll(op.address, exchange_addr).call():
-        batch.send("setApprovalForAll(Settlement)", ctf.setApprovalForAll(exchange_addr, True))
-    for m, amount in splits:
-        batch.send(f"splitPosition({m.slug})", ctf.splitPosition(
-            collateral_addr, ZERO32, bytes.fromhex(m.condition_id[2:]), m.partition, amount))
-    batch.wait(timeout)
-
-    return Deployment(collateral=collateral_addr, ctf=ctf_addr, exchange=exchange_addr, operator=op.address,
-                      trader=trader, markets=markets)
+    w = _World(
+        batch=_Batch(w3, op), a=a, op=op.address, trader=trader, coll=contract(w3, "Collateral", a.collateral),
+        ctf=contract(w3, "ConditionalTokens", a.ctf), adapter=contract(w3, "NegRiskAdapter", a.neg_risk_adapter),
+        exchanges={"Settlement": contract(w3, "Settlement", a.exchange),
+                   "NegRiskSettlement": contract(w3, "Settlement", a.neg_risk_exchange)},
+    )
+    _top_up_gas(w3, op.address)
+    if not w.coll.functions.initialized().call():
+        _top_up_gas(w3, trader)  # gas money too: only for a new world
+    markets, events = market_infos(cfg, op.address), event_infos(cfg, op.address)
+    _initialize(w, venue)
+    _prepare(w, venue, markets, events)
+    _fund_operator(w, venue, markets)
+    w.batch.wait(timeout)
+    return Deployment(collateral=a.collateral, ctf=a.ctf, exchange=a.exchange, operator=op.address, trader=trader,
+                      markets=markets, neg_risk_adapter=a.neg_risk_adapter, neg_risk_exchange=a.neg_risk_exchange,
+                      wcol=a.wcol, events=events)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,7 +145,8 @@ class VenueActor(Actor):
         self.state = VenueState(self.markets, clock)
         self.faults = FaultInjector(v.faults, random.Random(f"{v.seed}:faults"), clock)
         self.sim = Simulator(self.state, v.markets, random.Random(v.seed), clock,
-                             updates_per_second=v.updates_per_second, arbitrage=v.arbitrage)
+                             updates_per_second=v.updates_per_second, arbitrage=v.arbitrage, events=v.events,
+                             binary_gaps=v.faults.inject_binary_gap)
         self.sim.init_books()
         self.hub = MarketHub(self.state, self.faults, clock)
         self._runner = web.AppRunner(build_app(self, self.installers), access_log=None, shutdown_timeout=1.0)
@@ -241,7 +242,7 @@ class VenueActor(Actor):
         v = new.sandbox.venue
         started, ended = self.faults.configure(v.faults)
         self.hub.set_stall(started, ended)
-        self.sim.configure(v.updates_per_second, v.arbitrage)
+        self.sim.configure(v.updates_per_second, v.arbitrage, v.faults.inject_binary_gap)
         if old.sandbox is not None:
             changed = [k for k in RESTART_ONLY_KEYS if getattr(old.sandbox.venue, k) != getattr(v, k)]
             if changed:

@@ -39,6 +39,12 @@ class MarketInfo:
     tick_size: Decimal
     min_order_size: Decimal
     neg_risk: bool = False
+    fee_exponent: int = 1
+    neg_risk_market_id: str = ""
+    event_slug: str = ""
+    outcome: str = ""
+    placeholder: bool = False
+    other: bool = False
 
 
 def operator_address(cfg: Config) -> str:
@@ -68,16 +74,29 @@ def market_infos(cfg: Config) -> list[Any]:
     return fallback_market_infos(cfg)
 
 
+def _stand_in(slug: str, question: str, outcomes: list[str], cfg: Any, **extra: Any) -> MarketInfo:
+    qid = keccak(text=f"question:{slug}")
+    cid = keccak(text=f"condition:{slug}")
+    tokens = [str(int.from_bytes(keccak(text=f"token:{slug}:{i}"), "big")) for i in range(len(outcomes))]
+    return MarketInfo(slug=slug, question=question, condition_id="0x" + cid.hex(), question_id="0x" + qid.hex(),
+                      outcomes=list(outcomes), token_ids=tokens, fee_rate=cfg.fee_rate, tick_size=cfg.tick_size,
+                      min_order_size=cfg.min_order_size, fee_exponent=cfg.fee_exponent, **extra)
+
+
+def event_outcomes(ev: Any) -> list[tuple[str, bool, bool]]:
+    """(name, placeholder, other) of every outcome of a neg-risk event, in question order."""
+    return ([(o, False, False) for o in ev.outcomes] + [(f"Placeholder {i + 1}", True, False)
+                                                        for i in range(ev.placeholders)]
+            + ([("Other", False, True)] if ev.other else []))
+
+
 def fallback_market_infos(cfg: Config) -> list[MarketInfo]:
     assert cfg.sandbox is not None
-    infos = []
-    for m in cfg.sandbox.venue.markets:
-        qid = keccak(text=f"question:{m.slug}")
-        cid = keccak(text=f"condition:{m.slug}")
-        tokens = [str(int.from_bytes(keccak(text=f"token:{m.slug}:{i}"), "big")) for i in range(len(m.outcomes))]
-        infos.append(MarketInfo(
-            slug=m.slug, question=m.question, condition_id="0x" + cid.hex(), question_id="0x" + qid.hex(),
-            outcomes=list(m.outcomes), token_ids=tokens, fee_rate=m.fee_rate, tick_size=m.tick_size,
-            min_order_size=m.min_order_size, neg_risk=False,
-        ))
+    infos = [_stand_in(m.slug, m.question, m.outcomes, m) for m in cfg.sandbox.venue.markets]
+    for ev in cfg.sandbox.venue.events:
+        market_id = "0x" + keccak(text=f"event:{ev.slug}")[:31].hex() + "00"
+        for i, (name, placeholder, other) in enumerate(event_outcomes(ev)):
+            infos.append(_stand_in(f"{ev.slug}-{i}", f"{ev.title or ev.slug}: {name}?", ["Yes", "No"], ev,
+                                   neg_risk=True, neg_risk_market_id=market_id, event_slug=ev.slug, outcome=name,
+                                   placeholder=placeholder, other=other))
     return infos

@@ -57,14 +57,18 @@ def decode_cursor(cursor: str) -> int:
     return offset
 
 
-def market_object(market: Any, price_of: Any) -> dict[str, Any]:
-    """Polymarket's market object for one MarketInfo; `price_of(token) -> micro price`."""
+def market_object(market: Any, price_of: Any, *, closed: bool = False, winner: str = "") -> dict[str, Any]:
+    """Polymarket's market object for one MarketInfo (one binary condition); `price_of(token)
+    -> micro price`. Neg-risk markets carry their event's `neg_risk_market_id` and their
+    question id as `neg_risk_request_id`; a resolved market is closed, not accepting orders,
+    and names its winning token."""
+    neg_risk = bool(getattr(market, "neg_risk", False))
     return {
         "enable_order_book": True,
-        "active": True,
-        "closed": False,
+        "active": not closed,
+        "closed": closed,
         "archived": False,
-        "accepting_orders": True,
+        "accepting_orders": not closed,
         "minimum_order_size": Decimal(market.min_order_size),
         "minimum_tick_size": Decimal(market.tick_size),
         "condition_id": market.condition_id,
@@ -75,13 +79,14 @@ def market_object(market: Any, price_of: Any) -> dict[str, Any]:
         "end_date_iso": None,
         "maker_base_fee": 0,
         "taker_base_fee": int(market.fee_rate * 10_000),
-        "neg_risk": bool(market.neg_risk),
-        "neg_risk_market_id": "",
-        "neg_risk_request_id": "",
+        "neg_risk": neg_risk,
+        "neg_risk_market_id": getattr(market, "neg_risk_market_id", "") if neg_risk else "",
+        "neg_risk_request_id": market.question_id if neg_risk else "",
         "is_50_50_outcome": False,
-        "tags": [],
+        "tags": ["Placeholder"] if getattr(market, "placeholder", False) else
+                ["Other"] if getattr(market, "other", False) else [],
         "tokens": [
-            {"token_id": t, "outcome": o, "price": Decimal(micro_to_str(price_of(t))), "winner": False}
+            {"token_id": t, "outcome": o, "price": Decimal(micro_to_str(price_of(t))), "winner": t == winner}
             for t, o in zip(market.token_ids, market.outcomes, strict=True)
         ],
     }

@@ -5,21 +5,27 @@ clock), randomness from the injected seeded `random.Random`; the same seed and
 the same calls give the same events. It changes books only through
 `VenueState`, which emits the events.
 
-Model. Each market has one mid per outcome on its tick grid, summing to
-exactly 1. A token's normal book is a ladder of `depth_levels` levels of
-`level_size` on each side: best ask = mid + tick, best bid = mid - tick. So
-the best asks of a market always sum to MORE than 1 and the best bids to LESS:
-the random walk never makes accidental arbitrage. An update either moves one
-outcome's mid up a tick and another's down a tick (sum kept), or changes the
-size of one level. Near the edges (mid > 0.96 or < 0.04) a token's tick
-becomes 0.001: a tick_size_change and a fresh book, and back again.
+Model. A group is a set of outcomes whose YES prices sum to exactly 1: a
+binary market (YES and its NO, whose book is YES's mirror) or a neg-risk event
+(the YES token of each of its binary markets; each NO book mirrors its YES).
+The simulator writes YES books only; `VenueState` mirrors every level onto
+the complement. A YES book's normal form is a ladder of `depth_levels` levels
+of `level_size` on each side: best ask = mid + tick, best bid = mid - tick. So
+the best YES asks of a group always sum to MORE than 1 and the best bids to
+LESS: the random walk never makes accidental arbitrage. An update either moves
+one outcome's mid up a tick and another's down a tick (sum kept), or changes
+the size of one level. Near the edges (mid > 0.96 or < 0.04) a market's tick
+becomes 0.001: a tick_size_change and fresh books, and back again.
 
-Gaps, at `rate_per_minute` (Poisson): a buy-side gap moves the best asks of
-ALL outcomes of one market down so they sum to 1 - margin (the bids move
-below them, with full ladders behind); a sell-side gap (`sell_side_share`)
-moves the best bids up to sum 1 + margin. A gap ends when a taker consumed
-every outcome's best gap level ("taken") or after `lifetime_seconds`; then
-the books return to normal. The walk leaves a market alone during its gap.
+Gaps, at `rate_per_minute` (Poisson), where real prices open them: on an
+event, a buy-side gap moves the best YES asks of ALL its outcomes down so they
+sum to 1 - margin (a YES basket below 1), a sell-side gap (`sell_side_share`)
+moves the best YES bids up to 1 + margin (so the NO asks sum to m - 1 - margin:
+a NO basket). A binary market's complement gap needs a crossed book (ask YES +
+ask NO = 1 - (bid YES - ask YES)), which matching closes on the real venue:
+binary markets get gaps only while `inject_binary_gap` is on. A gap ends when
+takers consumed every gap level ("taken") or after `lifetime_seconds`; then
+the books return to normal. The walk leaves a group alone during its gap.
 """
 
 from __future__ import annotations
@@ -33,9 +39,9 @@ from typing import Any
 
 from actors.domain.money import ONE, to_micro
 from actors.runtime.clock import Clock
-from config.schema import VenueArbitrage, VenueMarket
+from config.schema import VenueArbitrage, VenueEvent, VenueMarket
 from sandbox.venue.book import BUY, SELL
-from sandbox.venue.state import Execution, VenueState
+from sandbox.venue.state import Execution, VenueState, mirror
 
 FINE_TICK = 1_000  # 0.001
 EDGE_LOW, EDGE_HIGH = 40_000, 960_000  # the fine tick applies below 0.04 and above 0.96
@@ -48,30 +54,47 @@ BUY_GAP, SELL_GAP = "buy", "sell"
 @dataclass
 class Gap:
     side: str  # BUY_GAP: asks sum to 1 - margin; SELL_GAP: bids sum to 1 + margin
-    prices: list[int]  # the gap's best ask (buy) or best bid (sell) per outcome
+    prices: list[int]  # the gap's best YES ask (buy) or best YES bid (sell) per outcome
     opened_ns: int
     expires_ns: int
+    levels: list[tuple[str, str, int]]  # (YES token, side, price): the gap is taken when all are gone
     touched: bool = False
 
 
 @dataclass
 class MarketSim:
-    info: Any  # MarketInfo
-    cfg: VenueMarket
-    step: int  # the mid's step: the market's configured tick
+    """One group: a binary market (tokens = [YES, NO]) or an event (tokens = each YES)."""
+
+    key: str  # the binary market's condition id, or the event's slug
+    tokens: list[str]
+    conditions: list[str]  # the condition id of each token
+    cfg: VenueMarket | VenueEvent
+    step: int  # the mid's step: the group's configured tick
     mids: list[int]
     level_size: int  # 1e-6 shares
+    binary: bool
     gap: Gap | None = None
 
+    @property
+    def yes_indices(self) -> range:
+        """The outcomes whose books the simulator writes (a binary NO is YES's mirror)."""
+        return range(1) if self.binary else range(len(self.tokens))
 
-def initial_mids(cfg: VenueMarket) -> list[int]:
+
+def outcome_count(cfg: VenueMarket | VenueEvent) -> int:
+    if isinstance(cfg, VenueEvent):
+        return len(cfg.outcomes) + cfg.placeholders + int(cfg.other)
+    return len(cfg.outcomes)
+
+
+def initial_mids(cfg: VenueMarket | VenueEvent) -> list[int]:
     """The configured mids on the tick grid, summing to exactly 1."""
-    n, step = len(cfg.outcomes), to_micro(cfg.tick_size)
+    n, step = outcome_count(cfg), to_micro(cfg.tick_size)
     prices = cfg.initial_prices
     if prices is None:
         mids = [ONE // n] * n
     elif len(prices) != n:
-        raise ValueError(f"sandbox.venue.markets[{cfg.slug}].initial_prices has {len(prices)} prices "
+        raise ValueError(f"sandbox.venue.{_section(cfg)}[{cfg.slug}].initial_prices has {len(prices)} prices "
                          f"for {n} outcomes")
     else:
         mids = [to_micro(p) for p in prices]
@@ -79,8 +102,19 @@ def initial_mids(cfg: VenueMarket) -> list[int]:
     big = max(range(n), key=lambda i: mids[i])
     mids[big] += ONE - sum(mids)  # rounding remainder to the largest outcome
     if not step <= mids[big] <= ONE - step:
-        raise ValueError(f"sandbox.venue.markets[{cfg.slug}].initial_prices cannot sum to 1 on its tick grid")
+        raise ValueError(f"sandbox.venue.{_section(cfg)}[{cfg.slug}].initial_prices cannot sum to 1 on its tick "
+                         "grid")
     return mids
+
+
+def _section(cfg: VenueMarket | VenueEvent) -> str:
+    return "events" if isinstance(cfg, VenueEvent) else "markets"
+
+
+def _binary_gap(gap: Gap) -> tuple[int, int]:
+    """(best YES ask, best YES bid) of a binary market's injected (crossed) gap."""
+    (_, _, ask), (_, _, bid) = gap.levels
+    return ask, bid
 
 
 def ladder(best_bid: int, best_ask: int, tick: int, depth: int, size: int) -> tuple[dict[int, int], dict[int, int]]:
@@ -91,19 +125,33 @@ def ladder(best_bid: int, best_ask: int, tick: int, depth: int, size: int) -> tu
 
 class Simulator:
     def __init__(self, state: VenueState, markets: Sequence[VenueMarket], rng: random.Random, clock: Clock, *,
-                 updates_per_second: float, arbitrage: VenueArbitrage) -> None:
+                 updates_per_second: float, arbitrage: VenueArbitrage, events: Sequence[VenueEvent] = (),
+                 binary_gaps: bool = False) -> None:
         self.state = state
         self.rng = rng
         self.clock = clock
-        by_slug = {m.slug: m for m in markets}
+        binary = {m.slug: m for m in markets}
+        grouped: dict[str, list[Any]] = {}
         self.markets: list[MarketSim] = []
         for info in state.markets:
-            cfg = by_slug[info.slug]
-            self.markets.append(MarketSim(info, cfg, to_micro(cfg.tick_size), initial_mids(cfg),
-                                          to_micro(cfg.level_size)))
-        self.by_condition = {m.info.condition_id: m for m in self.markets}
+            if getattr(info, "event_slug", ""):
+                grouped.setdefault(info.event_slug, []).append(info)
+            else:
+                cfg = binary[info.slug]
+                self.markets.append(MarketSim(info.condition_id, list(info.token_ids), [info.condition_id] * 2, cfg,
+                                              to_micro(cfg.tick_size), initial_mids(cfg), to_micro(cfg.level_size),
+                                              binary=True))
+        for ev in events:
+            infos = grouped.get(ev.slug, [])
+            if len(infos) != outcome_count(ev):
+                raise ValueError(f"event {ev.slug}: {len(infos)} markets listed for {outcome_count(ev)} outcomes")
+            self.markets.append(MarketSim(ev.slug, [i.token_ids[0] for i in infos], [i.condition_id for i in infos],
+                                          ev, to_micro(ev.tick_size), initial_mids(ev), to_micro(ev.level_size),
+                                          binary=False))
+        self.by_condition = {c: m for m in self.markets for c in m.conditions}
         self.updates_per_second = updates_per_second
         self.arbitrage = arbitrage
+        self.binary_gaps = binary_gaps
         self.counters = Counter[str]()
         self._last_ns: int | None = None
         self._budget = 0.0
@@ -115,22 +163,30 @@ class Simulator:
     def init_books(self) -> None:
         """Normal books for every market, without events (nobody is subscribed yet)."""
         for ms in self.markets:
-            for i, token in enumerate(ms.info.token_ids):
+            for i in ms.yes_indices:
+                token = ms.tokens[i]
                 # Set directly: a tick_size_change before anyone can subscribe means nothing.
-                self.state.book(token).tick_size = self._tick_for(ms, ms.mids[i])
+                tick = self._tick_for(ms, ms.mids[i])
+                self.state.book(token).tick_size = tick
+                self.state.book(self.state.partner[token]).tick_size = tick
                 bids, asks = self._target(ms, i)
                 self.state.replace_book(token, bids, asks, emit=False, last_trade_price=ms.mids[i])
 
-    def configure(self, updates_per_second: float, arbitrage: VenueArbitrage) -> None:
+    def configure(self, updates_per_second: float, arbitrage: VenueArbitrage, binary_gaps: bool | None = None) -> None:
         """Hot reload: new rates apply from now on."""
         rate_changed = arbitrage.rate_per_minute != self.arbitrage.rate_per_minute
         self.updates_per_second, self.arbitrage = updates_per_second, arbitrage
+        if binary_gaps is not None:
+            self.binary_gaps = binary_gaps
         if rate_changed and self._last_ns is not None:
             self._schedule_gap(self._last_ns)
 
     def mid(self, token_id: str) -> int:
+        """The simulator's mid of any token (a NO's is 1 - its YES's)."""
         ms = self.by_condition[self.state.market_of[token_id].condition_id]
-        return ms.mids[ms.info.token_ids.index(token_id)]
+        if token_id in ms.tokens:
+            return ms.mids[ms.tokens.index(token_id)]
+        return ONE - ms.mids[ms.tokens.index(self.state.partner[token_id])]
 
     # ------------------------------------------------------------ time
 
@@ -156,7 +212,7 @@ class Simulator:
                 self.close_gap(ms, "taken" if ms.gap.touched else "expired")
         if self._next_gap_ns is not None and now >= self._next_gap_ns:
             side = SELL_GAP if self.rng.random() < self.arbitrage.sell_side_share else BUY_GAP
-            candidates = [ms for ms in self.markets if ms.gap is None]
+            candidates = [ms for ms in self.markets if ms.gap is None and (self.binary_gaps or not ms.binary)]
             if candidates:
                 self.open_gap(self.rng.choice(candidates), side, now)
             else:
@@ -174,18 +230,22 @@ class Simulator:
         return min(ms.step, FINE_TICK) if mid < EDGE_LOW or mid > EDGE_HIGH else ms.step
 
     def _target(self, ms: MarketSim, i: int) -> tuple[dict[int, int], dict[int, int]]:
-        tick = self.state.book(ms.info.token_ids[i]).tick_size
+        """Outcome i's YES book as it should be now."""
+        tick = self.state.book(ms.tokens[i]).tick_size
         size, depth = ms.level_size, ms.cfg.depth_levels
         gap = ms.gap
         if gap is None:
             return ladder(ms.mids[i] - tick, ms.mids[i] + tick, tick, depth, size)
+        if ms.binary:  # crossed: best ask below best bid by the margin (both gap sides at once)
+            ask, bid = _binary_gap(gap)
+            return ladder(bid, ask, tick, depth, size)
         if gap.side == BUY_GAP:
             return ladder(gap.prices[i] - tick, gap.prices[i], tick, depth, size)
         return ladder(gap.prices[i], gap.prices[i] + tick, tick, depth, size)
 
     def _diff(self, ms: MarketSim, i: int) -> list[tuple[str, str, int, int]]:
-        """The level changes that turn token i's book into its target ladder."""
-        token = ms.info.token_ids[i]
+        """The level changes that turn outcome i's YES book into its target ladder."""
+        token = ms.tokens[i]
         book = self.state.book(token)
         bids, asks = self._target(ms, i)
         out = []
@@ -222,21 +282,23 @@ class Simulator:
         changes: list[tuple[str, str, int, int]] = []
         retick: list[int] = []
         for i in (up, down):
-            token = ms.info.token_ids[i]
+            if i not in ms.yes_indices:
+                continue  # a binary NO moves as YES's mirror
+            token = ms.tokens[i]
             if self._tick_for(ms, ms.mids[i]) != self.state.book(token).tick_size:
                 retick.append(i)
             else:
                 changes += self._diff(ms, i)
-        self.state.apply(ms.info.condition_id, changes)
+        self.state.apply(changes)
         for i in retick:
-            token = ms.info.token_ids[i]
+            token = ms.tokens[i]
             self.state.set_tick(token, self._tick_for(ms, ms.mids[i]))
             self.counters["tick_size_changes"] += 1
             self.state.replace_book(token, *self._target(ms, i))  # the new epoch's snapshot
         return True
 
     def _resize(self, ms: MarketSim) -> None:
-        i = self.rng.randrange(len(ms.mids))
+        i = self.rng.choice(ms.yes_indices)
         side = self.rng.choice((BUY, SELL))
         bids, asks = self._target(ms, i)
         levels = sorted(bids if side == BUY else asks)
@@ -246,7 +308,7 @@ class Simulator:
         whole = ms.level_size // ONE  # sizes in whole shares
         size = self.rng.randint(max(1, whole // 2), max(1, whole + whole // 2)) * ONE
         self.counters["resizes"] += 1
-        self.state.apply(ms.info.condition_id, [(ms.info.token_ids[i], side, price, size)])
+        self.state.apply([(ms.tokens[i], side, price, size)])
 
     # ------------------------------------------------------------ gaps
 
@@ -263,7 +325,19 @@ class Simulator:
             shift[i] += 1
         sign = -1 if side == BUY_GAP else 1
         prices = [m + sign * d * ms.step for m, d in zip(ms.mids, shift, strict=True)]
-        ms.gap = Gap(side, prices, now_ns, now_ns + int(self.arbitrage.lifetime_seconds * 1e9))
+        expires = now_ns + int(self.arbitrage.lifetime_seconds * 1e9)
+        if ms.binary:
+            # ask YES + ask NO = 1 - margin (or bid YES + bid NO = 1 + margin): both say the
+            # YES book is crossed by the margin, around its mid.
+            low = ms.mids[0] - (units // 2) * ms.step
+            ask, bid = max(ms.step, low), max(ms.step, low) + units * ms.step
+            if bid > ONE - ms.step:
+                ask, bid = ONE - ms.step - units * ms.step, ONE - ms.step
+            prices = [ask, ONE - bid] if side == BUY_GAP else [bid, ONE - ask]
+            levels = [(ms.tokens[0], SELL, ask), (ms.tokens[0], BUY, bid)]
+        else:
+            levels = [(t, SELL if side == BUY_GAP else BUY, p) for t, p in zip(ms.tokens, prices, strict=True)]
+        ms.gap = Gap(side, prices, now_ns, expires, levels)
         self.counters["gaps_opened"] += 1
         self.counters[f"gaps_opened_{side}"] += 1
         self._reprice(ms)
@@ -281,21 +355,29 @@ class Simulator:
         self._reprice(ms)
 
     def _reprice(self, ms: MarketSim) -> None:
-        changes = [c for i in range(len(ms.mids)) for c in self._diff(ms, i)]
-        self.state.apply(ms.info.condition_id, changes)
+        changes = [c for i in ms.yes_indices for c in self._diff(ms, i)]
+        self.state.apply(changes)
 
     def on_trade(self, ex: Execution) -> None:
-        """A taker hit a gap: count it once; once every outcome's best gap level
-        is consumed the gap is over."""
+        """A taker hit a gap (from either token of a market: a NO buyer takes a YES
+        bid): count it once; once every gap level is consumed the gap is over."""
         ms = self.by_condition.get(ex.market)
         gap = ms.gap if ms else None
-        if ms is None or gap is None or ex.side != (BUY if gap.side == BUY_GAP else SELL):
+        if ms is None or gap is None:
+            return
+        maker = SELL if ex.side == BUY else BUY
+        hit = set()
+        for price, _ in ex.fills:  # the maker levels taken, seen on the YES book
+            if self.state.is_yes[ex.token_id]:
+                hit.add((ex.token_id, maker, price))
+            else:
+                hit.add((self.state.partner[ex.token_id], *mirror(maker, price)))
+        if not hit.intersection(gap.levels):
             return
         if not gap.touched:
             gap.touched = True
             self.counters["gaps_taken"] += 1
-        maker = SELL if gap.side == BUY_GAP else BUY
-        if all(self.state.book(t).size_at(maker, p) == 0 for t, p in zip(ms.info.token_ids, gap.prices, strict=True)):
+        if all(self.state.book(t).size_at(side, p) == 0 for t, side, p in gap.levels):
             self.close_gap(ms, "taken")
 
     def get_stats(self) -> dict[str, Any]:

@@ -1,5 +1,15 @@
 """VenueState: every book of every market, and the one place that changes them.
 
+Every market is one binary condition with a YES and a NO token, and its two
+books mirror each other as on Polymarket: a bid for YES at p IS an ask for NO
+at 1 - p (one book, two views). Every level set on one token is set on the
+other's mirror in the same step, and every event names both tokens' levels.
+A taker on YES matches COMPLEMENTARY (the operator's YES order); a taker on NO
+matches the operator's YES order from the other side: a BUY of NO crosses a YES
+bid by minting a set (MINT), a SELL of NO crosses a YES ask by merging one
+(MERGE). So `ask(YES) + ask(NO) < 1` can rest only on a crossed book, which the
+simulator opens only while the `inject_binary_gap` fault is on.
+
 Pure: no I/O, time from the injected clock. Everything runs on the event
 loop's thread and no method awaits, so each call is atomic with respect to
 the simulator, the WebSocket fan-out and the REST handlers.
@@ -26,6 +36,14 @@ from sandbox.venue.book import BUY, SELL, Book, is_valid_price
 from sandbox.venue.events import BookSnapshot, Event, LastTradePrice, LevelUpdate, PriceChange, TickSizeChange
 
 log = logging.getLogger(__name__)
+
+
+COMPLEMENTARY, MINT, MERGE = "COMPLEMENTARY", "MINT", "MERGE"  # ctf-exchange's MatchType
+
+
+def mirror(side: str, price: int) -> tuple[str, int]:
+    """The same order seen from the complement token: a bid at p is an ask at 1 - p."""
+    return (SELL if side == BUY else BUY), ONE - price
 
 
 class VenueError(ValueError):
@@ -61,6 +79,7 @@ class Execution:
     fills: tuple[tuple[int, int], ...]
     changes: tuple[tuple[str, int, int], ...]
     timestamp_ms: int
+    match_type: str = COMPLEMENTARY  # how the operator's side settles (MINT / MERGE for takers on NO)
 
     @property
     def filled(self) -> int:
@@ -86,6 +105,7 @@ class Execution:
 
 
 Listener = Callable[[Event], None]
+
 TradeListener = Callable[[Execution], None]
 
 
@@ -99,9 +119,17 @@ class VenueState:
         self.market_by_id = {m.condition_id: m for m in self.markets}
         self.market_of: dict[str, Any] = {}
         self.books: dict[str, Book] = {}
+        self.partner: dict[str, str] = {}  # token -> its complement (YES <-> NO)
+        self.is_yes: dict[str, bool] = {}
         self.fee_rate_bps: dict[str, int] = {}
         for m in self.markets:
+            if len(m.token_ids) != 2:
+                raise ValueError(f"market {m.slug} has {len(m.token_ids)} tokens: every market is one binary "
+                                 "condition (multi-outcome markets are neg-risk events of binary markets)")
             self.fee_rate_bps[m.condition_id] = int(m.fee_rate * 10_000)
+            yes, no = m.token_ids
+            self.partner[yes], self.partner[no] = no, yes
+            self.is_yes[yes], self.is_yes[no] = True, False
             for token in m.token_ids:
                 self.market_of[token] = m
                 self.books[token] = Book(
@@ -146,20 +174,36 @@ class VenueState:
         except KeyError:
             raise UnknownToken(f"unknown token id {token_id}") from None
 
+    # ------------------------------------------------------------ levels, mirrored
+
+    def _set(self, touched: list[tuple[Book, str, int, int]], token: str, side: str, price: int, size: int) -> None:
+        """Set one level and its mirror on the complement token; record what changed."""
+        b = self.book(token)
+        if b.size_at(side, price) != size:
+            b.set_level(side, price, size)
+            touched.append((b, side, price, size))
+        m_side, m_price = mirror(side, price)
+        p = self.books[self.partner[token]]
+        if p.size_at(m_side, m_price) != size:
+            p.set_level(m_side, m_price, size)
+            touched.append((p, m_side, m_price, size))
+
+    def _emit_changes(self, touched: list[tuple[Book, str, int, int]]) -> list[PriceChange]:
+        """One price_change per market (condition), naming both tokens' levels."""
+        by_market: dict[str, list[tuple[Book, str, int, int]]] = {}
+        for t in touched:
+            by_market.setdefault(t[0].market, []).append(t)
+        return [self._price_change(market, items) for market, items in by_market.items()]
+
     # ------------------------------------------------------------ market moves (simulator)
 
-    def apply(self, market: str, changes: Iterable[tuple[str, str, int, int]]) -> PriceChange | None:
-        """Set levels [(token, side, price, new total size)] of one market as ONE
-        event; levels already at that size are skipped. Returns the event sent."""
+    def apply(self, changes: Iterable[tuple[str, str, int, int]]) -> list[PriceChange]:
+        """Set levels [(token, side, price, new total size)], each with its mirror;
+        one event per market touched; levels already at that size are skipped."""
         touched: list[tuple[Book, str, int, int]] = []
         for token, side, price, size in changes:
-            b = self.book(token)
-            if b.size_at(side, price) != size:
-                b.set_level(side, price, size)
-                touched.append((b, side, price, size))
-        if not touched:
-            return None
-        return self._price_change(market, touched)
+            self._set(touched, token, side, price, size)
+        return self._emit_changes(touched) if touched else []
 
     def _price_change(self, market: str, touched: list[tuple[Book, str, int, int]]) -> PriceChange:
         ts = self.now_ms(market)
@@ -173,32 +217,43 @@ class VenueState:
         self._emit(event)
         return event
 
-    def set_tick(self, token_id: str, tick: int) -> TickSizeChange | None:
-        """Change a token's tick size (tick_size_change). The caller then sends a
-        fresh book with `replace_book`: clients drop the book until it arrives."""
+    def set_tick(self, token_id: str, tick: int) -> list[TickSizeChange]:
+        """Change a market's tick size: both tokens, one tick_size_change each. The caller
+        then sends fresh books with `replace_book`: clients drop the book until it arrives."""
         b = self.book(token_id)
         if tick == b.tick_size:
-            return None
-        event = TickSizeChange(token_id, b.market, b.tick_size, tick, self.now_ms(b.market))
-        b.tick_size = tick
-        b.stamp(event.timestamp_ms)
-        self._emit(event)
-        return event
+            return []
+        ts = self.now_ms(b.market)
+        out = []
+        for book in (b, self.books[self.partner[token_id]]):
+            event = TickSizeChange(book.asset_id, book.market, book.tick_size, tick, ts)
+            book.tick_size = tick
+            book.stamp(ts)
+            self._emit(event)
+            out.append(event)
+        return out
 
     def replace_book(self, token_id: str, bids: dict[int, int], asks: dict[int, int], *,
-                     emit: bool = True, last_trade_price: int | None = None) -> BookSnapshot | None:
-        """Replace every level of a token's book; sends a `book` event unless `emit` is False
-        (the initial books, before anyone can be subscribed)."""
+                     emit: bool = True, last_trade_price: int | None = None) -> list[BookSnapshot]:
+        """Replace every level of a token's book, and its complement's with the mirror;
+        sends a `book` event for each unless `emit` is False (the initial books, before
+        anyone can be subscribed). `last_trade_price` is the token's (the complement's is 1 - it)."""
         b = self.book(token_id)
+        p = self.books[self.partner[token_id]]
         b.clear()
+        p.clear()
         if last_trade_price is not None:
             b.last_trade_price = last_trade_price
+            p.last_trade_price = ONE - last_trade_price if 0 < last_trade_price < ONE else 0
         for side, levels in ((BUY, bids), (SELL, asks)):
             for price, size in levels.items():
                 if size:
                     b.set_level(side, price, size)
-        b.stamp(self.now_ms(b.market))
-        return self._snapshot(b) if emit else None
+                    p.set_level(*mirror(side, price), size)
+        ts = self.now_ms(b.market)
+        b.stamp(ts)
+        p.stamp(ts)
+        return [self._snapshot(b), self._snapshot(p)] if emit else []
 
     def _snapshot(self, b: Book) -> BookSnapshot:
         event = BookSnapshot(b.asset_id, b.market, b.timestamp_ms, b.to_wire(), b.encoded())
@@ -215,8 +270,9 @@ class VenueState:
         best first. all_or_none=True is FOK (fills all or nothing changes), False
         is FAK (fills what there is, the rest is cancelled). Raises UnknownToken,
         or InvalidOrder for a side other than BUY/SELL, a price outside (0, 1) or
-        off the token's CURRENT tick, or a size <= 0. With fills, sends
-        price_change + last_trade_price + book and then notifies trade listeners.
+        off the token's CURRENT tick, or a size <= 0. With fills (on both mirrored
+        books), sends price_change + last_trade_price + book (both tokens) and then
+        notifies trade listeners.
         """
         b = self.book(token_id)
         if side not in (BUY, SELL):
@@ -226,25 +282,33 @@ class VenueState:
                                f"{b.tick_size}e-6")
         if size <= 0:
             raise InvalidOrder(f"size must be positive, got {size}")
-        fills = b.take(side, limit_price, size, all_or_none)
+        fills = b.walk(side, limit_price, size, all_or_none)
         maker = SELL if side == BUY else BUY
-        changes = tuple((maker, p, b.size_at(maker, p)) for p, _ in fills)
         ex_id = self._next_execution
         self._next_execution += 1
         self.stats["executions"] += 1
+        match = COMPLEMENTARY if self.is_yes[token_id] else (MINT if side == BUY else MERGE)
         if not fills:
             self.stats["executions_unfilled"] += 1
             return Execution(ex_id, token_id, b.market, side, limit_price, size, all_or_none, (), (),
-                             self.now_ms(b.market))
+                             self.now_ms(b.market), match)
+        touched: list[tuple[Book, str, int, int]] = []
+        for price, n in fills:
+            self._set(touched, token_id, maker, price, b.size_at(maker, price) - n)
+        changes = tuple((maker, p, b.size_at(maker, p)) for p, _ in fills)
+        partner = self.books[self.partner[token_id]]
         b.last_trade_price = fills[-1][0]
+        partner.last_trade_price = ONE - fills[-1][0]
         self.stats["fills"] += len(fills)
         self.stats["shares_filled"] += sum(s for _, s in fills)
-        event = self._price_change(b.market, [(b, s, p, n) for s, p, n in changes])
+        self.stats[f"matches_{match.lower()}"] += 1
+        (event,) = self._emit_changes(touched)
         ex = Execution(ex_id, token_id, b.market, side, limit_price, size, all_or_none, tuple(fills), changes,
-                       event.timestamp_ms)
+                       event.timestamp_ms, match)
         self._emit(LastTradePrice(token_id, b.market, fills[-1][0], side, ex.filled,
                                   self.fee_rate_bps[b.market], event.timestamp_ms))
         self._snapshot(b)
+        self._snapshot(partner)
         for fn in self._trade_listeners:
             try:
                 fn(ex)
@@ -256,11 +320,11 @@ class VenueState:
     def revert(self, execution: Execution) -> tuple[tuple[str, int, int], ...]:
         """Give back the liquidity of an execution whose settlement failed.
 
-        Each fill's size is added back at its price, except where that would
-        now cross the book (the market moved on; that liquidity is gone).
-        Idempotent: a second call for the same execution restores nothing.
-        Returns the restored levels [(maker side, price, new total size)] and
-        sends price_change + book for them.
+        Each fill's size is added back at its price (and mirrored), except where
+        that would now cross the book (the market moved on; that liquidity is
+        gone). Idempotent: a second call for the same execution restores nothing.
+        Returns the restored levels of the taker's token [(maker side, price, new
+        total size)] and sends price_change + book (both tokens) for them.
         """
         if execution.id in self._reverted or not execution.fills:
             return ()
@@ -269,21 +333,24 @@ class VenueState:
         b = self.book(execution.token_id)
         maker = SELL if execution.side == BUY else BUY
         touched: list[tuple[Book, str, int, int]] = []
+        restored = []
         for price, size in execution.fills:
             if maker == SELL and (bid := b.best_bid()) is not None and price <= bid:
                 continue
             if maker == BUY and (ask := b.best_ask()) is not None and price >= ask:
                 continue
             new = b.size_at(maker, price) + size
-            b.set_level(maker, price, new)
-            touched.append((b, maker, price, new))
+            self._set(touched, execution.token_id, maker, price, new)
+            restored.append((maker, price, new))
         if not touched:
             return ()
-        self._price_change(b.market, touched)
+        self._emit_changes(touched)
         self._snapshot(b)
-        return tuple((s, p, n) for _, s, p, n in touched)
+        self._snapshot(self.books[self.partner[execution.token_id]])
+        return tuple(restored)
 
     def get_stats(self) -> dict[str, Any]:
         return {**{k: self.stats[k] for k in ("executions", "executions_unfilled", "fills", "shares_filled",
+                                              "matches_complementary", "matches_mint", "matches_merge",
                                               "reverts", "listener_errors")},
                 "events": dict(self.events), "markets": len(self.markets), "tokens": len(self.books)}

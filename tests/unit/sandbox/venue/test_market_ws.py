@@ -30,7 +30,7 @@ from tests.unit.sandbox.venue.factories import BINARY, MULTI, make_faults, make_
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
 YES, NO = "btc-0", "btc-1"
-CUP = [f"cup-{i}" for i in range(4)]
+CUP = [f"cup{i}-0" for i in range(4)]  # the YES tokens of the event's four markets
 BTC = f"0x{1:064x}"
 
 
@@ -94,7 +94,7 @@ async def test_operations_subscribe_new_assets_reject_duplicates_and_unsubscribe
         await ws.send(json.dumps({"operation": "unsubscribe", "assets_ids": [YES]}))
         await until_pong(ws)
 
-        v.state.apply(BTC, [(YES, BUY, 100_000, ONE)])
+        v.state.apply([(YES, BUY, 100_000, ONE)])
         assert await until_pong(ws) == []
         assert v.hub.get_stats()["subscriptions"] == 1
 
@@ -133,7 +133,7 @@ async def test_events_reach_only_subscribers_of_their_assets_encoded_once(monkey
             await ws.send(initial(ids))
             await recv(ws)
 
-        event = v.state.apply(BTC, [(YES, BUY, 100_000, 3 * ONE), (NO, BUY, 100_000, 2 * ONE)])
+        (event,) = v.state.apply([(YES, BUY, 100_000, 3 * ONE), (NO, BUY, 100_000, 2 * ONE)])
 
         frames = [await until_pong(ws) for ws in (a, b, c)]
     assert frames[0] == frames[1] == [event.to_wire()]  # the whole market event, to each
@@ -163,7 +163,7 @@ async def test_a_slow_client_is_disconnected_without_slowing_the_others():
         await recv(fine)
 
         for k in range(20):  # no await in between: the writer cannot drain
-            v.state.apply(BTC, [(YES, BUY, 100_000, (k + 1) * ONE)])
+            v.state.apply([(YES, BUY, 100_000, (k + 1) * ONE)])
 
         with pytest.raises(websockets.ConnectionClosed) as closed:
             while True:
@@ -179,19 +179,19 @@ async def test_a_stall_keeps_pong_but_stops_data_and_a_new_connection_is_healthy
         await recv(old)
 
         v.hub.set_stall(*v.faults.configure(VenueFaults(stall=True)))
-        v.state.apply(BTC, [(YES, BUY, 100_000, ONE)])
+        v.state.apply([(YES, BUY, 100_000, ONE)])
 
         assert await until_pong(old) == []
         async with websockets.connect(v.url, compression=None) as new:
             await new.send(initial([YES]))
             assert (await recv(new))[0]["asset_id"] == YES
-            v.state.apply(BTC, [(YES, BUY, 100_000, 2 * ONE)])
+            v.state.apply([(YES, BUY, 100_000, 2 * ONE)])
             assert len(await until_pong(new)) == 1
         assert await until_pong(old) == []
         assert v.hub.get_stats()["stalled_connections"] == 1
 
         v.hub.set_stall(*v.faults.configure(VenueFaults(stall=False)))
-        v.state.apply(BTC, [(YES, BUY, 100_000, 3 * ONE)])
+        v.state.apply([(YES, BUY, 100_000, 3 * ONE)])
         assert len(await until_pong(old)) == 1
     assert v.faults.counters["stalls_started"] == 1
 
@@ -216,7 +216,7 @@ async def test_faults_apply_per_connection_on_the_wire():
         await ws.send(initial([YES]))
         await recv(ws)
 
-        event = v.state.apply(BTC, [(YES, BUY, 100_000, ONE)])
+        (event,) = v.state.apply([(YES, BUY, 100_000, ONE)])
 
         assert await until_pong(ws) == [event.to_wire()] * 2
 

@@ -1,5 +1,6 @@
 """The simulator on a TestClock: seeded determinism, no accidental arbitrage,
-gaps that open / expire / get taken, tick size changes at the edges."""
+gaps that open / expire / get taken (YES and NO baskets on neg-risk events;
+crossed binary books only while injected), tick size changes at the edges."""
 
 from decimal import Decimal
 
@@ -7,7 +8,7 @@ import msgspec
 import pytest
 
 from actors.domain.money import ONE
-from config.schema import VenueMarket
+from config.schema import VenueEvent, VenueMarket
 from sandbox.venue.book import BUY, SELL
 from sandbox.venue.events import BookSnapshot, PriceChange, TickSizeChange, encode
 from sandbox.venue.simulator import BUY_GAP, SELL_GAP, initial_mids
@@ -15,7 +16,7 @@ from tests.unit.sandbox.venue.factories import BINARY, MULTI, make_sim
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
-THREE = VenueMarket(slug="tri", outcomes=["A", "B", "C"])
+THREE = VenueEvent(slug="tri", outcomes=["A", "B", "C"])
 
 
 def run(sim, clock, seconds, step=0.05):
@@ -26,8 +27,13 @@ def run(sim, clock, seconds, step=0.05):
 
 
 def best_sums(state, ms):
-    books = [state.book(t) for t in ms.info.token_ids]
+    """Sums of the best bids and asks over the group's outcomes (a binary market: YES and NO)."""
+    books = [state.book(t) for t in ms.tokens]
     return sum(b.best_bid() for b in books), sum(b.best_ask() for b in books)
+
+
+def no_asks(state, ms):
+    return sum(state.book(state.partner[t]).best_ask() for t in ms.tokens)
 
 
 def test_the_same_seed_gives_the_same_frames():
@@ -73,8 +79,10 @@ def test_the_walk_never_makes_arbitrage_or_crossed_books():
         for ms in sim.markets:
             bids, asks = best_sums(state, ms)
             if sum(ms.mids) != ONE or not bids < ONE < asks:
-                violations.append((ms.info.slug, bids, asks))
-            for t in ms.info.token_ids:
+                violations.append((ms.key, bids, asks))
+            if not ms.binary and not no_asks(state, ms) > (len(ms.tokens) - 1) * ONE:
+                violations.append((ms.key, "NO basket"))
+            for t in ms.tokens + [state.partner[t] for t in ms.tokens]:
                 if not state.book(t).best_bid() < state.book(t).best_ask():
                     violations.append((t, "crossed"))
 
@@ -96,21 +104,22 @@ def test_initial_mids_sit_on_the_grid_and_sum_to_one():
         initial_mids(VenueMarket(slug="bad", outcomes=["A", "B"], initial_prices=[Decimal("0.5")]))
 
 
-@pytest.mark.parametrize("market", [BINARY, MULTI, THREE])
-def test_a_buy_gap_puts_the_asks_at_one_minus_margin_with_depth(market):
-    sim, state, events, clock = make_sim(market, margin="0.04")
+@pytest.mark.parametrize("event", [MULTI, THREE])
+def test_a_buy_gap_on_an_event_is_a_yes_basket_below_one_with_depth(event):
+    sim, state, events, clock = make_sim(event, margin="0.04")
     ms = sim.markets[0]
 
     sim.open_gap(ms, BUY_GAP, clock.monotonic_ns())
 
     bids, asks = best_sums(state, ms)
     assert asks == ONE - 40_000 and bids < asks
-    assert all(len(state.book(t).levels(SELL)) == market.depth_levels for t in ms.info.token_ids)
-    assert all(state.book(t).best_bid() < state.book(t).best_ask() for t in ms.info.token_ids)
-    assert isinstance(events[-1], PriceChange) and events[-1].asset_ids == frozenset(ms.info.token_ids)
+    assert all(len(state.book(t).levels(SELL)) == event.depth_levels for t in ms.tokens)
+    assert all(state.book(t).best_bid() < state.book(t).best_ask() for t in ms.tokens)
+    touched = {c.asset_id for e in events if isinstance(e, PriceChange) for c in e.changes}
+    assert touched >= set(ms.tokens) | {state.partner[t] for t in ms.tokens}  # the NO mirrors moved too
 
 
-def test_a_sell_gap_puts_the_bids_at_one_plus_margin():
+def test_a_sell_gap_on_an_event_is_a_no_basket_below_m_minus_one():
     sim, state, _, clock = make_sim(MULTI, margin="0.04")
     ms = sim.markets[0]
 
@@ -118,12 +127,44 @@ def test_a_sell_gap_puts_the_bids_at_one_plus_margin():
 
     bids, asks = best_sums(state, ms)
     assert bids == ONE + 40_000 and asks > bids
+    assert no_asks(state, ms) == 3 * ONE - 40_000  # m = 4 NOs convert into 3 USDC
+
+
+def test_a_binary_gap_is_a_crossed_book_on_both_mirrors():
+    sim, state, _, clock = make_sim(BINARY, margin="0.04")
+    ms = sim.markets[0]
+    yes, no = ms.tokens
+
+    gap = sim.open_gap(ms, BUY_GAP, clock.monotonic_ns())
+
+    assert state.book(yes).best_ask() + state.book(no).best_ask() == ONE - 40_000
+    assert state.book(yes).best_bid() + state.book(no).best_bid() == ONE + 40_000
+    assert gap.prices == [state.book(yes).best_ask(), state.book(no).best_ask()]
+    assert state.book(no).levels(SELL)[0] == (ONE - state.book(yes).best_bid(), 200 * ONE)
+
+
+def test_binary_markets_get_gaps_only_while_injected():
+    sim, _, _, clock = make_sim(BINARY, MULTI, ups=0, rate=120, lifetime=0.2, binary_gaps=False)
+    run(sim, clock, 60, step=0.1)
+    by_key = {ms.key: ms for ms in sim.markets}
+    assert sim.counters["gaps_opened"] > 50 and all(ms.gap is None or not ms.binary for ms in sim.markets)
+    binary = next(ms for ms in sim.markets if ms.binary)
+    opened_before = sim.counters["gaps_opened"]
+
+    sim.configure(0, sim.arbitrage, binary_gaps=True)
+    seen = set()
+    for _ in range(600):
+        clock.advance(0.1)
+        sim.advance(clock.monotonic_ns())
+        seen |= {k for k, ms in by_key.items() if ms.gap is not None}
+
+    assert binary.key in seen and sim.counters["gaps_opened"] > opened_before
 
 
 def test_an_untouched_gap_expires_and_the_books_return_to_normal():
     sim, state, _, clock = make_sim(BINARY, ups=0, lifetime=5)
     ms = sim.markets[0]
-    normal = [state.book(t).to_rest()["bids"] for t in ms.info.token_ids]
+    normal = [state.book(t).to_rest()["bids"] for t in ms.tokens]
     sim.advance(clock.monotonic_ns())
     sim.open_gap(ms, BUY_GAP, clock.monotonic_ns())
 
@@ -134,7 +175,7 @@ def test_an_untouched_gap_expires_and_the_books_return_to_normal():
     assert ms.gap is None
     assert sim.counters["gaps_expired"] == 1 and sim.counters["gaps_taken"] == 0
     assert best_sums(state, ms)[1] > ONE
-    assert [state.book(t).to_rest()["bids"] for t in ms.info.token_ids] == normal
+    assert [state.book(t).to_rest()["bids"] for t in ms.tokens] == normal
 
 
 def test_a_gap_consumed_on_every_outcome_is_taken_and_closes_at_once():
@@ -143,15 +184,27 @@ def test_a_gap_consumed_on_every_outcome_is_taken_and_closes_at_once():
     gap = sim.open_gap(ms, BUY_GAP, clock.monotonic_ns())
     size = 200 * ONE
 
-    for t, price in zip(ms.info.token_ids[:-1], gap.prices, strict=False):
+    for t, price in zip(ms.tokens[:-1], gap.prices, strict=False):
         assert state.execute_taker(t, BUY, price, size, all_or_none=True).complete
     assert ms.gap is not None  # one leg left: the gap stays for it
-    assert state.execute_taker(ms.info.token_ids[-1], BUY, gap.prices[-1], size, all_or_none=True).complete
+    assert state.execute_taker(ms.tokens[-1], BUY, gap.prices[-1], size, all_or_none=True).complete
 
     assert ms.gap is None
     assert sim.counters["gaps_taken"] == 1 and sim.counters["gaps_expired"] == 0
     assert sim.counters["gaps_closed_taken"] == 1
     assert best_sums(state, ms)[1] > ONE
+
+
+def test_a_no_basket_taken_by_buying_every_no_closes_the_gap():
+    sim, state, _, clock = make_sim(MULTI, ups=0, lifetime=5)
+    ms = sim.markets[0]
+    gap = sim.open_gap(ms, SELL_GAP, clock.monotonic_ns())
+
+    for t, bid in zip(ms.tokens, gap.prices, strict=True):  # a NO ask at 1 - bid is the YES bid: MINT
+        ex = state.execute_taker(state.partner[t], BUY, ONE - bid, 200 * ONE, all_or_none=True)
+        assert ex.complete and ex.match_type == "MINT"
+
+    assert ms.gap is None and sim.counters["gaps_closed_taken"] == 1
 
 
 def test_gaps_arrive_at_the_configured_rate():
@@ -169,7 +222,7 @@ def test_tick_size_changes_above_096_and_back():
     edge = VenueMarket(slug="edge", outcomes=["Yes", "No"], initial_prices=[Decimal("0.95"), Decimal("0.05")])
     sim, state, events, _ = make_sim(edge, ups=0)
     ms = sim.markets[0]
-    yes, no = ms.info.token_ids
+    yes, no = ms.tokens
 
     assert sim.move(ms, 0, 1)  # 0.96: still the coarse tick
     assert not any(isinstance(e, TickSizeChange) for e in events)

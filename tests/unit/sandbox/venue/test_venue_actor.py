@@ -59,7 +59,7 @@ async def test_start_serves_markets_on_a_free_port_and_calls_the_installers(make
         markets = await (await http.get(f"{stats['http_url']}/markets")).json()
         token = markets["data"][0]["tokens"][0]["token_id"]
         book = await (await http.get(f"{stats['http_url']}/book", params={"token_id": token})).json()
-    assert len(markets["data"]) == 3 and book["asset_id"] == token
+    assert len(markets["data"]) == 2 + 4 + 5 and book["asset_id"] == token  # binary markets + every event outcome
     await eventually(lambda: a.get_stats()["chain_status"] == "skipped: sandbox.deploy not found", timeout=5)
     assert not a.get_stats()["chain_ready"]
     assert set(a.summary()) == {"conns", "frames", "gaps", "taken", "faults", "chain"}
