@@ -362,8 +362,8 @@ class VenueFaults(_Section):
     # endpoints answer 425 for engine_restart_seconds, then accept only post-only orders
     # for post_only_seconds.
     engine_restart_every_seconds: PosFloat | None = None
-    engine_restart_seconds: PosFloat = 90.0
-    post_only_seconds: PosFloat = 120.0
+    engine_restart_seconds: PosFloat = 90.0  # how long each restart answers 425
+    post_only_seconds: PosFloat = 120.0  # then how long only post-only orders are accepted
 
 
 class Venue(_Section):
