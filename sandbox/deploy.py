@@ -379,7 +379,8 @@ def _initialize(w: _World, venue: Venue) -> None:
     coll, adapter, a, op = w.coll.functions, w.adapter.functions, w.a, w.op
     if not coll.initialized().call():
         w.batch.send("Collateral.initialize", coll.initialize(op))
-        w.batch.send("mint(trader)", coll.mint(w.trader, to_micro(venue.trader_funding)))
+        if venue.trader_funding > 0:
+            w.batch.send("mint(trader)", coll.mint(w.trader, to_micro(venue.trader_funding)))
     elif coll.admin().call() != op:
         raise BootstrapError(f"pUSD admin is {coll.admin().call()}, not the operator {op}")
     if not adapter.initialized().call():
@@ -387,13 +388,13 @@ def _initialize(w: _World, venue: Venue) -> None:
     elif ((adapter.ctf().call(), adapter.col().call(), adapter.wcol().call(), adapter.isAdmin(op).call())
           != (a.ctf, a.collateral, a.wcol, True)):
         raise BootstrapError("NegRiskAdapter was initialized with another CTF, collateral, WCOL or admin")
-    for label, ex, nr in (("Settlement", w.exchanges["Settlement"], ZERO_ADDRESS),
-                          ("NegRiskSettlement", w.exchanges["NegRiskSettlement"], a.neg_risk_adapter)):
-        f = ex.functions
+    for label, nr, positions in (("Settlement", ZERO_ADDRESS, a.collateral),
+                                 ("NegRiskSettlement", a.neg_risk_adapter, a.wcol)):
+        f = w.exchanges[label].functions
         if not f.initialized().call():
             w.batch.send(f"{label}.initialize", f.initialize(op, a.collateral, a.ctf, nr))
-        elif (f.admin().call(), f.collateral().call(), f.ctf().call(), f.negRiskAdapter().call()) != (
-                op, a.collateral, a.ctf, nr):
+        elif (f.admin().call(), f.collateral().call(), f.ctf().call(), f.negRiskAdapter().call(),
+              f.positionCollateral().call()) != (op, a.collateral, a.ctf, nr, positions):
             raise BootstrapError(f"{label} was initialized with another admin, collateral, CTF or adapter")
         if not f.isOperator(op).call():
             w.batch.send(f"{label}.addOperator", f.addOperator(op))

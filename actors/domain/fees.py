@@ -1,9 +1,10 @@
 """Polymarket's fee arithmetic in integer 1e-6 units: one definition for the
 router's estimate, the executor's check and the sandbox venue's charge.
 
-Taker fee per fill (docs/polymarket.md): shares * fee_rate * p * (1 - p),
-rounded UP to the micro-USDC so an estimate is never below what the venue
-charges. Prices are micro-USDC per share (0 < p < MICRO), sizes micro-shares.
+Taker fee per fill (docs/polymarket.md): shares * fee_rate * (p * (1 - p)) ^ e,
+with the market's exponent e (1 on most markets), rounded UP to the
+micro-USDC so an estimate is never below what the venue charges. Prices are
+micro-USDC per share (0 < p < MICRO), sizes micro-shares.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ def fee_rate_ppm(rate: Decimal | str | int) -> int:
     return ppm
 
 
-def taker_fee(size: int, price: int, rate_ppm: int) -> int:
-    """Fee in micro-USDC for taking `size` micro-shares at `price`."""
-    num = size * rate_ppm * price * (MICRO - price)
-    return -(-num // _MICRO3)  # ceil
+def taker_fee(size: int, price: int, rate_ppm: int, exponent: int = 1) -> int:
+    """Fee in micro-USDC for taking `size` micro-shares at `price` (exact, then ceil)."""
+    if exponent == 1:  # the hot path: the router prices every level with it
+        return -(-(size * rate_ppm * price * (MICRO - price)) // _MICRO3)
+    if exponent < 1:
+        raise ValueError(f"fee exponent must be >= 1, got {exponent}")
+    num = size * rate_ppm * (price * (MICRO - price)) ** exponent
+    return -(-num // MICRO ** (1 + 2 * exponent))
 
 
 def notional(size: int, price: int) -> int:

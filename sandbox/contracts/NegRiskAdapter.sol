@@ -2,7 +2,6 @@
 pragma solidity 0.8.30;
 
 interface IERC20 {
-    function approve(address spender, uint256 amount) external returns (bool);
     function transferFrom(address from, address to, uint256 amount) external returns (bool);
 }
 
@@ -10,7 +9,6 @@ interface IWrappedCollateral {
     function initialize(address underlying) external;
     function approve(address spender, uint256 amount) external returns (bool);
     function balanceOf(address owner) external view returns (uint256);
-    function wrap(address to, uint256 amount) external;
     function unwrap(address to, uint256 amount) external;
     function mint(uint256 amount) external;
     function release(address to, uint256 amount) external;
@@ -105,8 +103,7 @@ contract NegRiskAdapter {
         wcol = IWrappedCollateral(wcol_);
         vault = vault_;
         wcol.initialize(col_);
-        require(wcol.approve(ctf_, type(uint256).max), "approve failed");
-        require(col.approve(wcol_, type(uint256).max), "approve failed");
+        require(wcol.approve(ctf_, type(uint256).max), "approve failed"); // the CTF pulls the WCOL it splits
     }
 
     function addAdmin(address admin) external onlyAdmin {
@@ -204,10 +201,12 @@ contract NegRiskAdapter {
         splitPosition(conditionId, amount);
     }
 
-    /// pUSD in, one YES and one NO per unit out.
+    /// pUSD in, one YES and one NO per unit out. The pUSD goes straight into WCOL's reserve and
+    /// as much WCOL is minted: the real adapter's transfer-then-wrap, without the hop through
+    /// this contract (a settlement's gas is mostly such round trips).
     function splitPosition(bytes32 conditionId, uint256 amount) public {
-        require(col.transferFrom(msg.sender, address(this), amount), "collateral transfer failed");
-        wcol.wrap(address(this), amount);
+        require(col.transferFrom(msg.sender, address(wcol), amount), "collateral transfer failed");
+        wcol.mint(amount);
         ctf.splitPosition(address(wcol), bytes32(0), conditionId, _partition(), amount);
         ctf.safeBatchTransferFrom(address(this), msg.sender, _positionIds(conditionId), _values(2, amount), "");
         emit PositionSplit(msg.sender, conditionId, amount);

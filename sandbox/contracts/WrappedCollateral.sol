@@ -9,9 +9,11 @@ interface IUnderlying {
 
 /// @title WrappedCollateral: WCOL, the collateral of every neg-risk CTF position.
 /// @notice The interface of Polymarket's WrappedCollateral (neg-risk-ctf-adapter): an ERC-20
-///         owned by the NegRiskAdapter that wraps pUSD 1:1. The owner may also mint WCOL
-///         without backing and release pUSD without burning WCOL; convertPositions does both,
-///         and the gap is exactly the WCOL locked for ever in the CTF behind burnt NO tokens.
+///         owned by the NegRiskAdapter, 1 WCOL per pUSD of its reserve. Only the owner wraps,
+///         mints, burns and releases; anyone unwraps. The adapter's split pays pUSD into the
+///         reserve and mints as much; convertPositions mints WCOL for the complements' splits
+///         and releases pUSD without burning WCOL: the reserve then falls short of the supply
+///         by exactly the WCOL locked for ever in the CTF behind burnt NO tokens.
 ///         Placed with anvil_setCode (no constructor): `initialize` makes its caller, the
 ///         adapter, the owner, as the real adapter's constructor deploys its own WCOL.
 contract WrappedCollateral {

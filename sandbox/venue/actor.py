@@ -166,6 +166,8 @@ class VenueActor(Actor):
             self.sim.advance(now)
             if now - last_housekeeping >= HOUSEKEEPING_NS:
                 self.hub.housekeeping(now)
+                if self.clob is not None:
+                    self.clob.expire_heartbeats()
                 last_housekeeping = now
             ups = self.sim.updates_per_second
             # About one update per wake-up at low rates; batches of them above 500/s.
@@ -210,6 +212,8 @@ class VenueActor(Actor):
                 continue
             self.chain_ready, self.chain_status, self.chain_error = True, "ready", ""
             log.info("chain bootstrapped at %s", cfg.chain.rpc_url)
+            if self.clob is not None:
+                await self.clob.on_chain_ready()  # this world's store; trades a previous run left open
             return
 
     def _bootstrap_once(self, deploy: ModuleType, cfg: Config) -> Any:

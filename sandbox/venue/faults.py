@@ -23,6 +23,12 @@ WebSocket, per connection (`ConnectionFaults.shape`, for each data frame):
 HTTP (`middleware`), on every route except the exempt ones (`/book` and `/sandbox/...`: ground truth):
     http_429_rate (+ Retry-After), http_5xx_rate (bursts of http_5xx_burst), slow_response_rate
     (+ slow_response_ms). `reject_orders` is read by the CLOB order routes.
+Orders and trades (read by the CLOB):
+    delayed_rate (+ delayed_unmatched_share, delay_ms)  an order answered `delayed`, matched later or UNMATCHED
+    trade_fail_rate     a matched trade ends FAILED: nothing moves on chain
+    trade_retry_rate    a matched trade goes RETRYING before it is mined
+    engine_restart_every_seconds (+ engine_restart_seconds, post_only_seconds)  the weekly matching-engine
+                        restart: 425 on the order endpoints, then post-only orders only
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ from sandbox.venue.events import PRICE_CHANGE, Frame
 
 COUNTERS = ("duplicates", "reordered", "dropped_price_changes", "disconnects", "stalls_started",
             "malformed_broken_json", "malformed_unknown_event", "malformed_missing_fields", "huge_frames",
-            "http_429", "http_5xx", "slow_responses")
+            "http_429", "http_5xx", "slow_responses", "rejected_orders", "delayed_orders", "delayed_unmatched",
+            "trades_failed", "trades_retried", "engine_restarts", "engine_restart_refusals", "post_only_refusals")
+RUNNING, RESTARTING, POST_ONLY = "running", "restarting", "post_only"
 MALFORMED = "malformed"
 HUGE = "huge"
 MAX_HOLD_NS = 1_000_000_000  # a held (reordered) frame with no newer one to follow is sent in order after 1 s
@@ -60,12 +68,16 @@ class FaultInjector:
         self.counters = Counter[str]()
         self._burst_left = 0
         self._huge: tuple[int, bytes] | None = None
+        self._engine_t0 = clock.monotonic_ns()
+        self._engine_cycle = 0  # the last restart counted
 
     def configure(self, faults: VenueFaults) -> tuple[bool, bool]:
         """Swap in a new faults section; returns (stall started, stall ended)."""
         old, self.current = self.current, faults
         if faults.http_5xx_rate == 0:  # 5xx turned off: a burst under way ends too
             self._burst_left = 0
+        if faults.engine_restart_every_seconds != old.engine_restart_every_seconds:
+            self._engine_t0, self._engine_cycle = self.clock.monotonic_ns(), 0  # the schedule starts now
         return (faults.stall and not old.stall, old.stall and not faults.stall)
 
     def roll(self, rate: float) -> bool:
@@ -77,6 +89,54 @@ class FaultInjector:
     @property
     def reject_orders(self) -> bool:
         return self.current.reject_orders
+
+    # ------------------------------------------------------------ orders and trades
+
+    def order_delayed(self) -> bool:
+        """This order is answered `delayed` (counted)."""
+        if self.roll(self.current.delayed_rate):
+            self.count("delayed_orders")
+            return True
+        return False
+
+    def delayed_unmatched(self) -> bool:
+        """This delayed order ends UNMATCHED instead of matching (counted)."""
+        if self.roll(self.current.delayed_unmatched_share):
+            self.count("delayed_unmatched")
+            return True
+        return False
+
+    def trade_fails(self) -> bool:
+        """This matched trade ends FAILED (counted)."""
+        if self.roll(self.current.trade_fail_rate):
+            self.count("trades_failed")
+            return True
+        return False
+
+    def trade_retries(self) -> bool:
+        """This matched trade goes RETRYING first (counted)."""
+        if self.roll(self.current.trade_retry_rate):
+            self.count("trades_retried")
+            return True
+        return False
+
+    def engine_phase(self, now_ns: int | None = None) -> str:
+        """RUNNING, RESTARTING (order endpoints answer 425) or POST_ONLY; restarts counted."""
+        f = self.current
+        every = f.engine_restart_every_seconds
+        if every is None:
+            return RUNNING
+        elapsed = (self.clock.monotonic_ns() if now_ns is None else now_ns) - self._engine_t0
+        period = int(every * 1e9)
+        cycle, into = divmod(elapsed, period)
+        if cycle == 0:
+            return RUNNING
+        if into < f.engine_restart_seconds * 1e9:
+            if cycle > self._engine_cycle:
+                self._engine_cycle = cycle
+                self.count("engine_restarts")
+            return RESTARTING
+        return POST_ONLY if into < (f.engine_restart_seconds + f.post_only_seconds) * 1e9 else RUNNING
 
     # ------------------------------------------------------------ WebSocket
 
@@ -156,8 +216,7 @@ class FaultInjector:
 
     def get_stats(self) -> dict[str, Any]:
         f = self.current
-        return {**{k: self.counters[k] for k in COUNTERS},
-                "rejected_orders": self.counters["rejected_orders"],
+        return {**{k: self.counters[k] for k in COUNTERS}, "engine_phase": self.engine_phase(),
                 "config": msgspec.to_builtins(f)}
 
 

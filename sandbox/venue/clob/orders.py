@@ -140,12 +140,33 @@ def _side(value: Any) -> str:
     raise invalid(f"`side` must be BUY or SELL, got {str(value)[:20]!r}")
 
 
+MAX_BATCH = 15  # POST /orders takes at most this many orders
+
+
 def parse_order_request(body: bytes) -> OrderRequest:
     """The POST /order body -> OrderRequest; OrderRejected("Invalid order payload: ...")."""
     try:
         doc = _decode(body)
     except msgspec.DecodeError as exc:
         raise invalid(f"not JSON ({exc})") from None
+    return parse_order_object(doc)
+
+
+def parse_batch(body: bytes) -> list[Any]:
+    """The POST /orders body: a JSON list of 1..15 order objects (each parsed on its own later)."""
+    try:
+        doc = _decode(body)
+    except msgspec.DecodeError as exc:
+        raise invalid(f"not JSON ({exc})") from None
+    if not isinstance(doc, list) or not doc:
+        raise invalid("expected a non-empty list of orders")
+    if len(doc) > MAX_BATCH:
+        raise OrderRejected(f"Too many orders in payload: {len(doc)}, max allowed: {MAX_BATCH}", "batch_too_large")
+    return doc
+
+
+def parse_order_object(doc: Any) -> OrderRequest:
+    """One order object ({"order": {...}, "owner", "orderType", ...}) -> OrderRequest."""
     if not isinstance(doc, dict) or not isinstance(doc.get("order"), dict):
         raise invalid('expected {"order": {...}, "owner": ..., "orderType": ...}')
     o = doc["order"]
@@ -257,6 +278,6 @@ def fills_cost(side: str, fills: list[tuple[int, int]] | tuple[tuple[int, int], 
     return -(-n // ONE) if side == BUY else n // ONE
 
 
-def fills_fee(fills: list[tuple[int, int]] | tuple[tuple[int, int], ...], rate_ppm: int) -> int:
-    """The taker fee, level by level, each rounded up (actors.market_math, as the router estimates it)."""
-    return sum(taker_fee(s, p, rate_ppm) for p, s in fills)
+def fills_fee(fills: list[tuple[int, int]] | tuple[tuple[int, int], ...], rate_ppm: int, exponent: int = 1) -> int:
+    """The taker fee, level by level, each rounded up (actors.domain.fees, as the router estimates it)."""
+    return sum(taker_fee(s, p, rate_ppm, exponent) for p, s in fills)

@@ -1,41 +1,45 @@
-"""What the venue remembers about orders: by id, and by (maker, metadata).
+"""What the venue remembers: orders and the trades they made, in Polymarket's forms.
+
+An order is answered when it is MATCHED (or `delayed`, or killed); its trade
+then moves on its own: MATCHED -> MINED -> CONFIRMED, or through RETRYING (the
+settlement reverted and is resubmitted) to CONFIRMED or FAILED (terminal:
+nothing moved). Tokens and collateral move only when the settlement is mined.
 
 The V2 `metadata` field (bytes32, signed) is the client order id of this
 venue: a second order from the same maker with the same NON-ZERO metadata is
-refused as a duplicate, naming the first order. An executor that derives
-metadata from its idempotency key therefore can never execute an attempt
-twice, and can find out what became of it (`by_metadata`) after a timeout.
+refused as a duplicate, naming the first order. A metadata is claimed when the
+order passed validation and the funds check (before matching): an order
+refused earlier changed nothing and leaves the metadata free. Once claimed it
+stays claimed, whatever the outcome: one metadata = one attempt.
 
-A metadata is claimed when the order passed validation and the funds check
-(before matching): an order refused earlier changed nothing and leaves the
-metadata free for a corrected order. Once claimed it stays claimed, whatever
-the outcome (matched, killed, settlement failed): one metadata = one attempt.
-
-Records are kept in memory, the newest `max_orders`; beyond that the oldest
-are forgotten (and their metadata with them). Pure: times are passed in.
+Pure records: the store (store.py) keeps them, durably.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from actors.domain.money import micro_to_str
 from sandbox.venue.book import BUY
 from sandbox.venue.clob.orders import ZERO32
 
-MATCHED, UNMATCHED, CANCELED, DELAYED = "MATCHED", "UNMATCHED", "CANCELED", "DELAYED"
-MAX_ORDERS = 200_000
+# Order statuses (GET /data/order, the user channel).
+LIVE, MATCHED, UNMATCHED, CANCELED, DELAYED = "LIVE", "MATCHED", "UNMATCHED", "CANCELED", "DELAYED"
+ORDER_DONE = frozenset({MATCHED, UNMATCHED, CANCELED})
+# Trade statuses.
+T_MATCHED, MINED, CONFIRMED, RETRYING, FAILED = "MATCHED", "MINED", "CONFIRMED", "RETRYING", "FAILED"
+TRADE_DONE = frozenset({CONFIRMED, FAILED})
+SETTLED = frozenset({MINED, CONFIRMED})  # what moved on chain
 
 
 @dataclass(frozen=True, slots=True)
 class OrderRecord:
     """One order as the venue saw it. Amounts in 1e-6 units.
 
-    status: DELAYED while it is being matched and settled, then MATCHED
-    (filled, settled on chain), UNMATCHED (killed, or its settlement failed:
-    `error` says why; nothing changed hands) or CANCELED.
+    status: DELAYED while it waits for a delayed match, then MATCHED (its trade
+    follows on its own), UNMATCHED (killed, or a delayed order that never
+    matched: `error` says why) or CANCELED.
     """
 
     id: str
@@ -59,6 +63,7 @@ class OrderRecord:
     error: str = ""
     builder: str = ZERO32
     fee_rate_bps: int = 0
+    trade_ids: tuple[str, ...] = ()
 
     @property
     def making(self) -> int:
@@ -77,7 +82,7 @@ class OrderRecord:
             "market": self.market, "asset_id": self.asset_id, "side": self.side, "outcome": self.outcome,
             "original_size": micro_to_str(self.original_size), "size_matched": micro_to_str(self.size_matched),
             "price": micro_to_str(self.limit_price), "order_type": self.order_type, "expiration": "0",
-            "associate_trades": [self.id] if self.status == MATCHED else [],
+            "associate_trades": list(self.trade_ids),
             "created_at": self.created_ms // 1000,
             # sandbox extensions: what actually happened
             "metadata": self.metadata, "builder": self.builder,
@@ -87,67 +92,80 @@ class OrderRecord:
             "error": self.error,
         }
 
-    def trade_wire(self) -> dict[str, Any]:
-        """GET /data/trades entry: one trade per matched order, its id = the order id."""
+    def user_event(self, kind: str, now_ms: int) -> dict[str, Any]:
+        """The user channel's `order` event (`type` PLACEMENT | UPDATE | CANCELLATION)."""
         return {
-            "id": self.id, "taker_order_id": self.id, "market": self.market, "asset_id": self.asset_id,
-            "side": self.side, "size": micro_to_str(self.size_matched), "price": micro_to_str(self.avg_price),
-            "fee_rate_bps": str(self.fee_rate_bps), "fee": micro_to_str(self.fee), "status": "CONFIRMED",
-            "match_time": str(self.created_ms // 1000), "outcome": self.outcome, "owner": self.owner,
-            "maker_address": self.maker, "transaction_hash": self.transaction_hash, "trader_side": "TAKER",
-            "maker_orders": [],
+            "event_type": "order", "type": kind, "id": self.id, "asset_id": self.asset_id, "market": self.market,
+            "side": self.side, "price": micro_to_str(self.limit_price),
+            "original_size": micro_to_str(self.original_size), "size_matched": micro_to_str(self.size_matched),
+            "outcome": self.outcome, "owner": self.owner, "order_owner": self.owner,
+            "associate_trades": list(self.trade_ids), "order_type": self.order_type, "status": self.status,
+            "timestamp": str(now_ms), "created_at": str(self.created_ms // 1000), "expiration": "0",
         }
 
 
-class DuplicateOrder(Exception):
-    def __init__(self, first: OrderRecord) -> None:
-        super().__init__(first.id)
-        self.first = first
+@dataclass(frozen=True, slots=True)
+class TradeRecord:
+    """One trade: a taker order against the venue's (operator's) liquidity.
 
+    `fills` are [(price, size)] on the taker's token; `match_type` how the
+    operator's side settles (COMPLEMENTARY, MINT, MERGE); the fill id on chain
+    is the trade id. `attempts` counts settlement transactions sent.
+    """
 
-class OrderStore:
-    def __init__(self, max_orders: int = MAX_ORDERS) -> None:
-        self.max_orders = max_orders
-        self._by_id: OrderedDict[str, OrderRecord] = OrderedDict()
-        self._by_meta: dict[tuple[str, str], str] = {}  # (maker lowercase, metadata) -> order id
+    id: str
+    order_id: str
+    owner: str  # api key
+    maker: str  # the trader's address
+    market: str
+    asset_id: str
+    outcome: str
+    side: str
+    size: int
+    price: int  # average, micro
+    cost: int
+    fee: int
+    fee_rate_bps: int
+    match_type: str
+    neg_risk: bool
+    match_ms: int
+    fills: tuple[tuple[int, int], ...] = ()
+    status: str = T_MATCHED
+    transaction_hash: str = ""
+    error: str = ""
+    updated_ms: int = 0
+    attempts: int = 0
+    operator: str = ""  # the maker side's address
+    bucket_index: int = 0
+    execution_id: int = 0  # the book execution, to give its liquidity back if the trade fails
+    events: tuple[str, ...] = field(default=())  # statuses it went through, in order
 
-    def __len__(self) -> int:
-        return len(self._by_id)
+    @property
+    def done(self) -> bool:
+        return self.status in TRADE_DONE
 
-    def get(self, order_id: str) -> OrderRecord | None:
-        return self._by_id.get(order_id.lower())
+    def _maker_orders(self) -> list[dict[str, Any]]:
+        # The venue's own liquidity, one maker order per price level taken.
+        return [{"order_id": f"{self.id}:{i}", "asset_id": self.asset_id, "matched_amount": micro_to_str(size),
+                 "price": micro_to_str(price), "outcome": self.outcome, "owner": "venue",
+                 "maker_address": self.operator, "fee_rate_bps": "0"} for i, (price, size) in enumerate(self.fills)]
 
-    def by_metadata(self, maker: str, metadata: str) -> OrderRecord | None:
-        order_id = self._by_meta.get((maker.lower(), metadata.lower()))
-        return self._by_id.get(order_id) if order_id else None
+    def to_wire(self) -> dict[str, Any]:
+        """GET /data/trades entry (Polymarket's field names; numbers as strings)."""
+        return {
+            "id": self.id, "taker_order_id": self.order_id, "market": self.market, "asset_id": self.asset_id,
+            "side": self.side, "size": micro_to_str(self.size), "price": micro_to_str(self.price),
+            "fee_rate_bps": str(self.fee_rate_bps), "status": self.status,
+            "match_time": str(self.match_ms // 1000), "last_update": str((self.updated_ms or self.match_ms) // 1000),
+            "outcome": self.outcome, "owner": self.owner, "maker_address": self.maker,
+            "bucket_index": self.bucket_index,
+            "transaction_hash": self.transaction_hash, "trader_side": "TAKER", "type": "TRADE",
+            "maker_orders": self._maker_orders(),
+            # sandbox extensions
+            "fee": micro_to_str(self.fee), "cost": micro_to_str(self.cost), "match_type": self.match_type,
+            "error": self.error,
+        }
 
-    def check_new(self, order_id: str, maker: str, metadata: str) -> None:
-        """DuplicateOrder if this order, or its non-zero metadata for this maker, was seen."""
-        first = self._by_id.get(order_id.lower())
-        if first is None and metadata != ZERO32:
-            first = self.by_metadata(maker, metadata)
-        if first is not None:
-            raise DuplicateOrder(first)
-
-    def claim(self, record: OrderRecord) -> None:
-        """Record a new order (status DELAYED) and claim its metadata; call check_new first,
-        with no await in between, so two concurrent requests cannot both pass."""
-        self.check_new(record.id, record.maker, record.metadata)
-        self._by_id[record.id] = record
-        if record.metadata != ZERO32:
-            self._by_meta[(record.maker.lower(), record.metadata)] = record.id
-        while len(self._by_id) > self.max_orders:
-            _, old = self._by_id.popitem(last=False)
-            if self._by_meta.get((old.maker.lower(), old.metadata)) == old.id:
-                del self._by_meta[(old.maker.lower(), old.metadata)]
-
-    def update(self, record: OrderRecord, **changes: Any) -> OrderRecord:
-        """Replace a record with changed fields (records are frozen); returns the new one."""
-        new = replace(record, **changes)
-        if new.id in self._by_id:
-            self._by_id[new.id] = new
-        return new
-
-    def of_owner(self, owner_address: str) -> list[OrderRecord]:
-        who = owner_address.lower()
-        return [r for r in self._by_id.values() if r.maker.lower() == who]
+    def user_event(self, now_ms: int) -> dict[str, Any]:
+        """The user channel's `trade` event, sent on every status change."""
+        return {**self.to_wire(), "event_type": "trade", "trade_owner": self.owner, "timestamp": str(now_ms)}

@@ -16,12 +16,17 @@ L1 (EIP-712 ClobAuth headers):
          the same address and POLY_NONCE)
 L2 (HMAC headers):
     POST /order                         -> see service.py
+    POST /orders [order, ...] (<= 15)   -> [answer, ...], one per order (a refused one: success false + errorMsg)
+    POST /v1/heartbeats {"heartbeat_id"} -> {"heartbeat_id", "error": ""}: the dead-man switch; when an
+         account's heartbeats stop for sandbox.venue.heartbeat_timeout_seconds its open orders are cancelled
     GET  /data/order/{id}               -> the order (records.py) or 404
     GET  /data/orders?metadata=0x..|id=0x..|market=|asset_id=  -> {"data": [order], "next_cursor": "LTE=",
          "limit", "count"}: by metadata or id whatever its status (sandbox extension for reconciliation),
          else the open orders (none: FOK/FAK never rest)
-    GET  /data/trades?id=|metadata=|market=|asset_id=  -> {"data": [trade], ...} matched orders as trades
-    DELETE /order {"orderID"}, DELETE /orders [ids], DELETE /cancel-all -> {"canceled": [], "not_canceled": {id: why}}
+    GET  /data/trades?id=|metadata=|market=|asset_id=  -> {"data": [trade], ...} with the trade's status
+         (MATCHED, MINED, CONFIRMED, RETRYING, FAILED), bucket_index, match_time, transaction_hash
+    DELETE /order {"orderID"}, DELETE /orders [ids], DELETE /cancel-all -> {"canceled": [ids],
+         "not_canceled": {id: why}}: open (delayed) orders only; FOK/FAK never rest
     GET  /auth/api-keys                 -> {"apiKeys": [key]}
 Sandbox only (not Polymarket): GET /sandbox/clob -> {"chain_ready", "clob": stats, "faults": stats}.
 
@@ -157,7 +162,24 @@ def add_routes(app: web.Application, clob: ClobService, venue: Any) -> None:
             ids = []
         if ids is None:
             raise refuse(web.HTTPBadRequest, "Invalid order payload", "bad_cancel")
-        status, body = clob.cancel(creds, ids)
+        status, body = clob.cancel(creds, ids if request.path != "/cancel-all" else None)
+        return reply(body, status)
+
+    async def post_orders(request: web.Request) -> web.Response:
+        status, body = await clob.post_orders(request.headers, request.path, await request.read())
+        return reply(body, status)
+
+    async def heartbeat(request: web.Request) -> web.Response:
+        raw = await request.read()
+        creds = await l2(request, raw)
+        try:
+            doc = _decode(raw) if raw else {}
+        except msgspec.DecodeError:
+            raise refuse(web.HTTPBadRequest, "Invalid heartbeat payload", "bad_heartbeat") from None
+        hb = doc.get("heartbeat_id", "") if isinstance(doc, dict) else None
+        if not isinstance(hb, str):
+            raise refuse(web.HTTPBadRequest, "Invalid heartbeat payload", "bad_heartbeat")
+        status, body = clob.heartbeat(creds, hb[:100])
         return reply(body, status)
 
     async def api_keys(request: web.Request) -> web.Response:
@@ -175,7 +197,8 @@ def add_routes(app: web.Application, clob: ClobService, venue: Any) -> None:
         ("GET", "/clob-markets/{condition_id}", clob_market), ("GET", "/markets-by-token/{token_id}", market_by_token),
         ("POST", "/auth/api-key", api_key), ("GET", "/auth/derive-api-key", api_key),
         ("GET", "/auth/api-keys", api_keys),
-        ("POST", "/order", post_order), ("GET", "/data/order/{order_id}", get_order),
+        ("POST", "/order", post_order), ("POST", "/orders", post_orders), ("POST", "/v1/heartbeats", heartbeat),
+        ("GET", "/data/order/{order_id}", get_order),
         ("GET", "/data/orders", get_orders), ("GET", "/data/trades", get_trades),
         ("DELETE", "/order", cancel), ("DELETE", "/orders", cancel), ("DELETE", "/cancel-all", cancel),
         ("GET", "/sandbox/clob", sandbox_status),

@@ -1,4 +1,10 @@
-"""The venue's chain side: traders' funds, and one Settlement.settle per order.
+"""The venue's chain side: traders' funds, and one settlement transaction per trade.
+
+Each trade settles on the exchange it was signed for (the standard or the
+neg-risk one), with the call of its match type: `settle` (COMPLEMENTARY: the
+operator's tokens for the trader's collateral, or the reverse), `settleMint`
+(a BUY of NO against the operator's YES bid: both pay, a set is split) or
+`settleMerge` (a SELL of NO against the operator's YES ask: a set is merged).
 
 web3's AsyncHTTPProvider on cfg.chain.rpc_url, on the event loop (never a
 blocking call), used as a JSON-RPC transport: `make_request` /
@@ -56,6 +62,9 @@ IS_APPROVED_FOR_ALL = _selector("isApprovedForAll(address,address)")
 SETTLED = _selector("settled(bytes32)")
 SETTLE = _selector("settle(bytes32,address,uint256,bool,uint256,uint256,uint256)")
 SETTLE_TYPES = ["bytes32", "address", "uint256", "bool", "uint256", "uint256", "uint256"]
+SETTLE_MINT = _selector("settleMint(bytes32,address,bytes32,uint256,uint256,uint256,uint256,uint256)")
+SETTLE_MERGE = _selector("settleMerge(bytes32,address,bytes32,uint256,uint256,uint256,uint256,uint256)")
+PAIR_TYPES = ["bytes32", "address", "bytes32", "uint256", "uint256", "uint256", "uint256", "uint256"]
 
 
 def _call_data(selector: bytes, types: list[str], args: list[Any]) -> str:
@@ -99,13 +108,39 @@ def _result(response: Any) -> Any:
     return response.get("result")
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One trade's settlement call: where to send it and how to recognise it on chain."""
+
+    fill_id: bytes
+    exchange: str
+    data: str
+
+
+def settlement_call(*, fill_id: bytes, exchange: str, match_type: str, trader: str, token_id: int,
+                    other_token_id: int, condition_id: str, trader_buys: bool, shares: int, cost: int,
+                    fee: int) -> Settlement:
+    """The Settlement contract call of one trade (`cost`: the trader's collateral before fee)."""
+    who = to_checksum_address(trader)
+    if match_type == "MINT":
+        data = _call_data(SETTLE_MINT, PAIR_TYPES, [fill_id, who, bytes.fromhex(condition_id[2:]), token_id,
+                                                   other_token_id, shares, cost, fee])
+    elif match_type == "MERGE":
+        data = _call_data(SETTLE_MERGE, PAIR_TYPES, [fill_id, who, bytes.fromhex(condition_id[2:]), token_id,
+                                                    other_token_id, shares, cost, fee])
+    else:
+        data = _call_data(SETTLE, SETTLE_TYPES, [fill_id, who, token_id, trader_buys, shares, cost, fee])
+    return Settlement(fill_id, to_checksum_address(exchange), data)
+
+
 class Settler:
     def __init__(self, rpc_url: str, operator: LocalAccount, *, chain_id: int, exchange: str, collateral: str,
-                 ctf: str, clock: Clock, timeout_s: float = 10.0) -> None:
+                 ctf: str, clock: Clock, timeout_s: float = 10.0, neg_risk_exchange: str | None = None) -> None:
         self.rpc_url, self.chain_id, self.clock, self.timeout_s = rpc_url, chain_id, clock, timeout_s
         self._account = operator  # the key stays inside the LocalAccount; never logged
         self.operator = operator.address
         self.exchange = to_checksum_address(exchange)
+        self.neg_risk_exchange = to_checksum_address(neg_risk_exchange or exchange)
         self.collateral = to_checksum_address(collateral)
         self.ctf = to_checksum_address(ctf)
         self._provider: AsyncHTTPProvider | None = None
@@ -147,16 +182,23 @@ class Settler:
 
     # ------------------------------------------------------------ reads
 
-    async def funds(self, trader: str, token_id: int, buy: bool) -> Funds:
-        """BUY: pUSD balance and allowance to the exchange; SELL: token balance, and
-        isApprovedForAll as an unlimited (or zero) allowance."""
-        owner = to_checksum_address(trader)
+    def exchange_for(self, neg_risk: bool) -> str:
+        return self.neg_risk_exchange if neg_risk else self.exchange
+
+    async def genesis_hash(self) -> str:
+        """The chain's block 0 hash: which sandbox world this is."""
+        return str((await self._rpc("eth_getBlockByNumber", ["0x0", False]))["hash"])
+
+    async def funds(self, trader: str, token_id: int, buy: bool, neg_risk: bool = False) -> Funds:
+        """BUY: pUSD balance and allowance to the order's exchange; SELL: token balance,
+        and isApprovedForAll as an unlimited (or zero) allowance."""
+        owner, exchange = to_checksum_address(trader), self.exchange_for(neg_risk)
         if buy:
             calls = [(self.collateral, _call_data(BALANCE_OF, ["address"], [owner])),
-                     (self.collateral, _call_data(ALLOWANCE, ["address", "address"], [owner, self.exchange]))]
+                     (self.collateral, _call_data(ALLOWANCE, ["address", "address"], [owner, exchange]))]
         else:
             calls = [(self.ctf, _call_data(BALANCE_OF_1155, ["address", "uint256"], [owner, token_id])),
-                     (self.ctf, _call_data(IS_APPROVED_FOR_ALL, ["address", "address"], [owner, self.exchange]))]
+                     (self.ctf, _call_data(IS_APPROVED_FOR_ALL, ["address", "address"], [owner, exchange]))]
         try:
             balance, allowance = await self._calls(calls)
         except Exception as exc:  # connection refused, timeout, node error: the order is not taken
@@ -175,7 +217,7 @@ class Settler:
             self._fees = (2 * int(block["baseFeePerGas"], 16) + tip, tip, now)
         return self._fees[0], self._fees[1]
 
-    async def _send(self, data: str) -> str:
+    async def _send(self, data: str, to: str | None = None) -> str:
         """Allocate a nonce, sign and send, under the lock; one retry after a nonce resync."""
         async with self._lock:
             for attempt in (1, 2):
@@ -183,7 +225,7 @@ class Settler:
                     self._nonce = int(await self._rpc("eth_getTransactionCount", [self.operator, "pending"]), 16)
                     self.stats["nonce_resyncs"] += 1
                 max_fee, tip = await self._fee_caps()
-                tx = {"to": self.exchange, "data": data, "value": 0, "nonce": self._nonce, "gas": GAS_LIMIT,
+                tx = {"to": to or self.exchange, "data": data, "value": 0, "nonce": self._nonce, "gas": GAS_LIMIT,
                       "chainId": self.chain_id, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip, "type": 2}
                 raw = self._account.sign_transaction(tx).raw_transaction
                 try:
@@ -216,31 +258,41 @@ class Settler:
 
     async def settle(self, fill_id: bytes, trader: str, token_id: int, trader_buys: bool, shares: int, cost: int,
                      fee: int) -> str:
-        """Settle one order on chain; the mined transaction's hash, or SettlementFailed."""
+        """A COMPLEMENTARY settlement on the standard exchange (see `submit`)."""
         data = _call_data(SETTLE, SETTLE_TYPES,
                           [fill_id, to_checksum_address(trader), token_id, trader_buys, shares, cost, fee])
+        return await self.submit(Settlement(fill_id, self.exchange, data))
+
+    async def submit(self, call: Settlement, on_sent: Any = None) -> str:
+        """Send one settlement and wait for it to be mined: its transaction hash, or
+        SettlementFailed (nothing moved). `on_sent(tx_hash)` runs once it is broadcast
+        (the caller records it, so a restart can look the transaction up)."""
         try:
-            tx_hash = await self._send(data)
+            tx_hash = await self._send(call.data, call.exchange)
         except SettlementFailed:
-            if await self._settled(fill_id):  # the "failed" send got through after all
+            if await self.is_settled(call.fill_id, call.exchange):  # the "failed" send got through after all
                 return ""
             raise
+        if on_sent is not None:
+            on_sent(tx_hash)
         receipt = await self._receipt(tx_hash)
         if receipt is None:
             self.stats["receipt_timeouts"] += 1
             await self._drop(tx_hash)
-            if await self._settled(fill_id):
+            if await self.is_settled(call.fill_id, call.exchange):
                 return tx_hash
             raise SettlementFailed(f"no receipt for {tx_hash} within {RECEIPT_TIMEOUT_NS // 10**9}s; dropped")
         if int(receipt["status"], 16) != 1:
             self.stats["reverted"] += 1
-            raise SettlementFailed(f"settlement reverted{await self._why(data)}", tx_hash)
+            raise SettlementFailed(f"settlement reverted{await self._why(call.data, call.exchange)}", tx_hash)
         self.stats["mined_ok"] += 1
         return tx_hash
 
-    async def _settled(self, fill_id: bytes) -> bool:
+    async def is_settled(self, fill_id: bytes, exchange: str | None = None) -> bool:
+        """Whether the exchange settled this fill id (False when the chain cannot say)."""
         try:
-            return bool((await self._calls([(self.exchange, _call_data(SETTLED, ["bytes32"], [fill_id]))]))[0])
+            calls = [(exchange or self.exchange, _call_data(SETTLED, ["bytes32"], [fill_id]))]
+            return bool((await self._calls(calls))[0])
         except Exception:
             return False
 
@@ -253,10 +305,10 @@ class Settler:
                 log.warning("could not drop %s: %s", tx_hash, _short(exc))
             self._nonce = None  # the dropped nonce must be reused
 
-    async def _why(self, data: str) -> str:
+    async def _why(self, data: str, to: str | None = None) -> str:
         # Replaying the call on the current state usually names the require() that failed.
         try:
-            await self._rpc("eth_call", [{"from": self.operator, "to": self.exchange, "data": data}, "latest"])
+            await self._rpc("eth_call", [{"from": self.operator, "to": to or self.exchange, "data": data}, "latest"])
         except Exception as exc:
             return f": {str(exc)[:200]}"
         return ""

@@ -30,3 +30,10 @@ def test_conversions_refuse_to_lose_precision():
         to_micro("0.0000001")
     with pytest.raises(ValueError):
         fee_rate_ppm("0.0000005")
+
+
+def test_the_fee_exponent_raises_p_times_one_minus_p():
+    # 100 shares at 0.50, rate 0.25, exponent 2: 100 * 0.25 * 0.0625 = 1.5625 USDC
+    assert taker_fee(100 * MICRO, 500_000, fee_rate_ppm("0.25"), exponent=2) == 1_562_500
+    assert taker_fee(7, 300_000, 20_000, exponent=1) == taker_fee(7, 300_000, 20_000)
+    assert taker_fee(1, 1, 1, exponent=3) == 1  # rounded up, never 0 for a positive fee

@@ -8,6 +8,8 @@ import json
 from decimal import Decimal
 
 import pytest
+from eth_abi import decode as abi_decode
+from eth_utils import to_checksum_address
 from py_clob_client_v2.clob_types import ApiCreds as ClientCreds
 from py_clob_client_v2.clob_types import (
     CreateOrderOptions,
@@ -25,7 +27,14 @@ from actors.runtime.clock import TestClock
 from sandbox.deploy import MarketInfo
 from sandbox.venue.clob.auth import ApiKeys, venue_secret
 from sandbox.venue.clob.service import ClobService
-from sandbox.venue.clob.settlement import Funds, SettlementFailed
+from sandbox.venue.clob.settlement import (
+    PAIR_TYPES,
+    SETTLE,
+    SETTLE_MINT,
+    SETTLE_TYPES,
+    Funds,
+    SettlementFailed,
+)
 from sandbox.venue.state import VenueState
 
 CHAIN_ID = 137
@@ -65,23 +74,57 @@ def l2_headers(creds, method: str, path: str, body: str | None, now_s: int, acco
                                   timestamp=now_s)
 
 
+EXCHANGE, NEG_RISK_EXCHANGE = "0x" + "e1" * 20, "0x" + "e2" * 20
+OPERATOR = "0x" + "0e" * 20
+
+
+def decode_call(call) -> tuple[str, tuple]:
+    """(function, arguments) of a settlement call."""
+    selector, args = bytes.fromhex(call.data[2:10]), bytes.fromhex(call.data[10:])
+    if selector == SETTLE:
+        name, values = "settle", list(abi_decode(SETTLE_TYPES, args))
+    else:
+        name = "settleMint" if selector == SETTLE_MINT else "settleMerge"
+        values = list(abi_decode(PAIR_TYPES, args))
+    values[1] = to_checksum_address(values[1])
+    return name, tuple(values)
+
+
 class FakeSettler:
-    """The chain side: funds as configured, settlements recorded (or failing on demand)."""
+    """The chain side: funds as configured, settlement calls recorded as mined (or
+    failing on demand); `chain` is the set of fill ids the exchanges settled."""
+
+    operator = OPERATOR
 
     def __init__(self) -> None:
         self.funds_of = Funds(balance=1_000 * M, allowance=2**256 - 1)
-        self.settled: list[tuple] = []
+        self.settled: list = []  # the Settlement calls that were mined
+        self.chain: set[bytes] = set()
         self.fail: str | None = None
+        self.funds_asked: list[tuple] = []
 
-    async def funds(self, trader: str, token_id: int, buy: bool) -> Funds:
+    def exchange_for(self, neg_risk: bool) -> str:
+        return NEG_RISK_EXCHANGE if neg_risk else EXCHANGE
+
+    async def funds(self, trader: str, token_id: int, buy: bool, neg_risk: bool = False) -> Funds:
+        self.funds_asked.append((trader, token_id, buy, neg_risk))
         return self.funds_of
 
-    async def settle(self, fill_id: bytes, trader: str, token_id: int, trader_buys: bool, shares: int, cost: int,
-                     fee: int) -> str:
+    async def submit(self, call, on_sent=None) -> str:
         if self.fail:
             raise SettlementFailed(self.fail)
-        self.settled.append((fill_id, trader, token_id, trader_buys, shares, cost, fee))
-        return "0x" + f"{len(self.settled):064x}"
+        self.settled.append(call)
+        self.chain.add(call.fill_id)
+        tx = "0x" + f"{len(self.settled):064x}"
+        if on_sent is not None:
+            on_sent(tx)
+        return tx
+
+    async def is_settled(self, fill_id: bytes, exchange: str | None = None) -> bool:
+        return fill_id in self.chain
+
+    async def genesis_hash(self) -> str:
+        return "0x" + "9e" * 32
 
     async def close(self) -> None:
         pass
@@ -99,8 +142,8 @@ def clock():
 def state(clock):
     st = VenueState([MARKET], clock)
     # asks 0.45 x 100, 0.46 x 100; bids 0.43 x 100, 0.42 x 100 on YES
+    # (the NO book is its mirror: bids 0.55 / 0.54, asks 0.57 / 0.58)
     st.replace_book(YES, {430_000: 100 * M, 420_000: 100 * M}, {450_000: 100 * M, 460_000: 100 * M}, emit=False)
-    st.replace_book(NO, {530_000: 100 * M}, {550_000: 100 * M}, emit=False)
     return st
 
 

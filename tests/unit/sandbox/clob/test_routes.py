@@ -20,7 +20,7 @@ from sandbox.venue.clob.auth import ApiKeys, venue_secret
 from sandbox.venue.clob.routes import add_routes
 from sandbox.venue.clob.service import ClobService
 from sandbox.venue.state import VenueState
-from tests.unit.sandbox.clob.conftest import CID, MARKET, NO, TRADER, YES, FakeSettler, M
+from tests.unit.sandbox.clob.conftest import CID, MARKET, NO, TRADER, YES, FakeSettler, M, decode_call
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
@@ -29,8 +29,7 @@ pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 async def server():
     clock = SystemClock()  # the client stamps its headers with the wall clock
     state = VenueState([MARKET], clock)
-    state.replace_book(YES, {430_000: 100 * M}, {450_000: 100 * M}, emit=False)
-    state.replace_book(NO, {530_000: 100 * M}, {550_000: 100 * M}, emit=False)
+    state.replace_book(YES, {430_000: 100 * M}, {450_000: 100 * M}, emit=False)  # NO: its mirror
     settler = FakeSettler()
     service = ClobService(state, ApiKeys(venue_secret(b"\x05" * 32), 137), settler, clock, chain_id=137)
     app = web.Application()
@@ -69,13 +68,19 @@ async def test_the_client_trades_and_queries_through_the_routes(server):
     res = await asyncio.to_thread(c.create_and_post_order, OrderArgsV2(
         token_id=YES, price=0.45, size=10, side="BUY", metadata=meta), None, OrderType.FOK)
 
+    # The client waits (inside post_order) until the trade has its settlement hash.
     assert res["status"] == "matched" and len(settler.settled) == 1
+    (tid,) = res["tradeIDs"]
+    assert res["transactionsHashes"] == [(await asyncio.to_thread(c.get_trades, TradeParams(id=tid)))[0][
+        "transaction_hash"]]
     oid = res["orderID"]
     assert (await asyncio.to_thread(c.get_order, oid))["metadata"] == meta
     assert await asyncio.to_thread(c.get_open_orders) == []
     assert [o["id"] for o in await asyncio.to_thread(c.get_open_orders, OpenOrderParams(id=oid))] == [oid]
-    trades = await asyncio.to_thread(c.get_trades, TradeParams(id=oid))
-    assert [(t["id"], t["status"]) for t in trades] == [(oid, "CONFIRMED")]
+    trades = await asyncio.to_thread(c.get_trades, TradeParams(id=tid))
+    assert [(t["taker_order_id"], t["status"] in ("MINED", "CONFIRMED")) for t in trades] == [(oid, True)]
+    beat = await asyncio.to_thread(c.post_heartbeat, "")
+    assert beat["error"] == "" and beat["heartbeat_id"].startswith("0x") and service.counters["heartbeats"] == 1
     cancel = await asyncio.to_thread(c.cancel_order, OrderPayload(orderID=oid))
     assert cancel["canceled"] == [] and oid in cancel["not_canceled"]
     assert await asyncio.to_thread(c.cancel_all) == {"canceled": [], "not_canceled": {}}
@@ -120,4 +125,4 @@ async def test_an_order_signed_from_exact_integer_amounts_is_posted_by_the_clien
     res = await asyncio.to_thread(c.post_order, order, OrderType.FOK)
 
     assert (res["orderID"], res["takingAmount"], res["makingAmount"]) == (order_id, "10.29", "4.681436")  # + fee
-    assert settler.settled[0][4:6] == (size, size * price // M)
+    assert decode_call(settler.settled[0])[1][4:6] == (size, size * price // M)

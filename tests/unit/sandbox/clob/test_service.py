@@ -1,5 +1,7 @@
 """The order flow over a real VenueState, with a fake chain side: orders and
-headers made by the real client, exactly as it would post them."""
+headers made by the real client, exactly as it would post them. The answer
+comes at the match; the trade then settles on its own (MATCHED -> MINED ->
+CONFIRMED, or RETRYING / FAILED)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ import pytest
 from config.schema import VenueFaults
 from sandbox.venue.book import BUY, SELL
 from sandbox.venue.clob.orders import FAK_UNMATCHED, FOK_KILLED, NOT_ENOUGH
-from sandbox.venue.clob.records import DuplicateOrder, OrderRecord, OrderStore
-from sandbox.venue.clob.service import ClobService
+from sandbox.venue.clob.records import OrderRecord
+from sandbox.venue.clob.service import ClobService, trade_id
 from sandbox.venue.clob.settlement import Funds
+from sandbox.venue.clob.store import DuplicateOrder, VenueStore
 from sandbox.venue.faults import FaultInjector
 from tests.helpers import eventually
 from tests.unit.sandbox.clob.conftest import (
@@ -25,6 +28,7 @@ from tests.unit.sandbox.clob.conftest import (
     YES,
     FakeSettler,
     M,
+    decode_call,
     l2_headers,
     limit_order,
     market_order,
@@ -47,36 +51,73 @@ async def post(service, clock, order, order_type="FOK", creds=None, account=TRAD
     return await service.post_order(headers, "/order", body.encode())
 
 
-async def test_a_fok_buy_fills_at_the_books_prices_and_settles_once(service, state, settler, clock):
-    events = []
+def trade_of(service, body):
+    return service.store.trade(body["tradeIDs"][0])
+
+
+async def settled(service, body, status="CONFIRMED"):
+    await eventually(lambda: trade_of(service, body).status == status)
+    return trade_of(service, body)
+
+
+async def test_a_fok_buy_is_answered_matched_and_settles_once_afterwards(service, state, settler, clock):
+    events, seen = [], []
     state.add_listener(events.append)
+    service.add_trade_listener(lambda t: seen.append(t.status))
 
     status, body = await post(service, clock, limit_order(BUY, 0.46, 150, metadata=META))
 
     assert status == 200, body
     cost = 100 * 450_000 + 50 * 460_000  # 45 + 23 USDC
     fee = 495_000 + 248_400  # 100 x 0.02 x 0.45 x 0.55 + 50 x 0.02 x 0.46 x 0.54
-    assert settler.settled == [(bytes.fromhex(body["orderID"][2:]), TRADER.address, int(YES), True, 150 * M,
-                                cost, fee)]
     assert body["status"] == "matched" and body["success"] is True and body["errorMsg"] == ""
     assert (body["makingAmount"], body["takingAmount"]) == ("68.7434", "150")
     assert (body["cost"], body["fee"]) == ("68", "0.7434")
-    assert body["transactionsHashes"] == ["0x" + "0" * 63 + "1"] and body["tradeIDs"] == [body["orderID"]]
+    tid = trade_id(body["orderID"])
+    assert body["transactionsHashes"] == [] and body["tradeIDs"] == [tid]  # nothing mined yet
+    assert settler.settled == []
     assert state.book(YES).levels(SELL) == [(460_000, 50 * M)]
     assert {e.kind for e in events} >= {"price_change", "last_trade_price", "book"}
+
+    trade = await settled(service, body)
+
+    assert seen == ["MATCHED", "MINED", "CONFIRMED"] and trade.events == ("MATCHED", "MINED", "CONFIRMED")
+    (call,) = settler.settled
+    assert decode_call(call) == ("settle", (bytes.fromhex(tid[2:]), TRADER.address, int(YES), True, 150 * M, cost,
+                                            fee))
+    assert trade.transaction_hash == "0x" + "0" * 63 + "1" and trade.match_type == "COMPLEMENTARY"
     record = service.store.get(body["orderID"])
     assert (record.status, record.size_matched, record.metadata, record.avg_price) == ("MATCHED", 150 * M, META,
                                                                                     453_334)
+    assert record.trade_ids == (tid,)
 
 
 async def test_a_sell_receives_cost_minus_fee(service, state, settler, clock):
     status, body = await post(service, clock, market_order(SELL, 120, 0.42))
 
     assert status == 200, body
-    _, trader, token, buys, shares, cost, fee = settler.settled[0]
+    await settled(service, body)
+    _, (_, trader, token, buys, shares, cost, fee) = decode_call(settler.settled[0])
     assert (buys, shares, cost, fee) == (False, 120 * M, 43 * M + 8_400_000, 490_200 + 97_440)  # 100 @ .43, 20 @ .42
     assert (body["makingAmount"], body["takingAmount"]) == ("120", "50.81236")
     assert state.book(YES).levels(BUY) == [(420_000, 80 * M)]
+
+
+async def test_no_orders_mint_against_yes_bids_and_merge_against_yes_asks(service, state, settler, clock):
+    # NO asks 0.57 / 0.58 are the YES bids 0.43 / 0.42; NO bids 0.55 / 0.54 the YES asks.
+    status, buy = await post(service, clock, limit_order(BUY, 0.57, 10, token=NO))
+    assert status == 200, buy
+    status, sell = await post(service, clock, limit_order(SELL, 0.55, 10, token=NO))
+    assert status == 200, sell
+    await settled(service, buy)
+    await settled(service, sell)
+
+    (mint, mint_args), (merge, merge_args) = (decode_call(c) for c in settler.settled)
+    assert mint == "settleMint" and merge == "settleMerge"
+    # (fillId, trader, conditionId, traderToken, operatorToken, shares, trader's collateral, fee)
+    assert mint_args[1:] == (TRADER.address, bytes.fromhex(CID[2:]), int(NO), int(YES), 10 * M, 5_700_000, 49_020)
+    assert merge_args[1:] == (TRADER.address, bytes.fromhex(CID[2:]), int(NO), int(YES), 10 * M, 5_500_000, 49_500)
+    assert state.book(YES).size_at(BUY, 430_000) == 90 * M and state.book(YES).size_at(SELL, 450_000) == 90 * M
 
 
 async def test_a_fok_that_no_longer_crosses_is_killed_like_the_real_venue(service, state, settler, clock):
@@ -110,6 +151,7 @@ async def test_the_same_metadata_twice_is_a_duplicate_naming_the_first_order(ser
     status, body = await post(service, clock, limit_order(BUY, 0.46, 10, metadata=META))  # a new signature
 
     assert status == 400 and "Duplicated." in body["error"] and body["orderID"] == first["orderID"]
+    await settled(service, first)
     assert len(settler.settled) == 1 and state.book(YES).levels(SELL)[0] == (450_000, 90 * M)
     # the same order again is a duplicate of itself; zero metadata is never a client id
     same = limit_order(BUY, 0.45, 10)
@@ -141,16 +183,154 @@ async def test_allowance_counts_as_well_as_balance(service, settler, clock):
     assert (status, body["error"]) == (400, NOT_ENOUGH)
 
 
-async def test_a_failed_settlement_gives_the_liquidity_back_and_answers_500(service, state, settler, clock):
+async def test_a_settlement_that_keeps_reverting_is_retried_once_then_failed_and_the_liquidity_returns(
+        service, state, settler, clock):
     settler.fail = "settlement reverted: collateral transfer failed"
     before = state.book(YES).levels(SELL)
 
     status, body = await post(service, clock, limit_order(BUY, 0.45, 10, metadata=META))
 
-    assert status == 500 and "could not be settled" in body["error"]
+    assert status == 200 and body["status"] == "matched"  # the match stands; its settlement does not
+    trade = await settled(service, body, "FAILED")
+    assert trade.events == ("MATCHED", "RETRYING", "FAILED") and trade.attempts == 2
+    assert "collateral" in trade.error and settler.settled == []
     assert state.book(YES).levels(SELL) == before
-    record = service.store.by_metadata(TRADER.address, META)
-    assert (record.status, record.size_matched) == ("UNMATCHED", 0) and "collateral" in record.error
+    assert service.trades_flow.reserved(TRADER.address) == 0  # a FAILED trade holds nothing back
+
+
+def faulty(state, keys, settler, clock, **knobs):
+    faults = FaultInjector(VenueFaults(settlement_latency_ms=0, **knobs), random.Random(3), clock)
+    return ClobService(state, keys, settler, clock, chain_id=137, faults=faults), faults
+
+
+async def test_trade_fail_rate_fails_matched_trades_with_nothing_sent(state, keys, settler, clock):
+    service, faults = faulty(state, keys, settler, clock, trade_fail_rate=1.0)
+
+    _, body = await post(service, clock, limit_order(BUY, 0.45, 10))
+
+    trade = await settled(service, body, "FAILED")
+    assert trade.events == ("MATCHED", "FAILED") and settler.settled == []
+    assert faults.get_stats()["trades_failed"] == 1 and service.trades_flow.counters["trades_failed"] == 1
+    assert state.book(YES).size_at(SELL, 450_000) == 100 * M
+
+
+async def test_trade_retry_rate_goes_retrying_then_confirmed(state, keys, settler, clock):
+    service, faults = faulty(state, keys, settler, clock, trade_retry_rate=1.0)
+
+    _, body = await post(service, clock, limit_order(BUY, 0.45, 10))
+
+    trade = await settled(service, body)
+    assert trade.events == ("MATCHED", "RETRYING", "MINED", "CONFIRMED") and len(settler.settled) == 1
+    assert faults.get_stats()["trades_retried"] == 1
+
+
+async def test_settlement_waits_for_the_configured_latency(state, keys, settler, clock):
+    faults = FaultInjector(VenueFaults(settlement_latency_ms=2000), random.Random(3), clock)
+    service = ClobService(state, keys, settler, clock, chain_id=137, faults=faults)
+
+    _, body = await post(service, clock, limit_order(BUY, 0.45, 10))
+    await eventually(lambda: clock.sleepers == 1)
+    assert trade_of(service, body).status == "MATCHED" and settler.settled == []
+
+    clock.advance(2.0)
+    await eventually(lambda: trade_of(service, body).status == "MINED")
+    await eventually(lambda: clock.sleepers == 1)
+    clock.advance(2.0)
+    await settled(service, body)
+
+
+async def test_delayed_orders_match_later_or_end_unmatched(state, keys, settler, clock):
+    service, faults = faulty(state, keys, settler, clock, delayed_rate=1.0, delayed_unmatched_share=0.0,
+                             delay_ms=1000)
+    kinds = []
+    service.add_order_listener(lambda r, kind: kinds.append((kind, r.status)))
+
+    status, body = await post(service, clock, limit_order(BUY, 0.45, 10))
+
+    assert (status, body["status"], body["tradeIDs"]) == (200, "delayed", [])
+    assert service.store.get(body["orderID"]).status == "DELAYED"
+    await eventually(lambda: clock.sleepers == 1)
+    clock.advance(1.0)
+    await eventually(lambda: service.store.get(body["orderID"]).status == "MATCHED")
+    (tid,) = service.store.get(body["orderID"]).trade_ids
+    await eventually(lambda: service.store.trade(tid).status == "CONFIRMED")
+    assert kinds[:2] == [("PLACEMENT", "DELAYED"), ("UPDATE", "MATCHED")]
+
+    faults.configure(VenueFaults(settlement_latency_ms=0, delayed_rate=1.0, delayed_unmatched_share=1.0,
+                                 delay_ms=1000))
+    _, body = await post(service, clock, limit_order(BUY, 0.45, 10))
+    await eventually(lambda: clock.sleepers == 1)
+    clock.advance(1.0)
+    await eventually(lambda: service.store.get(body["orderID"]).status == "UNMATCHED")
+    assert faults.get_stats()["delayed_orders"] == 2 and faults.get_stats()["delayed_unmatched"] == 1
+
+
+async def test_unsettled_trades_reserve_the_traders_funds(state, keys, clock):
+    settler = GatedSettler()
+    settler.funds_gate.set()
+    settler.funds_of = Funds(balance=10 * M, allowance=2**256 - 1)
+    service = ClobService(state, keys, settler, clock, chain_id=137)
+
+    status, first = await post(service, clock, limit_order(BUY, 0.45, 20))  # 9 USDC + fee
+    assert status == 200
+    status, body = await post(service, clock, limit_order(BUY, 0.45, 5))  # the chain still shows 10
+
+    assert (status, body["error"]) == (400, NOT_ENOUGH)
+    assert service.trades_flow.reserved(TRADER.address) == 9 * M + 99_000
+    settler.settle_gate.set()
+    await settled(service, first)
+    assert service.trades_flow.reserved(TRADER.address) == 0
+
+
+async def test_a_batch_answers_each_order_on_its_own(service, settler, clock):
+    creds = service.keys.issue(TRADER.address, 0)
+    docs = [serialize(limit_order(BUY, 0.45, n, metadata="0x" + f"{n:064x}"), creds)[0] for n in (10, 11, 12)]
+    docs[1]["order"]["makerAmount"] = "1"  # breaks its signature
+    body = json.dumps(docs, separators=(",", ":"))
+
+    status, answers = await service.post_orders(l2_headers(creds, "POST", "/orders", body, now_s(clock)), "/orders",
+                                                body.encode())
+
+    assert status == 200 and [a["success"] for a in answers] == [True, False, True]
+    assert answers[1]["errorMsg"] == "invalid signature" and answers[0]["status"] == "matched"
+    too_many = json.dumps(docs * 6, separators=(",", ":"))
+    status, body = await service.post_orders(l2_headers(creds, "POST", "/orders", too_many, now_s(clock)),
+                                             "/orders", too_many.encode())
+    assert status == 400 and "max allowed: 15" in body["error"]
+
+
+async def test_stopped_heartbeats_cancel_the_accounts_open_orders(state, keys, settler, clock):
+    service, _ = faulty(state, keys, settler, clock, delayed_rate=1.0, delayed_unmatched_share=0.0, delay_ms=60_000)
+    service.heartbeat_timeout_s = lambda: 10.0
+    creds = service.keys.issue(TRADER.address, 0)
+    assert service.heartbeat(creds, "")[0] == 200
+    _, body = await post(service, clock, limit_order(BUY, 0.45, 10))
+
+    clock.advance(5)
+    assert service.expire_heartbeats() == 0
+    clock.advance(6)
+    assert service.expire_heartbeats() == 1
+
+    assert service.store.get(body["orderID"]).status == "CANCELED"
+    assert service.counters["heartbeat_expirations"] == 1
+
+
+async def test_an_engine_restart_answers_425_then_only_post_only_orders(state, keys, settler, clock):
+    service, faults = faulty(state, keys, settler, clock, engine_restart_every_seconds=100,
+                             engine_restart_seconds=10, post_only_seconds=20)
+    assert (await post(service, clock, limit_order(BUY, 0.45, 5)))[0] == 200
+
+    clock.advance(100)
+    status, body = await post(service, clock, limit_order(BUY, 0.45, 6))
+    assert status == 425 and "restarting" in body["error"]
+    clock.advance(10)
+    status, body = await post(service, clock, limit_order(BUY, 0.45, 7))
+    assert status == 400 and "post-only" in body["error"]
+    clock.advance(20)
+    assert (await post(service, clock, limit_order(BUY, 0.45, 8)))[0] == 200
+
+    stats = faults.get_stats()
+    assert (stats["engine_restarts"], stats["engine_restart_refusals"], stats["post_only_refusals"]) == (1, 1, 1)
 
 
 @pytest.mark.parametrize("mutate, status, text", [
@@ -224,12 +404,14 @@ async def test_lookups_by_id_and_metadata_are_the_callers_only(service, clock):
     assert service.find(other, {"metadata": META}) == [] and service.find(me, {}) == []
     assert service.find(me, {"metadata": META, "market": CID})[0].asset_id == YES
     assert service.find(me, {"metadata": META, "asset_id": NO}) == []
-    trade = service.trades(me, {"id": oid})[0]
-    assert (trade["id"], trade["size"], trade["price"], trade["transaction_hash"]) == (oid, "10", "0.45",
-                                                                                       body["transactionsHashes"][0])
+    await settled(service, body)
+    (trade,) = service.trades(me, {"id": body["tradeIDs"][0]})
+    assert (trade["taker_order_id"], trade["size"], trade["price"], trade["status"]) == (oid, "10", "0.45",
+                                                                                       "CONFIRMED")
+    assert trade["transaction_hash"].startswith("0x") and trade["bucket_index"] == 0 and trade["match_time"]
+    assert service.trades(me, {"metadata": META}) == [trade] and service.trades(other, {}) == []
     assert service.cancel(me, [oid, "0x12"])[1] == {
-        "canceled": [], "not_canceled": {oid: "order can't be canceled: it is matched (FOK orders never rest)",
-                                         "0x12": "order not found"}}
+        "canceled": [], "not_canceled": {oid: "order can't be canceled: it is matched", "0x12": "order not found"}}
 
 
 class GatedSettler(FakeSettler):
@@ -240,14 +422,14 @@ class GatedSettler(FakeSettler):
         self.funds_gate, self.settle_gate = asyncio.Event(), asyncio.Event()
         self.reading = 0
 
-    async def funds(self, trader, token_id, buy):
+    async def funds(self, trader, token_id, buy, neg_risk=False):
         self.reading += 1
         await self.funds_gate.wait()
-        return await super().funds(trader, token_id, buy)
+        return await super().funds(trader, token_id, buy, neg_risk)
 
-    async def settle(self, *args):
+    async def submit(self, call, on_sent=None):
         await self.settle_gate.wait()
-        return await super().settle(*args)
+        return await super().submit(call, on_sent)
 
 
 async def test_two_concurrent_orders_with_one_metadata_execute_once(state, keys, clock):
@@ -261,27 +443,50 @@ async def test_two_concurrent_orders_with_one_metadata_execute_once(state, keys,
     settler.funds_gate.set()
     (sa, ra), (sb, rb) = await asyncio.gather(a, b)
 
-    assert sorted((sa, sb)) == [200, 400] and len(settler.settled) == 1
+    assert sorted((sa, sb)) == [200, 400]
     assert (ra if sa == 400 else rb)["orderID"] == (rb if sa == 400 else ra)["orderID"]
+    await settled(service, ra if sa == 200 else rb)
+    assert len(settler.settled) == 1
 
 
-async def test_a_client_hanging_up_does_not_leave_a_fill_unsettled(state, keys, clock):
+async def test_orders_trades_and_client_ids_survive_a_restart_and_open_trades_are_finished(state, keys, clock,
+                                                                                          tmp_path):
+    path = str(tmp_path / "venue.sqlite")
     settler = GatedSettler()
     settler.funds_gate.set()
-    service = ClobService(state, keys, settler, clock, chain_id=137)
-    request = asyncio.create_task(post(service, clock, limit_order(BUY, 0.45, 10, metadata=META)))
-    await eventually(lambda: service.get_stats()["settlements_in_flight"] == 1)
+    first = ClobService(state, keys, settler, clock, chain_id=137, store=VenueStore(path))
+    await first.on_chain_ready()
+    _, a = await post(first, clock, limit_order(BUY, 0.45, 10, metadata=META))
+    _, b = await post(first, clock, limit_order(BUY, 0.45, 11, metadata="0x" + "77" * 32))
+    settler.chain.add(bytes.fromhex(a["tradeIDs"][0][2:]))  # a's settlement got mined just before the crash
+    await first.trades_flow.close()  # the crash: nothing more happens in this run
+    first.store.close()
 
-    request.cancel()  # aiohttp cancels the handler when the client disconnects
-    settler.settle_gate.set()
-    await service.close()  # waits for settlements in flight
+    again = FakeSettler()
+    again.chain = settler.chain
+    second = ClobService(state, keys, again, clock, chain_id=137, store=VenueStore(path))
+    status, dup = await post(second, clock, limit_order(BUY, 0.46, 10, metadata=META))
+    assert status == 400 and "Duplicated." in dup["error"] and dup["orderID"] == a["orderID"]
+    await second.on_chain_ready()
 
-    assert len(settler.settled) == 1
-    assert service.store.by_metadata(TRADER.address, META).status == "MATCHED"
+    assert (await settled(second, a)).events[-2:] == ("MINED", "CONFIRMED")  # found on chain: not sent again
+    assert (await settled(second, b)).events == ("MATCHED", "RETRYING", "MINED", "CONFIRMED")  # resubmitted once
+    assert [c.fill_id.hex() for c in again.settled] == [b["tradeIDs"][0][2:]]
+    assert second.trades_flow.counters["trades_resumed"] == 2
+
+
+async def test_a_store_from_another_world_is_cleared(tmp_path):
+    store = VenueStore(str(tmp_path / "v.sqlite"))
+    assert store.adopt_world("0xaaa") is False
+    store.claim(OrderRecord(id="0x1", owner="k", maker=TRADER.address, market=CID, asset_id=YES, outcome="Yes",
+                            side=BUY, order_type="FOK", original_size=M, limit_price=450_000, metadata=META,
+                            created_ms=1))
+    assert store.adopt_world("0xaaa") is False and len(store) == 1
+    assert store.adopt_world("0xbbb") is True and len(store) == 0 and store.by_metadata(TRADER.address, META) is None
 
 
 def test_the_store_forgets_the_oldest_orders_and_their_metadata():
-    store = OrderStore(max_orders=2)
+    store = VenueStore(max_orders=2)
     records = [OrderRecord(id=f"0x{i}", owner="k", maker=TRADER.address, market=CID, asset_id=YES, outcome="Yes",
                            side=BUY, order_type="FOK", original_size=M, limit_price=450_000,
                            metadata="0x" + f"{i + 1:064x}", created_ms=i) for i in range(3)]

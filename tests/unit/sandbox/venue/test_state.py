@@ -234,7 +234,8 @@ def test_without_an_injected_gap_a_binary_gap_never_outlives_one_matching_step(f
             token, side, price, size = args
             b = state.book(token)
             # The maker (the venue's simulator) never crosses its own book.
-            if size and (side == BUY and (b.best_ask() or ONE) <= price or side == SELL and (b.best_bid() or 0) >= price):
+            crosses = (b.best_ask() or ONE) <= price if side == BUY else (b.best_bid() or 0) >= price
+            if size and crosses:
                 continue
             state.apply([(token, side, price, size)])
         assert _complement_gap(state) <= 0
