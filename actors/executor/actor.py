@@ -64,7 +64,8 @@ class ExecutorActor(Actor):
         if self._venue is None:
             from actors.executor.clob_venue import ClobVenue
 
-            self._venue = ClobVenue(cfg.executor.clob_url, wallet or load_wallet(cfg), cfg.chain.chain_id)
+            self._venue = ClobVenue(cfg.executor.clob_url, wallet or load_wallet(cfg), cfg.chain.chain_id,
+                                    clock=rt.clock)
         if self._nonces is None:
             ep = cfg.bus.endpoints["nonce"].rpc
             assert ep is not None, "bus.endpoints.nonce.rpc is required"

@@ -7,6 +7,13 @@ posted FOK/FAK with `post_order`. The order's `metadata` is our client id: the
 venue refuses a second order with the same metadata ("Duplicated"), so a
 retried placement can never execute twice, and the order can be looked up by
 it after a crash. The client is synchronous (httpx): calls run in a thread.
+
+A `matched` answer is not a fill: the trade settles afterwards and can still
+FAIL. The order is posted with `defer_exec` (the client would otherwise block
+a thread polling for up to 30 s) and its trades are then followed here, on the
+event loop, until each is MINED / CONFIRMED (a fill) or FAILED (nothing
+traded); one still unsettled after `settle_timeout_s` is an ambiguous outcome
+for reconciliation.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from actors.domain.fees import notional, proceeds
 from actors.domain.money import to_micro
 from actors.domain.wallet import Wallet
 from actors.executor.ports import Fill, OrderRejected
+from actors.runtime.clock import Clock, SystemClock
 
 _KILLED = ("fully filled or killed", "couldn't be fully filled", "no orders found to match", "fak")
 
@@ -47,15 +55,28 @@ def _amount(value: Any) -> int:
     return to_micro(str(value), rounding=ROUND_DOWN) if value not in (None, "") else 0
 
 
+SETTLED = ("MINED", "CONFIRMED")
+TRADE_FAILED = "FAILED"
+POLL_FIRST_S, POLL_MAX_S = 0.005, 0.25  # automine settles in ms, blocks take ~2 s
+
+
+class TradeUnsettled(Exception):
+    """A matched trade neither settled nor failed in time: the outcome is not known yet."""
+
+
 class ClobVenue:
-    def __init__(self, host: str, wallet: Wallet, chain_id: int) -> None:
+    def __init__(self, host: str, wallet: Wallet, chain_id: int, clock: Clock | None = None,
+                 settle_timeout_s: float = 60.0) -> None:
+        self._clock = clock or SystemClock()
+        self.settle_timeout_s = settle_timeout_s
         # The key stays inside the client's signer object, in this process.
         self._client = ClobClient(host, key="0x" + bytes(wallet.account.key).hex(), chain_id=chain_id)
         self._address = wallet.address
         self._builder = ExchangeOrderBuilderV2(get_contract_config(chain_id).exchange_v2, chain_id,
                                                self._client.signer)
         self._creds_lock = asyncio.Lock()
-        self.counts = {"placed": 0, "filled": 0, "killed": 0, "duplicates": 0, "rejected": 0, "http_errors": 0}
+        self.counts = {"placed": 0, "filled": 0, "killed": 0, "duplicates": 0, "rejected": 0, "http_errors": 0,
+                       "trades_failed": 0, "trades_unsettled": 0}
 
     async def _ensure_creds(self) -> None:
         async with self._creds_lock:
@@ -78,10 +99,51 @@ class ClobVenue:
         kind = OrderType.FAK if fill_and_kill else OrderType.FOK
         self.counts["placed"] += 1
         try:
-            resp = await asyncio.to_thread(self._client.post_order, order, kind)
+            resp = await asyncio.to_thread(self._client.post_order, order, kind, False, True)  # defer_exec
         except PolyApiException as exc:
             return await self._refused(exc, token_id, side, client_id)
-        return self._fill(resp, token_id, side, client_id)
+        fill = self._fill(resp, token_id, side, client_id)
+        if fill.filled:
+            fill = await self._settled(fill, [str(t) for t in resp.get("tradeIDs") or []])
+        return fill
+
+    async def _settled(self, fill: Fill, trade_ids: list[str]) -> Fill:
+        """The fill once its trades are MINED, or nothing traded if one FAILED."""
+        statuses = await self._await_trades(trade_ids)
+        if any(s == TRADE_FAILED for s in statuses.values()):
+            self.counts["trades_failed"] += 1
+            return Fill(fill.client_id, fill.order_id, fill.token_id, fill.side, 0, 0, 0, "FAILED")
+        return fill
+
+    async def _await_trades(self, trade_ids: list[str]) -> dict[str, str]:
+        deadline = self._clock.monotonic_ns() + int(self.settle_timeout_s * 1e9)
+        delay, statuses = POLL_FIRST_S, {t: "" for t in trade_ids}
+        while True:
+            for tid in [t for t, s in statuses.items() if s not in (*SETTLED, TRADE_FAILED)]:
+                statuses[tid] = await self._trade_status(tid)
+            if all(s in (*SETTLED, TRADE_FAILED) for s in statuses.values()):
+                return statuses
+            if self._clock.monotonic_ns() > deadline:
+                self.counts["trades_unsettled"] += 1
+                raise TradeUnsettled(f"trades {statuses} not settled within {self.settle_timeout_s}s")
+            await self._clock.sleep(delay)
+            delay = min(POLL_MAX_S, delay * 2)
+
+    async def _trade_status(self, trade_id: str) -> str:
+        c = self._client
+
+        def lookup() -> Any:
+            headers = c._l2_headers("GET", "/data/trades")
+            return c._get(f"{c.host}/data/trades", headers=headers, params={"id": trade_id})
+
+        try:
+            page = await asyncio.to_thread(lookup)
+        except PolyApiException as exc:
+            if exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429:
+                return ""  # not known this time: poll again
+            raise
+        rows = page.get("data", []) if isinstance(page, dict) else []
+        return str(rows[0].get("status", "")).upper() if rows else ""
 
     async def _refused(self, exc: PolyApiException, token_id: str, side: OrderSide, client_id: str) -> Fill:
         status, body = exc.status_code, exc.error_msg
@@ -135,9 +197,12 @@ class ClobVenue:
         matched = str(o.get("status", "")).upper() == "MATCHED"
         side = str(o.get("side", "")).upper()
         size = _amount(o.get("size_matched") or o.get("filled") or o.get("original_size") or 0) if matched else 0
-        return Fill(client_id, str(o.get("id", "")), str(o.get("asset_id", "")), side, size,
+        fill = Fill(client_id, str(o.get("id", "")), str(o.get("asset_id", "")), side, size,
                     _amount(o.get("cost")) if matched else 0, _amount(o.get("fee")) if matched else 0,
                     str(o.get("status", "")))
+        if fill.filled:  # matched: filled only once its trades settled
+            fill = await self._settled(fill, [str(t) for t in o.get("associate_trades") or []])
+        return fill
 
     def get_stats(self) -> dict[str, int]:
         return dict(self.counts)

@@ -40,7 +40,10 @@ interface IConditionalTokens {
 ///           takes ownership of the WCOL placed at its fixed address;
 ///         - only admins prepare markets (so the oracle, part of the market id, is an admin);
 ///         - it accepts ERC-1155 tokens only from transfers it makes itself (it never holds any
-///           after a call, so a token sent to it directly would be lost).
+///           after a call, so a token sent to it directly would be lost);
+///         - splitPosition pays the pUSD straight into WCOL's reserve (the real one takes it,
+///           then wraps it): the same balances, one transfer less;
+///         - no packed getMarketData; each of its fields has its getter, as in the real one.
 contract NegRiskAdapter {
     error InvalidIndexSet();
     error LengthMismatch();

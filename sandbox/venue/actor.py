@@ -29,6 +29,7 @@ from sandbox.venue import rest_market
 from sandbox.venue.faults import FaultInjector
 from sandbox.venue.market_ws import MarketHub
 from sandbox.venue.markets import deploy_module, market_infos
+from sandbox.venue.resolution import Resolver
 from sandbox.venue.simulator import Simulator
 from sandbox.venue.state import VenueState
 
@@ -83,9 +84,24 @@ def build_app(venue: VenueActor, extra: list[Installer] | None = None) -> web.Ap
     app[VENUE_KEY] = venue
     rest_market.install(app, venue)
     app.router.add_get("/ws/market", venue.hub.handle)
+    if getattr(venue, "resolver", None) is not None:
+        app.router.add_post("/sandbox/resolve", lambda request: _resolve(venue, request))
     for install in discover_installers() if extra is None else extra:
         install(app, venue)
     return app
+
+
+async def _resolve(venue: Any, request: web.Request) -> web.Response:
+    """POST /sandbox/resolve {"market": slug or condition id | "event": slug, "outcome": name?} (sandbox
+    only): resolve now; the winner is `outcome`, else the configured one, else the likelier."""
+    try:
+        doc = await request.json()
+        key = str(doc.get("event") or doc.get("market") or "")
+        outcome = doc.get("outcome")
+        resolved = await venue.resolver.resolve(key, str(outcome) if outcome is not None else None)
+    except (ValueError, AttributeError, TypeError) as exc:  # bad JSON, unknown market or outcome
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response({"resolved": resolved})
 
 
 async def in_daemon_thread(fn: Callable[[], Any]) -> Any:
@@ -135,6 +151,7 @@ class VenueActor(Actor):
         self.restart_only_changes = 0
         self._runner: web.AppRunner | None = None
         self._chain_task: asyncio.Task[None] | None = None
+        self._resolving: set[str] = set()
 
     async def start(self) -> None:
         cfg = self.rt.config
@@ -149,6 +166,7 @@ class VenueActor(Actor):
                              binary_gaps=v.faults.inject_binary_gap)
         self.sim.init_books()
         self.hub = MarketHub(self.state, self.faults, clock)
+        self.resolver = Resolver(self.state, self.sim, lambda: self.rt.config.sandbox.venue, self._report_payout)
         self._runner = web.AppRunner(build_app(self, self.installers), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, v.host, v.port).start()
@@ -168,6 +186,8 @@ class VenueActor(Actor):
                 self.hub.housekeeping(now)
                 if self.clob is not None:
                     self.clob.expire_heartbeats()
+                for key in self.resolver.due(now):
+                    self._spawn_resolution(key)
                 last_housekeeping = now
             ups = self.sim.updates_per_second
             # About one update per wake-up at low rates; batches of them above 500/s.
@@ -180,6 +200,25 @@ class VenueActor(Actor):
         if self._runner is not None:
             await self.hub.close_all()
             await self._runner.cleanup()
+
+    # ------------------------------------------------------------ resolution
+
+    def _spawn_resolution(self, key: str) -> None:
+        if key in self._resolving:
+            return
+        self._resolving.add(key)
+        task = asyncio.create_task(self.resolver.resolve(key), name=f"resolve-{key}")
+        task.add_done_callback(lambda t, k=key: self._resolved(k, t))
+
+    def _resolved(self, key: str, task: asyncio.Task[Any]) -> None:
+        self._resolving.discard(key)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("resolving %s failed: %s", key, task.exception())
+
+    async def _report_payout(self, question_id: str, yes_wins: bool, neg_risk: bool) -> None:
+        if self.clob is None or not self.chain_ready:
+            raise RuntimeError("no chain: the payout is not reported")
+        await self.clob.settler.report_payout(question_id, yes_wins, neg_risk)
 
     # ------------------------------------------------------------ chain
 
@@ -270,7 +309,9 @@ class VenueActor(Actor):
             "simulator": self.sim.get_stats(),
             "faults": self.faults.get_stats(),
             "books": self.state.get_stats(),
+            "resolution": self.resolver.get_stats(),
             "clob": self.clob.get_stats() if self.clob is not None else None,
+            "user_ws": user_hub.get_stats() if (user_hub := getattr(self.clob, "user_hub", None)) else None,
         }
 
     def summary(self) -> dict[str, Any]:

@@ -19,7 +19,9 @@ PRICE_CHANGE = "price_change"
 BOOK = "book"
 LAST_TRADE_PRICE = "last_trade_price"
 TICK_SIZE_CHANGE = "tick_size_change"
-EVENT_TYPES = (BOOK, PRICE_CHANGE, LAST_TRADE_PRICE, TICK_SIZE_CHANGE)
+MARKET_RESOLVED = "market_resolved"
+EVENT_TYPES = (BOOK, PRICE_CHANGE, LAST_TRADE_PRICE, TICK_SIZE_CHANGE, MARKET_RESOLVED)
+CUSTOM_FEATURES = frozenset({MARKET_RESOLVED})  # sent only to connections with custom_feature_enabled
 
 _encode = msgspec.json.Encoder().encode
 
@@ -144,7 +146,34 @@ class TickSizeChange:
         }
 
 
-Event = PriceChange | BookSnapshot | LastTradePrice | TickSizeChange
+@dataclass(frozen=True, slots=True)
+class MarketResolved:
+    """A market resolved: trading is over, its winning token pays 1 (a custom feature:
+    only connections that asked for `custom_feature_enabled` get it)."""
+
+    kind: ClassVar[str] = MARKET_RESOLVED
+    market: str
+    question: str
+    token_ids: tuple[str, ...]
+    outcomes: tuple[str, ...]
+    winning_asset_id: str
+    winning_outcome: str
+    timestamp_ms: int
+
+    @property
+    def asset_ids(self) -> frozenset[str]:
+        return frozenset(self.token_ids)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "event_type": MARKET_RESOLVED, "id": self.market, "market": self.market, "question": self.question,
+            "assets_ids": list(self.token_ids), "outcomes": list(self.outcomes),
+            "winning_asset_id": self.winning_asset_id, "winning_outcome": self.winning_outcome,
+            "timestamp": str(self.timestamp_ms),
+        }
+
+
+Event = PriceChange | BookSnapshot | LastTradePrice | TickSizeChange | MarketResolved
 
 
 @dataclass(frozen=True, slots=True)

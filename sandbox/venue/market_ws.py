@@ -30,7 +30,7 @@ import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from actors.runtime.clock import Clock
-from sandbox.venue.events import BOOK, Event, encode
+from sandbox.venue.events import BOOK, CUSTOM_FEATURES, Event, encode
 from sandbox.venue.faults import ConnectionFaults, FaultInjector
 from sandbox.venue.state import VenueState
 
@@ -49,8 +49,8 @@ _decode = msgspec.json.Decoder().decode
 
 
 class Connection:
-    __slots__ = ("assets", "closing", "connected_ns", "faults", "hub", "id", "initialized", "queue", "queued_bytes",
-                 "sent", "transport", "wake", "ws")
+    __slots__ = ("assets", "closing", "connected_ns", "custom", "faults", "hub", "id", "initialized", "queue",
+                 "queued_bytes", "sent", "transport", "wake", "ws")
 
     def __init__(self, hub: MarketHub, ws: web.WebSocketResponse, transport: Any, faults: ConnectionFaults,
                  now_ns: int, conn_id: int) -> None:
@@ -62,6 +62,7 @@ class Connection:
         self.id = conn_id
         self.assets: set[str] = set()
         self.initialized = False
+        self.custom = False  # custom_feature_enabled: market_resolved and the other custom events
         self.closing = False
         self.queue: deque[tuple[str, bytes]] = deque()
         self.queued_bytes = 0
@@ -197,6 +198,8 @@ class MarketHub:
         if not isinstance(ids, list) or not all(isinstance(a, str) for a in ids):
             return self._invalid(conn)
         op = msg.get("operation")
+        if isinstance(msg.get("custom_feature_enabled"), bool):
+            conn.custom = msg["custom_feature_enabled"]
         if op is None:
             if str(msg.get("type", "")).lower() != "market" or conn.initialized:
                 return self._invalid(conn)
@@ -244,6 +247,8 @@ class MarketHub:
             conns = self.subs.get(next(iter(assets)))
         else:
             conns = set().union(*(self.subs.get(a, ()) for a in assets))
+        if event.kind in CUSTOM_FEATURES:
+            conns = {c for c in conns or () if c.custom}
         if not conns:
             return
         frame = encode(event)

@@ -124,14 +124,16 @@ def install(app: web.Application, venue: Any) -> None:
             "limit": limit,
             "count": len(page),
             "next_cursor": encode_cursor(nxt) if offset >= 0 and nxt < len(state.markets) else END_CURSOR,
-            "data": [market_object(m, venue.sim.mid) for m in page],
+            "data": [market_object(m, venue.sim.mid, closed=m.condition_id in state.resolved,
+                                   winner=state.resolved.get(m.condition_id, "")) for m in page],
         })
 
     async def get_market(request: web.Request) -> web.Response:
         market = state.market_by_id.get(request.match_info["condition_id"])
         if market is None:
             return _error("market not found", 404)
-        return _json(market_object(market, venue.sim.mid))
+        return _json(market_object(market, venue.sim.mid, closed=market.condition_id in state.resolved,
+                                   winner=state.resolved.get(market.condition_id, "")))
 
     app.router.add_get("/book", get_book)
     app.router.add_post("/books", post_books)

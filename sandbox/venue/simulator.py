@@ -212,7 +212,8 @@ class Simulator:
                 self.close_gap(ms, "taken" if ms.gap.touched else "expired")
         if self._next_gap_ns is not None and now >= self._next_gap_ns:
             side = SELL_GAP if self.rng.random() < self.arbitrage.sell_side_share else BUY_GAP
-            candidates = [ms for ms in self.markets if ms.gap is None and (self.binary_gaps or not ms.binary)]
+            candidates = [ms for ms in self.markets
+                          if ms.gap is None and self._open(ms) and (self.binary_gaps or not ms.binary)]
             if candidates:
                 self.open_gap(self.rng.choice(candidates), side, now)
             else:
@@ -254,9 +255,12 @@ class Simulator:
             out += [(token, side, p, s) for p, s in sorted(target.items()) if current.get(p) != s]
         return out
 
+    def _open(self, ms: MarketSim) -> bool:
+        return not any(c in self.state.resolved for c in ms.conditions)
+
     def step(self) -> None:
         """One book update on a market without a gap (none if all have gaps)."""
-        free = [ms for ms in self.markets if ms.gap is None]
+        free = [ms for ms in self.markets if ms.gap is None and self._open(ms)]
         if not free:
             return
         ms = self.rng.choice(free)

@@ -33,7 +33,15 @@ from typing import Any
 from actors.domain.money import ONE, to_micro
 from actors.runtime.clock import Clock
 from sandbox.venue.book import BUY, SELL, Book, is_valid_price
-from sandbox.venue.events import BookSnapshot, Event, LastTradePrice, LevelUpdate, PriceChange, TickSizeChange
+from sandbox.venue.events import (
+    BookSnapshot,
+    Event,
+    LastTradePrice,
+    LevelUpdate,
+    MarketResolved,
+    PriceChange,
+    TickSizeChange,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +143,7 @@ class VenueState:
                 self.books[token] = Book(
                     token, m.condition_id, tick_size=to_micro(m.tick_size), min_order_size=to_micro(m.min_order_size),
                     neg_risk=bool(m.neg_risk), last_trade_price=(last_trade_prices or {}).get(token, 0))
+        self.resolved: dict[str, str] = {}  # condition id -> winning token: closed to trading
         self._listeners: list[Listener] = []
         self._trade_listeners: list[TradeListener] = []
         self._last_ts: dict[str, int] = {}
@@ -260,6 +269,21 @@ class VenueState:
         self._emit(event)
         return event
 
+    def resolve(self, condition_id: str, winner: str) -> MarketResolved | None:
+        """Close a market for good: no more trading; `market_resolved` names the winner
+        (a token id of the market). A second call changes nothing (None)."""
+        m = self.market_by_id[condition_id]
+        if winner not in m.token_ids:
+            raise VenueError(f"{winner} is not a token of market {condition_id}")
+        if condition_id in self.resolved:
+            return None
+        self.resolved[condition_id] = winner
+        self.stats["markets_resolved"] += 1
+        event = MarketResolved(condition_id, m.question, tuple(m.token_ids), tuple(m.outcomes), winner,
+                               m.outcomes[m.token_ids.index(winner)], self.now_ms(condition_id))
+        self._emit(event)
+        return event
+
     # ------------------------------------------------------------ takers (the CLOB)
 
     def execute_taker(self, token_id: str, side: str, limit_price: int, size: int,
@@ -275,6 +299,8 @@ class VenueState:
         notifies trade listeners.
         """
         b = self.book(token_id)
+        if b.market in self.resolved:
+            raise InvalidOrder(f"market {b.market} is resolved: it no longer trades")
         if side not in (BUY, SELL):
             raise InvalidOrder(f"side must be BUY or SELL, got {side!r}")
         if not is_valid_price(limit_price, b.tick_size):
@@ -352,5 +378,5 @@ class VenueState:
     def get_stats(self) -> dict[str, Any]:
         return {**{k: self.stats[k] for k in ("executions", "executions_unfilled", "fills", "shares_filled",
                                               "matches_complementary", "matches_mint", "matches_merge",
-                                              "reverts", "listener_errors")},
+                                              "reverts", "listener_errors", "markets_resolved")},
                 "events": dict(self.events), "markets": len(self.markets), "tokens": len(self.books)}

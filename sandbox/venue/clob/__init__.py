@@ -47,7 +47,8 @@ def build_service(venue: Any) -> ClobService:
     settler = Settler(cfg.chain.rpc_url, operator, chain_id=cfg.chain.chain_id, exchange=exchange,
                       collateral=collateral, ctf=ctf, clock=venue.rt.clock,
                       timeout_s=cfg.chain.request_timeout_seconds,
-                      neg_risk_exchange=get_contract_config(cfg.chain.chain_id).neg_risk_exchange_v2)
+                      neg_risk_exchange=get_contract_config(cfg.chain.chain_id).neg_risk_exchange_v2,
+                      neg_risk_adapter=get_contract_config(cfg.chain.chain_id).neg_risk_adapter)
     keys = ApiKeys(venue_secret(bytes(operator.key)), cfg.chain.chain_id)
     store = VenueStore(str(Path(v.state_dir) / f"venue-{cfg.chain.chain_id}-{operator.address.lower()}.sqlite"))
 

@@ -234,8 +234,8 @@ class ClobService:
         market = self.state.market_of.get(o.token_id)
         if market is None:
             raise OrderRejected(f"Invalid order payload: unknown token id {o.token_id}", "unknown_token")
-        if getattr(market, "closed", False) or not getattr(market, "accepting_orders", True):
-            raise OrderRejected("the market is not yet ready to process new orders", "market_closed")
+        if market.condition_id in self.state.resolved:
+            raise OrderRejected("the market is closed: it has resolved and no longer accepts orders", "market_closed")
         order_id = self.hasher.order_hash(o, bool(market.neg_risk))
         if (recover_signer(order_id, o.signature) or "").lower() != o.signer.lower():
             raise OrderRejected("invalid signature", "signature", orderID=order_id)

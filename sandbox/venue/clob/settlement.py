@@ -44,7 +44,9 @@ from actors.runtime.clock import Clock
 
 log = logging.getLogger(__name__)
 
-GAS_LIMIT = 300_000  # settle() uses ~90-130k; explicit, so no estimate round trip per order
+# Explicit, so no estimate round trip per trade: settle uses ~90-115k, settleMint / settleMerge
+# ~165-195k on a standard market and ~255-290k through the NegRiskAdapter.
+GAS_LIMIT = 400_000
 FEE_TTL_NS = 2_000_000_000
 RECEIPT_TIMEOUT_NS = 30_000_000_000
 POLL_FIRST_S, POLL_MAX_S = 0.002, 0.1  # receipt polling: automine answers at once, blocks take ~2 s
@@ -65,6 +67,8 @@ SETTLE_TYPES = ["bytes32", "address", "uint256", "bool", "uint256", "uint256", "
 SETTLE_MINT = _selector("settleMint(bytes32,address,bytes32,uint256,uint256,uint256,uint256,uint256)")
 SETTLE_MERGE = _selector("settleMerge(bytes32,address,bytes32,uint256,uint256,uint256,uint256,uint256)")
 PAIR_TYPES = ["bytes32", "address", "bytes32", "uint256", "uint256", "uint256", "uint256", "uint256"]
+REPORT_PAYOUTS = _selector("reportPayouts(bytes32,uint256[])")  # CTF, from the oracle (the operator)
+REPORT_OUTCOME = _selector("reportOutcome(bytes32,bool)")  # NegRiskAdapter, from its oracle
 
 
 def _call_data(selector: bytes, types: list[str], args: list[Any]) -> str:
@@ -135,12 +139,14 @@ def settlement_call(*, fill_id: bytes, exchange: str, match_type: str, trader: s
 
 class Settler:
     def __init__(self, rpc_url: str, operator: LocalAccount, *, chain_id: int, exchange: str, collateral: str,
-                 ctf: str, clock: Clock, timeout_s: float = 10.0, neg_risk_exchange: str | None = None) -> None:
+                 ctf: str, clock: Clock, timeout_s: float = 10.0, neg_risk_exchange: str | None = None,
+                 neg_risk_adapter: str | None = None) -> None:
         self.rpc_url, self.chain_id, self.clock, self.timeout_s = rpc_url, chain_id, clock, timeout_s
         self._account = operator  # the key stays inside the LocalAccount; never logged
         self.operator = operator.address
         self.exchange = to_checksum_address(exchange)
         self.neg_risk_exchange = to_checksum_address(neg_risk_exchange or exchange)
+        self.neg_risk_adapter = to_checksum_address(neg_risk_adapter or exchange)
         self.collateral = to_checksum_address(collateral)
         self.ctf = to_checksum_address(ctf)
         self._provider: AsyncHTTPProvider | None = None
@@ -286,6 +292,21 @@ class Settler:
             self.stats["reverted"] += 1
             raise SettlementFailed(f"settlement reverted{await self._why(call.data, call.exchange)}", tx_hash)
         self.stats["mined_ok"] += 1
+        return tx_hash
+
+    async def report_payout(self, question_id: str, yes_wins: bool, neg_risk: bool) -> str:
+        """Resolve one binary question on chain (the operator is its oracle): the CTF's
+        reportPayouts, or the NegRiskAdapter's reportOutcome for a neg-risk question."""
+        qid = bytes.fromhex(question_id[2:])
+        if neg_risk:
+            to, data = self.neg_risk_adapter, _call_data(REPORT_OUTCOME, ["bytes32", "bool"], [qid, yes_wins])
+        else:
+            to, data = self.ctf, _call_data(REPORT_PAYOUTS, ["bytes32", "uint256[]"], [qid, [1, 0] if yes_wins
+                                                                                          else [0, 1]])
+        tx_hash = await self._send(data, to)
+        receipt = await self._receipt(tx_hash)
+        if receipt is None or int(receipt["status"], 16) != 1:
+            raise SettlementFailed(f"payout report for {question_id} not mined{await self._why(data, to)}", tx_hash)
         return tx_hash
 
     async def is_settled(self, fill_id: bytes, exchange: str | None = None) -> bool:
