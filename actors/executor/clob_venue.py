@@ -72,8 +72,11 @@ class ClobVenue:
         # The key stays inside the client's signer object, in this process.
         self._client = ClobClient(host, key="0x" + bytes(wallet.account.key).hex(), chain_id=chain_id)
         self._address = wallet.address
-        self._builder = ExchangeOrderBuilderV2(get_contract_config(chain_id).exchange_v2, chain_id,
-                                               self._client.signer)
+        contracts = get_contract_config(chain_id)
+        # A neg-risk token's orders are signed for the neg-risk exchange's EIP-712 domain.
+        self._builders = {neg: ExchangeOrderBuilderV2(addr, chain_id, self._client.signer)
+                          for neg, addr in ((False, contracts.exchange_v2), (True, contracts.neg_risk_exchange_v2))}
+        self._neg_risk: dict[str, bool] = {}
         self._creds_lock = asyncio.Lock()
         self.counts = {"placed": 0, "filled": 0, "killed": 0, "duplicates": 0, "rejected": 0, "http_errors": 0,
                        "trades_failed": 0, "trades_unsettled": 0}
@@ -84,10 +87,16 @@ class ClobVenue:
                 creds = await asyncio.to_thread(self._client.create_or_derive_api_key)
                 self._client.set_api_creds(creds)
 
-    def _order(self, token_id: str, side: OrderSide, price: int, size: int, client_id: str) -> Any:
+    async def _is_neg_risk(self, token_id: str) -> bool:
+        if token_id not in self._neg_risk:  # the listing's flag, once per token
+            self._neg_risk[token_id] = bool(await asyncio.to_thread(self._client.get_neg_risk, token_id))
+        return self._neg_risk[token_id]
+
+    def _order(self, token_id: str, side: OrderSide, price: int, size: int, client_id: str,
+               neg_risk: bool = False) -> Any:
         cost = notional(size, price) if side == OrderSide.BUY else proceeds(size, price)
         maker, taker = (cost, size) if side == OrderSide.BUY else (size, cost)
-        return self._builder.build_signed_order(OrderDataV2(
+        return self._builders[neg_risk].build_signed_order(OrderDataV2(
             maker=self._address, tokenId=token_id, makerAmount=str(maker), takerAmount=str(taker),
             side=Side.BUY if side == OrderSide.BUY else Side.SELL, signer=self._address,
             signatureType=SignatureTypeV2.EOA, metadata=client_id))
@@ -95,7 +104,7 @@ class ClobVenue:
     async def place(self, token_id: str, side: OrderSide, price: int, size: int, client_id: str, *,
                     fill_and_kill: bool = False) -> Fill:
         await self._ensure_creds()
-        order = self._order(token_id, side, price, size, client_id)
+        order = self._order(token_id, side, price, size, client_id, await self._is_neg_risk(token_id))
         kind = OrderType.FAK if fill_and_kill else OrderType.FOK
         self.counts["placed"] += 1
         try:

@@ -97,6 +97,7 @@ class RouterActor(Actor):
         self.evaluations = self.opportunities = self.signals = 0
         self.snapshot_requests = self.snapshot_errors = self.snapshots_applied = 0
         self.discoveries = self.discovery_errors = 0
+        self.neg_risk_skipped = 0
         self.last_signal: dict[str, Any] | None = None
         self._configure(rt.config)
 
@@ -165,7 +166,12 @@ class RouterActor(Actor):
         # Everything is computed before anything is replaced: a listing that
         # fails half-way leaves the previous one in force.
         wanted = set(select(listing, self.rt.config.router.markets).values())
-        new = {m.condition_id: market_params(m, self._size_step) for m in listing if m.condition_id in wanted}
+        # A neg-risk market's YES + NO is not a set this router can close: its positions
+        # merge through the NegRiskAdapter, and its edge is the event's NO / YES basket
+        # (not traded yet). Skipped, and counted.
+        self.neg_risk_skipped = sum(1 for m in listing if m.neg_risk and m.condition_id in wanted)
+        new = {m.condition_id: market_params(m, self._size_step) for m in listing
+               if m.condition_id in wanted and not m.neg_risk}
         market_of = {t: c for c, p in new.items() for t in p.token_ids}
         changed = [c for c, p in new.items() if self.markets.get(c) != p]
         self._listing, self.markets, self._market_of = listing, new, market_of
@@ -356,6 +362,7 @@ class RouterActor(Actor):
             "snapshots_applied": self.snapshots_applied,
             "discoveries": self.discoveries,
             "discovery_errors": self.discovery_errors,
+            "neg_risk_markets_skipped": self.neg_risk_skipped,
             "last_signal": self.last_signal,
             "bus": {"books": sub(self._book_sub), "results": sub(self._tx_sub),
                     "feed_rpc": self._feed_rpc.get_stats() if self._feed_rpc else None},

@@ -85,7 +85,10 @@ def build_app(venue: VenueActor, extra: list[Installer] | None = None) -> web.Ap
     rest_market.install(app, venue)
     app.router.add_get("/ws/market", venue.hub.handle)
     if getattr(venue, "resolver", None) is not None:
-        app.router.add_post("/sandbox/resolve", lambda request: _resolve(venue, request))
+        async def resolve(request: web.Request) -> web.Response:
+            return await _resolve(venue, request)
+
+        app.router.add_post("/sandbox/resolve", resolve)
     for install in discover_installers() if extra is None else extra:
         install(app, venue)
     return app
@@ -186,6 +189,8 @@ class VenueActor(Actor):
                 self.hub.housekeeping(now)
                 if self.clob is not None:
                     self.clob.expire_heartbeats()
+                    if (user_hub := getattr(self.clob, "user_hub", None)) is not None:
+                        user_hub.housekeeping(now)
                 for key in self.resolver.due(now):
                     self._spawn_resolution(key)
                 last_housekeeping = now
@@ -285,6 +290,8 @@ class VenueActor(Actor):
         v = new.sandbox.venue
         started, ended = self.faults.configure(v.faults)
         self.hub.set_stall(started, ended)
+        if (user_hub := getattr(self.clob, "user_hub", None)) is not None:
+            user_hub.set_stall(started, ended)
         self.sim.configure(v.updates_per_second, v.arbitrage, v.faults.inject_binary_gap)
         if old.sandbox is not None:
             changed = [k for k in RESTART_ONLY_KEYS if getattr(old.sandbox.venue, k) != getattr(v, k)]

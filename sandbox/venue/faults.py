@@ -53,7 +53,7 @@ RUNNING, RESTARTING, POST_ONLY = "running", "restarting", "post_only"
 MALFORMED = "malformed"
 HUGE = "huge"
 MAX_HOLD_NS = 1_000_000_000  # a held (reordered) frame with no newer one to follow is sent in order after 1 s
-EXEMPT_PATHS = frozenset({"/book", "/ws/market"})
+EXEMPT_PATHS = frozenset({"/book", "/ws/market", "/ws/user"})  # the channels have faults of their own
 EXEMPT_PREFIX = "/sandbox/"  # sandbox-only diagnostics (not Polymarket routes): ground truth too
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -21,9 +21,11 @@ Gaps, at `rate_per_minute` (Poisson), where real prices open them: on an
 event, a buy-side gap moves the best YES asks of ALL its outcomes down so they
 sum to 1 - margin (a YES basket below 1), a sell-side gap (`sell_side_share`)
 moves the best YES bids up to 1 + margin (so the NO asks sum to m - 1 - margin:
-a NO basket). A binary market's complement gap needs a crossed book (ask YES +
-ask NO = 1 - (bid YES - ask YES)), which matching closes on the real venue:
-binary markets get gaps only while `inject_binary_gap` is on. A gap ends when
+a NO basket). A binary market's complement gap (ask YES + ask NO < 1) cannot
+rest on one mirrored book: matching closes it on the real venue. Binary
+markets get gaps only while `inject_binary_gap` is on, which suspends the
+market's mirror for the gap's lifetime (each token gets a gap ladder of its
+own, the pre-mirror model) and restores one book afterwards. A gap ends when
 takers consumed every gap level ("taken") or after `lifetime_seconds`; then
 the books return to normal. The walk leaves a group alone during its gap.
 """
@@ -77,8 +79,9 @@ class MarketSim:
 
     @property
     def yes_indices(self) -> range:
-        """The outcomes whose books the simulator writes (a binary NO is YES's mirror)."""
-        return range(1) if self.binary else range(len(self.tokens))
+        """The outcomes whose books the simulator writes (a binary NO is YES's mirror,
+        except during an injected gap)."""
+        return range(1) if self.binary and self.gap is None else range(len(self.tokens))
 
 
 def outcome_count(cfg: VenueMarket | VenueEvent) -> int:
@@ -109,12 +112,6 @@ def initial_mids(cfg: VenueMarket | VenueEvent) -> list[int]:
 
 def _section(cfg: VenueMarket | VenueEvent) -> str:
     return "events" if isinstance(cfg, VenueEvent) else "markets"
-
-
-def _binary_gap(gap: Gap) -> tuple[int, int]:
-    """(best YES ask, best YES bid) of a binary market's injected (crossed) gap."""
-    (_, _, ask), (_, _, bid) = gap.levels
-    return ask, bid
 
 
 def ladder(best_bid: int, best_ask: int, tick: int, depth: int, size: int) -> tuple[dict[int, int], dict[int, int]]:
@@ -237,9 +234,6 @@ class Simulator:
         gap = ms.gap
         if gap is None:
             return ladder(ms.mids[i] - tick, ms.mids[i] + tick, tick, depth, size)
-        if ms.binary:  # crossed: best ask below best bid by the margin (both gap sides at once)
-            ask, bid = _binary_gap(gap)
-            return ladder(bid, ask, tick, depth, size)
         if gap.side == BUY_GAP:
             return ladder(gap.prices[i] - tick, gap.prices[i], tick, depth, size)
         return ladder(gap.prices[i], gap.prices[i] + tick, tick, depth, size)
@@ -330,17 +324,9 @@ class Simulator:
         sign = -1 if side == BUY_GAP else 1
         prices = [m + sign * d * ms.step for m, d in zip(ms.mids, shift, strict=True)]
         expires = now_ns + int(self.arbitrage.lifetime_seconds * 1e9)
-        if ms.binary:
-            # ask YES + ask NO = 1 - margin (or bid YES + bid NO = 1 + margin): both say the
-            # YES book is crossed by the margin, around its mid.
-            low = ms.mids[0] - (units // 2) * ms.step
-            ask, bid = max(ms.step, low), max(ms.step, low) + units * ms.step
-            if bid > ONE - ms.step:
-                ask, bid = ONE - ms.step - units * ms.step, ONE - ms.step
-            prices = [ask, ONE - bid] if side == BUY_GAP else [bid, ONE - ask]
-            levels = [(ms.tokens[0], SELL, ask), (ms.tokens[0], BUY, bid)]
-        else:
-            levels = [(t, SELL if side == BUY_GAP else BUY, p) for t, p in zip(ms.tokens, prices, strict=True)]
+        levels = [(t, SELL if side == BUY_GAP else BUY, p) for t, p in zip(ms.tokens, prices, strict=True)]
+        if ms.binary:  # one mirrored book cannot show it: the fault gives each token its own
+            self.state.suspend_mirror(ms.conditions[0])
         ms.gap = Gap(side, prices, now_ns, expires, levels)
         self.counters["gaps_opened"] += 1
         self.counters[f"gaps_opened_{side}"] += 1
@@ -356,6 +342,9 @@ class Simulator:
         self.counters["gaps_closed"] += 1
         self.counters[f"gaps_closed_{reason}"] += 1
         ms.gap = None
+        if ms.binary:  # one book again
+            self.state.resume_mirror(ms.conditions[0], *self._target(ms, 0))
+            return
         self._reprice(ms)
 
     def _reprice(self, ms: MarketSim) -> None:
@@ -371,8 +360,8 @@ class Simulator:
             return
         maker = SELL if ex.side == BUY else BUY
         hit = set()
-        for price, _ in ex.fills:  # the maker levels taken, seen on the YES book
-            if self.state.is_yes[ex.token_id]:
+        for price, _ in ex.fills:  # the maker levels taken, seen on the YES book (or the token's own)
+            if self.state.is_yes[ex.token_id] or ex.market in self.state.unmirrored:
                 hit.add((ex.token_id, maker, price))
             else:
                 hit.add((self.state.partner[ex.token_id], *mirror(maker, price)))

@@ -7,8 +7,11 @@ other's mirror in the same step, and every event names both tokens' levels.
 A taker on YES matches COMPLEMENTARY (the operator's YES order); a taker on NO
 matches the operator's YES order from the other side: a BUY of NO crosses a YES
 bid by minting a set (MINT), a SELL of NO crosses a YES ask by merging one
-(MERGE). So `ask(YES) + ask(NO) < 1` can rest only on a crossed book, which the
-simulator opens only while the `inject_binary_gap` fault is on.
+(MERGE). So `ask(YES) + ask(NO) < 1` cannot rest on the book. The
+`inject_binary_gap` fault opens one on purpose: the simulator suspends a
+market's mirror (`suspend_mirror`) and gives each token a book of its own for
+the gap's lifetime; takers of its NO then match the operator's own NO orders
+(COMPLEMENTARY), and `resume_mirror` makes it one book again.
 
 Pure: no I/O, time from the injected clock. Everything runs on the event
 loop's thread and no method awaits, so each call is atomic with respect to
@@ -144,6 +147,7 @@ class VenueState:
                     token, m.condition_id, tick_size=to_micro(m.tick_size), min_order_size=to_micro(m.min_order_size),
                     neg_risk=bool(m.neg_risk), last_trade_price=(last_trade_prices or {}).get(token, 0))
         self.resolved: dict[str, str] = {}  # condition id -> winning token: closed to trading
+        self.unmirrored: set[str] = set()  # markets whose books are independent (an injected fault)
         self._listeners: list[Listener] = []
         self._trade_listeners: list[TradeListener] = []
         self._last_ts: dict[str, int] = {}
@@ -185,12 +189,24 @@ class VenueState:
 
     # ------------------------------------------------------------ levels, mirrored
 
+    def suspend_mirror(self, condition_id: str) -> None:
+        """The fault `inject_binary_gap`: the market's two books stop being one."""
+        self.unmirrored.add(condition_id)
+        self.stats["mirror_suspensions"] += 1
+
+    def resume_mirror(self, condition_id: str, yes_bids: dict[int, int], yes_asks: dict[int, int]) -> None:
+        """One book again, from these YES levels (the NO book becomes their mirror)."""
+        self.unmirrored.discard(condition_id)
+        self.replace_book(self.market_by_id[condition_id].token_ids[0], yes_bids, yes_asks)
+
     def _set(self, touched: list[tuple[Book, str, int, int]], token: str, side: str, price: int, size: int) -> None:
         """Set one level and its mirror on the complement token; record what changed."""
         b = self.book(token)
         if b.size_at(side, price) != size:
             b.set_level(side, price, size)
             touched.append((b, side, price, size))
+        if b.market in self.unmirrored:
+            return
         m_side, m_price = mirror(side, price)
         p = self.books[self.partner[token]]
         if p.size_at(m_side, m_price) != size:
@@ -248,21 +264,25 @@ class VenueState:
         sends a `book` event for each unless `emit` is False (the initial books, before
         anyone can be subscribed). `last_trade_price` is the token's (the complement's is 1 - it)."""
         b = self.book(token_id)
-        p = self.books[self.partner[token_id]]
+        p = None if b.market in self.unmirrored else self.books[self.partner[token_id]]
         b.clear()
-        p.clear()
+        if p is not None:
+            p.clear()
         if last_trade_price is not None:
             b.last_trade_price = last_trade_price
-            p.last_trade_price = ONE - last_trade_price if 0 < last_trade_price < ONE else 0
+            if p is not None:
+                p.last_trade_price = ONE - last_trade_price if 0 < last_trade_price < ONE else 0
         for side, levels in ((BUY, bids), (SELL, asks)):
             for price, size in levels.items():
                 if size:
                     b.set_level(side, price, size)
-                    p.set_level(*mirror(side, price), size)
+                    if p is not None:
+                        p.set_level(*mirror(side, price), size)
         ts = self.now_ms(b.market)
-        b.stamp(ts)
-        p.stamp(ts)
-        return [self._snapshot(b), self._snapshot(p)] if emit else []
+        books = [b] if p is None else [b, p]
+        for book in books:
+            book.stamp(ts)
+        return [self._snapshot(book) for book in books] if emit else []
 
     def _snapshot(self, b: Book) -> BookSnapshot:
         event = BookSnapshot(b.asset_id, b.market, b.timestamp_ms, b.to_wire(), b.encoded())
@@ -313,7 +333,8 @@ class VenueState:
         ex_id = self._next_execution
         self._next_execution += 1
         self.stats["executions"] += 1
-        match = COMPLEMENTARY if self.is_yes[token_id] else (MINT if side == BUY else MERGE)
+        own = self.is_yes[token_id] or b.market in self.unmirrored  # the operator's order for this very token
+        match = COMPLEMENTARY if own else (MINT if side == BUY else MERGE)
         if not fills:
             self.stats["executions_unfilled"] += 1
             return Execution(ex_id, token_id, b.market, side, limit_price, size, all_or_none, (), (),
@@ -324,7 +345,8 @@ class VenueState:
         changes = tuple((maker, p, b.size_at(maker, p)) for p, _ in fills)
         partner = self.books[self.partner[token_id]]
         b.last_trade_price = fills[-1][0]
-        partner.last_trade_price = ONE - fills[-1][0]
+        if b.market not in self.unmirrored:
+            partner.last_trade_price = ONE - fills[-1][0]
         self.stats["fills"] += len(fills)
         self.stats["shares_filled"] += sum(s for _, s in fills)
         self.stats[f"matches_{match.lower()}"] += 1

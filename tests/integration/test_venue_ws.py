@@ -194,11 +194,15 @@ async def test_markets_list_the_configured_markets_with_token_ids(venue):
             page = await r.json()
         async with http.get(f"{venue.http}/markets/{page['data'][2]['condition_id']}") as r:
             one = await r.json()
-    assert page["next_cursor"] == "LTE=" and page["count"] == 3
-    assert [m["market_slug"] for m in page["data"]] == [m.slug for m in load().sandbox.venue.markets]
-    assert [len(m["tokens"]) for m in page["data"]] == [2, 2, 4]
+    venue_cfg = load().sandbox.venue
+    outcomes = sum(len(e.outcomes) + e.placeholders + int(e.other) for e in venue_cfg.events)
+    assert page["next_cursor"] == "LTE=" and page["count"] == len(venue_cfg.markets) + outcomes == 2 + 9
+    assert [m["market_slug"] for m in page["data"][:2]] == [m.slug for m in venue_cfg.markets]
+    assert [len(m["tokens"]) for m in page["data"]] == [2] * 11  # every market is one binary condition
+    assert [m["neg_risk"] for m in page["data"]] == [False] * 2 + [True] * 9
     assert all(t["token_id"].isdigit() and len(t["token_id"]) > 70 for m in page["data"] for t in m["tokens"])
-    assert [t["outcome"] for t in one["tokens"]] == ["Brazil", "France", "Argentina", "Field"]
+    assert [t["outcome"] for t in one["tokens"]] == ["Yes", "No"] and one["question"].endswith(": Brazil?")
+    assert one["neg_risk_market_id"] == page["data"][3]["neg_risk_market_id"] != ""
 
 
 async def test_the_channel_speaks_polymarkets_protocol(venue):

@@ -62,17 +62,26 @@ def build_service(venue: Any) -> ClobService:
 
 
 def install(app: web.Application, venue: Any) -> None:
-    """Add the CLOB routes to the venue's app (see routes.py for the list)."""
+    """Add the CLOB routes (see routes.py for the list) and the user channel `/ws/user` to the venue's app."""
     service = build_service(venue)
     app[CLOB_KEY] = service
     if getattr(venue, "clob", None) is None:
         venue.clob = service  # the venue's stats hook: venue.clob.get_stats()
+    from sandbox.venue.clob.user_ws import UserHub
+
+    hub = UserHub(service, venue.faults, venue.rt.clock)
+    service.user_hub = hub  # the venue's hooks: housekeeping(), set_stall(), get_stats()
+
+    async def close_ws(_app: web.Application) -> None:
+        await hub.close_all()  # on shutdown: open WebSockets would hold the runner's shutdown up
 
     async def close(_app: web.Application) -> None:
         await service.close()
 
+    app.on_shutdown.append(close_ws)
     app.on_cleanup.append(close)
     add_routes(app, service, venue)
+    app.router.add_get("/ws/user", hub.handle)
 
 
 __all__ = ["CLOB_KEY", "ClobService", "build_service", "install"]

@@ -69,6 +69,7 @@ from sandbox.venue.clob.orders import (
 from sandbox.venue.clob.records import (
     CANCELED,
     DELAYED,
+    LIVE,
     MATCHED,
     ORDER_DONE,
     UNMATCHED,
@@ -348,7 +349,7 @@ class ClobService:
                                  "fee": fee, "avg_price": avg, "trade_ids": (tid,)})
         if claim:
             self.store.claim(record)
-            self._order_event(record, "PLACEMENT")
+            self._order_event(OrderRecord(**{**_fields(record), "status": LIVE}), "PLACEMENT")
         self.store.add_trade(trade, matched)
         self._order_event(matched, "UPDATE")
         self.counters["orders_matched"] += 1

@@ -405,3 +405,13 @@ async def test_stats_and_summary(make_world):
     assert s["suppressed"] == {"incomplete_set": 1}  # "yes" came before "no"
     assert w.actor.summary() == {"signals": 1, "suppressed": 1, "markets": 3, "breaker": CircuitState.CLOSED}
     msgspec.msgpack.encode(w.rt.stats_message(w.actor))  # publishable as is
+
+
+async def test_neg_risk_markets_are_not_traded_as_binary_sets(make_world):
+    # A neg-risk market's YES + NO merges through the NegRiskAdapter, not the CTF: not a set here.
+    w = await make_world()
+    neg = Market("0xneg", "q", ("ny", "nn"), ("Yes", "No"), True, neg_risk=True)
+    w.listing = [BINARY, neg]
+    w.actor._apply_listing(w.listing)
+
+    assert set(w.actor.markets) == {M} and w.actor.get_stats()["neg_risk_markets_skipped"] == 1

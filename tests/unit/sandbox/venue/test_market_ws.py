@@ -235,3 +235,19 @@ async def test_rest_book_matches_the_channel_snapshot():
         snap = (await recv(ws))[0]
     body = msgspec.json.decode(msgspec.json.encode(v.state.book(YES).to_rest()))
     assert {k: snap[k] for k in body} == body
+
+
+async def test_market_resolved_reaches_only_custom_feature_subscribers():
+    async with served() as v, websockets.connect(v.url, compression=None) as plain, \
+            websockets.connect(v.url, compression=None) as custom:
+        await plain.send(initial([YES]))
+        await custom.send(json.dumps({"type": "market", "assets_ids": [NO], "custom_feature_enabled": True}))
+        await recv(plain)
+        await recv(custom)
+
+        v.state.resolve(BTC, YES)
+
+        got = await until_pong(custom)
+        assert await until_pong(plain) == []
+    assert [(f["event_type"], f["winning_asset_id"], f["winning_outcome"]) for f in got] == [
+        ("market_resolved", YES, "Yes")]

@@ -130,17 +130,25 @@ def test_a_sell_gap_on_an_event_is_a_no_basket_below_m_minus_one():
     assert no_asks(state, ms) == 3 * ONE - 40_000  # m = 4 NOs convert into 3 USDC
 
 
-def test_a_binary_gap_is_a_crossed_book_on_both_mirrors():
-    sim, state, _, clock = make_sim(BINARY, margin="0.04")
+def test_an_injected_binary_gap_suspends_the_mirror_and_restores_one_book_after():
+    sim, state, _, clock = make_sim(BINARY, margin="0.04", ups=0, lifetime=5)
     ms = sim.markets[0]
     yes, no = ms.tokens
+    sim.advance(clock.monotonic_ns())
 
     gap = sim.open_gap(ms, BUY_GAP, clock.monotonic_ns())
 
     assert state.book(yes).best_ask() + state.book(no).best_ask() == ONE - 40_000
-    assert state.book(yes).best_bid() + state.book(no).best_bid() == ONE + 40_000
-    assert gap.prices == [state.book(yes).best_ask(), state.book(no).best_ask()]
-    assert state.book(no).levels(SELL)[0] == (ONE - state.book(yes).best_bid(), 200 * ONE)
+    assert all(state.book(t).best_bid() < state.book(t).best_ask() for t in ms.tokens)  # nothing crossed
+    assert ms.conditions[0] in state.unmirrored and gap.prices == [state.book(t).best_ask() for t in ms.tokens]
+    taken = state.execute_taker(no, BUY, gap.prices[1], 10 * ONE, all_or_none=True)
+    assert taken.match_type == "COMPLEMENTARY"  # the operator's own NO: no set to mint
+
+    run(sim, clock, 5.1)
+
+    assert ms.gap is None and ms.conditions[0] not in state.unmirrored
+    assert state.book(no).levels(BUY) == [(ONE - p, n) for p, n in state.book(yes).levels(SELL)]
+    assert state.book(no).levels(SELL) == [(ONE - p, n) for p, n in state.book(yes).levels(BUY)]
 
 
 def test_binary_markets_get_gaps_only_while_injected():
