@@ -79,6 +79,16 @@ async def test_hot_reload_applies_faults_and_rates_and_reports_restart_only_keys
     assert stats["restart_only_changes"] == 1
 
 
+async def test_inject_binary_gap_edited_live_reaches_the_simulator(make_actor):
+    a = await make_actor()
+    old = a.rt.config
+    flipped = not old.sandbox.venue.faults.inject_binary_gap
+
+    a.on_config(old, with_venue(old, faults=VenueFaults(inject_binary_gap=flipped)))
+
+    assert a.sim.binary_gaps is flipped and a.get_stats()["faults"]["config"]["inject_binary_gap"] is flipped
+
+
 async def test_the_chain_bootstrap_retries_in_the_background(make_actor):
     attempts = []
 
