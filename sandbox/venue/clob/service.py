@@ -165,8 +165,8 @@ class ClobService:
             return 425, {"error": ENGINE_RESTARTING}
         return None
 
-    async def post_order(self, headers: Mapping[str, str], path: str, body: bytes) -> Reply:
-        self.counters["orders_received"] += 1
+    def _admit(self, headers: Mapping[str, str], path: str, body: bytes) -> ApiCreds | Reply:
+        """What every order POST passes first: faults, the engine, L2 auth, a ready chain."""
         refused = self._gate()
         if refused is not None:
             return refused
@@ -177,6 +177,13 @@ class ClobService:
         if not self.ready():
             self.counters["orders_rejected_chain_not_ready"] += 1
             return 503, {"error": NOT_READY}
+        return creds
+
+    async def post_order(self, headers: Mapping[str, str], path: str, body: bytes) -> Reply:
+        self.counters["orders_received"] += 1
+        creds = self._admit(headers, path, body)
+        if not isinstance(creds, ApiCreds):
+            return creds
         try:
             return await self._place(creds, parse_order_request(body))
         except OrderRejected as exc:
@@ -186,16 +193,9 @@ class ClobService:
     async def post_orders(self, headers: Mapping[str, str], path: str, body: bytes) -> Reply:
         """A batch: each order placed in turn and answered on its own."""
         self.counters["batches_received"] += 1
-        refused = self._gate()
-        if refused is not None:
-            return refused
-        try:
-            creds = self.authenticate(headers, "POST", path, body)
-        except AuthError as exc:
-            return 401, {"error": str(exc)}
-        if not self.ready():
-            self.counters["orders_rejected_chain_not_ready"] += 1
-            return 503, {"error": NOT_READY}
+        creds = self._admit(headers, path, body)
+        if not isinstance(creds, ApiCreds):
+            return creds
         try:
             docs = parse_batch(body)
         except OrderRejected as exc:

@@ -13,7 +13,7 @@ api key's address:
     {"event_type": "trade", "type": "TRADE", "status": MATCHED | MINED | CONFIRMED | RETRYING | FAILED, ...}
         on every status change of the trade (TradeRecord.user_event)
 
-Connections are the market channel's (market_ws.Connection): a bounded queue per client,
+Connections are the channels' own (channel.py): a bounded queue per client,
 drained by its own writer; a client that cannot keep up is disconnected (counted). The
 market channel's fault knobs apply per connection through the same ConnectionFaults:
 stall, duplicate_rate, malformed_rate, huge_frame_rate; disconnect_every_seconds in
@@ -22,21 +22,19 @@ housekeeping(). drop / reorder are price_change-only knobs: they never touch use
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
-from collections import Counter
 from typing import Any
 
 import msgspec
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode
 
 from actors.runtime.clock import Clock
+from sandbox.venue.channel import INVALID_OPERATION, TEXT, ChannelHub, Connection
 from sandbox.venue.clob.auth import ApiCreds
 from sandbox.venue.clob.records import OrderRecord, TradeRecord
 from sandbox.venue.events import Frame
 from sandbox.venue.faults import FaultInjector
-from sandbox.venue.market_ws import CLOSE_TIMEOUT, INVALID_OPERATION, PONG, TEXT, Connection
 
 log = logging.getLogger(__name__)
 
@@ -59,53 +57,22 @@ class UserConnection(Connection):
         self.markets: frozenset[str] | None = None  # lower-case condition ids; None = all
 
 
-class UserHub:
+class UserHub(ChannelHub):
     """`clob`: the ClobService whose order and trade listeners feed the channel."""
+
+    connection_class = UserConnection
+    max_client_frame = MAX_CLIENT_FRAME
+    name = "ws-user"
 
     def __init__(self, clob: Any, faults: FaultInjector, clock: Clock, *,
                  max_queue_frames: int = MAX_QUEUE_FRAMES, max_queue_bytes: int = MAX_QUEUE_BYTES) -> None:
+        super().__init__(faults, clock, max_queue_frames=max_queue_frames, max_queue_bytes=max_queue_bytes)
         self.keys = clob.keys
-        self.faults = faults
-        self.clock = clock
-        self.max_queue_frames = max_queue_frames  # read by Connection.push
-        self.max_queue_bytes = max_queue_bytes
-        self.conns: set[UserConnection] = set()
         self.accounts: dict[str, set[UserConnection]] = {}  # address -> its subscribed connections
-        self.counters = Counter[str]()
-        self.frames_sent = Counter[str]()  # by kind; written by Connection.write_loop
-        self.events = Counter[str]()
-        self._next_id = 1
-        self._closers: set[asyncio.Task[None]] = set()
         clob.add_order_listener(self.on_order)
         clob.add_trade_listener(self.on_trade)
 
     # ------------------------------------------------------------ connections
-
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=True, max_msg_size=MAX_CLIENT_FRAME, timeout=CLOSE_TIMEOUT)
-        await ws.prepare(request)
-        conn = UserConnection(self, ws, request.transport, self.faults.connection(), self.clock.monotonic_ns(),
-                              self._next_id)
-        self._next_id += 1
-        self.conns.add(conn)
-        self.counters["connections_total"] += 1
-        writer = asyncio.create_task(conn.write_loop(), name=f"ws-user-writer-{conn.id}")
-        try:
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT:
-                    self._on_text(conn, msg.data)
-                elif msg.type is WSMsgType.BINARY:
-                    self.counters["binary_frames_ignored"] += 1
-                elif msg.type is WSMsgType.ERROR:  # e.g. a frame above MAX_CLIENT_FRAME: aiohttp closed with 1009
-                    self.counters["client_errors"] += 1
-                    break
-        finally:
-            self._forget(conn)
-            conn.closing = True
-            conn.wake.set()
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
-        return ws
 
     def _forget(self, conn: UserConnection) -> None:
         self.conns.discard(conn)
@@ -117,41 +84,11 @@ class UserHub:
                     del self.accounts[conn.address]
         conn.queue.clear()
 
-    def close(self, conn: UserConnection, code: int, reason: str, *, abort: bool = False) -> None:
-        """Close a connection from synchronous code (listeners, frames, housekeeping)."""
-        if conn.closing:
-            return
-        conn.closing = True
-        conn.queue.clear()
-        conn.wake.set()
-        self._forget(conn)
-        if abort and conn.transport is not None:  # like a dropped TCP connection: no close frame (1006)
-            conn.transport.abort()
-            return
-        task = asyncio.get_running_loop().create_task(self._close(conn, code, reason))
-        self._closers.add(task)
-        task.add_done_callback(self._closers.discard)
-
-    async def _close(self, conn: UserConnection, code: int, reason: str) -> None:
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await conn.ws.close(code=code, message=reason.encode())
-        except (TimeoutError, ConnectionError, RuntimeError):
-            pass  # aiohttp has dropped the transport itself
-
-    async def close_all(self) -> None:
-        for conn in list(self.conns):
-            self.close(conn, WSCloseCode.GOING_AWAY, "venue stopping")
-        if self._closers:
-            await asyncio.gather(*self._closers, return_exceptions=True)
-
     # ------------------------------------------------------------ client frames
 
     def _on_text(self, conn: UserConnection, text: str) -> None:
         if text == "PING":
-            self.counters["pongs"] += 1
-            conn.push(TEXT, PONG)
-            return
+            return self._pong(conn)
         try:
             msg = _decode(text)
         except msgspec.DecodeError:
@@ -237,19 +174,7 @@ class UserHub:
 
     def housekeeping(self, now_ns: int) -> None:
         """Periodic (the venue's loop): scheduled disconnects."""
-        for conn in list(self.conns):
-            if not conn.closing and self.faults.disconnect_due(conn.connected_ns, now_ns):
-                self.faults.count("disconnects")
-                self.counters["disconnects"] += 1
-                self.close(conn, WSCloseCode.GOING_AWAY, "injected disconnect", abort=self.faults.rng.random() < 0.5)
-
-    def set_stall(self, started: bool, ended: bool) -> None:
-        """Apply a change of the `stall` knob (FaultInjector.configure's answer) to the open connections."""
-        for conn in self.conns:
-            if started:
-                conn.faults.stall()
-            elif ended:
-                conn.faults.stalled = False
+        self.disconnect_due(now_ns)
 
     def get_stats(self) -> dict[str, Any]:
         c = self.counters
