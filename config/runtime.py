@@ -80,7 +80,10 @@ class ConfigReloader:
             log.warning("config sections changed that need a restart, not applied: %s", ", ".join(held))
             new = msgspec.structs.replace(new, **held)
         if new == old:
+            # A valid file equal to the running config: a rejected edit undone by
+            # restoring the file is a good reload, and the rejection is over.
             self.unchanged += 1
+            self.last_error = None
             return False
         self.config = new
         set_runtime_config(new)

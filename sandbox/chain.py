@@ -12,6 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from actors.runtime.parent import die_with_parent
 from config.schema import Config, SandboxChain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +56,7 @@ def chain_command(cfg: Config) -> int:
     """`polyarb chain` (a `polyarb.commands` entry point): exec the sandbox's anvil."""
     if cfg.sandbox is None:
         raise SystemExit("polyarb: the config has no `sandbox` section: no local chain to run")
+    die_with_parent()  # kept across exec: anvil stops when its supervisor dies
     exec_anvil(cfg.sandbox.chain, cfg.chain.chain_id)
     return 0  # not reached
 

@@ -13,12 +13,13 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from actors.runtime.actor import RpcMethod
 from actors.runtime.clock import SystemClock
 from actors.runtime.logs import setup_logging
+from actors.runtime.parent import ParentWatch, die_with_parent
 from actors.runtime.registry import actor_class
 from actors.runtime.shell import ActorRuntime
 from bus.context import destroy, new_context
@@ -42,14 +43,44 @@ def rpc_handler(methods: dict[str, RpcMethod]) -> Callable[[str, dict[str, Any]]
     return handle
 
 
+PARENT_POLL_SECONDS = 0.5
+
+
+async def _watch_parent(watch: ParentWatch, clock: SystemClock, stop: asyncio.Event) -> None:
+    """Stop when the supervisor is gone (the parent-death signal's fallback)."""
+    while not watch.gone():
+        await clock.sleep(PARENT_POLL_SECONDS)
+    log.warning("the supervisor (pid %d) is gone: stopping", watch.parent)
+    stop.set()
+
+
+async def _until_stopped(coro: Coroutine[Any, Any, Any], stop: asyncio.Event) -> bool:
+    """Run `coro` unless SIGTERM (or the supervisor's death) comes first; False if it did."""
+    work = asyncio.ensure_future(coro)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([work, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if work.done():
+        work.result()  # raises what start() raised
+        return True
+    work.cancel()
+    await asyncio.gather(work, return_exceptions=True)
+    return False
+
+
 async def _serve(name: str, config_path: str | None) -> int:
     clock = SystemClock()
+    watch = ParentWatch()
     watcher = ConfigWatcher(config_path, clock=clock)
     setup_logging(name, watcher.config.runtime.log_level)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    die_with_parent(signal.SIGTERM)
+    parent_watch = asyncio.create_task(_watch_parent(watch, clock, stop), name="parent")
     ctx = new_context()
     rt = ActorRuntime(name, watcher, ctx, clock)
     actor = actor_class(name)(rt)
@@ -62,9 +93,14 @@ async def _serve(name: str, config_path: str | None) -> int:
 
     watcher.on_change(on_config)
     code = 0
+    started = False
     try:
         await watcher.start()
-        await actor.start()
+        # SIGTERM is answered in every state, also while start() waits for a dependency.
+        started = await _until_stopped(actor.start(), stop)
+        if not started:
+            log.info("stopped while starting")
+            return code
         methods = actor.rpc_methods()
         if rt.rpc_endpoint and methods:
             cfg = rt.config
@@ -91,9 +127,10 @@ async def _serve(name: str, config_path: str | None) -> int:
         log.exception("fatal error")
         code = 1
     finally:
+        parent_watch.cancel()
         for task in rt._tasks:
             task.cancel()
-        await asyncio.gather(*rt._tasks, return_exceptions=True)
+        await asyncio.gather(parent_watch, *rt._tasks, return_exceptions=True)
         await watcher.stop()
         rt.close()
         destroy(ctx, rt.config.bus.linger_ms)

@@ -17,7 +17,8 @@ from tests.integration.conftest import POLYARB, ROOT, free_port, write_config
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
-def test_make_run_programs_start_survive_kill9_and_stop_cleanly(tmp_path):
+def supervised(tmp_path):
+    """supervisord with the repo's programs on free ports: (process, supervisorctl argv, config path)."""
     anvil_port = free_port()
     cfg = write_config(tmp_path, f"http://127.0.0.1:{anvil_port}", anvil_port=anvil_port)
     # The same programs, with the run folder under tmp instead of the repo.
@@ -30,6 +31,14 @@ def test_make_run_programs_start_survive_kill9_and_stop_cleanly(tmp_path):
     sup = subprocess.Popen([str(Path(sys.executable).with_name("supervisord")), "-n", "-c", str(conf_path)],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     ctl = [str(Path(sys.executable).with_name("supervisorctl")), "-c", str(conf_path)]
+    return sup, ctl, cfg
+
+
+PROGRAMS = ("nonce", "venue", "feed", "router", "executor", "chain")
+
+
+def test_make_run_programs_start_survive_kill9_and_stop_cleanly(tmp_path):
+    sup, ctl, cfg = supervised(tmp_path)
 
     def status() -> dict:
         out = subprocess.run([POLYARB, "--config", str(cfg), "status", "--json", "--seconds", "0.6"],
@@ -57,6 +66,33 @@ def test_make_run_programs_start_survive_kill9_and_stop_cleanly(tmp_path):
         sup.send_signal(signal.SIGTERM)
         out, _ = sup.communicate(timeout=60)
     log = out.decode()
-    for program in ("nonce", "venue", "feed", "router", "executor", "chain"):
+    for program in PROGRAMS:
         assert f"stopped: {program} (exit status 0)" in log, log
     assert sup.returncode == 0
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (dead, not yet reaped by init) is not trading.
+    return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_no_program_outlives_a_supervisord_killed_with_sigkill(tmp_path):
+    sup, ctl, _ = supervised(tmp_path)
+
+    def pids() -> list[int]:
+        out = subprocess.run([*ctl, "pid", "all"], capture_output=True, text=True, timeout=30).stdout.split()
+        ok = len(out) == len(PROGRAMS) and all(p.isdigit() and int(p) > 0 for p in out)
+        return [int(p) for p in out] if ok else []
+
+    try:
+        running = wait_until(pids, timeout=60, what="every program running")
+    finally:
+        sup.kill()  # SIGKILL: supervisord cannot stop anything
+        sup.communicate(timeout=30)
+
+    wait_until(lambda: not any(alive(p) for p in running), timeout=5, interval=0.1,
+               what=f"no program of {running} left 5 s after supervisord died")

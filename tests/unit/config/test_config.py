@@ -86,6 +86,19 @@ def test_reloader_swaps_keeps_on_error_and_holds_restart_only(tmp_path):
     assert stats["pending_restart"] == ["chain"]
 
 
+def test_restoring_the_file_after_a_rejected_edit_clears_the_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(SANDBOX)
+    r = ConfigReloader(path)
+    write(path, SANDBOX.replace("lease_seconds: 30", "lease_seconds: oops"))
+    assert r.reload() is False and r.get_stats()["last_error"]
+
+    write(path, SANDBOX)  # the original file back: nothing to apply, nothing wrong any more
+
+    assert r.reload() is False
+    assert r.get_stats()["last_error"] is None and r.get_stats()["unchanged"] == 1
+
+
 async def test_watcher_reloads_on_rename_save_and_debounces(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(SANDBOX)
