@@ -15,7 +15,7 @@ CONFIG ?= $(CURDIR)/config/sandbox.yaml
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration lint docs bench clean
+.PHONY: help install run test test-unit test-integration lint docs bench clean reset
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -63,5 +63,8 @@ docs: install ## Regenerate docs/configuration.md from config/schema.py
 bench: install ## Run the benchmarks; JSON results in bench/results/
 	$(BIN)/python -m bench
 
-clean: ## Remove the run folder (logs, state); keeps .venv and .tools
-	rm -rf run
+clean: ## Remove the logs; keeps the sandbox world (see reset), .venv and .tools
+	rm -rf run/logs
+
+reset: install ## Wipe the sandbox world (chain state and run/state), after listing what goes
+	$(BIN)/polyarb --config $(CONFIG) sandbox reset

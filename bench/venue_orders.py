@@ -60,7 +60,7 @@ def _config(tmp: Path, rpc_url: str, port: int) -> Path:
     raw["chain"]["rpc_url"] = rpc_url
     raw["runtime"]["log_level"] = "WARNING"
     venue = raw["sandbox"]["venue"]
-    venue.update(port=port, updates_per_second=0)  # static books: every order meets the same liquidity
+    venue.update(port=port, updates_per_second=0, state_dir=str(tmp / "state"))  # static books: same liquidity
     venue["arbitrage"]["rate_per_minute"] = 0
     venue["faults"]["settlement_latency_ms"] = 0  # the venue's own settlement path, nothing added
     for m in [*venue["markets"], *venue["events"]]:

@@ -82,6 +82,7 @@ def _config(tmp: Path, port: int) -> tuple[Path, dict[str, Any]]:
     raw["chain"]["rpc_url"] = f"http://127.0.0.1:{_port()}"  # no chain: market data only
     raw["runtime"].update(log_level="WARNING", config_debounce_ms=50)
     raw["sandbox"]["venue"]["port"] = port
+    raw["sandbox"]["venue"]["state_dir"] = str(tmp / "state")
     raw["sandbox"]["venue"]["arbitrage"]["rate_per_minute"] = 0
     path = tmp / "config.yaml"
     _write_config(path, raw, RATES[0])

@@ -264,6 +264,10 @@ class SandboxChain(_Section):
     accounts: PosInt = 10  # funded dev accounts anvil creates
     # Mnemonic of anvil's accounts; also of dev_mnemonic wallets and the venue operator.
     mnemonic: str = "test test test test test test test test test test test junk"
+    # The world's file: `polyarb chain` loads it at start and writes it on exit and every
+    # state_interval_seconds, so a restart continues the same world; none = a fresh chain each start.
+    state_file: str | None = None
+    state_interval_seconds: PosFloat = 5.0  # a kill -9 of anvil loses at most this much of the world
 
 
 Rate = Annotated[float, Meta(ge=0, le=1)]

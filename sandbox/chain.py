@@ -49,6 +49,9 @@ def anvil_args(cfg: SandboxChain, chain_id: int, *, port: int | None = None) -> 
 
 def exec_anvil(cfg: SandboxChain, chain_id: int) -> None:
     args = anvil_args(cfg, chain_id)
+    if cfg.state_file:  # the world continues: loaded now, written on exit and periodically
+        Path(cfg.state_file).parent.mkdir(parents=True, exist_ok=True)
+        args += ["--state", cfg.state_file, "--state-interval", str(cfg.state_interval_seconds)]
     os.execv(args[0], args)  # noqa: S606 - replace this process so supervisord holds anvil's pid
 
 

@@ -102,7 +102,7 @@ def cmd_plugin(args: argparse.Namespace) -> int:
     found = entry_points(group="polyarb.commands", name=args.plugin)
     if not found:
         raise SystemExit(f"polyarb: {args.plugin!r} is not installed (no polyarb.commands entry point)")
-    return int(next(iter(found)).load()(_config(args)) or 0)
+    return int(next(iter(found)).load()(_config(args), *getattr(args, "plugin_args", [])) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("chain", help="run the sandbox anvil (exec, keeps the pid)")
     c.set_defaults(func=cmd_plugin, plugin="chain")
+
+    w = sub.add_parser("sandbox", help="the sandbox world: `reset` wipes it (chain state and run/state)")
+    w.add_argument("plugin_args", nargs=1, choices=["reset"], metavar="reset")
+    w.set_defaults(func=cmd_plugin, plugin="sandbox")
 
     v = sub.add_parser("venue", help="run the sandbox venue (same as `actor venue`)")
     v.set_defaults(func=cmd_actor, name="venue")
