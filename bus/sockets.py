@@ -158,9 +158,11 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 class RpcServer:
     """A ROUTER server for REQ clients.
 
-    Each request runs in its own task. Replies are cached by request id (LRU),
-    and a retried request that is still running waits for the same result, so
-    a client retry never does the work twice.
+    Each request runs in its own task. Successful replies are cached by request
+    id (LRU), and a retried request that is still running waits for the same
+    result, so a client retry never does the work twice. An error reply is not
+    cached: the failure (a chain that was down, a lock that was busy) may be
+    over when the client retries, and replaying it would repeat a stale "no".
     """
 
     def __init__(
@@ -234,12 +236,13 @@ class RpcServer:
             try:
                 result = await self._handler(body.method, body.params)
                 reply = self._encode(RpcReply(request_id=rid, ok=True, result=result))
-            except Exception as exc:  # the handler's failure is the client's answer
+            except Exception as exc:  # the handler's failure is the client's answer (this time)
                 self.errors += 1
                 reply = self._encode(RpcReply(request_id=rid, ok=False, error=f"{type(exc).__name__}: {exc}"))
-            self._cache[rid] = reply
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            else:
+                self._cache[rid] = reply
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
             fut.set_result(reply)
             return reply
         finally:

@@ -119,6 +119,27 @@ async def test_lazy_pirate_retries_with_a_new_socket_and_server_replays():
     task.cancel()
 
 
+async def test_an_error_reply_is_not_replayed_to_a_retried_request():
+    ctx = FakeContext()
+    chain_up = False
+
+    async def handler(method, params):
+        if not chain_up:
+            raise ConnectionError("chain down")
+        return "nonce 7"
+
+    server, task = await serve(ctx, handler)
+    client = RpcClient(ctx, RPC, Stamper("cli", TestClock()), timeout_ms=500, retries=0)
+    with pytest.raises(RpcError, match="chain down"):
+        await client.call("allocate", request_id="r1")
+
+    chain_up = True  # the failure is over: the same request id now gets the real answer
+
+    assert await client.call("allocate", request_id="r1") == "nonce 7"
+    assert server.get_stats()["replayed"] == 0 and server.get_stats()["cached"] == 1
+    task.cancel()
+
+
 async def test_rpc_client_gives_up_after_bounded_retries():
     ctx = FakeContext()
     client = RpcClient(ctx, "inproc://nobody", Stamper("cli", TestClock()), timeout_ms=10, retries=2)
