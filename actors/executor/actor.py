@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from actors.executor.web3_chain import Web3Chain
 from actors.nonce.client import NonceClient
 from actors.runtime.actor import Actor, RpcMethod
 from actors.runtime.context import ActorContext
+from actors.runtime.storage import archive_state
 from bus import topics
 from bus.messages import BreakerState, Signal
 from bus.messages import TxResult as TxResultMsg
@@ -46,6 +48,7 @@ class ExecutorActor(Actor):
         super().__init__(rt)
         self._venue, self._chain, self._nonces = venue, chain, nonces  # injected in tests
         self.ready = False
+        self.archived_state: list[str] = []  # books of another chain moved aside at start
         self.reconciled = 0
         self.reconcile_errors = 0
         self.signals_received = 0
@@ -72,8 +75,21 @@ class ExecutorActor(Actor):
             self._nonces = NonceClient(rt.ctx, ep, rt.stamper, timeout_ms=cfg.bus.rpc_timeout_ms,
                                        retries=cfg.bus.rpc_retries)
         tag = f"{cfg.chain.chain_id}-{self._chain.address.lower()}"
-        self.journal = Journal(state / f"executor-{tag}.sqlite", rt.clock)
-        self.idem = IdempotencyStore(state / f"idempotency-{tag}.sqlite", clock=rt.clock,
+        files = (state / f"executor-{tag}.sqlite", state / f"idempotency-{tag}.sqlite")
+        world = await self._chain_identity()
+        self.journal = Journal(files[0], rt.clock)
+        recorded = self.journal.get_value("world")
+        if recorded is not None and recorded != world:
+            # Books of another chain (a reset sandbox, a different node): never applied.
+            self.journal.close()
+            stamp = datetime.fromtimestamp(rt.clock.time_ns() // 10**9, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+            self.archived_state = [str(archive_state(f, state / "archive", stamp)) for f in files]
+            log.warning("the executor's journal and idempotency store belong to another chain (genesis %s, this "
+                        "chain %s): moved to %s; starting with empty books", recorded, world,
+                        ", ".join(self.archived_state))
+            self.journal = Journal(files[0], rt.clock)
+        self.journal.put_value("world", world)
+        self.idem = IdempotencyStore(files[1], clock=rt.clock,
                                      ttl_seconds=cfg.executor.idempotency_ttl_seconds,
                                      in_progress_ttl_seconds=cfg.executor.in_progress_lease_seconds)
         self.breaker = CircuitBreaker.from_config(cfg.circuit_breaker, clock=rt.clock,
@@ -106,6 +122,17 @@ class ExecutorActor(Actor):
         while True:
             await self.rt.clock.sleep(self.rt.config.circuit_breaker.heartbeat_interval_seconds)
             self._broadcast()
+
+    async def _chain_identity(self) -> str:
+        """The chain's genesis hash, waiting (with backoff) for a chain that is not up yet."""
+        delay = 0.2
+        while True:
+            try:
+                return await self._chain.genesis_hash()
+            except Exception as exc:  # connection refused, timeout: the chain is starting
+                log.debug("chain not answering yet (%s): retry in %.1fs", exc, delay)
+                await self.rt.clock.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     # -- start-up work, then signals
     async def run(self) -> None:
@@ -245,6 +272,7 @@ class ExecutorActor(Actor):
         if not hasattr(self, "sender"):
             return {"ready": False}
         return {**self.sender.get_stats(), "ready": self.ready, "reconciled": self.reconciled,
+                "archived_state": self.archived_state,
                 "reconcile_errors": self.reconcile_errors, "signals_received": self.signals_received,
                 "dropped_bodies": self.dropped_bodies, "idempotency": self.idem.get_stats()}
 

@@ -75,3 +75,6 @@ class ChainPort(Protocol):
     async def receipt(self, tx_hash: str) -> Receipt | None: ...
 
     async def nonce_latest(self) -> int: ...
+
+    async def genesis_hash(self) -> str:
+        """Block 0's hash: which chain the books belong to."""

@@ -108,6 +108,10 @@ class Web3Chain:
         return Receipt("0x" + bytes(r["transactionHash"]).hex(), int(r["status"]), int(r["gasUsed"]),
                        int(r.get("effectiveGasPrice", 0)), int(r["blockNumber"]))
 
+    async def genesis_hash(self) -> str:
+        """Block 0's hash: which chain (which sandbox world) this is."""
+        return "0x" + bytes((await self._w3.eth.get_block(0))["hash"]).hex()
+
     async def nonce_latest(self) -> int:
         return int(await self._w3.eth.get_transaction_count(self.address, "latest"))
 

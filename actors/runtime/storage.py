@@ -9,6 +9,7 @@ transactions where a read decides a write.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,3 +37,16 @@ def immediate(db: sqlite3.Connection) -> Iterator[None]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def archive_state(path: str | os.PathLike[str], archive_root: str | os.PathLike[str], stamp: str) -> Path:
+    """Move a (closed) SQLite database and its WAL files to `<archive_root>/<stamp>/`: state
+    of another world is kept for a person to look at, never applied."""
+    src = Path(path)
+    dest = Path(archive_root) / stamp
+    dest.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        f = Path(str(src) + suffix)
+        if f.exists():
+            shutil.move(str(f), str(dest / f.name))
+    return dest / src.name

@@ -70,6 +70,11 @@ class FakeChain:
         self.base_fee = 30 * 10**9
         self.gas_estimate = 150_000
 
+    genesis = "0x" + "9e" * 32
+
+    async def genesis_hash(self) -> str:
+        return self.genesis
+
     def merge_call(self, condition_id: str, outcomes: int, amount: int) -> dict[str, Any]:
         return {"to": "0xCTF", "data": f"merge:{condition_id}:{outcomes}:{amount}"}
 

@@ -1,0 +1,44 @@
+"""The executor's books belong to one chain: started on another, it moves them aside."""
+
+import msgspec
+import pytest
+
+from actors.executor.actor import ExecutorActor
+from actors.runtime.clock import TestClock
+from actors.runtime.shell import ActorRuntime
+from bus.fakes import FakeContext
+from config.runtime import ConfigReloader
+from tests.unit.executor.fakes import FakeChain, FakeVenue
+from tests.unit.nonce.fake_chain import FakeNonceChain
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
+
+
+async def started(cfg, genesis):
+    chain = FakeChain(FakeNonceChain())
+    chain.genesis = genesis
+    rt = ActorRuntime("executor", ConfigReloader(initial=cfg), FakeContext(), TestClock())
+    actor = ExecutorActor(rt, venue=FakeVenue(), chain=chain, nonces=object())
+    await actor.start()
+    return actor
+
+
+async def test_books_of_another_chain_are_archived_not_applied(sandbox_config, tmp_path):
+    cfg = msgspec.structs.replace(sandbox_config, executor=msgspec.structs.replace(
+        sandbox_config.executor, state_dir=str(tmp_path / "ex")))
+    first = await started(cfg, "0x" + "aa" * 32)
+    first.journal.add_position("123", 5_000_000, 400_000)
+    first.journal.close()
+    first.idem.close()
+
+    same = await started(cfg, "0x" + "aa" * 32)
+    assert same.archived_state == [] and same.journal.positions()  # the same world: books kept
+    same.journal.close()
+    same.idem.close()
+
+    other = await started(cfg, "0x" + "bb" * 32)  # the sandbox was reset underneath
+
+    assert other.journal.positions() == [] and len(other.archived_state) == 2
+    assert all("/archive/" in p for p in other.archived_state)
+    assert other.get_stats()["archived_state"] == other.archived_state
+    assert (tmp_path / "ex" / "archive").is_dir()
