@@ -254,10 +254,10 @@ class VenueActor(Actor):
                 await self.rt.clock.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            if self.clob is not None:  # before any order is taken: this world's store, open trades resumed
+                await self.clob.on_chain_ready()
             self.chain_ready, self.chain_status, self.chain_error = True, "ready", ""
             log.info("chain bootstrapped at %s", cfg.chain.rpc_url)
-            if self.clob is not None:
-                await self.clob.on_chain_ready()  # this world's store; trades a previous run left open
             return
 
     def _bootstrap_once(self, deploy: ModuleType, cfg: Config) -> Any:

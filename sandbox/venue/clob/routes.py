@@ -104,7 +104,7 @@ def add_routes(app: web.Application, clob: ClobService, venue: Any) -> None:
             "c": m.condition_id, "t": [{"t": t, "o": o} for t, o in zip(m.token_ids, m.outcomes, strict=True)],
             "mts": Decimal(micro_to_str(first.tick_size)), "mos": Decimal(m.min_order_size), "nr": bool(m.neg_risk),
             "fd": {"r": Decimal(m.fee_rate), "e": getattr(m, "fee_exponent", 1), "to": True}, "mbf": 0,
-            "tbf": state.fee_rate_bps[m.condition_id], "ao": True,
+            "tbf": state.fee_rate_bps[m.condition_id], "ao": m.condition_id not in state.resolved,
         })
 
     async def market_by_token(request: web.Request) -> web.Response:
