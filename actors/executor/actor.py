@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.domain.enums import CircuitState
+from actors.domain.money import format_usdc
 from actors.domain.wallet import load_wallet
 from actors.executor.circuit_breaker import CircuitBreaker
 from actors.executor.idempotency import IdempotencyStore
@@ -280,8 +281,12 @@ class ExecutorActor(Actor):
         if not hasattr(self, "sender"):
             return {"ready": False}
         s = self.sender.get_stats()
+        # This process's counters, and the durable books since the world began (they survive restarts).
+        outcomes = self.journal.outcomes()
         return {"ok": s["successful_executions"], "failed": s["failed_executions"],
-                "pnl_usdc": s["realized_pnl_usdc"], "queue": s["queue_size"], "ready": self.ready}
+                "pnl_usdc": s["realized_pnl_usdc"], "queue": s["queue_size"], "ready": self.ready,
+                "world_ok": sum(1 for _, status, _, _ in outcomes if status == "SUCCESS"),
+                "world_pnl_usdc": format_usdc(sum(pnl for _, _, pnl, _ in outcomes))}
 
 
 # The journal keys approvals like executions; this placeholder is their "signal".
