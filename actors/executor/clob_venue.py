@@ -138,15 +138,18 @@ class ClobVenue:
             await self._clock.sleep(delay)
             delay = min(POLL_MAX_S, delay * 2)
 
-    async def _trade_status(self, trade_id: str) -> str:
+    async def _l2_get(self, path: str, params: dict[str, str]) -> Any:
+        """An authenticated GET the client has no method for, in a thread (the client is sync)."""
         c = self._client
 
-        def lookup() -> Any:
-            headers = c._l2_headers("GET", "/data/trades")
-            return c._get(f"{c.host}/data/trades", headers=headers, params={"id": trade_id})
+        def get() -> Any:
+            return c._get(f"{c.host}{path}", headers=c._l2_headers("GET", path), params=params)
 
+        return await asyncio.to_thread(get)
+
+    async def _trade_status(self, trade_id: str) -> str:
         try:
-            page = await asyncio.to_thread(lookup)
+            page = await self._l2_get("/data/trades", {"id": trade_id})
         except PolyApiException as exc:
             if exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429:
                 return ""  # not known this time: poll again
@@ -187,14 +190,8 @@ class ClobVenue:
 
     async def find(self, client_id: str) -> Fill | None:
         await self._ensure_creds()
-        c = self._client
-
-        def lookup() -> Any:
-            headers = c._l2_headers("GET", "/data/orders")
-            return c._get(f"{c.host}/data/orders", headers=headers, params={"metadata": client_id})
-
         try:
-            page = await asyncio.to_thread(lookup)
+            page = await self._l2_get("/data/orders", {"metadata": client_id})
         except PolyApiException as exc:
             if exc.status_code is None or exc.status_code >= 500:
                 raise ConnectionError(str(exc.error_msg)) from None
