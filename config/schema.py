@@ -163,6 +163,9 @@ class Nonce(_Section):
     # A free nonce below the highest sent one, unused for this long, is filled
     # with a zero-value self-transfer so later transactions are not stuck.
     gap_fill_after_seconds: PosFloat = 10.0
+    # A sent nonce whose every hash the node has not known for this long (evicted, or a chain that
+    # never saw it) is replaced by a zero-value self-transfer outbidding every known attempt.
+    resend_after_seconds: PosFloat = 15.0
     # Period of the authority's tick: resync with the chain, reclaim expired leases, fill gaps.
     chain_poll_seconds: PosFloat = 2.0
     # Replies of the nonce RPC server cached by request id (LRU), so a retried request is answered,
@@ -350,7 +353,7 @@ class VenueFaults(_Section):
     http_5xx_burst: PosInt = 1  # consecutive 5xx once a burst starts
     slow_response_rate: Rate = 0.0  # share of requests delayed by slow_response_ms
     slow_response_ms: NonNegInt = 0  # that delay (ms); 0 = no slow responses
-    reject_orders: bool = False  # the order endpoint answers 5xx to every POST /order
+    reject_orders: bool = False  # the order endpoints answer 503 to every POST /order and POST /orders
     # Binary complete-set gaps (ask YES + ask NO < 1) do not rest on the real venue: matching
     # closes them. On, the simulator opens them on binary markets too (at the arbitrage rate).
     inject_binary_gap: bool = False

@@ -185,7 +185,7 @@ class OnChainSender:
                 # Journal and report BEFORE broadcasting: a crash after it is always recoverable.
                 self.journal.update(key, f"{purpose}_sent", **{purpose: {"nonce": st["nonce"],
                                                                          "hashes": st["hashes"]}})
-                await self.nonces.mark_sent(st["nonce"], tx_hash)
+                await self.nonces.mark_sent(st["nonce"], tx_hash, st["max_fee"], st["tip"])  # a replacement outbids it
             await self.chain.send_raw(raw)
             self.counts["sent"] += 1
             return tx_hash

@@ -2,8 +2,8 @@
 
 Methods (params -> result):
     allocate {request_id}         -> {"nonce": int, "request_id": str}
-    mark_sent {nonce, tx_hash}    -> {"ok": true}
-    confirm {nonce}               -> {"confirmed": bool}   (false: already settled)
+    mark_sent {nonce, tx_hash, max_fee?, tip?} -> {"ok": true}   (fees in wei, if known)
+    confirm {nonce}               -> {"confirmed": bool}   (false: already settled, or not mined)
     fail {nonce}                  -> {"ok": true}
     is_pending {nonce}            -> {"pending": bool}
     stats {}                      -> the manager's get_stats()
@@ -52,6 +52,7 @@ class NonceActor(Actor):
             self.chain, self.store, self.rt.clock,
             lease_seconds=cfg.nonce.lease_seconds,
             gap_fill_after_seconds=cfg.nonce.gap_fill_after_seconds,
+            resend_after_seconds=cfg.nonce.resend_after_seconds,
         )
         await self._recover()
 
@@ -83,10 +84,12 @@ class NonceActor(Actor):
         close = getattr(self.chain, "close", None)
         if close is not None:
             await close()
-        self.store.close()
+        self.manager.store.close()  # the manager may have archived and reopened it
 
     def on_config(self, old: Config, new: Config) -> None:
-        self.manager.configure(new.nonce.lease_seconds, new.nonce.gap_fill_after_seconds)
+        self.manager.configure(
+            new.nonce.lease_seconds, new.nonce.gap_fill_after_seconds, new.nonce.resend_after_seconds
+        )
 
     def rpc_methods(self) -> dict[str, RpcMethod]:
         m = self.manager
@@ -96,7 +99,9 @@ class NonceActor(Actor):
             return {"nonce": await m.allocate_nonce(rid), "request_id": rid}
 
         async def mark_sent(p: dict[str, Any]) -> Any:
-            await m.mark_sent(int(p["nonce"]), str(p.get("tx_hash", "")))
+            fee, tip = p.get("max_fee"), p.get("tip")
+            await m.mark_sent(int(p["nonce"]), str(p.get("tx_hash", "")),
+                              None if fee is None else int(fee), None if tip is None else int(tip))
             return {"ok": True}
 
         async def confirm(p: dict[str, Any]) -> Any:
@@ -127,6 +132,7 @@ class NonceActor(Actor):
             "address": self.address,
             "lease_seconds": cfg.lease_seconds,
             "gap_fill_after_seconds": cfg.gap_fill_after_seconds,
+            "resend_after_seconds": cfg.resend_after_seconds,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -136,4 +142,6 @@ class NonceActor(Actor):
             "pending": s["pending_count"],
             "chain_latest": s["chain_latest"],
             "lease_s": self.rt.config.nonce.lease_seconds,
+            "recoveries": s["recoveries"],
+            **({"archived_state": s["archived_state"]} if s["archived_state"] else {}),
         }

@@ -24,8 +24,12 @@ class NonceClient:
 
     get_nonce = allocate_nonce
 
-    async def mark_sent(self, nonce: int, tx_hash: str) -> None:
-        await self._rpc.call("mark_sent", {"nonce": nonce, "tx_hash": tx_hash})
+    async def mark_sent(self, nonce: int, tx_hash: str, max_fee: int | None = None, tip: int | None = None) -> None:
+        """`max_fee` / `tip` (wei): the attempt's fees, so a stuck nonce's replacement outbids them."""
+        params: dict[str, Any] = {"nonce": nonce, "tx_hash": tx_hash}
+        if max_fee is not None and tip is not None:
+            params |= {"max_fee": max_fee, "tip": tip}
+        await self._rpc.call("mark_sent", params)
 
     async def mark_confirmed(self, nonce: int) -> bool:
         return bool((await self._rpc.call("confirm", {"nonce": nonce}))["confirmed"])

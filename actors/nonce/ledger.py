@@ -9,7 +9,11 @@ Invariants (tested with hypothesis):
 Life of a nonce: free/new -> LEASED (handed out, lease running) -> SENT
 (reported sent with its tx hash: no lease any more) -> confirmed (removed).
 A lease that expires, or `mark_failed`, puts the nonce back in the free pool,
-which is served lowest first. Every change is persisted before it is visible.
+which is served lowest first. Every hash reported for a nonce is journaled
+(`attempts`), with its fees when the sender gave them.
+
+Write order: every change is committed to SQLite first and applied to memory
+only after the commit, so a failed write leaves memory and disk agreeing.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from actors.nonce.store import Allocation, NonceStore
+from actors.nonce.store import Allocation, Attempt, NonceStore
 
 LEASED = "leased"
 SENT = "sent"
@@ -34,12 +38,14 @@ class NonceLedger:
         self._clock = clock
         self.configure(lease_seconds, gap_fill_after_seconds)
         meta, self._allocs, self._free = store.load()
+        self._attempts = store.load_attempts()
         self._free_heap = list(self._free)
         heapq.heapify(self._free_heap)
         self._by_request = {a.request_id: a.nonce for a in self._allocs.values()}
-        self.next_nonce = meta.get("next_nonce", 0)
-        self.confirmed_count = meta.get("confirmed_count", 0)
-        self.chain_latest = meta.get("chain_latest", 0)
+        self.meta = meta
+        self.next_nonce = int(meta.get("next_nonce", 0))
+        self.confirmed_count = int(meta.get("confirmed_count", 0))
+        self.chain_latest = int(meta.get("chain_latest", 0))
         self.allocations = 0
         self.replays = 0
         self.reclaimed = 0
@@ -57,6 +63,12 @@ class NonceLedger:
     def allocation(self, nonce: int) -> Allocation | None:
         return self._allocs.get(nonce)
 
+    def attempts(self, nonce: int) -> list[Attempt]:
+        return list(self._attempts.get(nonce, ()))
+
+    def sent_nonces(self) -> list[int]:
+        return sorted(n for n, a in self._allocs.items() if a.status == SENT)
+
     @property
     def free_nonces(self) -> list[int]:
         return sorted(self._free)
@@ -66,6 +78,13 @@ class NonceLedger:
         sent = [n for n, a in self._allocs.items() if a.status == SENT]
         return max(sent) if sent else None
 
+    # -- identity
+    def set_identity(self, chain_id: int, genesis_hash: str) -> None:
+        with self._store.transaction():
+            self._store.set_meta("chain_id", chain_id)
+            self._store.set_meta("genesis_hash", genesis_hash)
+        self.meta["chain_id"], self.meta["genesis_hash"] = chain_id, genesis_hash
+
     # -- changes
     def allocate(self, request_id: str) -> tuple[int, bool]:
         """The nonce for this request: the same one again for a retried request
@@ -74,7 +93,7 @@ class NonceLedger:
         if known is not None and known in self._allocs:
             self.replays += 1
             return known, True
-        nonce = self._pop_free()
+        nonce = self._peek_free()
         if nonce is None:
             nonce = self.next_nonce
         self._lease(nonce, request_id)
@@ -85,39 +104,47 @@ class NonceLedger:
         """Lease a specific free nonce (used to fill a gap)."""
         if nonce not in self._free:
             raise NonceError(f"nonce {nonce} is not free")
-        self._free.pop(nonce)
         self._lease(nonce, request_id)
 
     def _lease(self, nonce: int, request_id: str) -> None:
         now = self._clock.time_ns()
         a = Allocation(nonce, request_id, LEASED, now + self._lease_ns, None, now)
+        next_nonce = max(self.next_nonce, nonce + 1)
         with self._store.transaction():
             self._store.remove_free(nonce)
             self._store.put_allocation(a)
-            if nonce >= self.next_nonce:
-                self.next_nonce = nonce + 1
-                self._store.set_meta("next_nonce", self.next_nonce)
+            if next_nonce != self.next_nonce:
+                self._store.set_meta("next_nonce", next_nonce)
+        self._free.pop(nonce, None)  # its heap entry is skipped lazily
+        self.next_nonce = next_nonce
         self._allocs[nonce] = a
         self._by_request[request_id] = nonce
 
-    def mark_sent(self, nonce: int, tx_hash: str) -> None:
+    def mark_sent(self, nonce: int, tx_hash: str, max_fee: int | None = None, tip: int | None = None) -> None:
         a = self._allocs.get(nonce)
         if a is None:
             raise NonceError(f"nonce {nonce} is not allocated")
-        a.status, a.tx_hash, a.lease_expires_ns = SENT, tx_hash, None
+        sent = Allocation(a.nonce, a.request_id, SENT, None, tx_hash or a.tx_hash, a.allocated_ns)
+        known = {at.tx_hash for at in self._attempts.get(nonce, ())}
+        attempt = Attempt(tx_hash, max_fee, tip, self._clock.time_ns()) if tx_hash and tx_hash not in known else None
         with self._store.transaction():
-            self._store.put_allocation(a)
+            self._store.put_allocation(sent)
+            if attempt is not None:
+                self._store.add_attempt(nonce, attempt)
+        self._allocs[nonce] = sent
+        if attempt is not None:
+            self._attempts.setdefault(nonce, []).append(attempt)
 
     def mark_confirmed(self, nonce: int) -> bool:
         """Mined. Idempotent: False if the nonce was already settled."""
-        a = self._allocs.pop(nonce, None)
+        a = self._allocs.get(nonce)
         if a is None:
             return False
-        self._by_request.pop(a.request_id, None)
-        self.confirmed_count += 1
         with self._store.transaction():
             self._store.delete_allocation(nonce)
-            self._store.set_meta("confirmed_count", self.confirmed_count)
+            self._store.set_meta("confirmed_count", self.confirmed_count + 1)
+        self._forget(a)
+        self.confirmed_count += 1
         return True
 
     def mark_failed(self, nonce: int) -> None:
@@ -127,34 +154,44 @@ class NonceLedger:
             raise NonceError(f"nonce {nonce} is not allocated")
         if nonce < self.chain_latest:
             raise NonceError(f"nonce {nonce} is already mined on chain")
-        self.failed += 1
         self._release(nonce)
+        self.failed += 1
+
+    def _forget(self, a: Allocation) -> None:
+        del self._allocs[a.nonce]
+        self._attempts.pop(a.nonce, None)
+        if self._by_request.get(a.request_id) == a.nonce:
+            del self._by_request[a.request_id]
 
     def _release(self, nonce: int) -> None:
-        a = self._allocs.pop(nonce)
-        self._by_request.pop(a.request_id, None)
+        a = self._allocs[nonce]
         now = self._clock.time_ns()
+        # Compaction: a free nonce at the top is no gap, lower next_nonce instead.
+        free = set(self._free) | {nonce}
+        next_nonce = self.next_nonce
+        while next_nonce - 1 in free and next_nonce - 1 >= self.chain_latest:
+            next_nonce -= 1
+            free.discard(next_nonce)
         with self._store.transaction():
             self._store.delete_allocation(nonce)
             self._store.add_free(nonce, now)
-            self._free[nonce] = now
-            self._compact()
-        heapq.heappush(self._free_heap, nonce)
+            for n in range(next_nonce, self.next_nonce):
+                self._store.remove_free(n)
+            self._store.set_meta("next_nonce", next_nonce)
+        self._forget(a)
+        self._free[nonce] = now
+        for n in range(next_nonce, self.next_nonce):
+            self._free.pop(n, None)
+        self.next_nonce = next_nonce
+        if nonce in self._free:
+            heapq.heappush(self._free_heap, nonce)
 
-    def _compact(self) -> None:
-        # A free nonce at the top is no gap: lower next_nonce instead.
-        while self.next_nonce - 1 in self._free and self.next_nonce - 1 >= self.chain_latest:
-            self.next_nonce -= 1
-            self._free.pop(self.next_nonce)
-            self._store.remove_free(self.next_nonce)
-        self._store.set_meta("next_nonce", self.next_nonce)
-
-    def _pop_free(self) -> int | None:
+    def _peek_free(self) -> int | None:
         while self._free_heap:
-            n = heapq.heappop(self._free_heap)
+            n = self._free_heap[0]
             if n in self._free:  # the heap may hold compacted or taken entries
-                self._free.pop(n)
                 return n
+            heapq.heappop(self._free_heap)
         return None
 
     def reclaim_expired(self) -> list[int]:
@@ -166,7 +203,7 @@ class NonceLedger:
         ]
         for n in sorted(expired):
             self._release(n)
-        self.reclaimed += len(expired)
+            self.reclaimed += 1
         return expired
 
     def gaps_to_fill(self) -> list[int]:
@@ -184,23 +221,24 @@ class NonceLedger:
         entries. Up to `chain_pending` nonces sit in the node's pool: a leased
         one there was sent (we missed the report), so it stops expiring.
         """
-        confirmed = [n for n in self._allocs if n < chain_latest]
+        confirmed = sorted(n for n in self._allocs if n < chain_latest)
         for n in confirmed:
             self.mark_confirmed(n)
-        in_pool = [n for n, a in self._allocs.items() if n < chain_pending and a.status == LEASED]
+        in_pool = sorted(n for n, a in self._allocs.items() if n < chain_pending and a.status == LEASED)
         for n in in_pool:
             self.mark_sent(n, self._allocs[n].tx_hash or "")
         dropped = [n for n in self._free if n < chain_pending]
         external = max(0, chain_pending - self.next_nonce)
-        self.chain_latest = max(self.chain_latest, chain_latest)
+        latest = max(self.chain_latest, chain_latest)
+        next_nonce = max(self.next_nonce, chain_pending)  # nonces someone else sent
         with self._store.transaction():
             for n in dropped:
-                self._free.pop(n)
                 self._store.remove_free(n)
-            # Nonces the chain has that we never handed out: sent by someone else.
-            self.next_nonce = max(self.next_nonce, chain_pending)
-            self._store.set_meta("next_nonce", self.next_nonce)
-            self._store.set_meta("chain_latest", self.chain_latest)
+            self._store.set_meta("next_nonce", next_nonce)
+            self._store.set_meta("chain_latest", latest)
+        for n in dropped:
+            self._free.pop(n)
+        self.chain_latest, self.next_nonce = latest, next_nonce
         return {"confirmed": confirmed, "adopted_in_pool": in_pool, "dropped_free": dropped, "external": external}
 
     def pending_nonces(self) -> list[int]:

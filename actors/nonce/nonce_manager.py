@@ -6,9 +6,20 @@
     await manager.mark_sent(nonce, tx_hash)           # before or right after broadcasting
     await manager.mark_confirmed(nonce)   # or mark_failed(nonce): back to the pool
 
-Allocation is serialised with an asyncio.Lock. `tick()` (run periodically by
-the actor) reconciles with the chain, reclaims expired leases and fills gaps
-that nobody reused with zero-value self-transfers.
+Allocation is serialised with an asyncio.Lock, which is never held across a
+network call: chain reads and sends happen outside it, and the ledger update
+that follows is a short critical section that re-checks what it decided on.
+
+`initialize()` first checks the chain's identity (chain id, hash of block 0)
+against the one stored with the state: the state of another chain (a
+restarted anvil) is moved to `<state dir>/archive/<UTC time>/` and the
+authority starts clean from the chain's counts.
+
+`tick()` (run periodically by the actor) reconciles with the chain, reclaims
+expired leases, fills gaps that nobody reused with zero-value self-transfers,
+and recovers stuck SENT nonces: one whose every journaled hash has been
+unknown to the node for `resend_after_seconds` is replaced by a zero-value
+self-transfer that outbids every known attempt by >= 10% + 1 wei.
 """
 
 from __future__ import annotations
@@ -16,16 +27,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from actors.nonce.chain import NonceChain
-from actors.nonce.ledger import GAP_FILL_PREFIX, NonceError, NonceLedger
+from actors.nonce.ledger import GAP_FILL_PREFIX, SENT, NonceError, NonceLedger
 from actors.nonce.store import NonceStore
+from actors.runtime.storage import archive_state
 
 log = logging.getLogger(__name__)
 
 _ALREADY_MINED = ("nonce too low",)
 _ALREADY_IN_POOL = ("already known", "transaction already imported")
+_UNDERPRICED = ("underpriced",)
+REPLACE_BUMP_PERCENT = 10  # geth's minimum replacement bump (+ 1 wei)
+
+
+def outbid(value: int) -> int:
+    return value * (100 + REPLACE_BUMP_PERCENT) // 100 + 1
 
 
 class NonceManager:
@@ -37,37 +57,100 @@ class NonceManager:
         *,
         lease_seconds: float = 30.0,
         gap_fill_after_seconds: float = 10.0,
+        resend_after_seconds: float = 15.0,
     ) -> None:
         self._chain = chain
         self._clock = clock
+        self.store = store
+        self._lease_s, self._gap_s = lease_seconds, gap_fill_after_seconds
         self.ledger = NonceLedger(
             store, clock, lease_seconds=lease_seconds, gap_fill_after_seconds=gap_fill_after_seconds
         )
+        self._resend_ns = int(resend_after_seconds * 1e9)
         self._lock = asyncio.Lock()
         self.initialized = False
         self.chain_pending = 0
         self.chain_errors = 0
         self.gap_fill_errors = 0
+        self.recoveries = 0
+        self.recovery_errors = 0
+        self.unmined_confirms = 0
+        self.archived_state: str | None = None
         self.last_reconcile: dict[str, Any] = {}
+        self._unknown_since: dict[int, int] = {}  # SENT nonce -> when all its hashes were first unknown
+        self._fee_floor: dict[int, tuple[int, int]] = {}  # refused replacement fees, to outbid next time
 
-    def configure(self, lease_seconds: float, gap_fill_after_seconds: float) -> None:
+    def configure(
+        self, lease_seconds: float, gap_fill_after_seconds: float, resend_after_seconds: float | None = None
+    ) -> None:
+        self._lease_s, self._gap_s = lease_seconds, gap_fill_after_seconds
         self.ledger.configure(lease_seconds, gap_fill_after_seconds)
+        if resend_after_seconds is not None:
+            self._resend_ns = int(resend_after_seconds * 1e9)
 
     async def initialize(self) -> dict[str, Any]:
-        """Recover: the persisted ledger, aligned with the chain's counts."""
+        """Recover: the persisted ledger of THIS chain, aligned with the chain's counts."""
+        await self.check_identity()
         report = await self.resync()
         self.initialized = True
         log.info("nonce authority recovered: next nonce %d", self.ledger.next_nonce,
                  extra={"fields": {"reconcile": report}})
         return report
 
+    # -- chain identity
+    async def check_identity(self) -> str | None:
+        """Archive the state if it belongs to another chain; returns the archive path."""
+        chain_id = await self._chain.chain_id()
+        genesis = await self._chain.genesis_hash()
+        meta = self.ledger.meta
+        stored_id, stored_genesis = meta.get("chain_id"), meta.get("genesis_hash")
+        reason = None
+        if stored_genesis is not None:
+            if stored_genesis != genesis or stored_id != chain_id:
+                reason = (f"it belongs to chain id {stored_id} with genesis {stored_genesis}, "
+                          f"the node is chain id {chain_id} with genesis {genesis}")
+        elif not self.store.is_empty():
+            # State written before the identity was recorded: a chain whose mined
+            # count went backwards is not the chain it was written for.
+            latest, _ = await self._chain.transaction_counts()
+            if self.ledger.chain_latest > latest:
+                reason = (f"it has no chain identity and records {self.ledger.chain_latest} mined "
+                          f"transactions, the node only {latest}")
+        if reason is None:
+            if stored_genesis is None:
+                self.ledger.set_identity(chain_id, genesis)
+            return None
+        async with self._lock:
+            dest = self._archive(reason)
+            self.ledger.set_identity(chain_id, genesis)
+        return dest
+
+    def _archive(self, reason: str) -> str:
+        path = self.store.path
+        self.store.close()
+        stamp = datetime.fromtimestamp(self._clock.time_ns() / 1e9, UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        dest = archive_state(path, Path(path).parent / "archive", stamp)
+        self.store = NonceStore(path)
+        self.ledger = NonceLedger(
+            self.store, self._clock, lease_seconds=self._lease_s, gap_fill_after_seconds=self._gap_s
+        )
+        self._unknown_since.clear()
+        self._fee_floor.clear()
+        self.archived_state = str(dest)
+        log.warning("nonce state of another chain moved aside to %s: %s; starting clean from the chain's counts",
+                    dest, reason, extra={"fields": {"archived_state": str(dest), "reason": reason}})
+        return str(dest)
+
     async def resync(self) -> dict[str, Any]:
         latest, pending = await self._chain.transaction_counts()
+        if latest < self.ledger.chain_latest and await self.check_identity() is not None:
+            latest, pending = await self._chain.transaction_counts()  # a new chain under us
         async with self._lock:
             self.chain_pending = pending
             self.last_reconcile = self.ledger.reconcile(latest, pending)
         return {"chain_latest": latest, "chain_pending": pending, **self.last_reconcile}
 
+    # -- the seed API
     async def allocate_nonce(self, request_id: str | None = None) -> int:
         async with self._lock:
             nonce, _ = self.ledger.allocate(request_id or os.urandom(12).hex())
@@ -75,11 +158,36 @@ class NonceManager:
 
     get_nonce = allocate_nonce
 
-    async def mark_sent(self, nonce: int, tx_hash: str) -> None:
+    async def mark_sent(self, nonce: int, tx_hash: str, max_fee: int | None = None, tip: int | None = None) -> None:
         async with self._lock:
-            self.ledger.mark_sent(nonce, tx_hash)
+            self.ledger.mark_sent(nonce, tx_hash, max_fee, tip)
+            self._unknown_since.pop(nonce, None)  # a new attempt: its own grace period
 
     async def mark_confirmed(self, nonce: int) -> bool:
+        """Mined. A nonce the chain has not passed is never confirmed (the sender
+        saw `nonce too high`, or its report is wrong): with no hash of it known
+        to the node it goes back to the pool, else reconciliation confirms it
+        once mined. False when nothing was confirmed."""
+        if self.ledger.is_pending(nonce) and nonce >= self.ledger.chain_latest:
+            try:
+                latest, pending = await self._chain.transaction_counts()
+                known = latest <= nonce and await self._any_known(nonce)
+            except Exception as exc:
+                self.chain_errors += 1
+                log.warning("cannot check confirm of nonce %d against the chain (%s): left to reconciliation",
+                            nonce, exc)
+                return False
+            if latest <= nonce:
+                async with self._lock:
+                    self.unmined_confirms += 1
+                    released = not known and self.ledger.is_pending(nonce)
+                    if released:
+                        self.ledger.mark_failed(nonce)
+                    self.chain_pending = pending
+                    self.last_reconcile = self.ledger.reconcile(latest, pending)
+                log.warning("confirm of nonce %d refused: the chain has mined only %d; %s", nonce, latest,
+                            "back to the pool" if released else "a hash of it is known: left to reconciliation")
+                return False
         async with self._lock:
             return self.ledger.mark_confirmed(nonce)
 
@@ -90,8 +198,9 @@ class NonceManager:
     def is_pending(self, nonce: int) -> bool:
         return self.ledger.is_pending(nonce)
 
+    # -- the periodic work
     async def tick(self) -> dict[str, Any]:
-        """Reconcile with the chain, reclaim expired leases, fill stale gaps."""
+        """Reconcile with the chain, reclaim expired leases, fill stale gaps, recover stuck nonces."""
         try:
             await self.resync()
         except Exception as exc:  # the node is down: keep serving from the ledger
@@ -100,30 +209,127 @@ class NonceManager:
             return {"error": str(exc)}
         async with self._lock:
             reclaimed = self.ledger.reclaim_expired()
-            gaps = self.ledger.gaps_to_fill()
-            for nonce in gaps:
-                await self._fill_gap(nonce)
-        return {"reclaimed": reclaimed, "gaps_filled": gaps}
+            gaps = []
+            for nonce in self.ledger.gaps_to_fill():
+                self.ledger.take(nonce, f"{GAP_FILL_PREFIX}{nonce}")
+                gaps.append(nonce)
+        for nonce in gaps:  # sent outside the lock
+            await self._fill_gap(nonce)
+        recovered = await self._recover_stuck()
+        return {"reclaimed": reclaimed, "gaps_filled": gaps, "recovered": recovered}
+
+    def _still(self, nonce: int, request_id: str) -> bool:
+        a = self.ledger.allocation(nonce)
+        return a is not None and a.request_id == request_id
 
     async def _fill_gap(self, nonce: int) -> None:
-        self.ledger.take(nonce, f"{GAP_FILL_PREFIX}{nonce}")
+        rid = f"{GAP_FILL_PREFIX}{nonce}"
         try:
-            tx_hash = await self._chain.send_self_transfer(nonce)
+            max_fee, tip = await self._chain.fee_caps()
+            tx_hash = await self._chain.send_self_transfer(nonce, max_fee=max_fee, tip=tip)
         except Exception as exc:
             text = str(exc).lower()
-            if any(t in text for t in _ALREADY_MINED):
-                self.ledger.mark_confirmed(nonce)
-                return
-            if any(t in text for t in _ALREADY_IN_POOL):
-                self.ledger.mark_sent(nonce, "")
-                return
-            self.gap_fill_errors += 1
-            log.warning("gap fill at nonce %d failed: %s", nonce, exc)
-            self.ledger.mark_failed(nonce)
+            async with self._lock:
+                if not self._still(nonce, rid):
+                    return
+                if any(t in text for t in _ALREADY_MINED):
+                    self.ledger.mark_confirmed(nonce)
+                    return
+                if any(t in text for t in _ALREADY_IN_POOL):
+                    self.ledger.mark_sent(nonce, "")
+                    return
+                self.gap_fill_errors += 1
+                log.warning("gap fill at nonce %d failed: %s", nonce, exc)
+                if nonce >= self.ledger.chain_latest:
+                    self.ledger.mark_failed(nonce)
             return
-        self.ledger.mark_sent(nonce, tx_hash)
-        self.ledger.gap_fills += 1
+        async with self._lock:
+            if self._still(nonce, rid):
+                self.ledger.mark_sent(nonce, tx_hash, max_fee, tip)
+            self.ledger.gap_fills += 1
         log.info("filled nonce gap %d with a self-transfer %s", nonce, tx_hash)
+
+    async def _any_known(self, nonce: int) -> bool:
+        hashes = [at.tx_hash for at in self.ledger.attempts(nonce)]
+        a = self.ledger.allocation(nonce)
+        if not hashes and a is not None and a.tx_hash:
+            hashes = [a.tx_hash]
+        if not hashes:  # adopted from the pool count without a hash: ask the count
+            return nonce < self.chain_pending
+        for h in hashes:
+            if await self._chain.transaction_known(h):
+                return True
+        return False
+
+    async def _recover_stuck(self) -> list[int]:
+        """Replace SENT nonces the node has forgotten (evicted from its pool, or a
+        chain that never saw them) with a zero-value self-transfer."""
+        now = self._clock.time_ns()
+        candidates = [n for n in self.ledger.sent_nonces() if n >= self.ledger.chain_latest]
+        for n in list(self._unknown_since):
+            if n not in candidates:
+                del self._unknown_since[n]
+        due: list[int] = []
+        try:
+            for n in candidates:
+                if await self._any_known(n):
+                    self._unknown_since.pop(n, None)
+                    continue
+                since = self._unknown_since.setdefault(n, now)
+                if now - since >= self._resend_ns:
+                    due.append(n)
+        except Exception as exc:
+            self.chain_errors += 1
+            log.warning("chain unreachable while checking sent nonces: %s", exc)
+            return []
+        recovered = []
+        for n in due:
+            if await self._replace(n, now):
+                recovered.append(n)
+        return recovered
+
+    async def _replace(self, nonce: int, now: int) -> bool:
+        a = self.ledger.allocation(nonce)
+        if a is None or a.status != SENT:
+            return False
+        attempts = self.ledger.attempts(nonce)
+        hashes = [at.tx_hash for at in attempts] or [a.tx_hash or ""]
+        try:
+            cur_fee, cur_tip = await self._chain.fee_caps()
+            fees = [(at.max_fee, at.tip) for at in attempts if at.max_fee is not None and at.tip is not None]
+            if nonce in self._fee_floor:
+                fees.append(self._fee_floor[nonce])
+            if fees:
+                max_fee = max(outbid(max(f for f, _ in fees)), cur_fee)
+                tip = max(outbid(max(t for _, t in fees)), cur_tip)
+            else:  # the sender reported no fees: outbid what it most likely paid, today's caps
+                max_fee, tip = outbid(cur_fee), outbid(cur_tip)
+            max_fee = max(max_fee, tip)
+            tx_hash = await self._chain.send_self_transfer(nonce, max_fee=max_fee, tip=tip)
+        except Exception as exc:
+            text = str(exc).lower()
+            if any(t in text for t in _ALREADY_MINED) or any(t in text for t in _ALREADY_IN_POOL):
+                self._unknown_since.pop(nonce, None)  # the next resync settles it
+                return False
+            if any(t in text for t in _UNDERPRICED):
+                self._fee_floor[nonce] = (max_fee, tip)
+            self.recovery_errors += 1
+            log.warning("replacing stuck nonce %d failed: %s", nonce, exc)
+            return False
+        async with self._lock:
+            if self.ledger.is_pending(nonce):
+                self.ledger.mark_sent(nonce, tx_hash, max_fee, tip)
+            self.recoveries += 1
+            self._unknown_since.pop(nonce, None)
+            self._fee_floor.pop(nonce, None)
+        log.warning(
+            "recovered stuck nonce %d: its hashes %s were unknown to the node for %.1fs; "
+            "replaced by a zero-value self-transfer %s (max fee %d, tip %d)",
+            nonce, hashes, self._resend_ns / 1e9, tx_hash, max_fee, tip,
+            extra={"fields": {"nonce": nonce, "hashes": hashes, "replacement": tx_hash,
+                              "max_fee": max_fee, "tip": tip, "request_id": a.request_id}},
+        )
+        return True
 
     def get_stats(self) -> dict[str, Any]:
         return {
@@ -132,6 +338,11 @@ class NonceManager:
             "initialized": self.initialized,
             "chain_errors": self.chain_errors,
             "gap_fill_errors": self.gap_fill_errors,
+            "recoveries": self.recoveries,
+            "recovery_errors": self.recovery_errors,
+            "unknown_sent": sorted(self._unknown_since)[:50],
+            "unmined_confirms": self.unmined_confirms,
+            "archived_state": self.archived_state,
         }
 
 

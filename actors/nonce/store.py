@@ -4,6 +4,11 @@ One database per chain and wallet. Every ledger change is one transaction, so
 a SIGKILL at any moment leaves either the old or the new state. WAL with
 synchronous=NORMAL survives a process crash; after a power loss the chain
 reconciliation at start repairs what the last commits lost.
+
+The meta table also holds the identity of the chain the state belongs to
+(`chain_id`, `genesis_hash`: the hash of block 0), so the state of a chain that
+no longer exists (a restarted anvil) is never applied to a new one. Every hash
+reported for a nonce is journaled in `hashes`, with the fees when known.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ CREATE TABLE IF NOT EXISTS allocations (
     allocated_ns INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS free (nonce INTEGER PRIMARY KEY, freed_ns INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS hashes (
+    nonce INTEGER NOT NULL,
+    tx_hash TEXT NOT NULL,
+    max_fee INTEGER,
+    tip INTEGER,
+    sent_ns INTEGER NOT NULL,
+    PRIMARY KEY (nonce, tx_hash)
+);
 """
 
 
@@ -38,6 +51,16 @@ class Allocation:
     allocated_ns: int
 
 
+@dataclass(slots=True, frozen=True)
+class Attempt:
+    """One signed transaction reported for a nonce."""
+
+    tx_hash: str
+    max_fee: int | None
+    tip: int | None
+    sent_ns: int
+
+
 class NonceStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -47,7 +70,7 @@ class NonceStore:
     def transaction(self) -> AbstractContextManager[None]:
         return immediate(self._db)
 
-    def load(self) -> tuple[dict[str, int], dict[int, Allocation], dict[int, int]]:
+    def load(self) -> tuple[dict[str, int | str], dict[int, Allocation], dict[int, int]]:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         allocs = {
             row[0]: Allocation(*row)
@@ -58,7 +81,21 @@ class NonceStore:
         free = dict(self._db.execute("SELECT nonce, freed_ns FROM free").fetchall())
         return meta, allocs, free
 
-    def set_meta(self, key: str, value: int) -> None:
+    def load_attempts(self) -> dict[int, list[Attempt]]:
+        out: dict[int, list[Attempt]] = {}
+        for nonce, h, fee, tip, ns in self._db.execute(
+            "SELECT nonce, tx_hash, max_fee, tip, sent_ns FROM hashes ORDER BY nonce, sent_ns"
+        ):
+            out.setdefault(nonce, []).append(Attempt(h, fee, tip, ns))
+        return out
+
+    def is_empty(self) -> bool:
+        row = self._db.execute(
+            "SELECT EXISTS(SELECT 1 FROM meta) OR EXISTS(SELECT 1 FROM allocations) OR EXISTS(SELECT 1 FROM free)"
+        ).fetchone()
+        return not row[0]
+
+    def set_meta(self, key: str, value: int | str) -> None:
         self._db.execute(
             "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             (key, value),
@@ -72,6 +109,12 @@ class NonceStore:
 
     def delete_allocation(self, nonce: int) -> None:
         self._db.execute("DELETE FROM allocations WHERE nonce=?", (nonce,))
+        self._db.execute("DELETE FROM hashes WHERE nonce=?", (nonce,))
+
+    def add_attempt(self, nonce: int, at: Attempt) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO hashes VALUES (?, ?, ?, ?, ?)", (nonce, at.tx_hash, at.max_fee, at.tip, at.sent_ns)
+        )
 
     def add_free(self, nonce: int, freed_ns: int) -> None:
         self._db.execute("INSERT OR REPLACE INTO free VALUES (?, ?)", (nonce, freed_ns))

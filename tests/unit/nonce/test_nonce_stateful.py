@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -17,7 +17,8 @@ from tests.unit.nonce.fake_chain import FakeNonceChain
 
 pytestmark = pytest.mark.unit
 
-LEASE, GAP = 30.0, 10.0
+LEASE, GAP, RESEND = 30.0, 10.0, 15.0
+GENESES = st.sampled_from(["0x" + c * 64 for c in "abcdef"])
 REQUESTS = st.sampled_from([f"r{i}" for i in range(8)])
 
 
@@ -32,11 +33,13 @@ class NonceAuthorityMachine(RuleBasedStateMachine):
         # What clients hold: nonce -> request id, for allocations they may still use.
         self.held: dict[int, str] = {}
         self.sent: set[int] = set()
+        # Request ids holding a nonce on a chain that no longer exists: never given that nonce back.
+        self.old_chain_requests: set[str] = set()
 
     def _boot(self) -> NonceManager:
         m = NonceManager(
             self.chain, NonceStore(self.dir / "n.sqlite"), self.clock,
-            lease_seconds=LEASE, gap_fill_after_seconds=GAP,
+            lease_seconds=LEASE, gap_fill_after_seconds=GAP, resend_after_seconds=RESEND,
         )
         self.run(m.initialize())
         return m
@@ -45,6 +48,7 @@ class NonceAuthorityMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coro)
 
     def teardown(self) -> None:
+        self.m.store.close()
         self.loop.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -59,10 +63,14 @@ class NonceAuthorityMachine(RuleBasedStateMachine):
         ledger = self.m.ledger
         free = ledger.free_nonces
         replay = ledger._by_request.get(rid) in set(ledger.pending_nonces())
+        replays_before = ledger.replays
         nonce = self.run(self.m.allocate_nonce(rid))
         if free and not replay:
             assert nonce == free[0], f"got {nonce}, the lowest free nonce is {free[0]}"
         assert nonce >= self.chain.latest, "handed out a nonce that is already mined"
+        if rid in self.old_chain_requests:  # its first allocation on the new chain is never a replay
+            self.old_chain_requests.discard(rid)
+            assert ledger.replays == replays_before, f"{rid} got the old chain's nonce {nonce} back"
         owner = self.held.get(nonce)
         assert owner in (None, rid), f"nonce {nonce} handed to {rid} while {owner} holds it"
         for n, r in self.held.items():
@@ -109,9 +117,50 @@ class NonceAuthorityMachine(RuleBasedStateMachine):
 
     @rule()
     def restart(self) -> None:
+        self.m.store.close()
         self.m = self._boot()
         self._forget_settled()
         self._reconciled()
+
+    @precondition(lambda self: any(n in self.chain.pool for n in self.sent))
+    @rule(data=st.data())
+    def drop_from_mempool(self, data: st.DataObject) -> None:
+        """The node evicts one of our pooled transactions."""
+        event("dropped from the mempool")
+        self.chain.drop(data.draw(st.sampled_from(sorted(n for n in self.sent if n in self.chain.pool))))
+
+    @rule(genesis=GENESES)
+    def chain_reset(self, genesis: str) -> None:
+        """`make run` again: a fresh dev chain, and the authority restarts on it."""
+        if genesis == self.chain.genesis:
+            return
+        ledger = self.m.ledger
+        old = {a.request_id for n in ledger.pending_nonces() if (a := ledger.allocation(n))}
+        event(f"chain reset with {len(old)} live allocations")
+        self.m.store.close()
+        self.chain.reset(genesis)
+        self.m = self._boot()
+        assert self.m.ledger.pending_nonces() == [] and self.m.ledger.free_nonces == []
+        assert self.m.ledger.next_nonce == self.chain.pending
+        assert self.m.get_stats()["archived_state"] is not None
+        self.old_chain_requests = old
+        self.held.clear()
+        self.sent.clear()
+
+    @rule()
+    def resend_after_and_mine(self) -> None:
+        """After resend_after with the chain mining, no sent nonce is one the node does not know."""
+        for _ in range(3):
+            self.advance_and_tick(RESEND / 2 + 1)
+            self.chain.mine()
+        self.run(self.m.tick())
+        self._forget_settled()
+        known = set(self.chain.pool.values()) | self.chain.mined
+        for n in self.m.ledger.sent_nonces():
+            hashes = {at.tx_hash for at in self.m.ledger.attempts(n)}
+            assert hashes & known or (not hashes and n < self.chain.pending), \
+                f"sent nonce {n} is stuck: the node knows none of {hashes}"
+        event(f"recoveries so far: {min(self.m.get_stats()['recoveries'], 3)}")
 
     @rule()
     def expire_everything(self) -> None:
@@ -137,7 +186,7 @@ class NonceAuthorityMachine(RuleBasedStateMachine):
 
 
 NonceAuthorityMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None,
+    max_examples=200, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestNonceAuthority = NonceAuthorityMachine.TestCase
