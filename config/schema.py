@@ -270,7 +270,7 @@ class SandboxChain(_Section):
     # The world's file: `polyarb chain` loads it at start and writes it on exit and every
     # state_interval_seconds, so a restart continues the same world; none = a fresh chain each start.
     state_file: str | None = None
-    state_interval_seconds: PosFloat = 5.0  # a kill -9 of anvil loses at most this much of the world
+    state_interval_seconds: PosInt = 5  # whole seconds (anvil's flag): a kill -9 of anvil loses at most this much
 
 
 Rate = Annotated[float, Meta(ge=0, le=1)]
