@@ -15,6 +15,7 @@ import logging
 from collections import Counter, deque
 from typing import Any, ClassVar
 
+import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from actors.runtime.clock import Clock
@@ -26,6 +27,8 @@ PONG = b"PONG"
 INVALID_OPERATION = b"INVALID OPERATION"
 TEXT = "text"
 CLOSE_TIMEOUT = 2.0  # seconds a close handshake may take before the transport is dropped
+
+_decode = msgspec.json.Decoder().decode
 
 
 class Connection:
@@ -122,6 +125,19 @@ class ChannelHub:
         return ws
 
     def _on_text(self, conn: Any, text: str) -> None:
+        """PING is answered, anything that is not JSON is invalid; the rest is the channel's."""
+        if text == "PING":
+            return self._pong(conn)
+        try:
+            msg = _decode(text)
+        except msgspec.DecodeError:
+            return self._invalid(conn)
+        self._on_message(conn, msg)
+
+    def _on_message(self, conn: Any, msg: Any) -> None:
+        raise NotImplementedError
+
+    def _invalid(self, conn: Any) -> None:
         raise NotImplementedError
 
     def _forget(self, conn: Any) -> None:

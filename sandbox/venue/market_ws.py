@@ -79,13 +79,7 @@ class MarketHub(ChannelHub):
 
     # ------------------------------------------------------------ client frames
 
-    def _on_text(self, conn: Connection, text: str) -> None:
-        if text == "PING":
-            return self._pong(conn)
-        try:
-            msg = _decode(text)
-        except msgspec.DecodeError:
-            return self._invalid(conn)
+    def _on_message(self, conn: Connection, msg: Any) -> None:
         ids = msg.get("assets_ids") if isinstance(msg, dict) else None
         if not isinstance(ids, list) or not all(isinstance(a, str) for a in ids):
             return self._invalid(conn)

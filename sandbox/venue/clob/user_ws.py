@@ -86,13 +86,7 @@ class UserHub(ChannelHub):
 
     # ------------------------------------------------------------ client frames
 
-    def _on_text(self, conn: UserConnection, text: str) -> None:
-        if text == "PING":
-            return self._pong(conn)
-        try:
-            msg = _decode(text)
-        except msgspec.DecodeError:
-            return self._invalid(conn)
+    def _on_message(self, conn: UserConnection, msg: Any) -> None:
         if not isinstance(msg, dict) or str(msg.get("type", "")).lower() != "user" or conn.address is not None:
             return self._invalid(conn)
         markets = msg.get("markets")
