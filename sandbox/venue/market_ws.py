@@ -23,8 +23,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import msgspec
-
 from actors.runtime.clock import Clock
 from sandbox.venue.channel import INVALID_OPERATION, TEXT, ChannelHub
 from sandbox.venue.channel import Connection as BaseConnection
@@ -39,7 +37,6 @@ MAX_CLIENT_FRAME = 256 * 1024  # a subscription of ~500 ids is ~40 KB; larger fr
 MAX_QUEUE_FRAMES = 20_000  # per connection; beyond this the client is too slow
 MAX_QUEUE_BYTES = 64 * 1024 * 1024
 
-_decode = msgspec.json.Decoder().decode
 
 
 class Connection(BaseConnection):

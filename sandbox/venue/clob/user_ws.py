@@ -44,7 +44,6 @@ MAX_QUEUE_FRAMES = 10_000  # per connection: an account's own events are few, a 
 MAX_QUEUE_BYTES = 16 * 1024 * 1024
 AUTH_FAILED = "invalid api credentials"  # one reason for every failure: which part was wrong is not told
 
-_decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
