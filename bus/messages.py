@@ -92,6 +92,11 @@ class BookUpdate(_Body, tag="book"):
     (disconnect, tick-size change, inconsistency) and awaits a fresh snapshot;
     `reason` says why. venue_ts_ms: the venue's timestamp of the last change
     applied; recv_ns: when the feed received it.
+    more=True: another book of the same market, changed by the same venue
+    messages, follows at once (one venue message moves both books of a binary
+    market): a consumer that looks at the market as a whole waits for the
+    last one, or it sees a new book next to an old one, a pair that never
+    existed on the venue.
     Example: {"type": "book", "token_id": "7132...", "market": "0x5f...", "valid": true,
               "bids": [[610000, 200000000]], "asks": [[630000, 150000000]], ...}
     """
@@ -105,6 +110,7 @@ class BookUpdate(_Body, tag="book"):
     recv_ns: int
     tick_size: int
     reason: str = ""
+    more: bool = False
 
 
 class FeedStatus(_Body, tag="feed_status"):

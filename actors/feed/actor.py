@@ -112,22 +112,27 @@ class FeedActor(Actor):
         self._pending_marks = 0
         dirty, self._dirty = self._dirty, set()
         depth = self.rt.config.feed.depth_levels
-        for asset_id in dirty:
+        # Market by market, every book but a market's last marked `more`: the router
+        # judges a market only once all of its books from these frames are in.
+        market = {a: (st.market if (st := self.core.tokens.get(a)) else self._market_of.get(a, "")) for a in dirty}
+        ordered = sorted(dirty, key=lambda a: (market[a], a))
+        for i, asset_id in enumerate(ordered):
+            more = i + 1 < len(ordered) and market[ordered[i + 1]] == market[asset_id]
             st = self.core.tokens.get(asset_id)
             if st is None:
                 # Unsubscribed: nobody maintains this book any more. Said once, as an
                 # invalid empty book (also what a late joiner's snapshot shows).
-                market = self._market_of.pop(asset_id, None)
-                if market is None:
+                gone = self._market_of.pop(asset_id, None)
+                if gone is None:
                     continue
-                body = BookUpdate(token_id=asset_id, market=market, valid=False, bids=[], asks=[], venue_ts_ms=0,
-                                  recv_ns=self.rt.clock.time_ns(), tick_size=0, reason=UNSUBSCRIBED)
+                body = BookUpdate(token_id=asset_id, market=gone, valid=False, bids=[], asks=[], venue_ts_ms=0,
+                                  recv_ns=self.rt.clock.time_ns(), tick_size=0, reason=UNSUBSCRIBED, more=more)
             else:
                 self._market_of[asset_id] = st.market
                 bids, asks = st.book.depth(depth)
                 body = BookUpdate(token_id=asset_id, market=st.market, valid=st.valid, bids=bids, asks=asks,
                                   venue_ts_ms=st.book.last_ts, recv_ns=st.recv_ns, tick_size=st.book.tick_size,
-                                  reason=st.reason)
+                                  reason=st.reason, more=more)
             topic = topics.book(asset_id)
             self.clone.record(topic, self.rt.publisher.publish(topic, body, event_ns=body.recv_ns or None))
             self.published += 1

@@ -3,7 +3,10 @@
 Subscribes to the feed's `book.*` stream and the executor's `tx.*` results.
 Keeps the latest `BookUpdate` per token; each update re-evaluates only that
 token's market (`arbitrage.evaluate`) and publishes a `Signal` on
-`signal.<market>` when there is a trade.
+`signal.<market>` when there is a trade. An update marked `more` is only
+stored: the market is judged at its last book from the same venue message
+(one message moves both books of a binary market; judging in between paired
+a new book with an old one and signalled gaps that never existed).
 
 Clone pattern: a book stream that JOINS (first message, new feed boot) or
 shows a GAP asks the feed for a snapshot of every book; requests are
@@ -93,7 +96,7 @@ class RouterActor(Actor):
         self._feed_rpc: RpcClient | None = None
         self.suppressed: Counter[str] = Counter()
         self.results: Counter[str] = Counter()
-        self.updates = self.unknown_tokens = self.unexpected = self.handler_errors = 0
+        self.updates = self.deferred = self.unknown_tokens = self.unexpected = self.handler_errors = 0
         self.evaluations = self.opportunities = self.signals = 0
         self.snapshot_requests = self.snapshot_errors = self.snapshots_applied = 0
         self.discoveries = self.discovery_errors = 0
@@ -203,6 +206,9 @@ class RouterActor(Actor):
         market = self._market_of.get(body.token_id)
         if market is None:
             self.unknown_tokens += 1  # not (yet) a discovered market: kept for when it is
+            return
+        if body.more:  # the market's other books from the same venue message follow: judge it after them
+            self.deferred += 1
             return
         self._evaluate(market, trigger=body)
 
@@ -349,6 +355,7 @@ class RouterActor(Actor):
             "valid_books": sum(1 for t in self._market_of if (b := self.books.get(t)) is not None and b.valid),
             "updates": self.updates,
             "unknown_token_updates": self.unknown_tokens,
+            "deferred_updates": self.deferred,
             "unexpected_messages": self.unexpected,
             "handler_errors": self.handler_errors,
             "evaluations": self.evaluations,

@@ -39,3 +39,10 @@ def setup_logging(actor: str, level: str = "INFO") -> None:
     # web3/urllib3 debug output can carry request bodies (signed transactions).
     for noisy in ("web3", "urllib3", "asyncio", "watchdog", "websockets"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    # httpx (under py-clob-client-v2) logs every request at INFO: a line per order
+    # and per trade poll drowns what matters. Its warnings and errors still show.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # py-clob-client-v2 logs every refused order at ERROR (a killed FOK is routine)
+    # and then raises; the executor logs the outcome with its execution's context.
+    logging.getLogger("py_clob_client_v2").setLevel(logging.CRITICAL)

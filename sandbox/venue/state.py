@@ -194,10 +194,26 @@ class VenueState:
         self.unmirrored.add(condition_id)
         self.stats["mirror_suspensions"] += 1
 
-    def resume_mirror(self, condition_id: str, yes_bids: dict[int, int], yes_asks: dict[int, int]) -> None:
-        """One book again, from these YES levels (the NO book becomes their mirror)."""
+    def resume_mirror(self, condition_id: str, yes_bids: dict[int, int], yes_asks: dict[int, int]) -> list[PriceChange]:
+        """One book again, from these YES levels (the NO book becomes their mirror).
+
+        Sent as ONE price_change naming both tokens' levels, like every other move
+        of a binary market: two separate book snapshots would let a client hold
+        the new YES book next to the old NO book, a gap that no longer exists."""
         self.unmirrored.discard(condition_id)
-        self.replace_book(self.market_by_id[condition_id].token_ids[0], yes_bids, yes_asks)
+        yes, no = self.market_by_id[condition_id].token_ids[:2]
+        touched: list[tuple[Book, str, int, int]] = []
+        for side, target in ((BUY, yes_bids), (SELL, yes_asks)):
+            for price in [p for p, _ in self.books[yes].levels(side) if p not in target]:
+                self._set(touched, yes, side, price, 0)
+            for price, size in sorted(target.items()):
+                self._set(touched, yes, side, price, size)
+        for side in (BUY, SELL):  # the NO book's own gap levels that mirror nothing of YES's
+            m_side = SELL if side == BUY else BUY
+            mirrored = yes_bids if m_side == BUY else yes_asks
+            for price in [p for p, _ in self.books[no].levels(side) if ONE - p not in mirrored]:
+                self._set(touched, no, side, price, 0)
+        return self._emit_changes(touched) if touched else []
 
     def _set(self, touched: list[tuple[Book, str, int, int]], token: str, side: str, price: int, size: int) -> None:
         """Set one level and its mirror on the complement token; record what changed."""

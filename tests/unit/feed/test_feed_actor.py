@@ -80,6 +80,20 @@ async def test_a_burst_is_coalesced_into_one_message_per_token(feed):
     assert len(batch) == 1 and batch[0].env.body.bids == [(420000, 10_000000)]
 
 
+async def test_books_moved_together_go_out_together_the_last_one_unmarked(feed):
+    actor, server, sub, ctx, cfg = feed
+    await eventually(lambda: server.connections)
+    server.connections[0].push([book("no-token", 1), book("yes-token", 1)])
+    batch = await sub.recv_batch()
+    while len(batch) < 2:
+        batch += await sub.recv_batch()
+    assert [(r.env.body.token_id, r.env.body.more) for r in batch] == [("no-token", True), ("yes-token", False)]
+
+    server.connections[0].push([book("yes-token", 2, "0.41")])  # one book moved: nothing follows it
+    [one] = await sub.recv_batch()
+    assert (one.env.body.token_id, one.env.body.more) == ("yes-token", False)
+
+
 async def test_late_joiner_gets_a_snapshot_and_then_only_newer_updates(feed):
     actor, server, sub, ctx, cfg = feed
     await eventually(lambda: server.connections)

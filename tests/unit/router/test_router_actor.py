@@ -54,11 +54,11 @@ class World:
     def now_ms(self) -> int:
         return self.clock.time_ns() // 1_000_000
 
-    def book(self, token, *, asks=(), bids=(), valid=True, age_ms=0, market=M, send=True):
+    def book(self, token, *, asks=(), bids=(), valid=True, age_ms=0, market=M, send=True, more=False):
         """Publish (or, send=False, lose on the way) a book of the fake feed."""
         body = BookUpdate(token_id=token, market=market, valid=valid, bids=list(bids), asks=list(asks),
                           venue_ts_ms=self.now_ms() - age_ms, recv_ns=self.clock.time_ns(), tick_size=c(1),
-                          reason="" if valid else "disconnected")
+                          reason="" if valid else "disconnected", more=more)
         topic = topics.book(token)
         env = self.feed_pub.publish(topic, body) if send else self.feed.stamp(topic, body)
         self.store.record(topic, env)
@@ -155,6 +155,25 @@ async def test_an_arbitrage_is_signalled(make_world):
     last = w.actor.get_stats()["last_signal"]
     assert (last["market"], last["kind"], last["size"], last["expected_profit"]) == (M, "BUY_SET", 100 * MICRO,
                                                                                     5 * MICRO)
+
+
+async def test_a_market_is_judged_only_once_all_books_of_one_venue_message_are_in(make_world):
+    # The venue's gap closed: one message moved both books. The NO book comes
+    # first (more=True); next to the old YES book it shows a gap that never
+    # existed (45 + 50). Judged at the YES book, the market has no edge.
+    w = await make_world()
+    w.book("yes", asks=[(c(45), 100 * MICRO)], bids=[(c(43), MICRO)])
+    w.book("no", asks=[(c(60), 100 * MICRO)], bids=[(c(53), MICRO)])
+    await eventually(lambda: w.actor.get_stats()["evaluations"] >= 2)
+    w.book("no", asks=[(c(50), 100 * MICRO)], bids=[(c(38), MICRO)], more=True)
+    w.book("yes", asks=[(c(63), 100 * MICRO)], bids=[(c(49), MICRO)])
+    await eventually(lambda: w.actor.get_stats()["updates"] >= 4)
+
+    assert w.actor.get_stats()["deferred_updates"] == 1
+    assert w.actor.get_stats()["signals_published"] == 0
+    w.arbitrage(yes=45, no=50)  # a real gap is still signalled
+    _, env = await w.next_signal()
+    assert env.body.kind == "BUY_SET"
 
 
 async def test_the_signal_id_is_deterministic(make_world):

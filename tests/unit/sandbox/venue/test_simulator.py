@@ -131,7 +131,7 @@ def test_a_sell_gap_on_an_event_is_a_no_basket_below_m_minus_one():
 
 
 def test_an_injected_binary_gap_suspends_the_mirror_and_restores_one_book_after():
-    sim, state, _, clock = make_sim(BINARY, margin="0.04", ups=0, lifetime=5)
+    sim, state, events, clock = make_sim(BINARY, margin="0.04", ups=0, lifetime=5)
     ms = sim.markets[0]
     yes, no = ms.tokens
     sim.advance(clock.monotonic_ns())
@@ -144,11 +144,19 @@ def test_an_injected_binary_gap_suspends_the_mirror_and_restores_one_book_after(
     taken = state.execute_taker(no, BUY, gap.prices[1], 10 * ONE, all_or_none=True)
     assert taken.match_type == "COMPLEMENTARY"  # the operator's own NO: no set to mint
 
+    seen = len(events)
     run(sim, clock, 5.1)
 
     assert ms.gap is None and ms.conditions[0] not in state.unmirrored
     assert state.book(no).levels(BUY) == [(ONE - p, n) for p, n in state.book(yes).levels(SELL)]
     assert state.book(no).levels(SELL) == [(ONE - p, n) for p, n in state.book(yes).levels(BUY)]
+    # One message moved both books back (two snapshots let a client pair the new
+    # YES book with the old NO book: a gap that had just closed).
+    [closing] = events[seen:]
+    assert isinstance(closing, PriceChange) and {c.asset_id for c in closing.changes} == {yes, no}
+    fresh = {c.asset_id: (c.best_bid, c.best_ask) for c in closing.changes}
+    assert fresh[yes] == (state.book(yes).best_bid(), state.book(yes).best_ask())
+    assert fresh[no] == (state.book(no).best_bid(), state.book(no).best_ask())
 
 
 def test_binary_markets_get_gaps_only_while_injected():
