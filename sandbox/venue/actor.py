@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 CLOB_PACKAGE = "sandbox.venue.clob"
 HOUSEKEEPING_NS = 100_000_000  # disconnect faults and held frames are checked every 100 ms
+HEAL_INTERVAL_S = 1.0  # how often the operator's lost settlements are looked for
 CHAIN_PROBE_TIMEOUT = 2.0  # seconds: a chain that does not answer is retried later, with backoff
 RESTART_ONLY_KEYS = READ_AT_START["sandbox.venue"]
 
@@ -258,7 +259,19 @@ class VenueActor(Actor):
                 await self.clob.on_chain_ready()
             self.chain_ready, self.chain_status, self.chain_error = True, "ready", ""
             log.info("chain bootstrapped at %s", cfg.chain.rpc_url)
+            if self.clob is not None:
+                await self._heal_settlements()
             return
+
+    async def _heal_settlements(self) -> None:
+        """Every second: give the chain back the settlements it lost (Settler.heal)."""
+        assert self.clob is not None
+        while True:
+            await self.rt.clock.sleep(HEAL_INTERVAL_S)
+            try:
+                await self.clob.settler.heal()
+            except Exception as exc:  # the node is down or restarting: next round
+                log.debug("settlement heal skipped: %s", exc)
 
     def _bootstrap_once(self, deploy: ModuleType, cfg: Config) -> Any:
         self.chain_probe(cfg)  # a down chain fails fast here, not after bootstrap's own long wait

@@ -264,3 +264,32 @@ async def test_settler_resyncs_its_nonce_and_never_settles_a_fill_twice(anvil):
         assert balances(w3, deployment, trader.address) == before
     finally:
         await settler.close()
+
+
+async def test_settlements_the_chain_lost_are_broadcast_again_and_mine_with_the_same_hashes(anvil):
+    """The chain forgets its last blocks (anvil restarted on a state file a second
+    old; a reorg): the settlements the venue reported mined come back."""
+    deployment = await asyncio.to_thread(bootstrap, load(), anvil)
+    w3, trader, operator = connect(anvil), dev_account(1), dev_account(0)
+    approve(w3, deployment, trader.address)
+    settler = Settler(anvil, operator, chain_id=137, exchange=deployment.exchange, collateral=deployment.collateral,
+                      ctf=deployment.ctf, clock=SystemClock())
+    token = deployment.markets[0].token_ids[0]
+    try:
+        await settler.settle(b"\x10" * 32, trader.address, int(token), True, 10 * M, 5 * M, 0)
+        assert await settler.heal() == []  # nothing lost: nothing sent
+        snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+        lost = [await settler.settle(bytes([0x11 + i]) * 32, trader.address, int(token), True, M, M // 2, 0)
+                for i in range(3)]
+        after = balances(w3, deployment, trader.address)
+        w3.provider.make_request("evm_revert", [snapshot])  # the last three blocks are gone
+        assert balances(w3, deployment, trader.address) != after
+
+        sent = await settler.heal()
+
+        assert len(sent) == 3 and settler.stats["rebroadcasts"] == 3
+        assert all(w3.eth.get_transaction_receipt(h)["status"] == 1 for h in lost)
+        assert balances(w3, deployment, trader.address) == after
+        await settler.settle(b"\x20" * 32, trader.address, int(token), True, M, M // 2, 0)  # the counter is right
+    finally:
+        await settler.close()

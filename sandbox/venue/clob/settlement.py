@@ -20,6 +20,14 @@ after any send error (a nonce error is retried once right away). The receipt
 is awaited OUTSIDE the lock, so with a block time settlements pipeline: many
 in flight, one block. Fee caps are cached for FEE_TTL_NS.
 
+A chain that loses its last seconds (the sandbox's anvil killed with SIGKILL
+and restarted on a state file written every few seconds; live, a reorg) loses
+settlements the venue already reported MINED. `heal()`, run every second,
+compares the node's pending count with the operator's own counter and
+re-broadcasts the recent raw transactions the node no longer knows, in nonce
+order: the same transactions mine again, as reorged ones return on Polygon,
+so the chain ends where the venue said it was.
+
 Fill ids are unique (the order hash), and the contract refuses a fill id a
 second time, so a settlement can never pay twice. When the outcome is unknown
 (no receipt in time), the contract's `settled(fillId)` decides; a pending
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +58,7 @@ log = logging.getLogger(__name__)
 GAS_LIMIT = 400_000
 FEE_TTL_NS = 2_000_000_000
 RECEIPT_TIMEOUT_NS = 30_000_000_000
+RECENT_SENDS = 1024  # raw transactions kept for `heal` (~minutes of settlements)
 POLL_FIRST_S, POLL_MAX_S = 0.002, 0.1  # receipt polling: automine answers at once, blocks take ~2 s
 MAX_UINT = 2**256 - 1
 
@@ -154,8 +164,9 @@ class Settler:
         self._lock = asyncio.Lock()
         self._nonce: int | None = None
         self._fees: tuple[int, int, int] | None = None  # (max fee, tip, fetched at monotonic ns)
+        self._recent: OrderedDict[int, tuple[str, str]] = OrderedDict()  # nonce -> (hash, raw 0x hex), newest last
         self.stats = {"sent": 0, "mined_ok": 0, "reverted": 0, "send_errors": 0, "nonce_resyncs": 0,
-                      "receipt_timeouts": 0, "dropped": 0, "read_errors": 0}
+                      "receipt_timeouts": 0, "dropped": 0, "read_errors": 0, "heals": 0, "rebroadcasts": 0}
 
     async def _connect(self) -> AsyncHTTPProvider:
         if self._provider is None:  # created on the running loop, at first use
@@ -233,19 +244,59 @@ class Settler:
                 max_fee, tip = await self._fee_caps()
                 tx = {"to": to or self.exchange, "data": data, "value": 0, "nonce": self._nonce, "gas": GAS_LIMIT,
                       "chainId": self.chain_id, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip, "type": 2}
-                raw = self._account.sign_transaction(tx).raw_transaction
+                raw = "0x" + self._account.sign_transaction(tx).raw_transaction.hex()
                 try:
-                    tx_hash = str(await self._rpc("eth_sendRawTransaction", ["0x" + raw.hex()]))
+                    tx_hash = str(await self._rpc("eth_sendRawTransaction", [raw]))
                 except Exception as exc:
                     self.stats["send_errors"] += 1
                     self._nonce, self._fees = None, None
                     if attempt == 1 and "nonce" in str(exc).lower():
                         continue
                     raise SettlementFailed(f"settlement transaction not accepted: {_short(exc)}") from exc
+                self._recent[self._nonce] = (tx_hash, raw)
+                self._recent.move_to_end(self._nonce)
+                if len(self._recent) > RECENT_SENDS:
+                    self._recent.popitem(last=False)
                 self._nonce += 1
                 self.stats["sent"] += 1
                 return tx_hash
         raise AssertionError("unreachable")
+
+    async def heal(self) -> list[int]:
+        """Re-broadcast what the node lost: every nonce between its pending count and
+        ours that we hold the raw transaction of, lowest first. With a hole we cannot
+        fill, the counter resyncs from the node, so the next settlement fills it.
+        Returns the nonces re-broadcast."""
+        if self._nonce is None:
+            return []
+        pending = int(await self._rpc("eth_getTransactionCount", [self.operator, "pending"]), 16)
+        if pending >= self._nonce:
+            return []
+        async with self._lock:
+            if self._nonce is None:
+                return []
+            lost = list(range(pending, self._nonce))
+            sent = []
+            for n in lost:
+                known = self._recent.get(n)
+                if known is None:
+                    break
+                try:
+                    await self._rpc("eth_sendRawTransaction", [known[1]])
+                except Exception as exc:
+                    text = str(exc).lower()
+                    if "already" not in text and "nonce too low" not in text:
+                        log.warning("re-broadcast of operator nonce %d failed: %s", n, _short(exc))
+                        break
+                sent.append(n)
+            if len(sent) < len(lost):
+                self._nonce = None  # a hole we cannot fill: the next send takes the node's count
+        self.stats["heals"] += 1
+        self.stats["rebroadcasts"] += len(sent)
+        log.warning("the chain lost operator transactions %d..%d (node's pending count %d): re-broadcast %d of them",
+                    lost[0], lost[-1], pending, len(sent),
+                    extra={"fields": {"lost": [lost[0], lost[-1]], "rebroadcast": len(sent)}})
+        return sent
 
     async def _receipt(self, tx_hash: str) -> dict[str, Any] | None:
         deadline = self.clock.monotonic_ns() + RECEIPT_TIMEOUT_NS
@@ -322,6 +373,9 @@ class Settler:
             try:
                 await self._rpc("anvil_dropTransaction", [tx_hash])
                 self.stats["dropped"] += 1
+                for n, (h, _) in list(self._recent.items()):
+                    if h == tx_hash:  # given up: `heal` must not bring it back
+                        del self._recent[n]
             except Exception as exc:
                 log.warning("could not drop %s: %s", tx_hash, _short(exc))
             self._nonce = None  # the dropped nonce must be reused
