@@ -19,7 +19,9 @@ HTTP status (`status_code` as on py_clob_client_v2's PolyApiException,
 been processed), other statuses give up. Timeouts and connection errors are
 retried; they are ambiguous unless they happened while connecting (nothing
 was sent). HTTP clients are recognised by class name, so none is imported.
-Anything unknown gives up: an unexplained error is not retried blindly.
+The node texts are matched whatever the exception's type (a plain
+`Exception("nonce too low")` is RESYNC_NONCE, as in the seed). Anything
+unknown gives up: an unexplained error is not retried blindly.
 """
 
 from __future__ import annotations
@@ -161,10 +163,11 @@ def _classify_one(error: BaseException, now_ns: int | None) -> Classification | 
         # py_clob_client_v2 maps every transport error to status_code=None.
         return Classification(Remedy.RETRY, "transport", ambiguous=True)
     text, code = node_message(error, names)
-    if text:
-        for needle, remedy, label in NODE_ERRORS:
-            if needle in text:
-                return Classification(remedy, label)
+    # Any type: a node's answer reaches us wrapped by web3, by our own code or by
+    # a library as a plain exception, and its text is what names the remedy.
+    for needle, remedy, label in NODE_ERRORS:
+        if needle in (text or str(error).lower()):
+            return Classification(remedy, label)
     if names & _RATE_LIMITED or code in _RPC_RATE_LIMIT_CODES:
         return Classification(Remedy.RETRY, "rate_limited", retry_after_seconds(error, now_ns))
     if names & _TLS or names & _BAD_RESPONSE:

@@ -182,6 +182,22 @@ def test_an_unknown_wrapper_is_classified_by_its_cause():
         assert classify(outer).remedy is Remedy.RESYNC_NONCE
 
 
+@pytest.mark.parametrize(
+    ("text", "remedy"),
+    [
+        ("nonce too low", Remedy.RESYNC_NONCE),
+        ("replacement transaction underpriced", Remedy.BUMP_FEE),
+        ("gas required exceeds allowance (1000)", Remedy.REESTIMATE_GAS),
+        ("execution reverted: fill already settled", Remedy.GIVE_UP),
+    ],
+)
+def test_a_node_text_names_the_remedy_whatever_the_exception_type(text, remedy):
+    # The seed's examples: the node's words reach us as plain exceptions too.
+    assert classify(Exception(text)).remedy is remedy
+    assert RetryPolicy().is_retryable(Exception(text)) is (remedy is not Remedy.GIVE_UP)
+    assert classify(RuntimeError(f"merge failed: {text.upper()}")).remedy is remedy
+
+
 def test_is_retryable_follows_the_remedy():
     p = policy()
     assert p.is_retryable(ConnectionError())
