@@ -27,7 +27,7 @@ from actors.executor.idempotency import IdempotencyStore
 from actors.executor.journal import Journal
 from actors.executor.onchain import OnChainSender
 from actors.executor.retry_policy import RetryPolicy
-from actors.executor.tx_sender import StaleSignal, TxResult, TxSender
+from actors.executor.tx_sender import MARKET_OUTCOMES, TxResult, TxSender
 from actors.executor.web3_chain import Web3Chain
 from actors.nonce.client import NonceClient
 from actors.runtime.actor import Actor, RpcMethod
@@ -94,7 +94,7 @@ class ExecutorActor(Actor):
                                      ttl_seconds=cfg.executor.idempotency_ttl_seconds,
                                      in_progress_ttl_seconds=cfg.executor.in_progress_lease_seconds)
         self.breaker = CircuitBreaker.from_config(cfg.circuit_breaker, clock=rt.clock,
-                                                  ignore_exceptions=(StaleSignal,))
+                                                  ignore_exceptions=MARKET_OUTCOMES)
         snap = self.journal.get_value("breaker")
         if snap:
             self.breaker.restore(snap)  # never silently closes an open breaker

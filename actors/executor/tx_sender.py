@@ -51,7 +51,18 @@ class VenueFailure(Exception):
 
 
 class PartialFill(Exception):
-    """Some legs filled and others did not: unwound at a recorded loss (counts as a failure)."""
+    """Some legs filled and others failed at the venue (an error, a refusal): unwound
+    at a recorded loss; counts as a failure."""
+
+
+class BookMoved(PartialFill):
+    """Some legs filled and the others were killed by the book: unwound at a recorded
+    loss, but a market outcome, not a failing venue: the breaker ignores it, so a
+    healthy system can pass its HALF_OPEN probes."""
+
+
+# What the breaker does not count: the market, not the system, said no.
+MARKET_OUTCOMES: tuple[type[Exception], ...] = (StaleSignal, BookMoved)
 
 
 @dataclass
@@ -127,12 +138,17 @@ class TxSender:
             permit = self.breaker.acquire("trade")
         except CircuitOpenError as exc:
             return self._done(TxResult(signal, None, False, str(exc), TxStatus.REJECTED, attempt, key, None))
-        claim = self.idem.claim(key, content_hash(signal, exclude=VOLATILE))
+        try:
+            claim = self.idem.claim(key, content_hash(signal, exclude=VOLATILE))
+            if claim.owned:
+                self.journal.begin(key, signal)
+        except BaseException:  # a locked or full database: the permit must not leak (HALF_OPEN would starve)
+            self.breaker.release(permit)
+            raise
         if not claim.owned:
             self.breaker.release(permit)
             why = f"already {claim.record.status.value.lower()}"
             return self._done(TxResult(signal, None, False, why, TxStatus.DUPLICATE, attempt, key, None))
-        self.journal.begin(key, signal)
         # One execution per market at a time: two would compete for the same
         # liquidity and turn each other into partial fills.
         async with self._locks.setdefault(signal.market, asyncio.Lock()):
@@ -227,7 +243,7 @@ class TxSender:
             held = [leg for leg, ok in zip(signal.legs, sold, strict=True) if not ok]
             proceeds = await self._unwind(key, held)
             pnl = sum(f.cost - f.fee for f in fills) + proceeds - signal.size - split.gas_cost
-            raise self._partial(fills, pnl, split.gas_cost)
+            raise self._partial(fills, pnl, split.gas_cost, errors)
         # BUY_SET: the legs, then merge the complete set into collateral.
         gas_budget = await self.onchain.quote(self.chain.merge_call(signal.market, n, signal.size), gas_hint,
                                               cached=True)
@@ -242,7 +258,7 @@ class TxSender:
             held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
             proceeds = await self._unwind(key, held)
             pnl = proceeds - sum(f.cost + f.fee for f in held_fills)
-            raise self._partial(fills, pnl, 0)
+            raise self._partial(fills, pnl, 0, errors)
         merge = await self.onchain.send(key, "merge", self.chain.merge_call(signal.market, n, signal.size),
                                         gas_hint, prior=done.get("merge"))
         pnl = signal.size - sum(f.cost + f.fee for f in fills) - merge.gas_cost
@@ -284,9 +300,11 @@ class TxSender:
             return VenueFailure(f"every {side} leg failed: {errors[0]}")
         return StaleSignal(f"every {side} leg was killed: the books had moved")
 
-    def _partial(self, fills: list[Fill], pnl: int, gas: int) -> PartialFill:
+    def _partial(self, fills: list[Fill], pnl: int, gas: int, errors: list[BaseException]) -> PartialFill:
         filled = sum(f.filled > 0 for f in fills)
-        exc = PartialFill(f"{filled}/{len(fills)} legs filled; unwound, pnl {from_micro(pnl)} USDC")
+        why = f"; a leg failed: {errors[0]}" if errors else "; the others were killed by the book"
+        kind = PartialFill if errors else BookMoved
+        exc = kind(f"{filled}/{len(fills)} legs filled{why}; unwound, pnl {from_micro(pnl)} USDC")
         exc.pnl, exc.gas_cost = pnl, gas  # type: ignore[attr-defined]
         self.unwind_loss += -pnl if pnl < 0 else 0
         return exc
@@ -294,14 +312,17 @@ class TxSender:
     async def _legs(self, signal: Signal, key: str) -> tuple[list[Fill], list[BaseException]]:
         """Every leg at once, each FOK, each under the retry policy (safe: client ids).
         Returns the fills and the errors of legs that never reached the book."""
+        rejected: list[BaseException] = []
+
         async def one(i: int, leg: Leg) -> Fill:
             cid = client_id(key, i)
             try:
                 return await self.retry.run(
                     lambda: self.venue.place(leg.token_id, leg.side, leg.limit_price, leg.size, cid),
                     dependency="clob")
-            except OrderRejected as exc:
+            except OrderRejected as exc:  # no balance, market closed: the venue said no, not the book
                 log.info("leg %d rejected: %s", i, exc)
+                rejected.append(exc)
                 return Fill(cid, "", leg.token_id, leg.side, 0, 0, 0, f"REJECTED: {exc}")
 
         self.journal.update(key, "legs", legs=[client_id(key, i) for i in range(len(signal.legs))])
@@ -326,7 +347,7 @@ class TxSender:
             if found is None:
                 errors.append(out)
         self.journal.update(key, "filled", fills=[[f.order_id, f.filled, f.cost, f.fee] for f in fills])
-        return fills, errors
+        return fills, rejected + errors
 
     async def _unwind(self, key: str, legs: list[Leg]) -> int:
         """Sell back what filled alone (FAK, bounded slippage); returns the proceeds."""

@@ -3,6 +3,7 @@ the real nonce manager / breaker / retry policy / idempotency store and a test c
 
 import asyncio
 import random
+import sqlite3
 
 import pytest
 
@@ -12,7 +13,7 @@ from actors.executor.idempotency import IdempotencyStore
 from actors.executor.journal import Journal
 from actors.executor.onchain import OnChainSender
 from actors.executor.retry_policy import RetryPolicy
-from actors.executor.tx_sender import StaleSignal, TxSender
+from actors.executor.tx_sender import MARKET_OUTCOMES, TxSender
 from actors.nonce.nonce_manager import NonceManager
 from actors.nonce.store import NonceStore
 from actors.runtime.clock import TestClock
@@ -38,7 +39,7 @@ class World:
     def build(self):
         self.nonces = NonceManager(self.nonce_chain, NonceStore(self.tmp / "nonce.sqlite"), self.clock)
         self.breaker = CircuitBreaker.from_config(self.cfg.circuit_breaker, clock=self.clock,
-                                                  ignore_exceptions=(StaleSignal,))
+                                                  ignore_exceptions=MARKET_OUTCOMES)
         self.retry = RetryPolicy.from_config(self.cfg.retry_policy, clock=self.clock, rng=random.Random(1),
                                              sleep=self._nosleep)
         self.idem = IdempotencyStore(self.tmp / "idem.sqlite", clock=self.clock)
@@ -136,10 +137,69 @@ async def test_partial_fill_is_unwound_and_recorded(world):
     assert unwind[:2] == ("tok0", "SELL") and unwind[5] is True  # FAK
     assert unwind[2] == 450_000 - 100_000  # bounded by unwind_max_price_move
     assert r.realized_pnl < 0 and world.chain.sent == []
-    assert world.breaker.get_stats()["consecutive_failures"] == 1
+    # The book killed the other leg: a market outcome, not a failing venue.
+    assert world.breaker.get_stats()["consecutive_failures"] == 0 and "killed by the book" in r.error
     _, state, data = world.journal.get(r.idempotency_key)
     assert state == "done" and data["status"] == "PARTIAL_UNWOUND" and data["pnl"] == r.realized_pnl
     assert data["proceeds"] > 0  # the unwind's own record
+
+
+async def test_a_partial_fill_from_a_refused_leg_counts_against_the_breaker(world):
+    world.venue.script["tok1"] = ["reject"]  # "not enough balance / allowance"
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.PARTIAL_UNWOUND and "not enough balance" in r.error
+    assert world.breaker.get_stats()["consecutive_failures"] == 1
+
+
+async def test_every_leg_refused_by_the_venue_is_a_failure_not_a_stale_signal(world):
+    # Issue 12, sequence 8: refused legs (no balance, market closed) were booked
+    # STALE, which the breaker ignores: a venue refusing everything never tripped it.
+    world.venue.script["tok0"] = ["reject"]
+    world.venue.script["tok1"] = ["reject"]
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.FAILED and "not enough balance" in r.error
+    assert world.breaker.get_stats()["consecutive_failures"] == 1
+
+
+async def test_half_open_probes_pass_although_the_book_kills_some_of_them(world):
+    # Issue 12, sequence 12: a probe whose leg the book killed failed the probe, so
+    # a healthy system with moving books could never close its breaker again.
+    world.breaker.force_open("test")
+    world.breaker.reset("test")
+    for i in range(3):
+        world.venue.script["tok0"] = ["reject"]
+        await world.sender.execute(signal(world.clock, prices=(450_000 + i * 10_000, 500_000)))
+    assert world.breaker.state is CircuitState.OPEN
+    world.clock.advance(world.cfg.circuit_breaker.open_timeout_seconds + 1)
+    world.venue.script["tok1"] = ["kill"]  # the first probe: one leg killed by a moved book
+    r = await world.sender.execute(signal(world.clock, prices=(300_000, 500_000)))
+    assert r.status is TxStatus.PARTIAL_UNWOUND and world.breaker.state is CircuitState.HALF_OPEN
+    for i in range(world.cfg.circuit_breaker.half_open_max_calls):
+        assert (await world.sender.execute(signal(world.clock, prices=(310_000 + i * 10_000, 500_000)))).success
+    assert world.breaker.state is CircuitState.CLOSED
+
+
+async def test_a_store_error_at_the_claim_gives_the_breaker_permit_back(world, monkeypatch):
+    # Issue 12, sequence 8: a permit taken before a claim that raised was never
+    # returned; in HALF_OPEN three of them rejected every later signal for ever.
+    for i in range(3):
+        world.venue.script["tok0"] = ["reject"]
+        await world.sender.execute(signal(world.clock, prices=(450_000 + i * 10_000, 500_000)))
+    world.clock.advance(world.cfg.circuit_breaker.open_timeout_seconds + 1)
+    assert world.breaker.state is CircuitState.HALF_OPEN
+    real = world.idem.claim
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(world.idem, "claim", locked)
+    for i in range(world.cfg.circuit_breaker.half_open_max_calls + 1):
+        with pytest.raises(sqlite3.OperationalError):
+            await world.sender.execute(signal(world.clock, prices=(300_000 + i * 10_000, 500_000)))
+    monkeypatch.setattr(world.idem, "claim", real)
+
+    r = await world.sender.execute(signal(world.clock, prices=(200_000, 500_000)))
+    assert r.status is TxStatus.SUCCESS
 
 
 async def test_transient_venue_errors_are_retried(world):
