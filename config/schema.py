@@ -164,8 +164,13 @@ class Nonce(_Section):
     # with a zero-value self-transfer so later transactions are not stuck.
     gap_fill_after_seconds: PosFloat = 10.0
     # A sent nonce whose every hash the node has not known for this long (evicted, or a chain that
-    # never saw it) is replaced by a zero-value self-transfer outbidding every known attempt.
+    # never saw it) is recovered: its signed transaction is broadcast again (see noop_after_seconds).
     resend_after_seconds: PosFloat = 15.0
+    # A stuck nonce whose signed transaction was re-broadcast (after resend_after_seconds) and is
+    # still unknown to the node this long after is replaced by a zero-value self-transfer outbidding
+    # every known attempt. Without a journaled signed transaction, or if the re-broadcast is
+    # refused, the replacement comes at once.
+    noop_after_seconds: PosFloat = 30.0
     # Period of the authority's tick: resync with the chain, reclaim expired leases, fill gaps.
     chain_poll_seconds: PosFloat = 2.0
     # Replies of the nonce RPC server cached by request id (LRU), so a retried request is answered,

@@ -185,7 +185,8 @@ class OnChainSender:
                 # Journal and report BEFORE broadcasting: a crash after it is always recoverable.
                 self.journal.update(key, f"{purpose}_sent", **{purpose: {"nonce": st["nonce"],
                                                                          "hashes": st["hashes"]}})
-                await self.nonces.mark_sent(st["nonce"], tx_hash, st["max_fee"], st["tip"])  # a replacement outbids it
+                # The fees let a replacement outbid it; the raw lets the authority re-broadcast it.
+                await self.nonces.mark_sent(st["nonce"], tx_hash, st["max_fee"], st["tip"], raw)
             await self.chain.send_raw(raw)
             self.counts["sent"] += 1
             return tx_hash

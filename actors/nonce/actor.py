@@ -2,7 +2,8 @@
 
 Methods (params -> result):
     allocate {request_id}         -> {"nonce": int, "request_id": str}
-    mark_sent {nonce, tx_hash, max_fee?, tip?} -> {"ok": true}   (fees in wei, if known)
+    mark_sent {nonce, tx_hash, max_fee?, tip?, raw?} -> {"ok": true}
+                                  (fees in wei, if known; raw: the signed transaction, 0x-hex)
     confirm {nonce}               -> {"confirmed": bool}   (false: already settled, or not mined)
     fail {nonce}                  -> {"ok": true}
     is_pending {nonce}            -> {"pending": bool}
@@ -25,6 +26,18 @@ from actors.runtime.context import ActorContext
 from config.schema import Config
 
 log = logging.getLogger(__name__)
+
+
+def decode_raw(value: Any) -> bytes | None:
+    """A signed raw transaction from the wire: a 0x-hex string (or bytes)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    text = str(value)
+    if not text.startswith(("0x", "0X")):
+        raise ValueError("raw must be a 0x-prefixed hex string")
+    return bytes.fromhex(text[2:])
 
 
 def state_path(cfg: Config, address: str) -> Path:
@@ -53,6 +66,7 @@ class NonceActor(Actor):
             lease_seconds=cfg.nonce.lease_seconds,
             gap_fill_after_seconds=cfg.nonce.gap_fill_after_seconds,
             resend_after_seconds=cfg.nonce.resend_after_seconds,
+            noop_after_seconds=cfg.nonce.noop_after_seconds,
         )
         await self._recover()
 
@@ -88,7 +102,8 @@ class NonceActor(Actor):
 
     def on_config(self, old: Config, new: Config) -> None:
         self.manager.configure(
-            new.nonce.lease_seconds, new.nonce.gap_fill_after_seconds, new.nonce.resend_after_seconds
+            new.nonce.lease_seconds, new.nonce.gap_fill_after_seconds, new.nonce.resend_after_seconds,
+            new.nonce.noop_after_seconds,
         )
 
     def rpc_methods(self) -> dict[str, RpcMethod]:
@@ -101,7 +116,8 @@ class NonceActor(Actor):
         async def mark_sent(p: dict[str, Any]) -> Any:
             fee, tip = p.get("max_fee"), p.get("tip")
             await m.mark_sent(int(p["nonce"]), str(p.get("tx_hash", "")),
-                              None if fee is None else int(fee), None if tip is None else int(tip))
+                              None if fee is None else int(fee), None if tip is None else int(tip),
+                              decode_raw(p.get("raw")))
             return {"ok": True}
 
         async def confirm(p: dict[str, Any]) -> Any:
@@ -133,6 +149,7 @@ class NonceActor(Actor):
             "lease_seconds": cfg.lease_seconds,
             "gap_fill_after_seconds": cfg.gap_fill_after_seconds,
             "resend_after_seconds": cfg.resend_after_seconds,
+            "noop_after_seconds": cfg.noop_after_seconds,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -143,5 +160,6 @@ class NonceActor(Actor):
             "chain_latest": s["chain_latest"],
             "lease_s": self.rt.config.nonce.lease_seconds,
             "recoveries": s["recoveries"],
+            **({"chain_rewinds": s["chain_rewinds"]} if s["chain_rewinds"] else {}),
             **({"archived_state": s["archived_state"]} if s["archived_state"] else {}),
         }

@@ -1,7 +1,8 @@
 """The nonce authority's view of the chain, over JSON-RPC (web3).
 
 Reads the chain's identity (chain id, hash of block 0), the wallet's `latest`
-and `pending` transaction counts and whether the node knows a transaction,
+and `pending` transaction counts and whether the node knows a transaction;
+re-broadcasts the executor's signed transactions (`eth_sendRawTransaction`)
 and sends the zero-value self-transfers that fill nonce gaps and replace
 stuck transactions.
 """
@@ -33,6 +34,10 @@ class NonceChain(Protocol):
 
     async def fee_caps(self) -> tuple[int, int]:
         """The current (maxFeePerGas, maxPriorityFeePerGas) a self-transfer would use."""
+
+    async def send_raw_transaction(self, raw: bytes) -> str:
+        """Broadcast a signed transaction again (`eth_sendRawTransaction`); returns its hash.
+        Raises with the node's message (`already known`, `nonce too low`, ...) when refused."""
 
     async def send_self_transfer(self, nonce: int, max_fee: int | None = None, tip: int | None = None) -> str:
         """Send a zero-value transfer to ourselves at `nonce` (at these fees, else today's); returns its hash."""
@@ -70,6 +75,9 @@ class Web3NonceChain:
         base = block["baseFeePerGas"]
         tip = max(MIN_PRIORITY_FEE_WEI, await self._w3.eth.max_priority_fee)
         return 2 * base + tip, tip
+
+    async def send_raw_transaction(self, raw: bytes) -> str:
+        return "0x" + bytes(await self._w3.eth.send_raw_transaction(raw)).hex()
 
     async def send_self_transfer(self, nonce: int, max_fee: int | None = None, tip: int | None = None) -> str:
         if max_fee is None or tip is None:  # a gap fill: today's fees

@@ -24,11 +24,17 @@ class NonceClient:
 
     get_nonce = allocate_nonce
 
-    async def mark_sent(self, nonce: int, tx_hash: str, max_fee: int | None = None, tip: int | None = None) -> None:
-        """`max_fee` / `tip` (wei): the attempt's fees, so a stuck nonce's replacement outbids them."""
+    async def mark_sent(
+        self, nonce: int, tx_hash: str, max_fee: int | None = None, tip: int | None = None,
+        raw: bytes | None = None,
+    ) -> None:
+        """`max_fee` / `tip` (wei): the attempt's fees, so a stuck nonce's replacement outbids them.
+        `raw`: the signed transaction (sent as 0x-hex), so the authority can re-broadcast it."""
         params: dict[str, Any] = {"nonce": nonce, "tx_hash": tx_hash}
         if max_fee is not None and tip is not None:
             params |= {"max_fee": max_fee, "tip": tip}
+        if raw is not None:
+            params["raw"] = "0x" + bytes(raw).hex()
         await self._rpc.call("mark_sent", params)
 
     async def mark_confirmed(self, nonce: int) -> bool:

@@ -10,7 +10,13 @@ Life of a nonce: free/new -> LEASED (handed out, lease running) -> SENT
 (reported sent with its tx hash: no lease any more) -> confirmed (removed).
 A lease that expires, or `mark_failed`, puts the nonce back in the free pool,
 which is served lowest first. Every hash reported for a nonce is journaled
-(`attempts`), with its fees when the sender gave them.
+(`attempts`), with its fees and its signed raw transaction when the sender
+gave them.
+
+A confirmed nonce is not forgotten at once: the records of the last
+`CONFIRMED_KEEP` confirmed nonces (request id, hashes, fees, raw) are kept, so
+that when the chain loses blocks (`rewind`) those nonces go back to SENT with
+their signed transactions, to be re-broadcast.
 
 Write order: every change is committed to SQLite first and applied to memory
 only after the commit, so a failed write leaves memory and disk agreeing.
@@ -21,11 +27,19 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from actors.nonce.store import Allocation, Attempt, NonceStore
+from actors.nonce.store import Allocation, Attempt, Confirmed, NonceStore
 
 LEASED = "leased"
 SENT = "sent"
 GAP_FILL_PREFIX = "gap-fill:"
+REOPENED_PREFIX = "reopened:"  # the request id of a nonce the chain lost that we hold no record of
+# Records of confirmed nonces kept (the highest ones), pruned in the confirm's transaction.
+# Why keep any: a chain can lose mined blocks with the same genesis (a deep reorg, a failover
+# to a node behind, a dev chain restarted on a state file a second old). The nonces it lost
+# must then be mined again, and only the executor's own signed transaction restores what it
+# did (a no-op would not). 256 nonces is far deeper than any reorg or state-file lag, and
+# bounds the table.
+CONFIRMED_KEEP = 256
 
 
 class NonceError(ValueError):
@@ -38,6 +52,8 @@ class NonceLedger:
         self._clock = clock
         self.configure(lease_seconds, gap_fill_after_seconds)
         meta, self._allocs, self._free = store.load()
+        self._confirmed: dict[int, Confirmed] = store.load_confirmed()
+        # Attempts of live allocations and of the kept confirmed records (a nonce is never both).
         self._attempts = store.load_attempts()
         self._free_heap = list(self._free)
         heapq.heapify(self._free_heap)
@@ -65,6 +81,30 @@ class NonceLedger:
 
     def attempts(self, nonce: int) -> list[Attempt]:
         return list(self._attempts.get(nonce, ()))
+
+    def confirmed_record(self, nonce: int) -> Confirmed | None:
+        return self._confirmed.get(nonce)
+
+    @property
+    def confirmed_records(self) -> list[int]:
+        """The confirmed nonces whose records (and attempts) are kept."""
+        return sorted(self._confirmed)
+
+    def rebroadcastable(self, nonce: int) -> Attempt | None:
+        """The signed transaction to send again for a live nonce: the attempt named by its
+        allocation (the last one reported; for a reopened nonce, the one the chain had
+        mined), if its raw is journaled."""
+        a = self._allocs.get(nonce)
+        if a is None or not a.tx_hash:
+            return None
+        for at in self._attempts.get(nonce, ()):
+            if at.tx_hash == a.tx_hash and at.raw is not None:
+                return at
+        return None
+
+    def settled(self, nonce: int) -> bool:
+        """Below next_nonce, neither allocated nor free: confirmed, or adopted from the chain's count."""
+        return nonce < self.next_nonce and nonce not in self._allocs and nonce not in self._free
 
     def sent_nonces(self) -> list[int]:
         return sorted(n for n, a in self._allocs.items() if a.status == SENT)
@@ -120,30 +160,54 @@ class NonceLedger:
         self._allocs[nonce] = a
         self._by_request[request_id] = nonce
 
-    def mark_sent(self, nonce: int, tx_hash: str, max_fee: int | None = None, tip: int | None = None) -> None:
+    def mark_sent(
+        self, nonce: int, tx_hash: str, max_fee: int | None = None, tip: int | None = None,
+        raw: bytes | None = None,
+    ) -> None:
         a = self._allocs.get(nonce)
         if a is None:
             raise NonceError(f"nonce {nonce} is not allocated")
         sent = Allocation(a.nonce, a.request_id, SENT, None, tx_hash or a.tx_hash, a.allocated_ns)
-        known = {at.tx_hash for at in self._attempts.get(nonce, ())}
-        attempt = Attempt(tx_hash, max_fee, tip, self._clock.time_ns()) if tx_hash and tx_hash not in known else None
+        attempts = list(self._attempts.get(nonce, ()))
+        index = next((i for i, at in enumerate(attempts) if at.tx_hash == tx_hash), None)
+        attempt = None
+        if tx_hash and index is None:
+            attempt = Attempt(tx_hash, max_fee, tip, self._clock.time_ns(), raw)
+            attempts.append(attempt)
+        elif tx_hash and index is not None:  # a repeated report fills in what the first one lacked
+            old = attempts[index]
+            merged = Attempt(tx_hash, old.max_fee if old.max_fee is not None else max_fee,
+                             old.tip if old.tip is not None else tip, old.sent_ns,
+                             old.raw if old.raw is not None else raw)
+            if merged != old:
+                attempt = attempts[index] = merged
         with self._store.transaction():
             self._store.put_allocation(sent)
             if attempt is not None:
                 self._store.add_attempt(nonce, attempt)
         self._allocs[nonce] = sent
         if attempt is not None:
-            self._attempts.setdefault(nonce, []).append(attempt)
+            self._attempts[nonce] = attempts
 
-    def mark_confirmed(self, nonce: int) -> bool:
-        """Mined. Idempotent: False if the nonce was already settled."""
+    def mark_confirmed(self, nonce: int, mined_hash: str | None = None) -> bool:
+        """Mined. Idempotent: False if the nonce was already settled. `mined_hash`: which
+        of our attempts the chain mined (None: none of ours, or not known), kept in the
+        confirmed record: the one signed transaction to re-broadcast if the chain loses it."""
         a = self._allocs.get(nonce)
         if a is None:
             return False
+        record = Confirmed(nonce, a.request_id, mined_hash, a.allocated_ns, self._clock.time_ns())
+        prune = sorted(set(self._confirmed) | {nonce}, reverse=True)[CONFIRMED_KEEP:]
         with self._store.transaction():
-            self._store.delete_allocation(nonce)
+            self._store.confirm(record, prune)
             self._store.set_meta("confirmed_count", self.confirmed_count + 1)
-        self._forget(a)
+        del self._allocs[nonce]
+        if self._by_request.get(a.request_id) == nonce:
+            del self._by_request[a.request_id]
+        self._confirmed[nonce] = record
+        for n in prune:
+            self._confirmed.pop(n, None)
+            self._attempts.pop(n, None)
         self.confirmed_count += 1
         return True
 
@@ -194,6 +258,54 @@ class NonceLedger:
             heapq.heappop(self._free_heap)
         return None
 
+    def rewind(self, chain_latest: int) -> dict[str, list[int]]:
+        """The chain lost blocks (same genesis): its mined count fell to `chain_latest`.
+        Every nonce in [chain_latest, old chain_latest) goes back to SENT, with its
+        journaled attempts when a record of it is kept; chain_latest follows the chain down."""
+        if chain_latest >= self.chain_latest:
+            return {"reopened": [], "with_raw": [], "without_raw": []}
+        return self.reopen(range(chain_latest, self.chain_latest), chain_latest=chain_latest)
+
+    def reopen(self, nonces: Any, *, chain_latest: int | None = None) -> dict[str, list[int]]:
+        """Settled nonces the chain does not have: live again as SENT, so that recovery
+        re-broadcasts their signed transaction (kept record) or replaces them by a no-op."""
+        now = self._clock.time_ns()
+        rows: list[tuple[Allocation, bool]] = []
+        taken = {a.request_id for a in self._allocs.values()}  # request ids are unique among allocations
+        for n in sorted(set(nonces), reverse=True):  # a request id used twice stays with its latest nonce
+            if n in self._allocs or n in self._free:
+                continue
+            rec = self._confirmed.get(n)
+            rid = rec.request_id if rec is not None else f"{REOPENED_PREFIX}{n}"
+            if rid in taken:  # its request id moved on to another nonce
+                rid = f"{REOPENED_PREFIX}{n}:{rid}"
+            taken.add(rid)
+            a = Allocation(n, rid, SENT, None, rec.tx_hash if rec else None, rec.allocated_ns if rec else now)
+            rows.append((a, rec is not None))
+        rows.reverse()
+        restored = sum(1 for _, had in rows if had)
+        latest = self.chain_latest if chain_latest is None else chain_latest
+        next_nonce = max([self.next_nonce] + [a.nonce + 1 for a, _ in rows])
+        with self._store.transaction():
+            for a, _ in rows:
+                self._store.reopen(a)
+            if restored:
+                self._store.set_meta("confirmed_count", self.confirmed_count - restored)
+            if latest != self.chain_latest:
+                self._store.set_meta("chain_latest", latest)
+            if next_nonce != self.next_nonce:
+                self._store.set_meta("next_nonce", next_nonce)
+        for a, _ in rows:
+            self._confirmed.pop(a.nonce, None)
+            self._allocs[a.nonce] = a
+            self._by_request[a.request_id] = a.nonce
+        self.confirmed_count -= restored
+        self.chain_latest, self.next_nonce = latest, next_nonce
+        reopened = [a.nonce for a, _ in rows]
+        with_raw = [n for n in reopened if self.rebroadcastable(n) is not None]
+        return {"reopened": reopened, "with_raw": with_raw,
+                "without_raw": [n for n in reopened if n not in with_raw]}
+
     def reclaim_expired(self) -> list[int]:
         """Leases never reported as sent go back to the pool."""
         now = self._clock.time_ns()
@@ -214,7 +326,9 @@ class NonceLedger:
         now = self._clock.time_ns()
         return sorted(n for n, t in self._free.items() if n < top and now - t >= self._gap_ns)
 
-    def reconcile(self, chain_latest: int, chain_pending: int) -> dict[str, Any]:
+    def reconcile(
+        self, chain_latest: int, chain_pending: int, mined: dict[int, str | None] | None = None
+    ) -> dict[str, Any]:
         """Align with the chain's transaction counts (at start and on every poll).
 
         Below `chain_latest` everything is mined: confirm allocations, drop free
@@ -223,7 +337,7 @@ class NonceLedger:
         """
         confirmed = sorted(n for n in self._allocs if n < chain_latest)
         for n in confirmed:
-            self.mark_confirmed(n)
+            self.mark_confirmed(n, (mined or {}).get(n))
         in_pool = sorted(n for n, a in self._allocs.items() if n < chain_pending and a.status == LEASED)
         for n in in_pool:
             self.mark_sent(n, self._allocs[n].tx_hash or "")
@@ -260,4 +374,5 @@ class NonceLedger:
             "failed": self.failed,
             "gap_fills": self.gap_fills,
             "chain_latest": self.chain_latest,
+            "confirmed_records": len(self._confirmed),
         }

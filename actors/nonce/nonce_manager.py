@@ -17,9 +17,20 @@ authority starts clean from the chain's counts.
 
 `tick()` (run periodically by the actor) reconciles with the chain, reclaims
 expired leases, fills gaps that nobody reused with zero-value self-transfers,
-and recovers stuck SENT nonces: one whose every journaled hash has been
-unknown to the node for `resend_after_seconds` is replaced by a zero-value
-self-transfer that outbids every known attempt by >= 10% + 1 wei.
+and recovers stuck SENT nonces. One whose every journaled hash has been
+unknown to the node for `resend_after_seconds` is first re-broadcast (the
+signed raw transaction the executor journaled with `mark_sent`); if there is
+none, the re-broadcast fails, or the nonce is still unknown
+`noop_after_seconds` later, it is replaced by a zero-value self-transfer that
+outbids every known attempt by >= 10% + 1 wei.
+
+Blocks lost: when the chain's mined count for the wallet falls below the
+ledger's `chain_latest` with the same genesis (a deep reorg, a failover to a
+node behind, a dev chain restarted on an old state file), the nonces the chain
+lost go back to SENT with their journaled attempts (the ledger keeps the
+records of recently confirmed nonces), so recovery re-broadcasts them; and
+`chain_latest` follows the chain down. A settled nonce missing below one the
+node holds (the node's pending count <= that nonce) is reopened the same way.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.nonce.chain import NonceChain
-from actors.nonce.ledger import GAP_FILL_PREFIX, SENT, NonceError, NonceLedger
+from actors.nonce.ledger import CONFIRMED_KEEP, GAP_FILL_PREFIX, SENT, NonceError, NonceLedger
 from actors.nonce.store import NonceStore
 from actors.runtime.storage import archive_state
 
@@ -58,6 +69,7 @@ class NonceManager:
         lease_seconds: float = 30.0,
         gap_fill_after_seconds: float = 10.0,
         resend_after_seconds: float = 15.0,
+        noop_after_seconds: float = 30.0,
     ) -> None:
         self._chain = chain
         self._clock = clock
@@ -67,26 +79,41 @@ class NonceManager:
             store, clock, lease_seconds=lease_seconds, gap_fill_after_seconds=gap_fill_after_seconds
         )
         self._resend_ns = int(resend_after_seconds * 1e9)
+        self._noop_ns = int(noop_after_seconds * 1e9)
         self._lock = asyncio.Lock()
         self.initialized = False
         self.chain_pending = 0
         self.chain_errors = 0
         self.gap_fill_errors = 0
-        self.recoveries = 0
+        self.recoveries = 0  # rebroadcasts + noop_replacements
+        self.rebroadcasts = 0
+        self.noop_replacements = 0
         self.recovery_errors = 0
+        self.chain_rewinds = 0  # the chain lost blocks (same genesis): nonces reopened
+        self.reopened_nonces = 0  # settled nonces made SENT again (blocks lost, or missing below a pooled one)
         self.unmined_confirms = 0
         self.archived_state: str | None = None
         self.last_reconcile: dict[str, Any] = {}
         self._unknown_since: dict[int, int] = {}  # SENT nonce -> when all its hashes were first unknown
+        self._rebroadcast_at: dict[int, int] = {}  # SENT nonce -> when its raw was re-broadcast (while unknown)
         self._fee_floor: dict[int, tuple[int, int]] = {}  # refused replacement fees, to outbid next time
+        # Count reads are numbered when they start. A count lower than the ledger's is taken for
+        # blocks lost only when read after the read that set the ledger's (concurrent resyncs).
+        self._read_seq = 0
+        self._latest_seq = 0
+        self.chain_behind = 0  # a drop deeper than the kept records: taken for a node behind, not rewound
+        self._behind_logged: tuple[int, int] | None = None
 
     def configure(
-        self, lease_seconds: float, gap_fill_after_seconds: float, resend_after_seconds: float | None = None
+        self, lease_seconds: float, gap_fill_after_seconds: float, resend_after_seconds: float | None = None,
+        noop_after_seconds: float | None = None,
     ) -> None:
         self._lease_s, self._gap_s = lease_seconds, gap_fill_after_seconds
         self.ledger.configure(lease_seconds, gap_fill_after_seconds)
         if resend_after_seconds is not None:
             self._resend_ns = int(resend_after_seconds * 1e9)
+        if noop_after_seconds is not None:
+            self._noop_ns = int(noop_after_seconds * 1e9)
 
     async def initialize(self) -> dict[str, Any]:
         """Recover: the persisted ledger of THIS chain, aligned with the chain's counts."""
@@ -135,6 +162,7 @@ class NonceManager:
             self.store, self._clock, lease_seconds=self._lease_s, gap_fill_after_seconds=self._gap_s
         )
         self._unknown_since.clear()
+        self._rebroadcast_at.clear()
         self._fee_floor.clear()
         self.archived_state = str(dest)
         log.warning("nonce state of another chain moved aside to %s: %s; starting clean from the chain's counts",
@@ -142,13 +170,66 @@ class NonceManager:
         return str(dest)
 
     async def resync(self) -> dict[str, Any]:
-        latest, pending = await self._chain.transaction_counts()
+        seq, latest, pending = await self._counts()
         if latest < self.ledger.chain_latest and await self.check_identity() is not None:
-            latest, pending = await self._chain.transaction_counts()  # a new chain under us
+            seq, latest, pending = await self._counts()  # a new chain under us: archived, start clean
+        # The allocations the chain has passed are confirmed below: with the hash it mined.
+        mined = {n: await self._mined_hash(n) for n in self.ledger.pending_nonces() if n < latest}
+        rewound: dict[str, Any] = {}
         async with self._lock:
+            old = self.ledger.chain_latest
+            if latest < old and seq > self._latest_seq:  # same genesis (the state was kept): blocks lost
+                if old - latest <= CONFIRMED_KEEP:
+                    rewound = self.ledger.rewind(latest)
+                    self._blocks_lost(old, latest, rewound)
+                else:
+                    self._far_behind(old, latest)
+            if latest >= old:
+                self.chain_behind = 0
+            self._latest_seq = max(self._latest_seq, seq)
             self.chain_pending = pending
-            self.last_reconcile = self.ledger.reconcile(latest, pending)
+            self.last_reconcile = self.ledger.reconcile(latest, pending, mined)
+            if rewound:
+                self.last_reconcile["rewound"] = rewound["reopened"]
         return {"chain_latest": latest, "chain_pending": pending, **self.last_reconcile}
+
+    async def _counts(self) -> tuple[int, int, int]:
+        """(read number, latest, pending)."""
+        self._read_seq += 1
+        seq = self._read_seq
+        latest, pending = await self._chain.transaction_counts()
+        return seq, latest, max(latest, pending)  # a node restarted on its state may answer pending < latest
+
+    def _far_behind(self, old: int, new: int) -> None:
+        # Deeper than any reorg and than the records kept: most likely a node still syncing, or one
+        # far behind. Reopening thousands of nonces would send as many no-ops: wait for it instead.
+        self.chain_behind = old - new
+        if self._behind_logged != (old, new):
+            self._behind_logged = (old, new)
+            log.warning(
+                "the node reports %d mined transactions of the wallet, the ledger %d: %d fewer, deeper than "
+                "the %d confirmed nonces whose records are kept; taken for a node behind, not rewound",
+                new, old, old - new, CONFIRMED_KEEP,
+                extra={"fields": {"old_latest": old, "new_latest": new}},
+            )
+
+    def _blocks_lost(self, old: int, new: int, rewound: dict[str, list[int]]) -> None:
+        """Under the lock, after the ledger's commit: count, forget the timers, log."""
+        self.chain_rewinds += 1
+        self.reopened_nonces += len(rewound["reopened"])
+        for n in rewound["reopened"]:  # a fresh grace period, and a fresh re-broadcast
+            self._unknown_since.pop(n, None)
+            self._rebroadcast_at.pop(n, None)
+        hashes = {n: [at.tx_hash for at in self.ledger.attempts(n)] for n in rewound["reopened"]}
+        log.warning(
+            "the chain lost blocks: the wallet's mined count went from %d back to %d with the same genesis; "
+            "nonces %s are SENT again (%s to re-broadcast, %s without a signed transaction: to replace by a "
+            "no-op); hashes %s",
+            old, new, rewound["reopened"], rewound["with_raw"], rewound["without_raw"], hashes,
+            extra={"fields": {"old_latest": old, "new_latest": new, "nonces": rewound["reopened"],
+                              "with_raw": rewound["with_raw"], "without_raw": rewound["without_raw"],
+                              "hashes": hashes}},
+        )
 
     # -- the seed API
     async def allocate_nonce(self, request_id: str | None = None) -> int:
@@ -158,38 +239,61 @@ class NonceManager:
 
     get_nonce = allocate_nonce
 
-    async def mark_sent(self, nonce: int, tx_hash: str, max_fee: int | None = None, tip: int | None = None) -> None:
+    async def mark_sent(
+        self, nonce: int, tx_hash: str, max_fee: int | None = None, tip: int | None = None,
+        raw: bytes | None = None,
+    ) -> None:
+        """`raw`: the signed transaction, re-broadcast if the node forgets it."""
         async with self._lock:
-            self.ledger.mark_sent(nonce, tx_hash, max_fee, tip)
+            self.ledger.mark_sent(nonce, tx_hash, max_fee, tip, raw)
             self._unknown_since.pop(nonce, None)  # a new attempt: its own grace period
+            self._rebroadcast_at.pop(nonce, None)
 
     async def mark_confirmed(self, nonce: int) -> bool:
         """Mined. A nonce the chain has not passed is never confirmed (the sender
         saw `nonce too high`, or its report is wrong): with no hash of it known
         to the node it goes back to the pool, else reconciliation confirms it
         once mined. False when nothing was confirmed."""
-        if self.ledger.is_pending(nonce) and nonce >= self.ledger.chain_latest:
-            try:
-                latest, pending = await self._chain.transaction_counts()
-                known = latest <= nonce and await self._any_known(nonce)
-            except Exception as exc:
-                self.chain_errors += 1
-                log.warning("cannot check confirm of nonce %d against the chain (%s): left to reconciliation",
-                            nonce, exc)
-                return False
-            if latest <= nonce:
-                async with self._lock:
-                    self.unmined_confirms += 1
-                    released = not known and self.ledger.is_pending(nonce)
-                    if released:
-                        self.ledger.mark_failed(nonce)
-                    self.chain_pending = pending
-                    self.last_reconcile = self.ledger.reconcile(latest, pending)
-                log.warning("confirm of nonce %d refused: the chain has mined only %d; %s", nonce, latest,
-                            "back to the pool" if released else "a hash of it is known: left to reconciliation")
-                return False
+        if not self.ledger.is_pending(nonce):
+            return False
+        latest = pending = seq = -1
+        try:
+            if nonce >= self.ledger.chain_latest:
+                seq, latest, pending = await self._counts()
+            known = 0 <= latest <= nonce and await self._any_known(nonce)
+            mined = None if 0 <= latest <= nonce else await self._mined_hash(nonce)
+        except Exception as exc:
+            self.chain_errors += 1
+            log.warning("cannot check confirm of nonce %d against the chain (%s): left to reconciliation",
+                        nonce, exc)
+            return False
+        if 0 <= latest <= nonce:
+            async with self._lock:
+                self.unmined_confirms += 1
+                released = not known and self.ledger.is_pending(nonce)
+                if released:
+                    self.ledger.mark_failed(nonce)
+                self.chain_pending = pending
+                self._latest_seq = max(self._latest_seq, seq)
+                self.last_reconcile = self.ledger.reconcile(latest, pending)
+            log.warning("confirm of nonce %d refused: the chain has mined only %d; %s", nonce, latest,
+                        "back to the pool" if released else "a hash of it is known: left to reconciliation")
+            return False
         async with self._lock:
-            return self.ledger.mark_confirmed(nonce)
+            return self.ledger.mark_confirmed(nonce, mined)
+
+    async def _mined_hash(self, nonce: int) -> str | None:
+        """Which of our hashes the chain mined at `nonce` (once the chain has passed it, a
+        hash the node knows is a mined one); None: none of ours, someone else used the
+        nonce. Kept with the confirmed record: if the chain loses that block, only the
+        signed transaction that ran is re-broadcast, never an attempt that did not (the
+        executor then retried its call at another nonce: it would run twice)."""
+        a = self.ledger.allocation(nonce)
+        hashes = [at.tx_hash for at in self.ledger.attempts(nonce)] or ([a.tx_hash] if a and a.tx_hash else [])
+        for h in reversed(hashes):
+            if await self._chain.transaction_known(h):
+                return h
+        return None
 
     async def mark_failed(self, nonce: int) -> None:
         async with self._lock:
@@ -262,33 +366,120 @@ class NonceManager:
         return False
 
     async def _recover_stuck(self) -> list[int]:
-        """Replace SENT nonces the node has forgotten (evicted from its pool, or a
-        chain that never saw them) with a zero-value self-transfer."""
+        """Recover SENT nonces the node has forgotten (evicted from its pool, lost
+        with blocks, or a chain that never saw them): re-broadcast the journaled
+        signed transaction first, replace by a zero-value self-transfer later."""
         now = self._clock.time_ns()
         candidates = [n for n in self.ledger.sent_nonces() if n >= self.ledger.chain_latest]
-        for n in list(self._unknown_since):
-            if n not in candidates:
-                del self._unknown_since[n]
-        due: list[int] = []
+        for timers in (self._unknown_since, self._rebroadcast_at):
+            for n in [n for n in timers if n not in candidates]:
+                del timers[n]
+        rebroadcast: list[int] = []
+        noop: dict[int, str] = {}  # nonce -> why a no-op replaces it
+        queued: list[int] = []  # known to the node, yet at or above its pending count: a lower nonce is missing
         try:
             for n in candidates:
                 if await self._any_known(n):
                     self._unknown_since.pop(n, None)
+                    self._rebroadcast_at.pop(n, None)
+                    if n >= self.chain_pending:
+                        queued.append(n)
                     continue
                 since = self._unknown_since.setdefault(n, now)
-                if now - since >= self._resend_ns:
-                    due.append(n)
+                if n in self._rebroadcast_at:
+                    if now - self._rebroadcast_at[n] >= self._noop_ns:
+                        noop[n] = f"still unknown {self._noop_ns / 1e9:.1f}s after its re-broadcast"
+                elif now - since >= self._resend_ns:
+                    if self.ledger.rebroadcastable(n) is not None:
+                        rebroadcast.append(n)
+                    else:
+                        noop[n] = f"unknown for {(now - since) / 1e9:.1f}s, no signed transaction of it journaled"
         except Exception as exc:
             self.chain_errors += 1
             log.warning("chain unreachable while checking sent nonces: %s", exc)
             return []
+        if queued:
+            await self._reopen_missing(max(queued))
         recovered = []
-        for n in due:
-            if await self._replace(n, now):
+        for n in rebroadcast:
+            if await self._rebroadcast(n, now):
                 recovered.append(n)
-        return recovered
+            elif n in self._unknown_since and n not in self._rebroadcast_at:  # refused: the no-op now
+                noop[n] = "its re-broadcast was refused"
+        for n in sorted(noop):
+            if await self._replace(n, noop[n]):
+                recovered.append(n)
+        return sorted(recovered)
 
-    async def _replace(self, nonce: int, now: int) -> bool:
+    async def _reopen_missing(self, above: int) -> None:
+        """The node holds nonce `above` but its pending count says a lower one is
+        missing. Read afresh (the tick's counts may predate a confirm): settled
+        nonces in [pending, above) are what the node lacks."""
+        try:
+            _, latest, pending = await self._counts()
+        except Exception as exc:
+            self.chain_errors += 1
+            log.warning("chain unreachable while checking for missing nonces: %s", exc)
+            return
+        async with self._lock:
+            low = max(pending, self.ledger.chain_latest)
+            missing = [n for n in range(low, above) if self.ledger.settled(n)]
+            if not missing:
+                return
+            reopened = self.ledger.reopen(missing)
+            self.reopened_nonces += len(reopened["reopened"])
+            for n in reopened["reopened"]:
+                self._unknown_since.pop(n, None)
+                self._rebroadcast_at.pop(n, None)
+            hashes = {n: [at.tx_hash for at in self.ledger.attempts(n)] for n in reopened["reopened"]}
+        if reopened["reopened"]:
+            log.warning(
+                "nonces %s are missing on the chain below nonce %d, which the node holds (its pending count is "
+                "%d, mined %d): SENT again (%s to re-broadcast, %s to replace by a no-op); hashes %s",
+                reopened["reopened"], above, pending, latest, reopened["with_raw"],
+                reopened["without_raw"], hashes,
+                extra={"fields": {"nonces": reopened["reopened"], "above": above, "hashes": hashes}},
+            )
+
+    async def _rebroadcast(self, nonce: int, now: int) -> bool:
+        """Send the journaled signed transaction of `nonce` again: the last one reported
+        (for a nonce the chain lost, the one it had mined). True when the node took it
+        (or already has it, or has mined the nonce)."""
+        a = self.ledger.allocation(nonce)
+        latest = self.ledger.rebroadcastable(nonce)
+        if a is None or a.status != SENT or latest is None or latest.raw is None:
+            return False
+        hashes = [at.tx_hash for at in self.ledger.attempts(nonce)]
+        try:
+            tx_hash = await self._chain.send_raw_transaction(latest.raw)
+            answer = "accepted"
+        except Exception as exc:
+            text = str(exc).lower()
+            if any(t in text for t in _ALREADY_MINED) or any(t in text for t in _ALREADY_IN_POOL):
+                tx_hash, answer = latest.tx_hash, str(exc)
+            else:
+                self.recovery_errors += 1
+                log.warning("re-broadcasting stuck nonce %d (%s) failed: %s; replacing it by a no-op",
+                            nonce, latest.tx_hash, exc,
+                            extra={"fields": {"nonce": nonce, "hashes": hashes, "error": str(exc)}})
+                return False
+        async with self._lock:
+            if tx_hash and tx_hash != latest.tx_hash and self.ledger.is_pending(nonce):
+                self.ledger.mark_sent(nonce, tx_hash, latest.max_fee, latest.tip, latest.raw)
+            self._rebroadcast_at[nonce] = now
+            self.rebroadcasts += 1
+            self.recoveries += 1
+        log.warning(
+            "recovered stuck nonce %d by re-broadcasting its signed transaction %s: its hashes %s were unknown "
+            "to the node for %.1fs (node: %s); a no-op replaces it if it stays unknown for %.1fs",
+            nonce, latest.tx_hash, hashes, (now - self._unknown_since.get(nonce, now)) / 1e9, answer,
+            self._noop_ns / 1e9,
+            extra={"fields": {"nonce": nonce, "hashes": hashes, "rebroadcast": latest.tx_hash,
+                              "request_id": a.request_id}},
+        )
+        return True
+
+    async def _replace(self, nonce: int, why: str) -> bool:
         a = self.ledger.allocation(nonce)
         if a is None or a.status != SENT:
             return False
@@ -310,6 +501,7 @@ class NonceManager:
             text = str(exc).lower()
             if any(t in text for t in _ALREADY_MINED) or any(t in text for t in _ALREADY_IN_POOL):
                 self._unknown_since.pop(nonce, None)  # the next resync settles it
+                self._rebroadcast_at.pop(nonce, None)
                 return False
             if any(t in text for t in _UNDERPRICED):
                 self._fee_floor[nonce] = (max_fee, tip)
@@ -320,13 +512,15 @@ class NonceManager:
             if self.ledger.is_pending(nonce):
                 self.ledger.mark_sent(nonce, tx_hash, max_fee, tip)
             self.recoveries += 1
+            self.noop_replacements += 1
             self._unknown_since.pop(nonce, None)
+            self._rebroadcast_at.pop(nonce, None)
             self._fee_floor.pop(nonce, None)
         log.warning(
-            "recovered stuck nonce %d: its hashes %s were unknown to the node for %.1fs; "
+            "recovered stuck nonce %d: the node knows none of its hashes %s (%s); "
             "replaced by a zero-value self-transfer %s (max fee %d, tip %d)",
-            nonce, hashes, self._resend_ns / 1e9, tx_hash, max_fee, tip,
-            extra={"fields": {"nonce": nonce, "hashes": hashes, "replacement": tx_hash,
+            nonce, hashes, why, tx_hash, max_fee, tip,
+            extra={"fields": {"nonce": nonce, "hashes": hashes, "replacement": tx_hash, "why": why,
                               "max_fee": max_fee, "tip": tip, "request_id": a.request_id}},
         )
         return True
@@ -339,7 +533,12 @@ class NonceManager:
             "chain_errors": self.chain_errors,
             "gap_fill_errors": self.gap_fill_errors,
             "recoveries": self.recoveries,
+            "rebroadcasts": self.rebroadcasts,
+            "noop_replacements": self.noop_replacements,
             "recovery_errors": self.recovery_errors,
+            "chain_rewinds": self.chain_rewinds,
+            "reopened_nonces": self.reopened_nonces,
+            "chain_behind": self.chain_behind,
             "unknown_sent": sorted(self._unknown_since)[:50],
             "unmined_confirms": self.unmined_confirms,
             "archived_state": self.archived_state,

@@ -13,8 +13,10 @@ import pytest
 
 from config.loader import load
 from sandbox.chain import anvil_args
+from sandbox.deploy import balances
 from tests.helpers import wait_until
-from tests.integration.test_system import TRADER, Results, snapshot, start_world
+from tests.integration.conftest import POLYARB
+from tests.integration.test_system import TRADER, Results, journal_outcomes, snapshot, start_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -55,10 +57,6 @@ class Anvil:
                 self.proc.kill()
 
 
-@pytest.mark.xfail(run=False, reason="issue 11, open: after anvil's SIGKILL and restart on its state file, anvil "
-                                     "answered pending < latest for the wallet (3 < 4) and kept the executor's "
-                                     "nonce-4/5 transactions queued (known to the node, so not recovered); all four "
-                                     "executor workers waited on their receipts and trading did not resume")
 def test_anvil_killed_with_sigkill_restarts_on_its_state_and_the_system_converges(tmp_path, procs):
     anvil = Anvil(tmp_path / "anvil-state.json")
     url = anvil.start()
@@ -85,8 +83,25 @@ def test_anvil_killed_with_sigkill_restarts_on_its_state_and_the_system_converge
 
             wait_until(lambda: any(r.success for r in results.items[before:]), timeout=150,
                        what="trading resumed after the chain restart")
+            subprocess.run([POLYARB, "--config", str(world.path), "halt", "--reason", "reconcile"], check=True,
+                           timeout=30)
+            wait_until(lambda: (e := snapshot(cfg)["executor"]["executor"])["queue_size"] == 0
+                       and e["in_flight"] == 0, timeout=60, what="executor idle")
             wait_until(converged, timeout=90, interval=0.5, what="no nonce stuck: pending == latest")
+            stats = snapshot(cfg)
+            delta = balances(w3, world.dep, TRADER)["collateral"] - world.start
         finally:
             results.stop()
     finally:
         anvil.stop()
+
+    nonce = stats["nonce"]["nonce"]
+    settler = stats["venue"]["venue"]["clob"]["settler"]
+    ex = stats["executor"]["executor"]
+    booked = sum(pnl + gas for _, _, pnl, gas in journal_outcomes(tmp_path))
+    print(f"nonce rewinds {nonce.get('chain_rewinds')}, rebroadcasts {nonce.get('rebroadcasts')}, "
+          f"no-ops {nonce.get('noop_replacements')}, venue heals {settler['heals']} "
+          f"({settler['rebroadcasts']} settlements), collateral delta {delta}, booked {booked}, "
+          f"open positions {ex['open_positions']}")
+    if not ex["open_positions"]:  # else some collateral is still held as tokens
+        assert delta == booked, "the books and the chain parted"

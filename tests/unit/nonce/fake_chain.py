@@ -1,7 +1,13 @@
 """A fake chain for the nonce authority: a mempool and a miner that mines
 consecutive nonces, with the node's error texts. `drop` evicts a pooled
-transaction (the node forgets it); `reset` is a restarted dev chain (new
-genesis, nothing mined)."""
+transaction (the node forgets it); `lose_blocks` is a chain that lost its last
+mined transactions of the wallet with the same genesis (a deep reorg, a dev
+chain restarted on a state file a second old); `reset` is a restarted dev
+chain (new genesis, nothing mined).
+
+Signed transactions: `sign(nonce)` returns (hash, raw) of a fake signed
+transaction; `send_raw_transaction(raw)` broadcasts it again (the node's
+answers: `already known`, `nonce too low`)."""
 
 from __future__ import annotations
 
@@ -15,11 +21,16 @@ class FakeNonceChain:
         self.latest = 0  # mined transaction count
         self.pool: dict[int, str] = {}  # nonce -> tx hash, not yet mined
         self.mined: set[str] = set()
+        self.mined_at: dict[int, str] = {}  # nonce -> the hash mined at it
+        self.signed: dict[bytes, tuple[int, str]] = {}  # raw -> (nonce, hash) of what `sign` made
         self.self_transfers: list[int] = []
         self.self_transfer_fees: list[tuple[int, int]] = []
+        self.rebroadcasts: list[str] = []  # hashes sent again with send_raw_transaction
         self.down = False
         self.reject_sends = 0
+        self.reject_raw: str | None = None  # the error every send_raw_transaction raises
         self.calls = 0  # network calls made (to check what runs under the lock)
+        self._signatures = 0
 
     def _call(self) -> None:
         self.calls += 1
@@ -53,11 +64,32 @@ class FakeNonceChain:
         self._call()
         return FEE, TIP
 
+    def sign(self, nonce: int) -> tuple[str, bytes]:
+        """A signed transaction at `nonce` (not sent): its hash and raw bytes."""
+        self._signatures += 1
+        h = f"0x{'ee' * 24}{nonce:08x}{self._signatures:08x}"
+        raw = b"\x02signed:" + h.encode()
+        self.signed[raw] = (nonce, h)
+        return h, raw
+
     def broadcast(self, nonce: int, tx_hash: str | None = None) -> str:
         if nonce < self.latest:
             raise ValueError("{'code': -32003, 'message': 'nonce too low'}")
         h = tx_hash or f"0x{nonce:064x}"
         self.pool[nonce] = h
+        return h
+
+    async def send_raw_transaction(self, raw: bytes) -> str:
+        self._call()
+        if self.reject_raw is not None:
+            raise ValueError(f"{{'code': -32000, 'message': '{self.reject_raw}'}}")
+        if raw not in self.signed:
+            raise ValueError("{'code': -32602, 'message': 'failed to decode signed transaction'}")
+        nonce, h = self.signed[raw]
+        if h in self.pool.values():
+            raise ValueError("{'code': -32000, 'message': 'already known'}")
+        self.broadcast(nonce, h)
+        self.rebroadcasts.append(h)
         return h
 
     async def send_self_transfer(self, nonce: int, max_fee: int | None = None, tip: int | None = None) -> str:
@@ -73,7 +105,9 @@ class FakeNonceChain:
         """Mine every consecutive pooled nonce; returns how many."""
         mined = 0
         while self.latest in self.pool:
-            self.mined.add(self.pool.pop(self.latest))
+            h = self.pool.pop(self.latest)
+            self.mined.add(h)
+            self.mined_at[self.latest] = h
             self.latest += 1
             mined += 1
         return mined
@@ -82,6 +116,15 @@ class FakeNonceChain:
         """The node evicts the pooled transaction at `nonce` (anvil_dropTransaction)."""
         return self.pool.pop(nonce, None)
 
+    def lose_blocks(self, k: int) -> list[int]:
+        """The chain loses its last `k` mined transactions of the wallet, same genesis:
+        they are neither mined nor pooled any more. The pool above stays (queued)."""
+        lost = list(range(max(0, self.latest - k), self.latest))
+        for n in lost:
+            self.mined.discard(self.mined_at.pop(n, ""))
+        self.latest -= len(lost)
+        return lost
+
     def reset(self, genesis: str) -> None:
         """A restarted dev chain: a new genesis, nothing mined, an empty pool."""
-        self.genesis, self.latest, self.pool, self.mined = genesis, 0, {}, set()
+        self.genesis, self.latest, self.pool, self.mined, self.mined_at = genesis, 0, {}, set(), {}

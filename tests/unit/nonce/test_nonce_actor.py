@@ -94,3 +94,31 @@ async def test_hot_reload_changes_the_lease(served, tmp_path):
     rt.clock.advance(6)
     report = await actor.manager.tick()
     assert report["reclaimed"] == [n]
+
+
+async def test_mark_sent_carries_the_raw_transaction_as_hex(served):
+    actor, client, chain, ctx, rt = served
+    n = await client.allocate_nonce("merge")
+    h, raw = chain.sign(n)
+    await client.mark_sent(n, h, 200, 40, raw)
+    [at] = actor.manager.ledger.attempts(n)
+    assert (at.tx_hash, at.max_fee, at.tip, at.raw) == (h, 200, 40, raw)
+    await client.mark_sent(n, h)  # a report without raw keeps the raw journaled
+    assert actor.manager.ledger.attempts(n)[0].raw == raw
+
+
+async def test_a_raw_that_is_not_hex_is_refused(served):
+    actor, client, chain, ctx, rt = served
+    n = await client.allocate_nonce("merge")
+    with pytest.raises(RpcError, match="raw"):
+        await client._rpc.call("mark_sent", {"nonce": n, "tx_hash": "0x01", "raw": "not hex"})
+
+
+async def test_hot_reload_changes_noop_after(served):
+    actor, client, chain, ctx, rt = served
+    import msgspec
+
+    old = rt.config
+    new = msgspec.structs.replace(old, nonce=msgspec.structs.replace(old.nonce, noop_after_seconds=3.0))
+    actor.on_config(old, new)
+    assert actor.manager._noop_ns == 3 * 10**9

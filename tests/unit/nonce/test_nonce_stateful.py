@@ -17,7 +17,7 @@ from tests.unit.nonce.fake_chain import FakeNonceChain
 
 pytestmark = pytest.mark.unit
 
-LEASE, GAP, RESEND = 30.0, 10.0, 15.0
+LEASE, GAP, RESEND, NOOP = 30.0, 10.0, 15.0, 20.0
 GENESES = st.sampled_from(["0x" + c * 64 for c in "abcdef"])
 REQUESTS = st.sampled_from([f"r{i}" for i in range(8)])
 
@@ -40,6 +40,7 @@ class NonceAuthorityMachine(RuleBasedStateMachine):
         m = NonceManager(
             self.chain, NonceStore(self.dir / "n.sqlite"), self.clock,
             lease_seconds=LEASE, gap_fill_after_seconds=GAP, resend_after_seconds=RESEND,
+            noop_after_seconds=NOOP,
         )
         self.run(m.initialize())
         return m
@@ -79,12 +80,16 @@ class NonceAuthorityMachine(RuleBasedStateMachine):
         self.held[nonce] = rid
 
     @precondition(lambda self: any(n not in self.sent for n in self.held))
-    @rule(data=st.data())
-    def send(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), with_raw=st.booleans())
+    def send(self, data: st.DataObject, with_raw: bool) -> None:
+        """The executor: journal the signed transaction (with its raw, or as an old executor did,
+        without), then broadcast it."""
         n = data.draw(st.sampled_from(sorted(n for n in self.held if n not in self.sent)))
         if n < self.chain.latest or n in self.chain.pool:
             return
-        self.run(self.m.mark_sent(n, self.chain.broadcast(n)))
+        h, raw = self.chain.sign(n)
+        self.run(self.m.mark_sent(n, h, raw=raw if with_raw else None))
+        self.chain.broadcast(n, h)
         self.sent.add(n)
 
     @precondition(lambda self: any(n not in self.sent for n in self.held))
@@ -129,6 +134,14 @@ class NonceAuthorityMachine(RuleBasedStateMachine):
         event("dropped from the mempool")
         self.chain.drop(data.draw(st.sampled_from(sorted(n for n in self.sent if n in self.chain.pool))))
 
+    @precondition(lambda self: self.chain.latest > 0)
+    @rule(k=st.integers(min_value=1, max_value=4))
+    def blocks_lost(self, k: int) -> None:
+        """The chain drops its last k mined transactions of the wallet, same genesis (a node
+        restarted on a state file a second old, a deep reorg): what was queued stays queued."""
+        lost = self.chain.lose_blocks(k)
+        event(f"blocks lost: {min(len(lost), 2)}+ nonces")
+
     @rule(genesis=GENESES)
     def chain_reset(self, genesis: str) -> None:
         """`make run` again: a fresh dev chain, and the authority restarts on it."""
@@ -163,6 +176,24 @@ class NonceAuthorityMachine(RuleBasedStateMachine):
         event(f"recoveries so far: {min(self.m.get_stats()['recoveries'], 3)}")
 
     @rule()
+    def recover_everything(self) -> None:
+        """After leases, gap fills, resend_after + noop_after, with the chain mining: every
+        nonce is mined (pending == latest), none stays SENT, and nothing waits in the pool."""
+        self.advance_and_tick(LEASE + 1)  # unsent leases come back to the pool
+        for _ in range(4):
+            for seconds in (GAP + 1, RESEND + 1, NOOP + 1):
+                self.advance_and_tick(seconds)
+                self.chain.mine()
+        self.run(self.m.tick())
+        self._forget_settled()
+        ledger = self.m.ledger
+        assert self.chain.pending == self.chain.latest and self.chain.pool == {}, \
+            f"stuck: mined {self.chain.latest}, pool {sorted(self.chain.pool)}, sent {ledger.sent_nonces()}"
+        assert ledger.sent_nonces() == [], f"nonces stay SENT: {ledger.sent_nonces()}"
+        assert ledger.chain_latest == self.chain.latest
+        event(f"rewinds so far: {min(self.m.get_stats()['chain_rewinds'], 2)}")
+
+    @rule()
     def expire_everything(self) -> None:
         """After leases expire and gaps are filled, nothing is stuck behind a hole."""
         self.advance_and_tick(LEASE + 1)
@@ -174,6 +205,26 @@ class NonceAuthorityMachine(RuleBasedStateMachine):
         self.chain.mine()
         self.run(self.m.tick())
         self._forget_settled()
+
+    @invariant()
+    def disk_agrees_with_memory(self) -> None:
+        """What a restart would load is what the running authority holds."""
+        store = NonceStore(self.dir / "n.sqlite")
+        try:
+            meta, allocs, free = store.load()
+            confirmed = store.load_confirmed()
+            attempts = store.load_attempts()
+        finally:
+            store.close()
+        ledger = self.m.ledger
+        assert allocs == {n: ledger.allocation(n) for n in ledger.pending_nonces()}
+        assert sorted(free) == ledger.free_nonces
+        assert sorted(confirmed) == ledger.confirmed_records
+        assert {n: ats for n, ats in attempts.items()} == {
+            n: ledger.attempts(n) for n in set(ledger.pending_nonces()) | set(ledger.confirmed_records)
+            if ledger.attempts(n)}
+        assert int(meta.get("chain_latest", 0)) == ledger.chain_latest
+        assert int(meta.get("next_nonce", 0)) == ledger.next_nonce
 
     @invariant()
     def allocated_and_free_are_disjoint_and_below_next(self) -> None:
