@@ -250,6 +250,8 @@ class Executor(_Section):
     # An execution IN_PROGRESS for longer is reported stale, for reconciliation (never re-run);
     # read when the executor starts.
     in_progress_lease_seconds: PosFloat = 600.0
+    # Period of reconciliation while running: unfinished (PENDING) executions are finished.
+    reconcile_seconds: PosFloat = 30.0
 
 
 class Runtime(_Section):

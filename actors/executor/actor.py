@@ -145,6 +145,7 @@ class ExecutorActor(Actor):
             await self._prepare()
             self.ready = True
             tasks.append(asyncio.create_task(self._clear_positions(), name="open-positions"))
+            tasks.append(asyncio.create_task(self._reconcile_forever(), name="reconcile"))
             workers = [asyncio.create_task(self._worker(i)) for i in range(self.rt.config.trading.max_in_flight)]
             await asyncio.gather(self._intake(), *workers, *tasks)
         finally:
@@ -217,6 +218,19 @@ class ExecutorActor(Actor):
                            status=r.status, success=r.success, attempt=r.attempt, tx_hash=r.tx_hash,
                            nonce=r.nonce, error=r.error, realized_pnl=r.realized_pnl, gas_cost=r.gas_cost)
         self.rt.publisher.publish(topics.tx_result(), body)
+
+    async def _reconcile_forever(self) -> None:
+        """Finish what was left PENDING (a merge that could not be sent, a stuck
+        transaction) while running, not only at the next start."""
+        while True:
+            await self.rt.clock.sleep(self.rt.config.executor.reconcile_seconds)
+            try:
+                for result in await self.sender.reconcile():
+                    self.reconciled += 1
+                    self._publish(result)
+            except Exception as exc:  # the chain or the venue is down: next round
+                self.reconcile_errors += 1
+                log.warning("reconciliation round failed: %s", exc)
 
     async def _clear_positions(self) -> None:
         """Keep trying to sell what failed unwinds left open: the system's aim is flat."""

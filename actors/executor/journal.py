@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS positions (
     ref_price INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS holdings (
+    source TEXT PRIMARY KEY,
+    token_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    ref_price INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS position_tries (token_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL);
 """
 _sig_decoder = msgspec.msgpack.Decoder(Signal)
 
@@ -44,6 +51,7 @@ class Journal:
         self._db = open_wal(path)
         self._db.executescript(_SCHEMA)
         self._clock = clock
+        self._migrate_positions()
 
     def begin(self, key: str, signal: Signal) -> None:
         self._db.execute(
@@ -76,23 +84,52 @@ class Journal:
             return None
         return _sig_decoder.decode(row[0]), row[1], json.loads(row[2])
 
-    # -- open positions: tokens an unwind could not sell, until they are sold
-    def add_position(self, token_id: str, size: int, ref_price: int) -> None:
-        self._db.execute(
-            "INSERT INTO positions(token_id, size, ref_price) VALUES (?, ?, ?) "
-            "ON CONFLICT(token_id) DO UPDATE SET size = size + excluded.size",
-            (token_id, size, ref_price),
-        )
+    # -- open positions: tokens we hold outside a complete set, until they are sold.
+    # Each change is a row keyed by what caused it (an unwind leg, a failed merge, a
+    # sale), written with INSERT OR IGNORE: a step replayed after a crash finds its
+    # row and adds nothing twice. A position is the sum of its token's rows.
+    def hold(self, source: str, token_id: str, size: int, ref_price: int) -> bool:
+        """Record `size` tokens held because of `source`; False if already recorded."""
+        cur = self._db.execute("INSERT OR IGNORE INTO holdings VALUES (?, ?, ?, ?)",
+                               (source, token_id, size, ref_price))
+        return cur.rowcount == 1
 
     def positions(self) -> list[tuple[str, int, int, int]]:
         """(token_id, size, ref_price, attempts) of every open position."""
-        return self._db.execute("SELECT token_id, size, ref_price, attempts FROM positions").fetchall()
+        return self._db.execute(
+            "SELECT h.token_id, SUM(h.size), MAX(h.ref_price), COALESCE(t.attempts, 0) FROM holdings h "
+            "LEFT JOIN position_tries t ON t.token_id = h.token_id GROUP BY h.token_id HAVING SUM(h.size) > 0"
+        ).fetchall()
 
-    def reduce_position(self, token_id: str, sold: int) -> None:
+    def sale_attempt(self, token_id: str) -> int:
+        """The number of this token's next sale attempt: never reused, so each attempt
+        has its own client id and a replay after a crash has the same one."""
+        row = self._db.execute("SELECT attempts FROM position_tries WHERE token_id=?", (token_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def record_sale(self, key: str, signal: Signal, token_id: str, sold: int, proceeds: int) -> None:
+        """One sale attempt's outcome, in ONE transaction: the tokens gone, the attempt
+        counted and, if anything sold, the proceeds booked as an outcome of its own."""
         with immediate(self._db):
-            self._db.execute("UPDATE positions SET size = size - ?, attempts = attempts + 1 WHERE token_id = ?",
-                             (sold, token_id))
-            self._db.execute("DELETE FROM positions WHERE token_id = ? AND size <= 0", (token_id,))
+            self._db.execute("INSERT INTO position_tries VALUES (?, 1) ON CONFLICT(token_id) "
+                             "DO UPDATE SET attempts = attempts + 1", (token_id,))
+            if sold:
+                self._db.execute("INSERT OR IGNORE INTO holdings VALUES (?, ?, ?, 0)", (key, token_id, -sold))
+                self._db.execute(
+                    "INSERT OR IGNORE INTO executions VALUES (?, ?, 'done', ?, ?)",
+                    (key, msgspec.msgpack.encode(signal),
+                     json.dumps({"status": "POSITION_SOLD", "pnl": proceeds, "gas": 0, "sold": sold}),
+                     self._clock.time_ns()))
+
+    def _migrate_positions(self) -> None:
+        """Positions of the old aggregated table become holdings rows, once."""
+        with immediate(self._db):
+            for token_id, size, ref_price, attempts in self._db.execute(
+                    "SELECT token_id, size, ref_price, attempts FROM positions").fetchall():
+                self._db.execute("INSERT OR IGNORE INTO holdings VALUES (?, ?, ?, ?)",
+                                 (f"migrated:{token_id}", token_id, size, ref_price))
+                self._db.execute("INSERT OR IGNORE INTO position_tries VALUES (?, ?)", (token_id, attempts))
+            self._db.execute("DELETE FROM positions")
 
     def put_value(self, key: str, value: Any) -> None:
         self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, json.dumps(value)))

@@ -50,6 +50,11 @@ class VenueFailure(Exception):
     """The venue could not take the legs (errors, not kills): nothing traded."""
 
 
+class Unfinished(Exception):
+    """Legs traded and the step after them failed without a known outcome: the
+    execution stays IN_PROGRESS (PENDING) and reconciliation finishes it."""
+
+
 class PartialFill(Exception):
     """Some legs filled and others failed at the venue (an error, a refusal): unwound
     at a recorded loss; counts as a failure."""
@@ -107,6 +112,7 @@ class TxSender:
         self.in_flight = 0
         self._locks: dict[str, asyncio.Lock] = {}
         self._traded_ns: dict[str, int] = {}  # market -> when our last execution on it ended
+        self._active: set[str] = set()  # keys being executed or resumed now
         self.counts: dict[str, int] = {s.value: 0 for s in TxStatus}
         self.total = 0
         self.realized_pnl = 0
@@ -164,25 +170,49 @@ class TxSender:
                 self.idem.fail(key, "books predate our last trade on this market")
                 return self._done(TxResult(signal, None, False, "signal older than our last trade on its market",
                                            TxStatus.STALE, attempt, key, None))
+            self._active.add(key)
             try:
                 return await self._run(signal, key, attempt, permit)
             finally:
+                self._active.discard(key)
                 self._traded_ns[signal.market] = self.clock.time_ns()
 
     async def resume(self, key: str) -> TxResult | None:
-        """Finish an execution a previous process started (start-up reconciliation)."""
+        """Finish an unfinished execution: one a previous process started (start-up),
+        or one left PENDING (reconciliation while running). None if it is running."""
+        if key in self._active:
+            return None
         entry = self.journal.get(key)
         if entry is None:
             self.idem.fail(key, "no journal entry: nothing was done")
             return None
-        signal, _, _ = entry
+        signal, state, _ = entry
+        if state == "started":
+            # It was still queued behind its market: no order, no transaction. Running
+            # it now would trade an old signal, whatever the breaker says: dropped.
+            self.idem.fail(key, "not started before the restart")
+            return self._done(TxResult(signal, None, False, "not started before the restart: dropped",
+                                       TxStatus.EXPIRED, 1, key, None))
         # No breaker permit: what was started must be finished whatever the breaker says.
-        return await self._run(signal, key, 1, None)
+        self._active.add(key)
+        try:
+            return await self._run(signal, key, 1, None)
+        finally:
+            self._active.discard(key)
+
+    async def reconcile(self) -> list[TxResult]:
+        """Finish every unfinished execution that is not running now."""
+        out = []
+        for rec in self.idem.in_progress():
+            result = await self.resume(rec.key)
+            if result is not None:
+                out.append(result)
+        return out
 
     async def _run(self, signal: Signal, key: str, attempt: int, permit: Any) -> TxResult:
         try:
             result = await self._pipeline(signal, key, attempt)
-        except (StuckTransaction, AmbiguousOutcome) as exc:
+        except (StuckTransaction, AmbiguousOutcome, Unfinished) as exc:
             # Unknown outcome: keep the claim IN_PROGRESS; reconciliation finishes it.
             self._feed(permit, exc)
             return self._done(TxResult(signal, None, False, str(exc), TxStatus.PENDING, attempt, key, None))
@@ -227,7 +257,7 @@ class TxSender:
         if signal.kind == SetKind.SELL_SET:
             split = await self.onchain.send(key, "split", self.chain.split_call(signal.market, n, signal.size),
                                             gas_hint, prior=done.get("split"))
-            fills, errors = await self._legs(signal, key)
+            fills, errors = await self._legs(signal, key, done.get("fills"))
             sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
             if all(sold):
                 pnl = sum(f.cost - f.fee for f in fills) - signal.size - split.gas_cost
@@ -235,8 +265,11 @@ class TxSender:
                                 pnl, split.gas_cost, fills)
             if not any(sold):
                 # Nothing sold: the set goes back into collateral, whatever killed the legs.
-                merge = await self.onchain.send(key, "merge", self.chain.merge_call(signal.market, n, signal.size),
-                                                gas_hint, prior=done.get("merge"))
+                whole = [Fill(f.client_id, f.order_id, leg.token_id, Side.BUY, signal.size, 0, 0, "SPLIT")
+                         for f, leg in zip(fills, signal.legs, strict=True)]
+                merge = await self._after_legs(key, signal, whole, lambda: self.onchain.send(
+                    key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint,
+                    prior=done.get("merge")))
                 exc = self._nothing_traded("sell", errors)
                 exc.gas_cost = split.gas_cost + merge.gas_cost  # type: ignore[attr-defined]
                 raise exc
@@ -249,7 +282,7 @@ class TxSender:
                                               cached=True)
         if gas_budget[3] > to_micro(cfg.trading.max_gas_cost):
             raise GasTooExpensive(f"merge would cost up to {from_micro(gas_budget[3])} USDC")
-        fills, errors = await self._legs(signal, key)
+        fills, errors = await self._legs(signal, key, done.get("fills"))
         bought = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
         if not any(bought):
             raise self._nothing_traded("buy", errors)
@@ -259,38 +292,70 @@ class TxSender:
             proceeds = await self._unwind(key, held)
             pnl = proceeds - sum(f.cost + f.fee for f in held_fills)
             raise self._partial(fills, pnl, 0, errors)
-        merge = await self.onchain.send(key, "merge", self.chain.merge_call(signal.market, n, signal.size),
-                                        gas_hint, prior=done.get("merge"))
+        merge = await self._after_legs(key, signal, fills, lambda: self.onchain.send(
+            key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint, prior=done.get("merge")))
         pnl = signal.size - sum(f.cost + f.fee for f in fills) - merge.gas_cost
         return TxResult(signal, merge.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, merge.nonce, pnl,
                         merge.gas_cost, fills)
 
+    async def _after_legs(self, key: str, signal: Signal, held: list[Fill], step: Callable[[], Any]) -> Any:
+        """The on-chain step that follows traded legs (the merge). The legs are paid
+        whatever it does: a reverted step leaves their tokens in the wallet, recorded
+        as held (the books keep the cost, `clear_positions` sells them); any other
+        error leaves the execution unfinished (PENDING), for reconciliation to finish
+        it, never FAILED with its side effects unbooked."""
+        try:
+            return await step()
+        except (StuckTransaction, AmbiguousOutcome):
+            raise
+        except TxReverted as exc:
+            for i, (leg, f) in enumerate(zip(signal.legs, held, strict=True)):
+                if f.filled:
+                    self.journal.hold(f"{key}:merge_reverted:{i}", leg.token_id, f.filled, leg.limit_price)
+            exc.pnl = -sum(f.cost + f.fee for f in held) - exc.gas_cost  # type: ignore[attr-defined]
+            raise
+        except Exception as exc:
+            raise Unfinished(f"legs traded, then {type(exc).__name__}: {exc}") from exc
+
     async def clear_positions(self) -> int:
         """Sell what earlier unwinds could not (FAK), widening the limit by
-        `unwind_max_price_move` per attempt down to 0.01. Each sale is booked as
-        its own outcome, so the books stay equal to the chain. Returns proceeds."""
+        `unwind_max_price_move` per attempt down to 0.01. Each attempt has its own
+        key (the token's attempt number, never reused) and its outcome is booked in
+        one transaction with the tokens it sold, so the books stay equal to the
+        chain across crashes and retries. Returns the proceeds."""
         move = to_micro(self._config().executor.unwind_max_price_move)
         total = 0
         for token_id, size, ref, attempts in self.journal.positions():
             limit = max(TICK_GRID, (ref - move * (attempts + 2)) // TICK_GRID * TICK_GRID)
-            key = f"position:{token_id}:{attempts}"
+            key = f"position:{token_id}:{self.journal.sale_attempt(token_id)}"
             cid = client_id(key, 0, "clear")
             try:
-                f = await self.retry.run(lambda t=token_id, lim=limit, s=size, c=cid: self.venue.place(
-                    t, Side.SELL, lim, s, c, fill_and_kill=True), dependency="clob")
-            except Exception as exc:  # still unsellable: try again later, wider
+                f = await self._sell(token_id, limit, size, cid)
+            except Exception as exc:  # still unsellable, or the outcome is unknown: asked again next round
                 log.warning("open position %s not sold yet: %s", token_id[:12], exc)
-                self.journal.reduce_position(token_id, 0)
                 continue
-            self.journal.reduce_position(token_id, f.filled)
+            proceeds = f.cost - f.fee if f.filled else 0
+            self.journal.record_sale(key, _POSITION_SIGNAL, token_id, f.filled, proceeds)
             if f.filled:
-                proceeds = f.cost - f.fee
                 total += proceeds
                 self.realized_pnl += proceeds
                 self.positions_cleared += f.filled
-                self.journal.begin(key, _POSITION_SIGNAL)
-                self.journal.finish(key, "POSITION_SOLD", proceeds, 0)
         return total
+
+    async def _sell(self, token_id: str, limit: int, size: int, cid: str) -> Fill:
+        """A FAK sale under the retry policy; after an error the venue is asked by
+        client id, so a sale that went through is never taken for "not sold"."""
+        try:
+            return await self.retry.run(lambda: self.venue.place(token_id, Side.SELL, limit, size, cid,
+                                                                 fill_and_kill=True), dependency="clob")
+        except OrderRejected:
+            raise
+        except Exception as exc:
+            found = await self.retry.run(lambda: self.venue.find(cid), dependency="clob")
+            if found is None:
+                raise
+            log.info("sale %s errored (%s) but the venue has it: %s filled", cid[:12], exc, found.filled)
+            return found
 
     @staticmethod
     def _nothing_traded(side: str, errors: list[BaseException]) -> Exception:
@@ -309,9 +374,15 @@ class TxSender:
         self.unwind_loss += -pnl if pnl < 0 else 0
         return exc
 
-    async def _legs(self, signal: Signal, key: str) -> tuple[list[Fill], list[BaseException]]:
+    async def _legs(self, signal: Signal, key: str, journaled: list[list[Any]] | None = None,
+                    ) -> tuple[list[Fill], list[BaseException]]:
         """Every leg at once, each FOK, each under the retry policy (safe: client ids).
-        Returns the fills and the errors of legs that never reached the book."""
+        Returns the fills and the errors of legs that never reached the book. A resumed
+        execution whose fills are journaled reads them instead of asking the venue."""
+        if journaled is not None and len(journaled) == len(signal.legs):
+            return [Fill(client_id(key, i), str(order_id), leg.token_id, leg.side, int(filled), int(cost), int(fee),
+                         "JOURNALED") for i, (leg, (order_id, filled, cost, fee))
+                    in enumerate(zip(signal.legs, journaled, strict=True))], []
         rejected: list[BaseException] = []
 
         async def one(i: int, leg: Leg) -> Fill:
@@ -350,7 +421,9 @@ class TxSender:
         return fills, rejected + errors
 
     async def _unwind(self, key: str, legs: list[Leg]) -> int:
-        """Sell back what filled alone (FAK, bounded slippage); returns the proceeds."""
+        """Sell back what filled alone (FAK, bounded slippage); returns the proceeds.
+        What does not sell is recorded as held (once per leg, whatever a replay
+        does) and `clear_positions` sells it later."""
         move = to_micro(self._config().executor.unwind_max_price_move)
         proceeds = 0
         for i, leg in enumerate(legs):
@@ -359,21 +432,18 @@ class TxSender:
             limit = max(TICK_GRID, (leg.limit_price - move) // TICK_GRID * TICK_GRID)
             cid = client_id(key, i, "unwind")
             try:
-                f = await self.retry.run(
-                    lambda leg=leg, limit=limit, cid=cid: self.venue.place(leg.token_id, Side.SELL, limit, leg.size,
-                                                                         cid, fill_and_kill=True),
-                    dependency="clob")
+                f = await self._sell(leg.token_id, limit, leg.size, cid)
             except Exception as exc:  # an unhedged leg stays recorded, and is retried
                 self.unhedged_legs += 1
                 log.error("unwind of %s failed, position left open: %s", leg.token_id[:12], exc)
+                self.journal.hold(f"{key}:unwind:{i}", leg.token_id, leg.size, leg.limit_price)
                 self.journal.update(key, "unwind_failed", unhedged=[leg.token_id, leg.size])
-                self.journal.add_position(leg.token_id, leg.size, leg.limit_price)
                 continue
             proceeds += f.cost - f.fee
             if f.filled < leg.size:
                 self.unhedged_legs += 1
+                self.journal.hold(f"{key}:unwind:{i}", leg.token_id, leg.size - f.filled, leg.limit_price)
                 self.journal.update(key, "unwind_partial", unhedged=[leg.token_id, leg.size - f.filled])
-                self.journal.add_position(leg.token_id, leg.size - f.filled, leg.limit_price)
         self.journal.update(key, "unwound", proceeds=proceeds)
         return proceeds
 

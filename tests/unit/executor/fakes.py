@@ -10,7 +10,8 @@ from actors.executor.ports import Fill, OrderRejected, Receipt
 
 
 class FakeVenue:
-    """Each token's next orders follow a script: "fill", "kill", "reject", "error".
+    """Each token's next orders follow a script: "fill", "kill", "reject", "error",
+    "lost_reply" (filled at the venue, but the caller sees a connection error).
 
     Orders are deduplicated by client id like the sandbox venue: the same id
     again returns the first order's fill.
@@ -29,6 +30,10 @@ class FakeVenue:
         action = self.script[token_id].pop(0) if self.script[token_id] else "fill"
         if action == "error":
             raise ConnectionError("venue unreachable")
+        if action == "lost_reply":  # the order traded; its answer never came back
+            self.script[token_id].insert(0, "fill")
+            self.place_sync(token_id, side, price, size, cid, fak)
+            raise ConnectionError("connection reset after the request was sent")
         if action == "http500":
             raise _Http(503)
         if action == "reject":

@@ -27,7 +27,7 @@ async def test_books_of_another_chain_are_archived_not_applied(sandbox_config, t
     cfg = msgspec.structs.replace(sandbox_config, executor=msgspec.structs.replace(
         sandbox_config.executor, state_dir=str(tmp_path / "ex")))
     first = await started(cfg, "0x" + "aa" * 32)
-    first.journal.add_position("123", 5_000_000, 400_000)
+    first.journal.hold("test", "123", 5_000_000, 400_000)
     first.journal.close()
     first.idem.close()
 

@@ -249,11 +249,18 @@ async def test_nonce_too_low_resyncs_and_takes_a_new_nonce(world):
     assert world.onchain.get_stats()["nonce_resyncs"] == 1
 
 
-async def test_insufficient_funds_fails_and_frees_the_nonce(world):
+async def test_no_gas_for_the_merge_frees_the_nonce_and_leaves_the_bought_set_pending(world):
+    # Issue 12, sequence 1: the legs were bought, so the execution is not over:
+    # FAILED with P&L = -gas would drop the legs' cost and the tokens from the books.
     world.chain.send_errors = ["{'code': -32003, 'message': 'Insufficient funds for gas * price + value'}"]
     r = await world.sender.execute(signal(world.clock))
-    assert r.status is TxStatus.FAILED and "nsufficient" in r.error
+    assert r.status is TxStatus.PENDING and "nsufficient" in r.error
+    assert world.idem.get(r.idempotency_key).status.value == "IN_PROGRESS"
     assert world.nonces.get_stats()["pending_count"] == 0 and await world.nonces.allocate_nonce() == 0
+
+    resumed = await world.sender.resume(r.idempotency_key)  # gas topped up: reconciliation merges
+    assert resumed.status is TxStatus.SUCCESS and len(world.chain.sent) == 1
+    assert resumed.realized_pnl == SIZE - sum(leg.cost + 1_000 for leg in signal(world.clock).legs) - resumed.gas_cost
 
 
 async def test_stuck_transaction_is_replaced_with_higher_fees(world):
@@ -282,10 +289,14 @@ async def test_gas_above_the_limit_fails_before_any_order(world):
 
 async def test_reverted_merge_burns_gas_that_the_breaker_counts(world):
     world.chain.revert = True
-    r = await world.sender.execute(signal(world.clock))
+    s = signal(world.clock)
+    r = await world.sender.execute(s)
     assert r.status is TxStatus.FAILED and r.gas_cost > 0
     stats = world.breaker.get_stats()
     assert stats["failure_count"] == 1 and stats["gas_burnt_window_usdc"] != "0.000000"
+    # Issue 12, sequence 1: the legs' cost is booked and their tokens are held, not forgotten.
+    assert r.realized_pnl == -sum(leg.cost + 1_000 for leg in s.legs) - r.gas_cost
+    assert sorted((t, n) for t, n, _, _ in world.journal.positions()) == [("tok0", SIZE), ("tok1", SIZE)]
 
 
 async def test_breaker_trips_after_consecutive_failures_then_half_opens_and_closes(world):
@@ -391,3 +402,77 @@ async def test_a_failed_unwind_leaves_a_recorded_position_that_is_sold_later(wor
     assert booked["POSITION_SOLD"] == proceeds > 0
     # execution (-cost) + sale (+proceeds): the books follow the collateral
     assert booked["PARTIAL_UNWOUND"] + booked["POSITION_SOLD"] == r.realized_pnl + proceeds
+
+
+async def test_an_unwind_sale_whose_answer_was_lost_is_found_at_the_venue_not_held_twice(world):
+    # Issue 12, sequence 10: an unwind that errored was taken for "not sold": the
+    # sale settled anyway and the journal kept a position the wallet did not hold.
+    world.venue.script["tok0"] = ["fill", "lost_reply"]
+    world.venue.script["tok1"] = ["kill"]
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.PARTIAL_UNWOUND
+    assert world.journal.positions() == [] and world.sender.get_stats()["unhedged_legs"] == 0
+    _, _, data = world.journal.get(r.idempotency_key)
+    assert data["proceeds"] > 0
+
+
+async def test_an_unwind_replayed_after_a_crash_records_its_position_once(world):
+    # Issue 12, sequence 6: the unwind's position committed on its own; a crash and
+    # a resume added it again.
+    world.venue.script["tok0"] = ["error"] * 20
+    legs = signal(world.clock).legs[:1]
+    await world.sender._unwind("k", legs)
+    await world.sender._unwind("k", legs)  # the replay
+    assert world.journal.positions() == [("tok0", SIZE, 450_000, 0)]
+
+
+async def test_a_new_position_of_a_token_sold_before_gets_a_new_sale(world):
+    # Issue 12, sequence 5: the sale's key (position:<token>:<attempts>) came back
+    # for a later position of the same token: "Duplicated", the old sale returned,
+    # nothing sold, and the tokens stayed in the wallet unbooked.
+    world.journal.hold("first", "tok0", SIZE, 450_000)
+    await world.sender.clear_positions()
+    assert world.journal.positions() == []
+    world.journal.hold("second", "tok0", SIZE, 450_000)
+    proceeds = await world.sender.clear_positions()
+    assert proceeds > 0 and world.journal.positions() == []
+    sales = [c for c in world.venue.calls if c[1] == "SELL"]
+    assert len({c[4] for c in sales}) == 2  # two client ids
+    assert [status for _, status, _, _ in world.journal.outcomes()].count("POSITION_SOLD") == 2
+
+
+async def test_a_sale_attempt_that_sold_nothing_is_counted_and_the_next_one_goes_lower(world):
+    world.journal.hold("h", "tok0", SIZE, 450_000)
+    world.venue.script["tok0"] = ["kill"]
+    await world.sender.clear_positions()
+    assert world.journal.positions() == [("tok0", SIZE, 450_000, 1)]
+    await world.sender.clear_positions()
+    first, second = [c[2] for c in world.venue.calls if c[1] == "SELL"]
+    assert second == first - 100_000 and world.journal.positions() == []
+
+
+async def test_a_key_still_queued_behind_its_market_is_dropped_at_resume_not_traded(world):
+    # Issue 12, sequence 7: a key that never reached its legs was executed in full
+    # after a restart, even with the breaker FORCED_OPEN.
+    s = signal(world.clock)
+    key = world.idem.generate(s, exclude=["created_ns", "expires_ns", "signal_id"])
+    assert world.idem.claim(key).owned
+    world.journal.begin(key, s)
+    world.breaker.force_open("operator")
+
+    r = await world.sender.resume(key)
+
+    assert r.status is TxStatus.EXPIRED and world.venue.calls == [] and world.chain.sent == []
+    assert world.idem.get(key).status.value == "FAILED"
+
+
+async def test_a_resume_reads_the_journaled_fills_instead_of_placing_the_legs_again(world):
+    world.chain.send_errors = ["{'code': -32003, 'message': 'Insufficient funds for gas * price + value'}"]
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.PENDING
+    calls = len(world.venue.calls)
+
+    [resumed] = await world.sender.reconcile()
+
+    assert resumed.status is TxStatus.SUCCESS and len(world.venue.calls) == calls
+    assert await world.sender.reconcile() == []  # nothing left
