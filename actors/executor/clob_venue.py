@@ -8,6 +8,8 @@ venue refuses a second order with the same metadata ("Duplicated"), so a
 retried placement can never execute twice, and the order can be looked up by
 it after a crash. The client is synchronous (httpx): calls run in a thread.
 
+A `delayed` answer (or a DELAYED record found by client id) is neither a
+fill nor a kill: the order is followed by id until the venue decides.
 A `matched` answer is not a fill: the trade settles afterwards and can still
 FAIL. The order is posted with `defer_exec` (the client would otherwise block
 a thread polling for up to 30 s) and its trades are then followed here, on the
@@ -56,6 +58,7 @@ def _amount(value: Any) -> int:
 
 
 SETTLED = ("MINED", "CONFIRMED")
+PENDING_ORDER = ("DELAYED", "LIVE")  # not decided yet: neither a fill nor a kill
 TRADE_FAILED = "FAILED"
 POLL_FIRST_S, POLL_MAX_S = 0.005, 0.25  # automine settles in ms, blocks take ~2 s
 
@@ -79,7 +82,7 @@ class ClobVenue:
         self._neg_risk: dict[str, bool] = {}
         self._creds_lock = asyncio.Lock()
         self.counts = {"placed": 0, "filled": 0, "killed": 0, "duplicates": 0, "rejected": 0, "http_errors": 0,
-                       "trades_failed": 0, "trades_unsettled": 0}
+                       "trades_failed": 0, "trades_unsettled": 0, "delayed": 0, "orders_undecided": 0}
 
     async def _ensure_creds(self) -> None:
         async with self._creds_lock:
@@ -111,10 +114,34 @@ class ClobVenue:
             resp = await asyncio.to_thread(self._client.post_order, order, kind, False, True)  # defer_exec
         except PolyApiException as exc:
             return await self._refused(exc, token_id, side, client_id)
+        if str(resp.get("status", "")).lower() == "delayed":  # pending at the venue: never "killed"
+            self.counts["delayed"] += 1
+            return await self._await_order(str(resp.get("orderID", "")), client_id)
         fill = self._fill(resp, token_id, side, client_id)
         if fill.filled:
             fill = await self._settled(fill, [str(t) for t in resp.get("tradeIDs") or []])
         return fill
+
+    async def _await_order(self, order_id: str, client_id: str) -> Fill:
+        """A DELAYED (or still LIVE) order, followed until the venue decides: MATCHED
+        (then settled like any fill), UNMATCHED or CANCELED (nothing traded). Still
+        undecided after `settle_timeout_s`: an unknown outcome (TradeUnsettled)."""
+        deadline = self._clock.monotonic_ns() + int(self.settle_timeout_s * 1e9)
+        delay = POLL_FIRST_S
+        while True:
+            try:
+                record = await self._l2_get(f"/data/order/{order_id}", {})
+            except PolyApiException as exc:
+                if exc.status_code is not None and exc.status_code < 500 and exc.status_code != 429:
+                    raise
+                record = None  # not known this time: ask again
+            if isinstance(record, dict) and str(record.get("status", "")).upper() not in PENDING_ORDER:
+                return await self._from_record(record, client_id)
+            if self._clock.monotonic_ns() > deadline:
+                self.counts["orders_undecided"] += 1
+                raise TradeUnsettled(f"order {order_id} still pending after {self.settle_timeout_s}s")
+            await self._clock.sleep(delay)
+            delay = min(POLL_MAX_S, delay * 2)
 
     async def _settled(self, fill: Fill, trade_ids: list[str]) -> Fill:
         """The fill once its trades are MINED, or nothing traded if one FAILED."""
@@ -200,6 +227,12 @@ class ClobVenue:
         if not rows:
             return None
         o = rows[0]
+        if str(o.get("status", "")).upper() in PENDING_ORDER:  # DELAYED: it may still match
+            return await self._await_order(str(o.get("id", "")), client_id)
+        return await self._from_record(o, client_id)
+
+    async def _from_record(self, o: dict[str, Any], client_id: str) -> Fill:
+        """An order record (GET /data/order(s)) as a Fill, settled if it matched."""
         matched = str(o.get("status", "")).upper() == "MATCHED"
         side = str(o.get("side", "")).upper()
         size = _amount(o.get("size_matched") or o.get("filled") or o.get("original_size") or 0) if matched else 0

@@ -293,3 +293,42 @@ async def test_settlements_the_chain_lost_are_broadcast_again_and_mine_with_the_
         await settler.settle(b"\x20" * 32, trader.address, int(token), True, M, M // 2, 0)  # the counter is right
     finally:
         await settler.close()
+
+
+async def test_the_executors_venue_follows_a_delayed_order_until_the_venue_decides(world):
+    # Issue 12, sequence 2: a `delayed` answer (or a DELAYED record found by client
+    # id) was taken for a killed leg: the other legs were unwound, then this one
+    # matched and its tokens were never recorded.
+    from actors.domain.enums import Side
+    from actors.domain.wallet import Wallet
+    from actors.executor.clob_venue import ClobVenue
+
+    url, path, _, deployment, w3, proc = world
+    token = deployment.markets[0].token_ids[0]
+    trader = dev_account(1)
+    async with aiohttp.ClientSession() as session:
+        await wait_ready(session, url, proc)
+        approve(w3, deployment, trader.address)
+        _, book, _ = await get_json(session, f"{url}/book?token_id={token}")
+        ask = Market(book).asks[0][0]
+        venue = ClobVenue(url, Wallet(trader), 137, settle_timeout_s=30)
+
+        edit_faults(path, delayed_rate=1.0, delayed_unmatched_share=0.0, delay_ms=400)
+
+        async def one_delayed() -> bool:
+            before = balances(w3, deployment, trader.address)[token]
+            fill = await venue.place(token, Side.BUY, ask, 5 * M, "0x" + f"{venue.counts['placed'] + 1:064x}")
+            if venue.counts["delayed"] == 0:  # the edit had not reached the venue yet: plain fill
+                return False
+            assert fill.filled == 5 * M and balances(w3, deployment, trader.address)[token] == before + 5 * M
+            return True
+
+        await eventually(one_delayed, timeout=30, interval=0.5, what="a delayed order followed to its fill")
+        edit_faults(path, delayed_rate=1.0, delayed_unmatched_share=1.0, delay_ms=200)
+
+        async def unmatched() -> bool:
+            n = venue.counts["delayed"]
+            fill = await venue.place(token, Side.BUY, ask, 5 * M, "0x" + f"{venue.counts['placed'] + 1:064x}")
+            return venue.counts["delayed"] > n and fill.filled == 0 and fill.status == "UNMATCHED"
+
+        await eventually(unmatched, timeout=30, interval=0.5, what="a delayed order that did not match")
