@@ -79,7 +79,7 @@ class OnChainSender:
         self._gas_seen: dict[tuple[Any, str], int] = {}
         self._fees: tuple[int, tuple[int, int]] | None = None
         self.counts = {"sent": 0, "mined": 0, "reverted": 0, "bumps": 0, "nonce_resyncs": 0, "reestimates": 0,
-                       "already_known": 0, "too_expensive": 0, "stuck": 0}
+                       "already_known": 0, "too_expensive": 0, "stuck": 0, "unknown_sends": 0, "rebroadcast_errors": 0}
 
     # A pre-trade check may use fees this fresh instead of asking the node: it
     # sits on the tick-to-trade path. The send itself always asks.
@@ -138,7 +138,17 @@ class OnChainSender:
         st: dict[str, Any] = {"nonce": nonce, "gas": gas, "max_fee": max_fee, "tip": tip,
                               "hashes": list(prior.get("hashes", [])) if prior else [], "bumps": 0, "resyncs": 0}
         try:
-            await self._broadcast(key, purpose, call, st)
+            try:
+                await self._broadcast(key, purpose, call, st)
+            except _Mined:
+                raise
+            except Exception as exc:
+                if st["hashes"] and self.retry.classify(exc).ambiguous:
+                    # Signed, journaled, maybe in the pool: the outcome is not known.
+                    self.counts["unknown_sends"] += 1
+                    raise StuckTransaction(f"{purpose} nonce {st['nonce']}: broadcast outcome unknown ({exc}); "
+                                           f"hashes {st['hashes']}") from exc
+                raise
             while True:
                 receipt = await self._watch(st, cfg.executor.receipt_timeout_seconds, deadline)
                 if receipt is not None:
@@ -148,7 +158,15 @@ class OnChainSender:
                     raise StuckTransaction(f"{purpose} nonce {st['nonce']} not mined; hashes {st['hashes']}")
                 if st["bumps"] < cfg.executor.max_fee_bumps:
                     self._bump(st)
-                    await self._broadcast(key, purpose, call, st)
+                    try:
+                        await self._broadcast(key, purpose, call, st)
+                    except _Mined:
+                        raise
+                    except Exception as exc:
+                        # An earlier attempt may still be mined: never leave it, keep watching.
+                        self.counts["rebroadcast_errors"] += 1
+                        log.warning("%s nonce %d: fee bump not broadcast (%s); still watching %s", purpose,
+                                    st["nonce"], exc, st["hashes"])
         except _Mined as m:
             receipt = m.receipt
         return await self._finish(receipt, st)

@@ -68,7 +68,7 @@ class FakeChain:
         self.nonce_chain = nonce_chain  # the FakeNonceChain the nonce manager reads
         self.automine = True
         self.revert = False
-        self.send_errors: list[str] = []
+        self.send_errors: list[Any] = []
         self.sent: list[dict[str, Any]] = []
         self.txs: dict[str, dict[str, Any]] = {}
         self.receipts: dict[str, Receipt] = {}
@@ -99,8 +99,12 @@ class FakeChain:
         return h, raw
 
     async def send_raw(self, raw: bytes) -> str:
-        if self.send_errors:
-            raise ValueError(self.send_errors.pop(0))
+        if self.send_errors:  # a node text (ValueError), an exception to raise, or None: this send works
+            error = self.send_errors.pop(0)
+            if isinstance(error, BaseException):
+                raise error
+            if error is not None:
+                raise ValueError(error)
         h = "0x" + hashlib.sha256(raw).hexdigest()
         tx = self.txs[h]
         if tx["nonce"] < self.nonce_chain.latest:

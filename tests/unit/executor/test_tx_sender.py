@@ -476,3 +476,32 @@ async def test_a_resume_reads_the_journaled_fills_instead_of_placing_the_legs_ag
 
     assert resumed.status is TxStatus.SUCCESS and len(world.venue.calls) == calls
     assert await world.sender.reconcile() == []  # nothing left
+
+
+async def test_a_fee_bump_that_cannot_be_broadcast_keeps_watching_the_first_attempt(world):
+    # Issue 12, sequence 3: an error on re-broadcast escaped the bump loop while the
+    # first attempt could still be mined: the split was booked FAILED, its key
+    # re-opened, and the attempt mined later.
+    world.chain.automine = False
+    world.chain.send_errors = [None] + [ConnectionResetError("connection reset by peer")] * 10
+    task = asyncio.create_task(world.sender.execute(signal(world.clock, kind="SELL_SET", prices=(550_000, 500_000))))
+    while len(world.chain.sent) < 1:
+        await asyncio.sleep(0)
+    for _ in range(200):  # past the receipt timeout: the bump is tried and fails
+        if world.sender.onchain.get_stats()["rebroadcast_errors"]:
+            break
+        world.clock.advance(0.5)
+        await asyncio.sleep(0)
+    assert world.sender.onchain.get_stats()["rebroadcast_errors"] == 1 and not task.done()
+    world.chain.mine()  # the first attempt is mined after all
+
+    r = await drive(world.clock, task)
+
+    assert r.status is TxStatus.SUCCESS and len(world.chain.sent) == 1
+
+
+async def test_a_split_whose_broadcast_outcome_is_unknown_is_pending_not_failed(world):
+    world.chain.send_errors = [ConnectionResetError("connection reset by peer")] * 5
+    r = await world.sender.execute(signal(world.clock, kind="SELL_SET", prices=(550_000, 500_000)))
+    assert r.status is TxStatus.PENDING and "outcome unknown" in r.error and world.venue.calls == []
+    assert world.idem.get(r.idempotency_key).status.value == "IN_PROGRESS"
