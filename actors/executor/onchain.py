@@ -14,9 +14,12 @@
   it is in the pool, watch it.
 - A transaction not mined within `receipt_timeout` is replaced at the same
   nonce with fee cap AND tip raised by >= 10% + 1 wei (geth's rule, whatever
-  the node tolerates), at most `max_fee_bumps` times; we keep watching every
-  hash sent and never give up while one may still be mined, until
-  `give_up_after` (then `StuckTransaction`: reconcile later).
+  the node tolerates), the cap at least today's base fee + the new tip, at
+  most `max_fee_bumps` times and never past `max_fee_per_gas_gwei` or
+  `max_gas_cost`; we keep watching every hash sent and never give up while
+  one may still be mined (a bump that cannot be broadcast changes nothing),
+  until `give_up_after` (then `StuckTransaction`: reconcile later). A first
+  broadcast whose outcome is unknown is a `StuckTransaction` too.
 """
 
 from __future__ import annotations
@@ -79,7 +82,8 @@ class OnChainSender:
         self._gas_seen: dict[tuple[Any, str], int] = {}
         self._fees: tuple[int, tuple[int, int]] | None = None
         self.counts = {"sent": 0, "mined": 0, "reverted": 0, "bumps": 0, "nonce_resyncs": 0, "reestimates": 0,
-                       "already_known": 0, "too_expensive": 0, "stuck": 0, "unknown_sends": 0, "rebroadcast_errors": 0}
+                       "already_known": 0, "too_expensive": 0, "stuck": 0, "unknown_sends": 0,
+                       "rebroadcast_errors": 0, "bumps_capped": 0}
 
     # A pre-trade check may use fees this fresh instead of asking the node: it
     # sits on the tick-to-trade path. The send itself always asks.
@@ -143,7 +147,9 @@ class OnChainSender:
             except _Mined:
                 raise
             except Exception as exc:
-                if st["hashes"] and self.retry.classify(exc).ambiguous:
+                found = self.retry.classify(exc)
+                refused = found.remedy is Remedy.GIVE_UP and not found.ambiguous and len(st["hashes"]) <= 1
+                if st["hashes"] and not refused:
                     # Signed, journaled, maybe in the pool: the outcome is not known.
                     self.counts["unknown_sends"] += 1
                     raise StuckTransaction(f"{purpose} nonce {st['nonce']}: broadcast outcome unknown ({exc}); "
@@ -156,8 +162,7 @@ class OnChainSender:
                 if self.clock.monotonic_ns() >= deadline:
                     self.counts["stuck"] += 1
                     raise StuckTransaction(f"{purpose} nonce {st['nonce']} not mined; hashes {st['hashes']}")
-                if st["bumps"] < cfg.executor.max_fee_bumps:
-                    self._bump(st)
+                if self._bump(st):
                     try:
                         await self._broadcast(key, purpose, call, st)
                     except _Mined:
@@ -185,11 +190,28 @@ class OnChainSender:
         """Keep the cached fee quote warm (run every second by the actor)."""
         self._fees = (self.clock.monotonic_ns(), await self.chain.fees())
 
-    def _bump(self, st: dict[str, Any]) -> None:
-        pct = self._config().executor.fee_bump_percent
-        st["tip"], st["max_fee"] = bumped(st["tip"], pct), bumped(st["max_fee"], pct)
+    def _bump(self, st: dict[str, Any]) -> bool:
+        """Raise fee cap and tip for a replacement at the same nonce: by at least
+        `fee_bump_percent` (a node refuses less), and the cap to at least today's
+        base fee + the new tip (a base fee that rose since the quote). False, and
+        nothing changed, once `max_fee_bumps` are used or the new cap would pass
+        `max_fee_per_gas_gwei` or the gas would cost more than `max_gas_cost`:
+        the attempts already sent are watched until they are mined or given up."""
+        cfg = self._config()
+        if st["bumps"] >= cfg.executor.max_fee_bumps:
+            return False
+        pct = cfg.executor.fee_bump_percent
+        tip = bumped(st["tip"], pct)
+        base = self._fees[1][0] if self._fees is not None else 0
+        max_fee = max(bumped(st["max_fee"], pct), base + tip)
+        cost = gas_fee(st["gas"], max_fee, to_micro(cfg.executor.pol_usdc_price))
+        if max_fee > cfg.executor.max_fee_per_gas_gwei * GWEI or cost > to_micro(cfg.trading.max_gas_cost):
+            self.counts["bumps_capped"] += 1
+            return False
+        st["tip"], st["max_fee"] = tip, max_fee
         st["bumps"] += 1
         self.counts["bumps"] += 1
+        return True
 
     async def _broadcast(self, key: str, purpose: str, call: dict[str, Any], st: dict[str, Any]) -> None:
         cid = self._config().chain.chain_id
@@ -210,7 +232,8 @@ class OnChainSender:
             return tx_hash
 
         async def bump(found: Any, error: BaseException) -> None:
-            self._bump(st)
+            if not self._bump(st):  # no higher fee allowed: stop retrying this broadcast
+                raise error
 
         async def resync(found: Any, error: BaseException) -> None:
             # Our own earlier attempt may be the one that used the nonce.

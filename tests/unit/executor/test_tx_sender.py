@@ -505,3 +505,53 @@ async def test_a_split_whose_broadcast_outcome_is_unknown_is_pending_not_failed(
     r = await world.sender.execute(signal(world.clock, kind="SELL_SET", prices=(550_000, 500_000)))
     assert r.status is TxStatus.PENDING and "outcome unknown" in r.error and world.venue.calls == []
     assert world.idem.get(r.idempotency_key).status.value == "IN_PROGRESS"
+
+
+def with_executor(cfg, **values):
+    import msgspec
+
+    return msgspec.structs.replace(cfg, executor=msgspec.structs.replace(cfg.executor, **values))
+
+
+async def test_a_fee_bump_never_passes_the_fee_cap_and_the_first_attempt_is_still_watched(world):
+    # Issue 12, sequence 9: bumps were not capped by max_fee_per_gas_gwei.
+    world.cfg = with_executor(world.cfg, max_fee_per_gas_gwei=95)  # first attempt 90 gwei; a bump is 100.8
+    world.chain.automine = False
+    task = asyncio.create_task(world.sender.execute(signal(world.clock)))
+    while len(world.chain.sent) < 1:
+        await asyncio.sleep(0)
+    for _ in range(200):
+        if world.sender.onchain.get_stats()["bumps_capped"]:
+            break
+        world.clock.advance(0.5)
+        await asyncio.sleep(0)
+    assert world.sender.onchain.get_stats()["bumps_capped"] >= 1 and len(world.chain.sent) == 1
+    assert all(tx["maxFeePerGas"] <= 95 * 10**9 for tx in world.chain.sent)
+    world.chain.mine()
+    assert (await drive(world.clock, task)).status is TxStatus.SUCCESS
+
+
+async def test_a_fee_bump_follows_a_base_fee_that_rose(world):
+    world.chain.automine = False
+    task = asyncio.create_task(world.sender.execute(signal(world.clock)))
+    while len(world.chain.sent) < 1:
+        await asyncio.sleep(0)
+    world.chain.base_fee = 200 * 10**9  # the network got busy after the quote
+    await world.sender.onchain.refresh_fees()
+    while len(world.chain.sent) < 2:
+        world.clock.advance(0.5)
+        await asyncio.sleep(0)
+    first, second = world.chain.sent[:2]
+    assert second["maxFeePerGas"] >= 200 * 10**9 + second["maxPriorityFeePerGas"]
+    assert second["maxPriorityFeePerGas"] > first["maxPriorityFeePerGas"] * 110 // 100
+    world.chain.mine()
+    assert (await drive(world.clock, task)).status is TxStatus.SUCCESS
+
+
+async def test_underpriced_answers_never_bump_beyond_max_fee_bumps(world):
+    # Issue 12, sequence 9: the BUMP_FEE remedy added bumps beyond max_fee_bumps.
+    world.cfg = with_executor(world.cfg, max_fee_bumps=1)
+    world.chain.send_errors = ["{'code': -32000, 'message': 'transaction underpriced'}"] * 20
+    r = await world.sender.execute(signal(world.clock))
+    assert world.sender.onchain.get_stats()["bumps"] == 1
+    assert r.status in (TxStatus.PENDING, TxStatus.FAILED)
