@@ -19,7 +19,8 @@ import asyncio
 import hashlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,15 @@ class StaleSignal(Exception):
 
 class VenueFailure(Exception):
     """The venue could not take the legs (errors, not kills): nothing traded."""
+
+
+class _Skipped(Exception):
+    """Dropped before any order: expired, or computed from books older than our last
+    trade on the market. Nothing traded, nothing counted."""
+
+    def __init__(self, status: TxStatus, why: str) -> None:
+        super().__init__(why)
+        self.status, self.why = status, why
 
 
 class Unfinished(Exception):
@@ -111,7 +121,7 @@ class TxSender:
         self.queue_size = 0
         self.in_flight = 0
         self._locks: dict[str, asyncio.Lock] = {}
-        self._traded_ns: dict[str, int] = {}  # market -> when our last execution on it ended
+        self._placed_ms: dict[str, int] = {}  # token -> when we last placed an order that traded on it (epoch ms)
         self._active: set[str] = set()  # keys being executed or resumed now
         self.counts: dict[str, int] = {s.value: 0 for s in TxStatus}
         self.total = 0
@@ -155,27 +165,31 @@ class TxSender:
             self.breaker.release(permit)
             why = f"already {claim.record.status.value.lower()}"
             return self._done(TxResult(signal, None, False, why, TxStatus.DUPLICATE, attempt, key, None))
-        # One execution per market at a time: two would compete for the same
-        # liquidity and turn each other into partial fills.
+        self._active.add(key)
+        try:
+            return await self._run(signal, key, attempt, permit)
+        finally:
+            self._active.discard(key)
+
+    @asynccontextmanager
+    async def _market(self, signal: Signal, fresh: bool) -> AsyncIterator[None]:
+        """One placement per market at a time: two would compete for the same
+        liquidity and turn each other into partial fills. The lock covers the legs
+        and their unwind, not the on-chain steps (a merge touches no liquidity).
+        A fresh execution that waited for it is dropped when its signal expired or
+        was computed from books older than our last placement on the market (that
+        liquidity may be ours already): nothing traded, nothing counted."""
         async with self._locks.setdefault(signal.market, asyncio.Lock()):
-            if self.clock.time_ns() > signal.expires_ns:  # it waited for the market too long
-                self.breaker.release(permit)
-                self.idem.fail(key, "expired while waiting for the market")
-                return self._done(TxResult(signal, None, False, "signal expired while queued behind its market",
-                                           TxStatus.EXPIRED, attempt, key, None))
-            if signal.created_ns < self._traded_ns.get(signal.market, 0):
-                # Computed from books that predate our own last trade on this market:
-                # its liquidity may be ours already. Nothing traded, nothing counted.
-                self.breaker.release(permit)
-                self.idem.fail(key, "books predate our last trade on this market")
-                return self._done(TxResult(signal, None, False, "signal older than our last trade on its market",
-                                           TxStatus.STALE, attempt, key, None))
-            self._active.add(key)
-            try:
-                return await self._run(signal, key, attempt, permit)
-            finally:
-                self._active.discard(key)
-                self._traded_ns[signal.market] = self.clock.time_ns()
+            if fresh:
+                self._judge(signal)
+            yield
+
+    def _judge(self, signal: Signal) -> None:
+        if self.clock.time_ns() > signal.expires_ns:
+            raise _Skipped(TxStatus.EXPIRED, "signal expired while queued behind its market")
+        # Per token: a book our fills did not touch (a leg the book killed) is as good as it was.
+        if any(signal.book_ts_ms.get(leg.token_id, 0) < self._placed_ms.get(leg.token_id, 0) for leg in signal.legs):
+            raise _Skipped(TxStatus.STALE, "signal computed from books older than our last trade on its market")
 
     async def resume(self, key: str) -> TxResult | None:
         """Finish an unfinished execution: one a previous process started (start-up),
@@ -211,11 +225,16 @@ class TxSender:
 
     async def _run(self, signal: Signal, key: str, attempt: int, permit: Any) -> TxResult:
         try:
-            result = await self._pipeline(signal, key, attempt)
+            result = await self._pipeline(signal, key, attempt, fresh=permit is not None)
         except (StuckTransaction, AmbiguousOutcome, Unfinished) as exc:
             # Unknown outcome: keep the claim IN_PROGRESS; reconciliation finishes it.
             self._feed(permit, exc)
             return self._done(TxResult(signal, None, False, str(exc), TxStatus.PENDING, attempt, key, None))
+        except _Skipped as exc:
+            if permit is not None:
+                self.breaker.release(permit)
+            self.idem.fail(key, exc.why)
+            return self._done(TxResult(signal, None, False, exc.why, exc.status, attempt, key, None))
         except StaleSignal as exc:
             self._feed(permit, exc)
             self.idem.fail(key, str(exc))
@@ -248,33 +267,42 @@ class TxSender:
         if permit is not None:
             self.breaker.on_error(permit, exc)  # the breaker decides: failure, or ignored (stale)
 
-    async def _pipeline(self, signal: Signal, key: str, attempt: int) -> TxResult:
+    async def _pipeline(self, signal: Signal, key: str, attempt: int, fresh: bool) -> TxResult:
         n = len(signal.legs)
         cfg = self._config()
         gas_hint = cfg.executor.gas_limit_per_outcome * n
         prior = self.journal.get(key)
         done = prior[2] if prior else {}
         if signal.kind == SetKind.SELL_SET:
+            if fresh:  # judged before the split costs gas; once split, the legs' FOK limits are the guard
+                self._judge(signal)
             split = await self.onchain.send(key, "split", self.chain.split_call(signal.market, n, signal.size),
                                             gas_hint, prior=done.get("split"))
-            fills, errors = await self._legs(signal, key, done.get("fills"))
-            sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
+            skipped: _Skipped | None = None
+            proceeds = 0
+            try:
+                async with self._market(signal, fresh=False):
+                    fills, errors = await self._legs(signal, key, done.get("fills"))
+                    sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
+                    if any(sold) and not all(sold):
+                        proceeds = await self._unwind(key, [leg for leg, ok in zip(signal.legs, sold, strict=True)
+                                                            if not ok])
+            except _Skipped as exc:  # split already: the set goes back
+                skipped, fills, errors = exc, [], []
+                sold = [False] * n
             if all(sold):
                 pnl = sum(f.cost - f.fee for f in fills) - signal.size - split.gas_cost
                 return TxResult(signal, split.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, split.nonce,
                                 pnl, split.gas_cost, fills)
             if not any(sold):
                 # Nothing sold: the set goes back into collateral, whatever killed the legs.
-                whole = [Fill(f.client_id, f.order_id, leg.token_id, Side.BUY, signal.size, 0, 0, "SPLIT")
-                         for f, leg in zip(fills, signal.legs, strict=True)]
+                whole = [Fill("", "", leg.token_id, Side.BUY, signal.size, 0, 0, "SPLIT") for leg in signal.legs]
                 merge = await self._after_legs(key, signal, whole, lambda: self.onchain.send(
                     key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint,
                     prior=done.get("merge")))
-                exc = self._nothing_traded("sell", errors)
+                exc = StaleSignal(skipped.why) if skipped else self._nothing_traded("sell", errors)
                 exc.gas_cost = split.gas_cost + merge.gas_cost  # type: ignore[attr-defined]
                 raise exc
-            held = [leg for leg, ok in zip(signal.legs, sold, strict=True) if not ok]
-            proceeds = await self._unwind(key, held)
             pnl = sum(f.cost - f.fee for f in fills) + proceeds - signal.size - split.gas_cost
             raise self._partial(fills, pnl, split.gas_cost, errors)
         # BUY_SET: the legs, then merge the complete set into collateral.
@@ -282,16 +310,18 @@ class TxSender:
                                               cached=True)
         if gas_budget[3] > to_micro(cfg.trading.max_gas_cost):
             raise GasTooExpensive(f"merge would cost up to {from_micro(gas_budget[3])} USDC")
-        fills, errors = await self._legs(signal, key, done.get("fills"))
-        bought = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
-        if not any(bought):
-            raise self._nothing_traded("buy", errors)
-        if not all(bought):
-            held = [leg for leg, ok in zip(signal.legs, bought, strict=True) if ok]
-            held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
-            proceeds = await self._unwind(key, held)
-            pnl = proceeds - sum(f.cost + f.fee for f in held_fills)
-            raise self._partial(fills, pnl, 0, errors)
+        async with self._market(signal, fresh):
+            fills, errors = await self._legs(signal, key, done.get("fills"))
+            bought = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
+            if not any(bought):
+                raise self._nothing_traded("buy", errors)
+            if not all(bought):
+                held = [leg for leg, ok in zip(signal.legs, bought, strict=True) if ok]
+                held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
+                proceeds = await self._unwind(key, held)
+                pnl = proceeds - sum(f.cost + f.fee for f in held_fills)
+                raise self._partial(fills, pnl, 0, errors)
+        # The market is free again: the merge touches no liquidity.
         merge = await self._after_legs(key, signal, fills, lambda: self.onchain.send(
             key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint, prior=done.get("merge")))
         pnl = signal.size - sum(f.cost + f.fee for f in fills) - merge.gas_cost
@@ -329,8 +359,10 @@ class TxSender:
             limit = max(TICK_GRID, (ref - move * (attempts + 2)) // TICK_GRID * TICK_GRID)
             key = f"position:{token_id}:{self.journal.sale_attempt(token_id)}"
             cid = client_id(key, 0, "clear")
+            placed_ms = self.clock.time_ns() // 1_000_000
             try:
                 f = await self._sell(token_id, limit, size, cid)
+                self._touched([token_id] if f.filled else [], placed_ms)
             except Exception as exc:  # still unsellable, or the outcome is unknown: asked again next round
                 log.warning("open position %s not sold yet: %s", token_id[:12], exc)
                 continue
@@ -397,6 +429,7 @@ class TxSender:
                 return Fill(cid, "", leg.token_id, leg.side, 0, 0, 0, f"REJECTED: {exc}")
 
         self.journal.update(key, "legs", legs=[client_id(key, i) for i in range(len(signal.legs))])
+        placed_ms = self.clock.time_ns() // 1_000_000  # books older than this cannot show our fills
         started = self._event_ns.pop(key, None)
         if started:
             self.tick_to_trade_ns.append(self.clock.time_ns() - started)
@@ -418,7 +451,14 @@ class TxSender:
             if found is None:
                 errors.append(out)
         self.journal.update(key, "filled", fills=[[f.order_id, f.filled, f.cost, f.fee] for f in fills])
+        self._touched([f.token_id for f in fills if f.filled], placed_ms)
         return fills, rejected + errors
+
+    def _touched(self, tokens: list[str], placed_ms: int) -> None:
+        """Our orders on these books were placed at `placed_ms` and traded: a book
+        older than that cannot show what they took."""
+        for token in tokens:
+            self._placed_ms[token] = max(self._placed_ms.get(token, 0), placed_ms)
 
     async def _unwind(self, key: str, legs: list[Leg]) -> int:
         """Sell back what filled alone (FAK, bounded slippage); returns the proceeds.
@@ -431,8 +471,10 @@ class TxSender:
             # every Polymarket tick (0.01 and 0.001): an off-tick price is refused.
             limit = max(TICK_GRID, (leg.limit_price - move) // TICK_GRID * TICK_GRID)
             cid = client_id(key, i, "unwind")
+            placed_ms = self.clock.time_ns() // 1_000_000
             try:
                 f = await self._sell(leg.token_id, limit, leg.size, cid)
+                self._touched([leg.token_id] if f.filled else [], placed_ms)
             except Exception as exc:  # an unhedged leg stays recorded, and is retried
                 self.unhedged_legs += 1
                 log.error("unwind of %s failed, position left open: %s", leg.token_id[:12], exc)

@@ -5,6 +5,7 @@ import asyncio
 import random
 import sqlite3
 
+import msgspec
 import pytest
 
 from actors.domain.enums import CircuitState, TxStatus
@@ -78,7 +79,8 @@ def signal(clock, kind="BUY_SET", prices=(450_000, 500_000), created_offset=0, s
             for i, p in enumerate(prices)]
     now = clock.time_ns() + created_offset
     return Signal(signal_id=f"s{created_offset}", market=M, kind=kind, legs=legs, size=size, expected_profit=1,
-                  book_ts_ms={leg.token_id: 1 for leg in legs}, created_ns=now, expires_ns=now + 2_000_000_000)
+                  book_ts_ms={leg.token_id: now // 1_000_000 for leg in legs}, created_ns=now,
+                  expires_ns=now + 2_000_000_000)
 
 
 async def test_buy_set_success_merges_and_books_the_profit(world):
@@ -555,3 +557,40 @@ async def test_underpriced_answers_never_bump_beyond_max_fee_bumps(world):
     r = await world.sender.execute(signal(world.clock))
     assert world.sender.onchain.get_stats()["bumps"] == 1
     assert r.status in (TxStatus.PENDING, TxStatus.FAILED)
+
+
+async def test_a_signal_created_after_our_trade_from_books_before_it_is_stale(world):
+    # Issue 12, sequence 11: the rule compared the signal's creation time with our
+    # last trade, not the books it was computed from: books our own trade had just
+    # emptied passed, and their legs were killed or filled alone.
+    before = signal(world.clock, prices=(400_000, 500_000))  # books seen before the trade below
+    world.clock.advance(0.01)
+    first = await world.sender.execute(signal(world.clock, prices=(450_000, 500_000), created_offset=1))
+    world.clock.advance(0.01)
+    late = msgspec.structs.replace(before, created_ns=world.clock.time_ns(),
+                                   expires_ns=world.clock.time_ns() + 2_000_000_000)
+    r = await world.sender.execute(late)
+    assert first.status is TxStatus.SUCCESS and r.status is TxStatus.STALE and "books older" in r.error
+    assert len(world.venue.calls) == 2
+
+
+async def test_the_market_is_free_for_the_next_signal_while_a_merge_is_mined(world):
+    # Issue 12, sequence 13: the per-market lock was held while the merge settled on
+    # chain, so signals behind it expired (41 of 80 outcomes in one run).
+    world.chain.automine = False
+    first = asyncio.create_task(world.sender.execute(signal(world.clock, prices=(450_000, 500_000))))
+    while len(world.chain.sent) < 1:  # its legs traded, its merge is in the pool
+        await asyncio.sleep(0)
+    world.clock.advance(0.01)
+    second = asyncio.create_task(world.sender.execute(signal(world.clock, prices=(440_000, 500_000),
+                                                             created_offset=1)))
+    for _ in range(50):
+        if len(world.venue.calls) == 4:
+            break
+        await asyncio.sleep(0)
+    assert len(world.venue.calls) == 4 and not first.done()  # the second placed its legs meanwhile
+    while len(world.chain.sent) < 2:
+        await asyncio.sleep(0)
+    world.chain.mine()
+    assert (await drive(world.clock, first)).status is TxStatus.SUCCESS
+    assert (await drive(world.clock, second)).status is TxStatus.SUCCESS
