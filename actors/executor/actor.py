@@ -76,6 +76,8 @@ class ExecutorActor(Actor):
             self._nonces = NonceClient(rt.ctx, ep, rt.stamper, timeout_ms=cfg.bus.rpc_timeout_ms,
                                        retries=cfg.bus.rpc_retries)
         tag = f"{cfg.chain.chain_id}-{self._chain.address.lower()}"
+        # One file: journal, claims, positions and the breaker snapshot, so each step commits once.
+        # `idempotency-<tag>.sqlite` is where the claims lived before; read once, then archived.
         files = (state / f"executor-{tag}.sqlite", state / f"idempotency-{tag}.sqlite")
         world = await self._chain_identity()
         self.journal = Journal(files[0], rt.clock)
@@ -84,15 +86,17 @@ class ExecutorActor(Actor):
             # Books of another chain (a reset sandbox, a different node): never applied.
             self.journal.close()
             stamp = datetime.fromtimestamp(rt.clock.time_ns() // 10**9, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
-            self.archived_state = [str(archive_state(f, state / "archive", stamp)) for f in files]
+            self.archived_state = [str(archive_state(f, state / "archive", stamp)) for f in files if f.exists()]
             log.warning("the executor's journal and idempotency store belong to another chain (genesis %s, this "
                         "chain %s): moved to %s; starting with empty books", recorded, world,
                         ", ".join(self.archived_state))
             self.journal = Journal(files[0], rt.clock)
         self.journal.put_value("world", world)
-        self.idem = IdempotencyStore(files[1], clock=rt.clock,
+        self.idem = IdempotencyStore(files[0], clock=rt.clock, db=self.journal.db,
                                      ttl_seconds=cfg.executor.idempotency_ttl_seconds,
                                      in_progress_ttl_seconds=cfg.executor.in_progress_lease_seconds)
+        if files[1].exists():
+            self._adopt_claims(files[1], state / "archive")
         self.breaker = CircuitBreaker.from_config(cfg.circuit_breaker, clock=rt.clock,
                                                   ignore_exceptions=MARKET_OUTCOMES)
         snap = self.journal.get_value("breaker")
@@ -106,6 +110,20 @@ class ExecutorActor(Actor):
                                retry=self.retry, idempotency=self.idem, journal=self.journal, clock=rt.clock,
                                config=lambda: self.rt.config, nonce_stats=lambda: self._last_nonce_stats)
         self._broadcast()
+
+    def _adopt_claims(self, old: Path, archive: Path) -> None:
+        """Claims kept in their own file by an older version: copied into the journal's
+        file in one transaction (existing keys win), then the old file is archived."""
+        db = self.journal.db
+        db.execute("ATTACH DATABASE ? AS old", (str(old),))  # not allowed inside a transaction
+        try:
+            with self.journal.step():
+                n = db.execute("INSERT OR IGNORE INTO main.idempotency SELECT * FROM old.idempotency").rowcount
+        finally:
+            db.execute("DETACH DATABASE old")
+        stamp = datetime.fromtimestamp(self.rt.clock.time_ns() // 10**9, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+        moved = archive_state(old, archive, stamp)
+        log.info("adopted %d idempotency claims from %s (moved to %s)", n, old, moved)
 
     # -- the breaker broadcast
     def _on_transition(self, old: CircuitState, new: CircuitState, reason: str) -> None:

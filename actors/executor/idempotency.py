@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -143,20 +144,25 @@ class IdempotencyStore:
         in_progress_ttl_seconds: float = 300.0,
         exclude_fields: Iterable[str] = (),
         busy_timeout_ms: int = 5000,
+        db: sqlite3.Connection | None = None,
     ) -> None:
+        """`db`: a connection to share (the executor keeps its claims in the journal's
+        file, so a step that touches both commits once); else `path` is opened."""
         self.path = os.fspath(path)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._ttl_ns = int(ttl_seconds * _NS)
         self._lease_ns = int(in_progress_ttl_seconds * _NS)
         self._exclude = tuple(exclude_fields)
         # Autocommit; transactions are explicit (BEGIN IMMEDIATE) where a read decides a write.
-        self._db = open_wal(self.path, busy_timeout_ms=busy_timeout_ms)
+        self._owned = db is None
+        self._db = open_wal(self.path, busy_timeout_ms=busy_timeout_ms) if db is None else db
         self._db.executescript(_SCHEMA)
         names = ("claims", "owned", "duplicates", "in_flight", "stale", "conflicts", "purged")
         self._counts = dict.fromkeys(names, 0)
 
     def close(self) -> None:
-        self._db.close()
+        if self._owned:
+            self._db.close()
 
     def __enter__(self) -> Self:
         return self

@@ -12,6 +12,8 @@ effects the reconciliation finds on the venue (by client id) or the chain
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,15 @@ class Journal:
         self._db.executescript(_SCHEMA)
         self._clock = clock
         self._migrate_positions()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, shared with the idempotency claims (one file, one commit per step)."""
+        return self._db
+
+    def step(self) -> AbstractContextManager[None]:
+        """One transaction around several writes (claims and journal alike)."""
+        return immediate(self._db)
 
     def begin(self, key: str, signal: Signal) -> None:
         self._db.execute(

@@ -155,9 +155,10 @@ class TxSender:
         except CircuitOpenError as exc:
             return self._done(TxResult(signal, None, False, str(exc), TxStatus.REJECTED, attempt, key, None))
         try:
-            claim = self.idem.claim(key, content_hash(signal, exclude=VOLATILE))
-            if claim.owned:
-                self.journal.begin(key, signal)
+            with self.journal.step():  # the claim and its journal entry: both or neither
+                claim = self.idem.claim(key, content_hash(signal, exclude=VOLATILE))
+                if claim.owned:
+                    self.journal.begin(key, signal)
         except BaseException:  # a locked or full database: the permit must not leak (HALF_OPEN would starve)
             self.breaker.release(permit)
             raise
@@ -204,9 +205,9 @@ class TxSender:
         if state == "started":
             # It was still queued behind its market: no order, no transaction. Running
             # it now would trade an old signal, whatever the breaker says: dropped.
-            self.idem.fail(key, "not started before the restart")
             return self._done(TxResult(signal, None, False, "not started before the restart: dropped",
-                                       TxStatus.EXPIRED, 1, key, None))
+                                       TxStatus.EXPIRED, 1, key, None),
+                              lambda: self.idem.fail(key, "not started before the restart"))
         # No breaker permit: what was started must be finished whatever the breaker says.
         self._active.add(key)
         try:
@@ -233,16 +234,17 @@ class TxSender:
         except _Skipped as exc:
             if permit is not None:
                 self.breaker.release(permit)
-            self.idem.fail(key, exc.why)
-            return self._done(TxResult(signal, None, False, exc.why, exc.status, attempt, key, None))
+            why = exc.why
+            return self._done(TxResult(signal, None, False, why, exc.status, attempt, key, None),
+                              lambda: self.idem.fail(key, why))
         except StaleSignal as exc:
             self._feed(permit, exc)
-            self.idem.fail(key, str(exc))
             gas = getattr(exc, "gas_cost", 0)  # a SELL_SET split and merged back
             if gas:
                 self.breaker.record_gas_cost(gas, failed=False)
-            return self._done(TxResult(signal, None, False, str(exc), TxStatus.STALE, attempt, key, None,
-                                       realized_pnl=-gas, gas_cost=gas))
+            why = str(exc)
+            return self._done(TxResult(signal, None, False, why, TxStatus.STALE, attempt, key, None,
+                                       realized_pnl=-gas, gas_cost=gas), lambda: self.idem.fail(key, why))
         except Exception as exc:
             log.warning("execution %s failed: %s", key[:12], exc, exc_info=not isinstance(
                 exc, (OrderRejected, GasTooExpensive, TxReverted, PartialFill)))
@@ -250,18 +252,18 @@ class TxSender:
             gas = getattr(exc, "gas_cost", 0)
             if gas:
                 self.breaker.record_gas_cost(gas, failed=True)
-            self.idem.fail(key, f"{type(exc).__name__}: {exc}")
             status = TxStatus.PARTIAL_UNWOUND if isinstance(exc, PartialFill) else TxStatus.FAILED
             pnl = getattr(exc, "pnl", -gas)
-            return self._done(TxResult(signal, None, False, f"{type(exc).__name__}: {exc}", status, attempt, key,
-                                       None, realized_pnl=pnl, gas_cost=gas))
+            why = f"{type(exc).__name__}: {exc}"
+            return self._done(TxResult(signal, None, False, why, status, attempt, key, None, realized_pnl=pnl,
+                                       gas_cost=gas), lambda: self.idem.fail(key, why))
         if permit is not None:
             self.breaker.on_success(permit)
         if result.gas_cost:
             self.breaker.record_gas_cost(result.gas_cost, failed=False)
-        self.idem.complete(key, {"status": result.status.value, "tx_hash": result.tx_hash,
-                                 "pnl": result.realized_pnl, "gas": result.gas_cost})
-        return self._done(result)
+        return self._done(result, lambda: self.idem.complete(key, {
+            "status": result.status.value, "tx_hash": result.tx_hash, "pnl": result.realized_pnl,
+            "gas": result.gas_cost}))
 
     def _feed(self, permit: Any, exc: BaseException) -> None:
         if permit is not None:
@@ -490,10 +492,16 @@ class TxSender:
         return proceeds
 
     # -- bookkeeping
-    def _done(self, r: TxResult) -> TxResult:
+    def _done(self, r: TxResult, settle: Callable[[], Any] | None = None) -> TxResult:
+        """Book an outcome: the claim's end (`settle`) and the journal's final record
+        in ONE transaction (a crash between them left an outcome unbooked for ever),
+        then this process's counters."""
         self._event_ns.pop(r.idempotency_key, None)  # never reached the legs
-        if r.status not in (TxStatus.PENDING, TxStatus.DUPLICATE):
-            self.journal.finish(r.idempotency_key, r.status.value, r.realized_pnl, r.gas_cost)
+        with self.journal.step():
+            if settle is not None:
+                settle()
+            if r.status not in (TxStatus.PENDING, TxStatus.DUPLICATE):
+                self.journal.finish(r.idempotency_key, r.status.value, r.realized_pnl, r.gas_cost)
         self.total += 1
         self.counts[r.status.value] += 1
         self.realized_pnl += r.realized_pnl

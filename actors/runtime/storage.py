@@ -29,7 +29,12 @@ def open_wal(path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000) -> sq
 @contextmanager
 def immediate(db: sqlite3.Connection) -> Iterator[None]:
     """A write transaction that takes the lock up front, so a read inside it
-    decides for every process; rolled back on any error."""
+    decides for every process; rolled back on any error. Inside another one on
+    the same connection it joins it: a step that writes to several stores of
+    one file commits once, or not at all."""
+    if db.in_transaction:
+        yield
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield

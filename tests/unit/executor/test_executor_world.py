@@ -38,7 +38,26 @@ async def test_books_of_another_chain_are_archived_not_applied(sandbox_config, t
 
     other = await started(cfg, "0x" + "bb" * 32)  # the sandbox was reset underneath
 
-    assert other.journal.positions() == [] and len(other.archived_state) == 2
+    assert other.journal.positions() == [] and len(other.archived_state) == 1  # journal and claims: one file
     assert all("/archive/" in p for p in other.archived_state)
     assert other.get_stats()["archived_state"] == other.archived_state
     assert (tmp_path / "ex" / "archive").is_dir()
+
+
+async def test_claims_of_the_older_separate_file_are_adopted_into_the_one_store(sandbox_config, tmp_path):
+    from actors.executor.idempotency import IdempotencyStore
+
+    cfg = msgspec.structs.replace(sandbox_config, executor=msgspec.structs.replace(
+        sandbox_config.executor, state_dir=str(tmp_path / "ex")))
+    first = await started(cfg, "0x" + "aa" * 32)
+    tag = f"{cfg.chain.chain_id}-{first._chain.address.lower()}"
+    first.journal.close()
+    old = IdempotencyStore(tmp_path / "ex" / f"idempotency-{tag}.sqlite", clock=TestClock())
+    assert old.claim("left-in-progress").owned  # what an older version left behind
+    old.close()
+
+    again = await started(cfg, "0x" + "aa" * 32)
+
+    assert [r.key for r in again.idem.in_progress()] == ["left-in-progress"]
+    assert not (tmp_path / "ex" / f"idempotency-{tag}.sqlite").exists()
+    assert list((tmp_path / "ex" / "archive").glob(f"*/idempotency-{tag}.sqlite"))

@@ -43,8 +43,8 @@ class World:
                                                   ignore_exceptions=MARKET_OUTCOMES)
         self.retry = RetryPolicy.from_config(self.cfg.retry_policy, clock=self.clock, rng=random.Random(1),
                                              sleep=self._nosleep)
-        self.idem = IdempotencyStore(self.tmp / "idem.sqlite", clock=self.clock)
         self.journal = Journal(self.tmp / "journal.sqlite", self.clock)
+        self.idem = IdempotencyStore(self.tmp / "journal.sqlite", clock=self.clock, db=self.journal.db)
         self.onchain = OnChainSender(self.chain, self.nonces, self.retry, self.clock, self.journal,
                                      lambda: self.cfg)
         self.sender = TxSender(venue=self.venue, chain=self.chain, onchain=self.onchain, breaker=self.breaker,
@@ -594,3 +594,25 @@ async def test_the_market_is_free_for_the_next_signal_while_a_merge_is_mined(wor
     world.chain.mine()
     assert (await drive(world.clock, first)).status is TxStatus.SUCCESS
     assert (await drive(world.clock, second)).status is TxStatus.SUCCESS
+
+
+async def test_a_crash_between_the_claim_and_the_journal_never_leaves_an_outcome_unbooked(world, monkeypatch):
+    # Issue 12, sequence 4: the claim was completed in one SQLite file and the
+    # outcome journaled in another; a crash between them left the execution
+    # COMPLETED with nothing booked, and start-up resumes only IN_PROGRESS keys.
+    real = world.journal.finish
+
+    def crash(*args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")  # the process dies here
+
+    monkeypatch.setattr(world.journal, "finish", crash)
+    with pytest.raises(sqlite3.OperationalError):
+        await world.sender.execute(signal(world.clock))
+    monkeypatch.setattr(world.journal, "finish", real)
+    [rec] = world.idem.in_progress()  # the claim's end was rolled back with it
+    calls, sent = len(world.venue.calls), len(world.chain.sent)
+
+    [r] = await world.sender.reconcile()
+
+    assert r.status is TxStatus.SUCCESS and len(world.venue.calls) == calls and len(world.chain.sent) == sent
+    assert [status for _, status, _, _ in world.journal.outcomes()] == ["SUCCESS"]
