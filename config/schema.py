@@ -250,7 +250,8 @@ class Executor(_Section):
     # An execution IN_PROGRESS for longer is reported stale, for reconciliation (never re-run);
     # read when the executor starts.
     in_progress_lease_seconds: PosFloat = 600.0
-    # Period of reconciliation while running: unfinished (PENDING) executions are finished.
+    # Period of reconciliation while running: unfinished (PENDING) executions are finished, and
+    # the books are compared with the wallet's pUSD and token balances (a difference halts trading).
     reconcile_seconds: PosFloat = 30.0
 
 

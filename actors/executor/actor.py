@@ -26,6 +26,7 @@ from actors.executor.circuit_breaker import CircuitBreaker
 from actors.executor.idempotency import IdempotencyStore
 from actors.executor.journal import Journal
 from actors.executor.onchain import OnChainSender
+from actors.executor.reconciler import Reconciler
 from actors.executor.retry_policy import RetryPolicy
 from actors.executor.tx_sender import MARKET_OUTCOMES, TxResult, TxSender
 from actors.executor.web3_chain import Web3Chain
@@ -109,6 +110,7 @@ class ExecutorActor(Actor):
         self.sender = TxSender(venue=self._venue, chain=self._chain, onchain=self.onchain, breaker=self.breaker,
                                retry=self.retry, idempotency=self.idem, journal=self.journal, clock=rt.clock,
                                config=lambda: self.rt.config, nonce_stats=lambda: self._last_nonce_stats)
+        self.reconciler = Reconciler(self._chain, self.journal, self.breaker, self.sender)
         self._broadcast()
 
     def _adopt_claims(self, old: Path, archive: Path) -> None:
@@ -180,6 +182,8 @@ class ExecutorActor(Actor):
                     self.reconciled += 1
                     if result is not None:
                         self._publish(result)
+                if hasattr(self._chain, "collateral_balance"):
+                    await self.reconciler.check()  # the books against the chain before the first trade
                 return
             except Exception as exc:  # chain, venue or nonce authority not up yet
                 self.reconcile_errors += 1
@@ -246,6 +250,10 @@ class ExecutorActor(Actor):
                 for result in await self.sender.reconcile():
                     self.reconciled += 1
                     self._publish(result)
+                await self.reconciler.check()
+                if self.reconciler.suspect:  # seen once: confirmed (or not) a few seconds later
+                    await self.rt.clock.sleep(RECONCILE_CONFIRM_S)
+                    await self.reconciler.check()
             except Exception as exc:  # the chain or the venue is down: next round
                 self.reconcile_errors += 1
                 log.warning("reconciliation round failed: %s", exc)
@@ -289,8 +297,10 @@ class ExecutorActor(Actor):
             return {"state": str(self.breaker.state), "reason": self.breaker.reason}
 
         async def resume(p: dict[str, Any]) -> Any:
-            self.breaker.reset(str(p.get("reason") or "operator resume"))
-            return {"state": str(self.breaker.state)}
+            why = str(p.get("reason") or "operator resume")
+            accepted = self.reconciler.accept(why)  # a trip of the reconciler: the chain is the truth now
+            self.breaker.reset(why)
+            return {"state": str(self.breaker.state), **({"books_rebased": accepted} if accepted else {})}
 
         async def breaker(p: dict[str, Any]) -> Any:
             return self.breaker.get_stats()
@@ -305,7 +315,7 @@ class ExecutorActor(Actor):
         if not hasattr(self, "sender"):
             return {"ready": False}
         return {**self.sender.get_stats(), "ready": self.ready, "reconciled": self.reconciled,
-                "archived_state": self.archived_state,
+                "archived_state": self.archived_state, "reconciler": self.reconciler.get_stats(),
                 "reconcile_errors": self.reconcile_errors, "signals_received": self.signals_received,
                 "dropped_bodies": self.dropped_bodies, "idempotency": self.idem.get_stats()}
 
@@ -320,6 +330,8 @@ class ExecutorActor(Actor):
                 "world_ok": sum(1 for _, status, _, _ in outcomes if status == "SUCCESS"),
                 "world_pnl_usdc": format_usdc(sum(pnl for _, _, pnl, _ in outcomes))}
 
+
+RECONCILE_CONFIRM_S = 5.0  # a difference is read again after this before it trips the breaker
 
 # The journal keys approvals like executions; this placeholder is their "signal".
 _APPROVAL_SIGNAL = Signal(signal_id="approvals", market="", kind="APPROVALS", legs=[], size=0, expected_profit=0,

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from actors.runtime.storage import immediate, open_wal
-from bus.messages import Signal
+from bus.messages import Leg, Signal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -46,6 +46,16 @@ CREATE TABLE IF NOT EXISTS holdings (
 CREATE TABLE IF NOT EXISTS position_tries (token_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL);
 """
 _sig_decoder = msgspec.msgpack.Decoder(Signal)
+
+
+class _Legs(msgspec.Struct):
+    """Only the legs of a journaled signal: the placeholders the journal keys
+    approvals and position sales by carry a kind no Signal decodes."""
+
+    legs: list[Leg] = []
+
+
+_legs_decoder = msgspec.msgpack.Decoder(_Legs)
 
 
 class Journal:
@@ -88,6 +98,19 @@ class Journal:
         """(key, status, pnl, gas) of every finished execution."""
         rows = self._db.execute("SELECT key, data FROM executions WHERE state='done'").fetchall()
         return [(k, d["status"], d.get("pnl", 0), d.get("gas", 0)) for k, d in ((k, json.loads(v)) for k, v in rows)]
+
+    def booked(self) -> int:
+        """The collateral every booked outcome moved: realised P&L plus gas (gas is paid
+        in POL, so it was never collateral), micro-USDC."""
+        return sum(pnl + gas for _, _, pnl, gas in self.outcomes())
+
+    def traded_tokens(self, limit: int = 500) -> list[str]:
+        """Tokens of open or past positions and of the latest executions' legs: the
+        balances the reconciler compares (each should be what the books hold)."""
+        tokens = {row[0] for row in self._db.execute("SELECT DISTINCT token_id FROM holdings")}
+        for (blob,) in self._db.execute("SELECT signal FROM executions ORDER BY updated_ns DESC LIMIT ?", (limit,)):
+            tokens.update(leg.token_id for leg in _legs_decoder.decode(blob).legs)
+        return sorted(t for t in tokens if t.isdigit())
 
     def get(self, key: str) -> tuple[Signal, str, dict[str, Any]] | None:
         row = self._db.execute("SELECT signal, state, data FROM executions WHERE key=?", (key,)).fetchone()

@@ -78,3 +78,9 @@ class ChainPort(Protocol):
 
     async def genesis_hash(self) -> str:
         """Block 0's hash: which chain the books belong to."""
+
+    async def collateral_balance(self) -> int:
+        """The wallet's pUSD, micro-USDC."""
+
+    async def token_balances(self, token_ids: list[str]) -> dict[str, int]:
+        """The wallet's ERC-1155 balance of each token, micro-shares."""

@@ -123,6 +123,8 @@ class TxSender:
         self._locks: dict[str, asyncio.Lock] = {}
         self._placed_ms: dict[str, int] = {}  # token -> when we last placed an order that traded on it (epoch ms)
         self._active: set[str] = set()  # keys being executed or resumed now
+        self.activity = 0  # bumped whenever an execution or a sale starts or is booked (the reconciler's check)
+        self._clearing = False
         self.counts: dict[str, int] = {s.value: 0 for s in TxStatus}
         self.total = 0
         self.realized_pnl = 0
@@ -167,6 +169,7 @@ class TxSender:
             why = f"already {claim.record.status.value.lower()}"
             return self._done(TxResult(signal, None, False, why, TxStatus.DUPLICATE, attempt, key, None))
         self._active.add(key)
+        self.activity += 1
         try:
             return await self._run(signal, key, attempt, permit)
         finally:
@@ -355,6 +358,21 @@ class TxSender:
         key (the token's attempt number, never reused) and its outcome is booked in
         one transaction with the tokens it sold, so the books stay equal to the
         chain across crashes and retries. Returns the proceeds."""
+        self._clearing = True
+        self.activity += 1
+        try:
+            return await self._clear_positions()
+        finally:
+            self._clearing = False
+            self.activity += 1
+
+    def quiet(self) -> bool:
+        """Nothing under way that moves money: the books can be compared with the chain."""
+        pending = self._nonce_stats().get("pending_count", 0)
+        return (self.in_flight == 0 and not self._active and not self._clearing and not pending
+                and not self.idem.in_progress())
+
+    async def _clear_positions(self) -> int:
         move = to_micro(self._config().executor.unwind_max_price_move)
         total = 0
         for token_id, size, ref, attempts in self.journal.positions():
@@ -497,6 +515,7 @@ class TxSender:
         in ONE transaction (a crash between them left an outcome unbooked for ever),
         then this process's counters."""
         self._event_ns.pop(r.idempotency_key, None)  # never reached the legs
+        self.activity += 1
         with self.journal.step():
             if settle is not None:
                 settle()

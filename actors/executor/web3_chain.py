@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eth_abi import encode
+from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from py_clob_client_v2.config import get_contract_config
 from web3 import AsyncHTTPProvider, AsyncWeb3
@@ -37,6 +37,7 @@ class Web3Chain:
         contracts = get_contract_config(chain_id)
         self.collateral = to_checksum_address(contracts.collateral)
         self.ctf = to_checksum_address(merge_target or contracts.conditional_tokens)
+        self.conditional_tokens = to_checksum_address(contracts.conditional_tokens)  # the ERC-1155 itself
         self.exchange = to_checksum_address(contracts.exchange_v2)
 
     # -- calls
@@ -119,6 +120,17 @@ class Web3Chain:
         raw = await self._w3.eth.call({"to": self.collateral, "data": "0x" + (
             function_signature_to_4byte_selector("balanceOf(address)") + encode(["address"], [self.address])).hex()})
         return int.from_bytes(raw, "big")
+
+    async def token_balances(self, token_ids: list[str]) -> dict[str, int]:
+        """The wallet's ERC-1155 balance of each token, in one balanceOfBatch call."""
+        if not token_ids:
+            return {}
+        ids = [int(t) for t in token_ids]
+        raw = await self._w3.eth.call({"to": self.conditional_tokens, "data": "0x" + (
+            function_signature_to_4byte_selector("balanceOfBatch(address[],uint256[])")
+            + encode(["address[]", "uint256[]"], [[self.address] * len(ids), ids])).hex()})
+        (values,) = decode(["uint256[]"], raw)
+        return dict(zip(token_ids, (int(v) for v in values), strict=True))
 
     async def close(self) -> None:
         disconnect = getattr(self._w3.provider, "disconnect", None)

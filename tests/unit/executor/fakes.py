@@ -74,6 +74,8 @@ class FakeChain:
         self.receipts: dict[str, Receipt] = {}
         self.base_fee = 30 * 10**9
         self.gas_estimate = 150_000
+        self.collateral = 1_000_000_000  # the wallet's pUSD and ERC-1155 balances (the reconciler reads them)
+        self.tokens: dict[str, int] = {}
 
     genesis = "0x" + "9e" * 32
 
@@ -122,6 +124,12 @@ class FakeChain:
         for n in range(before, self.nonce_chain.latest):
             h = pool[n]
             self.receipts[h] = Receipt(h, 0 if self.revert else 1, 120_000, self.base_fee + 30 * 10**9, n + 1)
+
+    async def collateral_balance(self) -> int:
+        return self.collateral
+
+    async def token_balances(self, token_ids: list[str]) -> dict[str, int]:
+        return {t: self.tokens.get(t, 0) for t in token_ids}
 
     async def receipt(self, tx_hash: str) -> Receipt | None:
         return self.receipts.get(tx_hash)
