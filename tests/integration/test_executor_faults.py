@@ -1,0 +1,59 @@
+"""The executor against a venue whose trades fail after MATCHED, whose orders are
+delayed, and whose settlement takes seconds: every execution ends exact, the
+reconciler never fires, and the wallet's pUSD equals the books to the micro-USDC."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+
+import pytest
+import yaml
+
+from sandbox.deploy import balances
+from tests.helpers import wait_until
+from tests.integration.conftest import POLYARB
+from tests.integration.test_system import TRADER, Results, journal_outcomes, snapshot, start_world
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+def test_failed_trades_delayed_orders_and_slow_settlement_leave_the_books_exact(tmp_path, anvil, procs):
+    world = start_world(tmp_path, anvil, procs, 60,
+                        circuit_breaker={"consecutive_failures_threshold": 50, "failure_rate_threshold": 1.0})
+    path, cfg, w3 = world.path, world.cfg, world.w3
+    raw = yaml.safe_load(path.read_text())
+    raw["sandbox"]["venue"]["faults"].update(trade_fail_rate=0.3, delayed_rate=0.2, delay_ms=800,
+                                              settlement_latency_ms=3000)
+    tmp = path.with_suffix(".edit")
+    tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
+    tmp.replace(path)
+    wait_until(lambda: snapshot(cfg)["venue"]["venue"]["faults"]["config"]["trade_fail_rate"] == 0.3,
+               timeout=30, what="the venue took the faults")
+    results = Results(cfg)
+    procs("--config", str(path), "actor", "executor", name="executor")
+    try:
+        def enough() -> bool:
+            faults = snapshot(cfg)["venue"]["venue"]["faults"]
+            return (sum(r.success for r in results.items) >= 2 and faults.get("trades_failed", 0) >= 1
+                    and faults.get("delayed_orders", 0) >= 1)
+
+        wait_until(enough, timeout=200, interval=0.5, what="trades settled, failed and delayed")
+        subprocess.run([POLYARB, "--config", str(path), "halt", "--reason", "check"], check=True, timeout=30)
+        wait_until(lambda: (e := snapshot(cfg)["executor"]["executor"])["queue_size"] == 0 and e["in_flight"] == 0
+                   and e["idempotency"]["records"]["IN_PROGRESS"] == 0, timeout=120, what="every execution ended")
+        wait_until(lambda: snapshot(cfg)["executor"]["executor"]["reconciler"]["checks"] >= 2, timeout=30,
+                   what="the reconciler looked at the quiet books")
+        ex = snapshot(cfg)["executor"]["executor"]
+        venue = snapshot(cfg)["venue"]["venue"]
+    finally:
+        results.stop()
+
+    outcomes = journal_outcomes(tmp_path)
+    delta = balances(w3, world.dep, TRADER)["collateral"] - world.start
+    booked = sum(pnl + gas for _, _, pnl, gas in outcomes)
+    print(f"outcomes {Counter(s for _, s, _, _ in outcomes)}, venue faults {venue['faults']}, "
+          f"delta {delta}, booked {booked}, open positions {ex['open_positions']}, reconciler {ex['reconciler']}")
+    assert "PENDING" not in {s for _, s, _, _ in outcomes}
+    assert delta == booked, "the books and the chain parted"
+    assert ex["reconciler"]["trips"] == 0
