@@ -258,6 +258,15 @@ class NonceLedger:
             heapq.heappop(self._free_heap)
         return None
 
+    def observe_latest(self, chain_latest: int) -> None:
+        """The chain was seen with `chain_latest` transactions mined: the mark rises
+        (SQLite first), never falls here; the next reconcile confirms what it passed."""
+        if chain_latest <= self.chain_latest:
+            return
+        with self._store.transaction():
+            self._store.set_meta("chain_latest", chain_latest)
+        self.chain_latest = chain_latest
+
     def rewind(self, chain_latest: int) -> dict[str, list[int]]:
         """The chain lost blocks (same genesis): its mined count fell to `chain_latest`.
         Every nonce in [chain_latest, old chain_latest) goes back to SENT, with its

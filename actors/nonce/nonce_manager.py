@@ -280,7 +280,14 @@ class NonceManager:
                         "back to the pool" if released else "a hash of it is known: left to reconciliation")
             return False
         async with self._lock:
-            return self.ledger.mark_confirmed(nonce, mined)
+            done = self.ledger.mark_confirmed(nonce, mined)
+            if latest > 0 and seq > self._latest_seq:
+                # The mark lost blocks are judged by: seen now, not at the next tick. A chain
+                # that dies before that tick (anvil SIGKILLed) would take this nonce with it
+                # unnoticed, and the next transaction would reuse it.
+                self.ledger.observe_latest(latest)
+                self._latest_seq = seq
+            return done
 
     async def _mined_hash(self, nonce: int) -> str | None:
         """Which of our hashes the chain mined at `nonce` (once the chain has passed it, a

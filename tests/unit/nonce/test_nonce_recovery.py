@@ -1,6 +1,7 @@
 """Recovery of stuck SENT nonces: re-broadcast of the journaled signed transaction
 first, a zero-value no-op later; and a chain that lost blocks (same genesis)."""
 
+import asyncio
 import logging
 import sqlite3
 
@@ -355,14 +356,14 @@ async def test_a_settled_nonce_missing_below_a_pooled_one_is_reopened(world, cap
     m = manager(path, chain, clock)
     await m.initialize()
     sent = await mined_and_confirmed(m, chain, 4)  # confirmed by the executor, before any tick
-    assert m.ledger.chain_latest == 0
+    assert m.ledger.chain_latest == 4  # the confirms saw the chain pass them
     queued = [await send(m, chain, f"next-{i}") for i in range(2)]  # nonces 4 and 5
-    chain.lose_blocks(1)  # nonce 3 lost before the authority ever saw the chain pass it
+    chain.lose_blocks(1)  # nonce 3 lost before the authority's next tick
 
     with caplog.at_level(logging.WARNING):
-        await m.tick()  # the ledger's chain_latest rises to 3: no rewind, but 4 is pooled above pending 3
+        await m.tick()
     assert m.ledger.sent_nonces() == [3, 4, 5] and m.get_stats()["reopened_nonces"] == 1
-    assert "missing on the chain below nonce 5" in caplog.text
+    assert m.get_stats()["chain_rewinds"] == 1 and "from 4 back to 3" in caplog.text
     await unknown_for(m, clock, RESEND + 1)
     assert chain.rebroadcasts == [sent[3][1]] and chain.self_transfers == []
     chain.mine()
@@ -377,23 +378,29 @@ async def test_a_pooled_nonce_above_a_mined_one_confirmed_meanwhile_reopens_noth
     await m.initialize()
     await mined_and_confirmed(m, chain, 2)
     await m.tick()
-    # The tick read counts (2, 2); then the chain mined 2, the executor confirmed it and sent 3.
+    # The tick asks for the counts (2, 2); while its answer is on the way, the chain mines
+    # 2, the executor confirms it and sends 3. The tick's late answer must change nothing.
     n2, _, _ = await send(m, chain, "a")
-    chain.mine()
-    assert await m.mark_confirmed(n2)
-    await send(m, chain, "b")
     real = chain.transaction_counts
-    stale = []
+    asked, answer = asyncio.Event(), asyncio.Event()
 
     async def counts():
-        if not stale:  # the tick's first read predates the mine
-            stale.append(1)
+        if not asked.is_set():  # the tick's read: asked before the mine, answered after
+            asked.set()
+            await answer.wait()
             return 2, 2
         return await real()
 
     chain.transaction_counts = counts
-    await m.tick()
-    assert m.get_stats()["reopened_nonces"] == 0 and m.ledger.sent_nonces() == [3]
+    tick = asyncio.create_task(m.tick())
+    await asked.wait()
+    chain.mine()
+    assert await m.mark_confirmed(n2)
+    await send(m, chain, "b")
+    answer.set()
+    await tick
+    assert m.get_stats()["reopened_nonces"] == 0 and m.get_stats()["chain_rewinds"] == 0
+    assert m.ledger.sent_nonces() == [3]
 
 
 async def test_a_drop_deeper_than_the_kept_records_is_a_node_behind_not_a_rewind(world, caplog):
@@ -550,3 +557,24 @@ async def test_nonce_too_high_still_never_confirms_a_reopened_nonce(world):
     assert await m.mark_confirmed(1) is False  # the chain has not mined it (again)
     stats = m.get_stats()
     assert stats["unmined_confirms"] == 1 and stats["confirmed_count"] == 1
+
+
+async def test_a_nonce_lost_before_the_tick_after_its_confirm_is_still_rewound(world):
+    # Found by the anvil SIGKILL test in CI: the executor confirmed its merge, anvil
+    # died before the authority's next tick, and the mark blocks lost are judged by
+    # was still below the merge: nothing was rewound, the next transaction took the
+    # lost merge's nonce, and the wallet kept the tokens the books said were merged.
+    path, chain, clock = world
+    m = manager(path, chain, clock)
+    await m.initialize()
+    n, h, _ = await send(m, chain, "merge")
+    chain.mine()
+    assert await m.mark_confirmed(n)  # the receipt seen; no tick since
+
+    assert chain.lose_blocks(1) == [n]
+    await m.tick()
+
+    assert m.get_stats()["chain_rewinds"] == 1 and m.ledger.allocation(n).status == SENT
+    assert await m.allocate_nonce("next") == n + 1  # never the lost merge's nonce
+    clock.advance(RESEND + 1)
+    assert (await m.tick())["recovered"] == [n] and chain.rebroadcasts == [h]
