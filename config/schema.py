@@ -228,6 +228,8 @@ class Executor(_Section):
     # Directory of the executor's journal and idempotency store (SQLite, per chain id and address).
     state_dir: str = "run/state"
     clob_url: str = "http://127.0.0.1:8780"  # CLOB REST base the orders go to
+    # The venue's user channel: the account's trades as they settle ("" = follow them over REST only).
+    user_ws_url: str = "ws://127.0.0.1:8780/ws/user"
     # POL priced in USDC to turn gas into money (live: keep it current).
     pol_usdc_price: Usdc = Decimal("0.50")
     gas_limit_per_outcome: PosInt = 90_000  # merge/split gas budget before estimating
@@ -433,7 +435,7 @@ RESTART_ONLY = ("bus", "chain")
 # listening sockets, the sandbox world): a change takes effect at the next start.
 READ_AT_START: dict[str, tuple[str, ...]] = {
     "nonce": ("state_dir", "request_cache_size"),
-    "executor": ("state_dir", "clob_url", "idempotency_ttl_seconds", "in_progress_lease_seconds"),
+    "executor": ("state_dir", "clob_url", "user_ws_url", "idempotency_ttl_seconds", "in_progress_lease_seconds"),
     "trading": ("max_in_flight",),
     "runtime": ("config_debounce_ms",),
     "feed": ("ws_url",),

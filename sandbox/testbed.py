@@ -42,6 +42,7 @@ def write_config(folder: Path, rpc_url: str, anvil_port: int = 0, **sections: di
     raw["feed"]["ws_url"] = f"ws://127.0.0.1:{venue}/ws/market"
     for section in ("feed", "router", "executor"):
         raw[section]["clob_url"] = f"http://127.0.0.1:{venue}"
+    raw["executor"]["user_ws_url"] = f"ws://127.0.0.1:{venue}/ws/user"
     raw["executor"]["state_dir"] = str(folder / "state")
     for name, values in sections.items():
         if name == "sandbox":  # merge one level deeper: chain / venue

@@ -38,6 +38,7 @@ from actors.domain.fees import notional, proceeds
 from actors.domain.money import to_micro
 from actors.domain.wallet import Wallet
 from actors.executor.ports import Fill, OrderRejected
+from actors.executor.user_channel import UserChannel
 from actors.runtime.clock import Clock, SystemClock
 
 _KILLED = ("fully filled or killed", "couldn't be fully filled", "no orders found to match", "fak")
@@ -61,6 +62,7 @@ SETTLED = ("MINED", "CONFIRMED")
 PENDING_ORDER = ("DELAYED", "LIVE")  # not decided yet: neither a fill nor a kill
 TRADE_FAILED = "FAILED"
 POLL_FIRST_S, POLL_MAX_S = 0.005, 0.25  # automine settles in ms, blocks take ~2 s
+CHANNEL_RECHECK_S = 2.0  # with the user channel up, REST is asked this often (an event it missed)
 
 
 class TradeUnsettled(Exception):
@@ -69,9 +71,12 @@ class TradeUnsettled(Exception):
 
 class ClobVenue:
     def __init__(self, host: str, wallet: Wallet, chain_id: int, clock: Clock | None = None,
-                 settle_timeout_s: float = 60.0) -> None:
+                 settle_timeout_s: float = 60.0, user_ws_url: str = "") -> None:
         self._clock = clock or SystemClock()
         self.settle_timeout_s = settle_timeout_s
+        # The user channel tells a trade's settlement as it happens; REST is the fallback.
+        self.channel = UserChannel(user_ws_url, self._creds, self._clock) if user_ws_url else None
+        self._channel_task: asyncio.Task[None] | None = None
         # The key stays inside the client's signer object, in this process.
         self._client = ClobClient(host, key="0x" + bytes(wallet.account.key).hex(), chain_id=chain_id)
         self._address = wallet.address
@@ -82,13 +87,27 @@ class ClobVenue:
         self._neg_risk: dict[str, bool] = {}
         self._creds_lock = asyncio.Lock()
         self.counts = {"placed": 0, "filled": 0, "killed": 0, "duplicates": 0, "rejected": 0, "http_errors": 0,
-                       "trades_failed": 0, "trades_unsettled": 0, "delayed": 0, "orders_undecided": 0}
+                       "trades_failed": 0, "trades_unsettled": 0, "delayed": 0, "orders_undecided": 0,
+                       "trade_polls": 0}
 
     async def _ensure_creds(self) -> None:
         async with self._creds_lock:
             if getattr(self._client, "creds", None) is None:
                 creds = await asyncio.to_thread(self._client.create_or_derive_api_key)
                 self._client.set_api_creds(creds)
+        if self.channel is not None and self._channel_task is None:
+            self._channel_task = asyncio.create_task(self.channel.run(), name="user-channel")
+
+    async def _creds(self) -> tuple[str, str, str]:
+        await self._ensure_creds()
+        c = self._client.creds
+        return c.api_key, c.api_secret, c.api_passphrase
+
+    async def close(self) -> None:
+        if self._channel_task is not None:
+            self._channel_task.cancel()
+            await asyncio.gather(self._channel_task, return_exceptions=True)
+            self._channel_task = None
 
     async def _is_neg_risk(self, token_id: str) -> bool:
         if token_id not in self._neg_risk:  # the listing's flag, once per token
@@ -152,18 +171,36 @@ class ClobVenue:
         return fill
 
     async def _await_trades(self, trade_ids: list[str]) -> dict[str, str]:
+        """Each trade's final status: from the user channel as it happens, and from
+        `GET /data/trades` at first and whenever the channel is down; with the
+        channel up, REST is asked only every CHANNEL_RECHECK_S (a missed event)."""
         deadline = self._clock.monotonic_ns() + int(self.settle_timeout_s * 1e9)
         delay, statuses = POLL_FIRST_S, {t: "" for t in trade_ids}
+        polled_ns = None
+        final = (*SETTLED, TRADE_FAILED)
         while True:
-            for tid in [t for t, s in statuses.items() if s not in (*SETTLED, TRADE_FAILED)]:
-                statuses[tid] = await self._trade_status(tid)
-            if all(s in (*SETTLED, TRADE_FAILED) for s in statuses.values()):
+            ch = self.channel
+            for tid in [t for t, st in statuses.items() if st not in final]:
+                heard = ch.status(tid) if ch is not None else None
+                if heard is not None:
+                    statuses[tid] = heard
+            open_ids = [t for t, st in statuses.items() if st not in final]
+            now = self._clock.monotonic_ns()
+            listening = ch is not None and ch.connected
+            if open_ids and (polled_ns is None or not listening or now - polled_ns >= CHANNEL_RECHECK_S * 1e9):
+                polled_ns = now
+                for tid in open_ids:
+                    statuses[tid] = await self._trade_status(tid)
+            if all(st in final for st in statuses.values()):
                 return statuses
             if self._clock.monotonic_ns() > deadline:
                 self.counts["trades_unsettled"] += 1
                 raise TradeUnsettled(f"trades {statuses} not settled within {self.settle_timeout_s}s")
-            await self._clock.sleep(delay)
-            delay = min(POLL_MAX_S, delay * 2)
+            if listening:
+                await ch.wait(CHANNEL_RECHECK_S)  # type: ignore[union-attr]
+            else:
+                await self._clock.sleep(delay)
+                delay = min(POLL_MAX_S, delay * 2)
 
     async def _l2_get(self, path: str, params: dict[str, str]) -> Any:
         """An authenticated GET the client has no method for, in a thread (the client is sync)."""
@@ -175,6 +212,7 @@ class ClobVenue:
         return await asyncio.to_thread(get)
 
     async def _trade_status(self, trade_id: str) -> str:
+        self.counts["trade_polls"] += 1
         try:
             page = await self._l2_get("/data/trades", {"id": trade_id})
         except PolyApiException as exc:
@@ -243,5 +281,5 @@ class ClobVenue:
             fill = await self._settled(fill, [str(t) for t in o.get("associate_trades") or []])
         return fill
 
-    def get_stats(self) -> dict[str, int]:
-        return dict(self.counts)
+    def get_stats(self) -> dict[str, Any]:
+        return {**self.counts, **({"user_channel": self.channel.get_stats()} if self.channel else {})}

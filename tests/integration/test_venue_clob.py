@@ -332,3 +332,40 @@ async def test_the_executors_venue_follows_a_delayed_order_until_the_venue_decid
             return venue.counts["delayed"] > n and fill.filled == 0 and fill.status == "UNMATCHED"
 
         await eventually(unmatched, timeout=30, interval=0.5, what="a delayed order that did not match")
+
+
+async def test_the_executors_venue_hears_settlement_on_the_user_channel_and_falls_back_to_rest(world):
+    # Issue 12: the user channel is the first word on a trade's status; REST is the
+    # fallback when it is down (here: a port nobody serves).
+    from actors.domain.enums import Side
+    from actors.domain.wallet import Wallet
+    from actors.executor.clob_venue import ClobVenue
+
+    url, path, _, deployment, w3, proc = world
+    token = deployment.markets[0].token_ids[0]
+    trader = dev_account(1)
+    async with aiohttp.ClientSession() as session:
+        await wait_ready(session, url, proc)
+        approve(w3, deployment, trader.address)
+        edit_faults(path, settlement_latency_ms=1500)
+        _, book, _ = await get_json(session, f"{url}/book?token_id={token}")
+        ask = Market(book).asks[0][0]
+        heard = ClobVenue(url, Wallet(trader), 137, user_ws_url=url.replace("http", "ws") + "/ws/user")
+        deaf = ClobVenue(url, Wallet(trader), 137, user_ws_url=f"ws://127.0.0.1:{free_port()}/ws/user")
+        try:
+            await heard._ensure_creds()
+            await eventually(lambda: heard.channel.connected, timeout=20, what="user channel up")
+
+            async def settled_slowly(venue: ClobVenue, n: int) -> bool:
+                fill = await venue.place(token, Side.BUY, ask, 5 * M, "0x" + f"{n:064x}")
+                return fill.filled == 5 * M and venue.counts["trades_failed"] == 0
+
+            await eventually(lambda: settled_slowly(heard, 0xe1), timeout=30, what="a fill heard")
+            assert heard.channel.get_stats()["trade_events"] >= 2  # MATCHED and MINED pushed
+            assert heard.counts["trade_polls"] <= 2  # REST asked once, not every few ms for 1.5 s
+
+            await eventually(lambda: settled_slowly(deaf, 0xe2), timeout=30, what="a fill over REST")
+            assert not deaf.channel.connected and deaf.counts["trade_polls"] >= 3
+        finally:
+            await heard.close()
+            await deaf.close()
