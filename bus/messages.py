@@ -142,11 +142,18 @@ class Leg(msgspec.Struct, frozen=True, kw_only=True):
 class Signal(_Body, tag="signal"):
     """A complete-set arbitrage opportunity, from the router to the executor.
 
-    kind: BUY_SET (buy every outcome, merge the set into collateral) or
-    SELL_SET (split collateral into a set, sell every outcome).
+    kind: BUY_SET (buy every outcome, merge the set into collateral),
+    SELL_SET (split collateral into a set, sell every outcome) or NO_BASKET
+    (buy one NO of every outcome of a neg-risk event, legs in question order,
+    and convert them through the NegRiskAdapter into m - 1 collateral).
     size: sets (1e-6 shares). expected_profit: micro-USDC after fees, before gas.
     book_ts_ms: the venue timestamp of each book used; expires_ns: after this
     wall time the executor drops it unexecuted.
+    market: the condition id of a binary set; the event (its adapter market id)
+    of a NO_BASKET.
+    neg_risk_market_id: NO_BASKET only: the NegRiskAdapter market id (bytes32
+    hex) the legs convert in; convert_fee_bips: the adapter's feeBips of that
+    market the router priced in. Both default, so older messages still decode.
     """
 
     signal_id: str
@@ -158,6 +165,8 @@ class Signal(_Body, tag="signal"):
     book_ts_ms: dict[str, int]
     created_ns: int
     expires_ns: int
+    neg_risk_market_id: str = ""
+    convert_fee_bips: int = 0
 
 
 class TxResult(_Body, tag="tx_result"):
@@ -165,6 +174,8 @@ class TxResult(_Body, tag="tx_result"):
 
     status: a TxStatus (SUCCESS, REJECTED, EXPIRED, STALE, FAILED, PARTIAL_UNWOUND,
     DUPLICATE, PENDING). realized_pnl and gas_cost in micro-USDC.
+    kind: the signal's strategy (BUY_SET, SELL_SET, NO_BASKET); None from an
+    executor that did not say.
     """
 
     signal_id: str
@@ -178,6 +189,7 @@ class TxResult(_Body, tag="tx_result"):
     error: str | None = None
     realized_pnl: int = 0
     gas_cost: int = 0
+    kind: SetKind | None = None
 
 
 Body = (Stats | BreakerState | SnapshotRequest | Snapshot | RpcRequest | RpcReply | BookUpdate | FeedStatus

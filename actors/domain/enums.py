@@ -20,10 +20,13 @@ class Side(StrEnum):
 
 class SetKind(StrEnum):
     """A complete-set trade: buy every outcome and merge the set into collateral,
-    or split collateral into a set and sell every outcome."""
+    or split collateral into a set and sell every outcome; or, on a neg-risk
+    event of m outcomes, buy one NO of each and convert them through the
+    NegRiskAdapter into m - 1 collateral (NO_BASKET)."""
 
     BUY_SET = "BUY_SET"
     SELL_SET = "SELL_SET"
+    NO_BASKET = "NO_BASKET"
 
 
 class TxStatus(StrEnum):

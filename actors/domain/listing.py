@@ -25,6 +25,30 @@ class Market:
     tick_size: int = 10_000  # micro-USDC
     min_order_size: int = 0  # micro-shares
     neg_risk: bool = False
+    neg_risk_market_id: str = ""  # the event's NegRiskAdapter market id (bytes32 hex), neg risk only
+    neg_risk_request_id: str = ""  # the outcome's question id: the market id, question index in the last byte
+    tags: tuple[str, ...] = ()
+
+    @property
+    def augmented(self) -> bool:
+        """A placeholder or "Other" outcome of an augmented neg-risk event: its meaning
+        changes when placeholders get named, so it is never part of a basket."""
+        return any(t.strip().lower() in AUGMENTED_TAGS for t in self.tags)
+
+    @property
+    def question_index(self) -> int | None:
+        """The outcome's question index within its event (the question id's last byte,
+        the rest being the market id), or None if the ids do not say."""
+        market, question = self.neg_risk_market_id.lower(), self.neg_risk_request_id.lower()
+        if len(market) != 66 or len(question) != 66 or market[:64] != question[:64] or market[64:] != "00":
+            return None
+        try:
+            return int(question[64:], 16)
+        except ValueError:
+            return None
+
+
+AUGMENTED_TAGS = frozenset({"placeholder", "other"})
 
 
 def parse_market(m: dict[str, Any]) -> Market:
@@ -39,6 +63,9 @@ def parse_market(m: dict[str, Any]) -> Market:
         tick_size=to_micro_or(m.get("minimum_tick_size"), 10_000, rounding=ROUND_DOWN),
         min_order_size=to_micro_or(m.get("minimum_order_size"), 0, rounding=ROUND_DOWN),
         neg_risk=bool(m.get("neg_risk", False)),
+        neg_risk_market_id=str(m.get("neg_risk_market_id") or ""),
+        neg_risk_request_id=str(m.get("neg_risk_request_id") or ""),
+        tags=tuple(str(t) for t in (m.get("tags") or []) if isinstance(t, str)),
     )
 
 

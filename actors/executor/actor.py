@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from actors.domain.enums import CircuitState
+from actors.domain.enums import CircuitState, SetKind
 from actors.domain.money import format_usdc
 from actors.domain.wallet import load_wallet
 from actors.executor.circuit_breaker import CircuitBreaker
@@ -70,7 +70,7 @@ class ExecutorActor(Actor):
             from actors.executor.clob_venue import ClobVenue
 
             self._venue = ClobVenue(cfg.executor.clob_url, wallet or load_wallet(cfg), cfg.chain.chain_id,
-                                    clock=rt.clock)
+                                    clock=rt.clock, user_ws_url=cfg.executor.user_ws_url)
         if self._nonces is None:
             ep = cfg.bus.endpoints["nonce"].rpc
             assert ep is not None, "bus.endpoints.nonce.rpc is required"
@@ -236,9 +236,11 @@ class ExecutorActor(Actor):
             self._publish(result)
 
     def _publish(self, r: TxResult) -> None:
+        kind = r.signal.kind if r.signal.kind in _STRATEGIES else None
         body = TxResultMsg(signal_id=r.signal.signal_id, idempotency_key=r.idempotency_key, market=r.signal.market,
                            status=r.status, success=r.success, attempt=r.attempt, tx_hash=r.tx_hash,
-                           nonce=r.nonce, error=r.error, realized_pnl=r.realized_pnl, gas_cost=r.gas_cost)
+                           nonce=r.nonce, error=r.error, realized_pnl=r.realized_pnl, gas_cost=r.gas_cost,
+                           kind=SetKind(kind) if kind is not None else None)
         self.rt.publisher.publish(topics.tx_result(), body)
 
     async def _reconcile_forever(self) -> None:
@@ -286,7 +288,7 @@ class ExecutorActor(Actor):
     async def stop(self) -> None:
         # In-flight executions are cancelled with the tasks: their claims stay
         # IN_PROGRESS and the next start reconciles them from the journal.
-        for closer in (getattr(self._chain, "close", None),):
+        for closer in (getattr(self._venue, "close", None), getattr(self._chain, "close", None)):
             if closer is not None:
                 await closer()
 
@@ -316,6 +318,7 @@ class ExecutorActor(Actor):
             return {"ready": False}
         return {**self.sender.get_stats(), "ready": self.ready, "reconciled": self.reconciled,
                 "archived_state": self.archived_state, "reconciler": self.reconciler.get_stats(),
+                "venue": self._venue.get_stats() if hasattr(self._venue, "get_stats") else {},
                 "reconcile_errors": self.reconcile_errors, "signals_received": self.signals_received,
                 "dropped_bodies": self.dropped_bodies, "idempotency": self.idem.get_stats()}
 
@@ -325,12 +328,17 @@ class ExecutorActor(Actor):
         s = self.sender.get_stats()
         # This process's counters, and the durable books since the world began (they survive restarts).
         outcomes = self.journal.outcomes()
+        # Per strategy: successes / executions and P&L, e.g. "BUY_SET 3/4 0.120000, NO_BASKET 1/1 0.040000".
+        strategies = ", ".join(f"{k} {v['successful']}/{v['executions']} {format_usdc(v['realized_pnl_micro'])}"
+                               for k, v in s["by_strategy"].items() if k in _STRATEGIES)
         return {"ok": s["successful_executions"], "failed": s["failed_executions"],
                 "pnl_usdc": s["realized_pnl_usdc"], "queue": s["queue_size"], "ready": self.ready,
                 "world_ok": sum(1 for _, status, _, _ in outcomes if status == "SUCCESS"),
-                "world_pnl_usdc": format_usdc(sum(pnl for _, _, pnl, _ in outcomes))}
+                "world_pnl_usdc": format_usdc(sum(pnl for _, _, pnl, _ in outcomes)),
+                **({"by_strategy": strategies} if strategies else {})}
 
 
+_STRATEGIES = frozenset(k.value for k in SetKind)
 RECONCILE_CONFIRM_S = 5.0  # a difference is read again after this before it trips the breaker
 
 # The journal keys approvals like executions; this placeholder is their "signal".

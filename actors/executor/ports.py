@@ -62,6 +62,14 @@ class ChainPort(Protocol):
     def split_call(self, condition_id: str, outcomes: int, amount: int) -> dict[str, Any]:
         """Unsigned call (to, data) of splitPosition for a full set."""
 
+    def convert_call(self, market_id: str, index_set: int, amount: int) -> dict[str, Any]:
+        """Unsigned call (to, data) of the NegRiskAdapter's convertPositions: `amount` NO
+        of every question in `index_set` (bit i = question i) into collateral."""
+
+    async def convert_terms(self, market_id: str) -> tuple[int, int]:
+        """(question count, feeBips) of a NegRiskAdapter market: what a convert of every
+        question burns and what it keeps back."""
+
     async def estimate_gas(self, call: dict[str, Any]) -> int: ...
 
     async def fees(self) -> tuple[int, int]:

@@ -5,7 +5,8 @@
 The pipeline (docs/architecture.md): expiry -> breaker gate -> idempotency claim
 -> legs as FOK orders (client ids derived from the key) -> a partial fill is
 unwound and recorded -> the transaction (merge after a BUY_SET, split before
-a SELL_SET) -> outcome recorded, breaker fed, TxResult returned.
+a SELL_SET, convertPositions on the NegRiskAdapter after a NO_BASKET's NO
+legs) -> outcome recorded, breaker fed, TxResult returned.
 
 Every step is idempotent (client ids at the venue, journaled hashes and a
 nonce request id per transaction), so `resume(key)` after a crash runs the
@@ -39,6 +40,8 @@ from config.schema import Config
 log = logging.getLogger(__name__)
 
 TICK_GRID = 10_000  # 0.01 in micro-USDC
+BIPS = 10_000  # the NegRiskAdapter's fee denominator
+BASKET_TERMS_TTL_NS = 60 * 10**9  # an adapter market's question count and fee, read again after this
 # Fields that change when the same opportunity is signalled again: not part of the key.
 VOLATILE = ["created_ns", "expires_ns", "signal_id"]
 
@@ -74,6 +77,18 @@ class BookMoved(PartialFill):
     """Some legs filled and the others were killed by the book: unwound at a recorded
     loss, but a market outcome, not a failing venue: the breaker ignores it, so a
     healthy system can pass its HALF_OPEN probes."""
+
+
+class BasketMismatch(Exception):
+    """A NO_BASKET whose convert would not pay what the router priced: the adapter's
+    market has another number of questions than the basket has legs, or a higher
+    convert fee. Refused before any order: nothing traded."""
+
+
+def convert_payout(outcomes: int, size: int, fee_bips: int) -> int:
+    """What convertPositions of `size` NO of every one of `outcomes` questions pays, as
+    the adapter computes it: (m - 1) x (size - floor(size x feeBips / 10_000))."""
+    return (outcomes - 1) * (size - size * fee_bips // BIPS)
 
 
 # What the breaker does not count: the market, not the system, said no.
@@ -126,6 +141,8 @@ class TxSender:
         self.activity = 0  # bumped whenever an execution or a sale starts or is booked (the reconciler's check)
         self._clearing = False
         self.counts: dict[str, int] = {s.value: 0 for s in TxStatus}
+        self.by_kind: dict[str, dict[str, int]] = {}  # strategy -> executions, successes, pnl, gas
+        self._basket_terms: dict[str, tuple[int, tuple[int, int]]] = {}  # market id -> (read at, terms)
         self.total = 0
         self.realized_pnl = 0
         self.gas_spent = 0
@@ -183,10 +200,17 @@ class TxSender:
         A fresh execution that waited for it is dropped when its signal expired or
         was computed from books older than our last placement on the market (that
         liquidity may be ours already): nothing traded, nothing counted."""
-        async with self._locks.setdefault(signal.market, asyncio.Lock()):
+        async with self._locks.setdefault(self._lock_key(signal), asyncio.Lock()):
             if fresh:
                 self._judge(signal)
             yield
+
+    @staticmethod
+    def _lock_key(signal: Signal) -> str:
+        """A binary set's condition id; a NO basket's event (its legs are m markets)."""
+        if signal.kind == SetKind.NO_BASKET:
+            return f"event:{signal.neg_risk_market_id or signal.market}"
+        return signal.market
 
     def _judge(self, signal: Signal) -> None:
         if self.clock.time_ns() > signal.expires_ns:
@@ -250,7 +274,7 @@ class TxSender:
                                        realized_pnl=-gas, gas_cost=gas), lambda: self.idem.fail(key, why))
         except Exception as exc:
             log.warning("execution %s failed: %s", key[:12], exc, exc_info=not isinstance(
-                exc, (OrderRejected, GasTooExpensive, TxReverted, PartialFill)))
+                exc, (OrderRejected, GasTooExpensive, TxReverted, PartialFill, BasketMismatch)))
             self._feed(permit, exc)
             gas = getattr(exc, "gas_cost", 0)
             if gas:
@@ -278,6 +302,8 @@ class TxSender:
         gas_hint = cfg.executor.gas_limit_per_outcome * n
         prior = self.journal.get(key)
         done = prior[2] if prior else {}
+        if signal.kind == SetKind.NO_BASKET:
+            return await self._basket(signal, key, attempt, fresh, done, gas_hint)
         if signal.kind == SetKind.SELL_SET:
             if fresh:  # judged before the split costs gas; once split, the legs' FOK limits are the guard
                 self._judge(signal)
@@ -333,12 +359,75 @@ class TxSender:
         return TxResult(signal, merge.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, merge.nonce, pnl,
                         merge.gas_cost, fills)
 
-    async def _after_legs(self, key: str, signal: Signal, held: list[Fill], step: Callable[[], Any]) -> Any:
-        """The on-chain step that follows traded legs (the merge). The legs are paid
-        whatever it does: a reverted step leaves their tokens in the wallet, recorded
-        as held (the books keep the cost, `clear_positions` sells them); any other
-        error leaves the execution unfinished (PENDING), for reconciliation to finish
-        it, never FAILED with its side effects unbooked."""
+    async def _basket(self, signal: Signal, key: str, attempt: int, fresh: bool, done: dict[str, Any],
+                      gas_hint: int) -> TxResult:
+        """NO_BASKET: one NO of every outcome of a neg-risk event (the legs, in question
+        order), then convertPositions of all m questions on the NegRiskAdapter, which
+        pays (m - 1) x (size - convert fee) collateral and no YES. The adapter's terms
+        are checked before any order; a partial fill is unwound like a BUY_SET's; the
+        convert runs outside the lock, through `_after_legs`."""
+        n = len(signal.legs)
+        market_id = signal.neg_risk_market_id
+        cfg = self._config()
+        if fresh:  # nothing placed yet: the adapter's terms first
+            if not market_id:
+                raise BasketMismatch("NO_BASKET signal without a neg_risk_market_id")
+            questions, fee_bips = await self._convert_terms(market_id)
+            if questions != n:
+                raise BasketMismatch(f"adapter market {market_id[:18]} has {questions} questions, "
+                                     f"the basket {n} legs: not a complete set")
+            if fee_bips > signal.convert_fee_bips:
+                raise BasketMismatch(f"adapter convert fee {fee_bips} bips > {signal.convert_fee_bips} priced in")
+            call = self.chain.convert_call(market_id, (1 << n) - 1, signal.size)
+            gas_budget = await self.onchain.quote(call, gas_hint, cached=True)
+            if gas_budget[3] > to_micro(cfg.trading.max_gas_cost):
+                raise GasTooExpensive(f"convert would cost up to {from_micro(gas_budget[3])} USDC")
+            # Kept with the execution (its state stays "started": nothing placed yet), so a
+            # resume books the convert with the fee the adapter charged.
+            self.journal.update(key, "started", convert_fee_bips=fee_bips)
+        else:
+            fee_bips = done.get("convert_fee_bips")
+            if fee_bips is None:  # journaled by an older process, or lost: the adapter's fee is fixed per market
+                try:
+                    fee_bips = (await self._convert_terms(market_id))[1]
+                except Exception as exc:  # the legs may have traded: never FAILED with them unbooked
+                    raise Unfinished(f"convert fee not readable: {type(exc).__name__}: {exc}") from exc
+        async with self._market(signal, fresh):
+            fills, errors = await self._legs(signal, key, done.get("fills"))
+            bought = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
+            if not any(bought):
+                raise self._nothing_traded("buy", errors)
+            if not all(bought):
+                held = [leg for leg, ok in zip(signal.legs, bought, strict=True) if ok]
+                held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
+                proceeds = await self._unwind(key, held)
+                pnl = proceeds - sum(f.cost + f.fee for f in held_fills)
+                raise self._partial(fills, pnl, 0, errors)
+        # The event is free again: the convert touches no liquidity.
+        convert = await self._after_legs(key, signal, fills, lambda: self.onchain.send(
+            key, "convert", self.chain.convert_call(market_id, (1 << n) - 1, signal.size), gas_hint,
+            prior=done.get("convert")), purpose="convert")
+        pnl = convert_payout(n, signal.size, fee_bips) - sum(f.cost + f.fee for f in fills) - convert.gas_cost
+        return TxResult(signal, convert.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, convert.nonce, pnl,
+                        convert.gas_cost, fills)
+
+    async def _convert_terms(self, market_id: str) -> tuple[int, int]:
+        """(question count, fee bips) of an adapter market, read at most once a minute."""
+        now = self.clock.monotonic_ns()
+        cached = self._basket_terms.get(market_id)
+        if cached is not None and now - cached[0] < BASKET_TERMS_TTL_NS:
+            return cached[1]
+        terms = await self.retry.run(lambda: self.chain.convert_terms(market_id), dependency="chain")
+        self._basket_terms[market_id] = (now, terms)
+        return terms
+
+    async def _after_legs(self, key: str, signal: Signal, held: list[Fill], step: Callable[[], Any],
+                          purpose: str = "merge") -> Any:
+        """The on-chain step that follows traded legs (the merge, or a basket's convert).
+        The legs are paid whatever it does: a reverted step leaves their tokens in the
+        wallet, recorded as held (the books keep the cost, `clear_positions` sells
+        them); any other error leaves the execution unfinished (PENDING), for
+        reconciliation to finish it, never FAILED with its side effects unbooked."""
         try:
             return await step()
         except (StuckTransaction, AmbiguousOutcome):
@@ -346,7 +435,7 @@ class TxSender:
         except TxReverted as exc:
             for i, (leg, f) in enumerate(zip(signal.legs, held, strict=True)):
                 if f.filled:
-                    self.journal.hold(f"{key}:merge_reverted:{i}", leg.token_id, f.filled, leg.limit_price)
+                    self.journal.hold(f"{key}:{purpose}_reverted:{i}", leg.token_id, f.filled, leg.limit_price)
             exc.pnl = -sum(f.cost + f.fee for f in held) - exc.gas_cost  # type: ignore[attr-defined]
             raise
         except Exception as exc:
@@ -525,6 +614,13 @@ class TxSender:
         self.counts[r.status.value] += 1
         self.realized_pnl += r.realized_pnl
         self.gas_spent += r.gas_cost
+        kind = self.by_kind.setdefault(str(r.signal.kind), {"executions": 0, "successful": 0, "failed": 0,
+                                                             "realized_pnl_micro": 0, "gas_spent_micro": 0})
+        kind["executions"] += 1
+        kind["successful"] += r.status is TxStatus.SUCCESS
+        kind["failed"] += r.status in (TxStatus.FAILED, TxStatus.PARTIAL_UNWOUND)
+        kind["realized_pnl_micro"] += r.realized_pnl
+        kind["gas_spent_micro"] += r.gas_cost
         return r
 
     def get_stats(self) -> dict[str, Any]:
@@ -544,6 +640,8 @@ class TxSender:
             "circuit_breaker_stats": bstats,
             "nonce_manager_stats": self._nonce_stats(),
             "by_status": dict(self.counts),
+            "by_strategy": {k: {**v, "realized_pnl_usdc": str(from_micro(v["realized_pnl_micro"]))}
+                            for k, v in sorted(self.by_kind.items())},
             "realized_pnl_usdc": str(from_micro(self.realized_pnl)),
             "realized_pnl_micro": self.realized_pnl,
             "gas_spent_micro": self.gas_spent,

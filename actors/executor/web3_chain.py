@@ -1,8 +1,9 @@
-"""ChainPort over JSON-RPC (web3 8): merge/split calls, fees, signing, receipts.
+"""ChainPort over JSON-RPC (web3 8): merge/split/convert calls, fees, signing, receipts.
 
 The merge target is the Conditional Tokens contract (live, in V2, the
 collateral adapter with the same 5-argument signature: its address comes from
-`executor.merge_target`, else the official client's contract config).
+`executor.merge_target`, else the official client's contract config). A NO
+basket converts on the NegRiskAdapter (`neg_risk_adapter` of the same config).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ _APPROVE = function_signature_to_4byte_selector("approve(address,uint256)")
 _SET_APPROVAL = function_signature_to_4byte_selector("setApprovalForAll(address,bool)")
 _ALLOWANCE = function_signature_to_4byte_selector("allowance(address,address)")
 _IS_APPROVED = function_signature_to_4byte_selector("isApprovedForAll(address,address)")
+_CONVERT = function_signature_to_4byte_selector("convertPositions(bytes32,uint256,uint256)")
+_QUESTION_COUNT = function_signature_to_4byte_selector("getQuestionCount(bytes32)")
+_FEE_BIPS = function_signature_to_4byte_selector("getFeeBips(bytes32)")
 MAX_UINT = 2**256 - 1
 ZERO32 = b"\x00" * 32
 
@@ -39,6 +43,8 @@ class Web3Chain:
         self.ctf = to_checksum_address(merge_target or contracts.conditional_tokens)
         self.conditional_tokens = to_checksum_address(contracts.conditional_tokens)  # the ERC-1155 itself
         self.exchange = to_checksum_address(contracts.exchange_v2)
+        self.neg_risk_exchange = to_checksum_address(contracts.neg_risk_exchange_v2)  # neg-risk orders settle there
+        self.neg_risk_adapter = to_checksum_address(contracts.neg_risk_adapter)  # convertPositions
 
     # -- calls
     def _positions_call(self, selector: bytes, condition_id: str, outcomes: int, amount: int) -> dict[str, Any]:
@@ -54,35 +60,60 @@ class Web3Chain:
     def split_call(self, condition_id: str, outcomes: int, amount: int) -> dict[str, Any]:
         return self._positions_call(_SPLIT, condition_id, outcomes, amount)
 
+    def convert_call(self, market_id: str, index_set: int, amount: int) -> dict[str, Any]:
+        data = _CONVERT + encode(["bytes32", "uint256", "uint256"],
+                                 [bytes.fromhex(market_id.removeprefix("0x")), index_set, amount])
+        return {"from": self.address, "to": self.neg_risk_adapter, "data": "0x" + data.hex()}
+
+    async def convert_terms(self, market_id: str) -> tuple[int, int]:
+        mid = encode(["bytes32"], [bytes.fromhex(market_id.removeprefix("0x"))])
+        if not await self._w3.eth.get_code(self.neg_risk_adapter):  # type: ignore[arg-type]
+            raise RuntimeError(f"no NegRiskAdapter contract at {self.neg_risk_adapter} yet")
+        count = await self._w3.eth.call({"to": self.neg_risk_adapter, "data": "0x" + (_QUESTION_COUNT + mid).hex()})
+        bips = await self._w3.eth.call({"to": self.neg_risk_adapter, "data": "0x" + (_FEE_BIPS + mid).hex()})
+        return int.from_bytes(count, "big"), int.from_bytes(bips, "big")
+
+    def _erc20_approvals(self) -> list[tuple[str, str]]:
+        """(name, spender) of each pUSD allowance trading needs."""
+        return [("approve_exchange", self.exchange), ("approve_ctf", self.ctf),
+                ("approve_neg_risk_exchange", self.neg_risk_exchange)]
+
+    def _operator_approvals(self) -> list[tuple[str, str, str]]:
+        """(name, ERC-1155 contract, operator) of each setApprovalForAll trading needs."""
+        return [("approve_exchange_tokens", self.ctf, self.exchange),
+                ("approve_neg_risk_exchange_tokens", self.conditional_tokens, self.neg_risk_exchange),
+                ("approve_neg_risk_adapter_tokens", self.conditional_tokens, self.neg_risk_adapter)]
+
     def approval_calls(self) -> list[tuple[str, dict[str, Any]]]:
-        """The one-time approvals trading needs: the exchange settles our fills,
-        the CTF pulls collateral on split."""
-        def approve(spender: str) -> dict[str, Any]:
-            return {"from": self.address, "to": self.collateral,
-                    "data": "0x" + (_APPROVE + encode(["address", "uint256"], [spender, MAX_UINT])).hex()}
-        return [
-            ("approve_exchange", approve(self.exchange)),
-            ("approve_ctf", approve(self.ctf)),
-            ("approve_exchange_tokens", {"from": self.address, "to": self.ctf, "data": "0x" + (
-                _SET_APPROVAL + encode(["address", "bool"], [self.exchange, True])).hex()}),
-        ]
+        """The one-time approvals trading needs: the exchanges settle our fills (pUSD
+        in for a BUY, tokens out for a SELL; neg-risk orders on the neg-risk exchange),
+        the CTF pulls collateral on split, the NegRiskAdapter pulls the NO it converts."""
+        out = [(name, {"from": self.address, "to": self.collateral, "data": "0x" + (
+            _APPROVE + encode(["address", "uint256"], [spender, MAX_UINT])).hex()})
+            for name, spender in self._erc20_approvals()]
+        out += [(name, {"from": self.address, "to": token, "data": "0x" + (
+            _SET_APPROVAL + encode(["address", "bool"], [operator, True])).hex()})
+            for name, token, operator in self._operator_approvals()]
+        return out
 
     async def approvals_missing(self) -> list[str]:
         # A gas estimate against an address without code is cheap and wrong:
         # approve nothing until the contracts exist (the sandbox deploys them late).
-        for name, addr in (("collateral", self.collateral), ("ctf", self.ctf), ("exchange", self.exchange)):
+        for name, addr in (("collateral", self.collateral), ("ctf", self.ctf), ("exchange", self.exchange),
+                           ("neg-risk exchange", self.neg_risk_exchange), ("neg-risk adapter", self.neg_risk_adapter)):
             if not await self._w3.eth.get_code(addr):  # type: ignore[arg-type]
                 raise RuntimeError(f"no {name} contract at {addr} yet")
         out = []
-        for name, spender in (("approve_exchange", self.exchange), ("approve_ctf", self.ctf)):
+        for name, spender in self._erc20_approvals():
             raw = await self._w3.eth.call({"to": self.collateral, "data": "0x" + (
                 _ALLOWANCE + encode(["address", "address"], [self.address, spender])).hex()})
             if int.from_bytes(raw, "big") < MAX_UINT // 2:
                 out.append(name)
-        raw = await self._w3.eth.call({"to": self.ctf, "data": "0x" + (
-            _IS_APPROVED + encode(["address", "address"], [self.address, self.exchange])).hex()})
-        if not int.from_bytes(raw, "big"):
-            out.append("approve_exchange_tokens")
+        for name, token, operator in self._operator_approvals():
+            raw = await self._w3.eth.call({"to": token, "data": "0x" + (
+                _IS_APPROVED + encode(["address", "address"], [self.address, operator])).hex()})
+            if not int.from_bytes(raw, "big"):
+                out.append(name)
         return out
 
     # -- ChainPort

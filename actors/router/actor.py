@@ -22,6 +22,18 @@ when the books cannot be traded on (`incomplete_set`, `invalid_book`,
 
 Markets (outcome sets, fee rates, minimum sizes) come from the CLOB listing
 (`actors.domain.listing.list_markets`), refreshed periodically.
+
+Neg-risk events (`actors.router.events`): the listing's neg-risk markets are
+grouped by `neg_risk_market_id`; an event whose every question is listed,
+none a placeholder or "Other", gets its NO basket evaluated
+(`arbitrage.evaluate_basket`, signal kind NO_BASKET, `market` = the event's
+adapter market id). The adapter's convert fee of each event (`getFeeBips`, fixed
+when the adapter market is prepared) is read once from the chain. Every token of
+an event's markets maps to its event; a book that ends its market's batch
+(`more` false) marks the event, and marked events are judged once, after the
+whole batch the router received (a venue message that opens or closes an
+event's gap moves all m markets; judging after each one paired new books with
+old ones).
 """
 
 from __future__ import annotations
@@ -33,11 +45,14 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
+from eth_utils import function_signature_to_4byte_selector
+from py_clob_client_v2.config import get_contract_config
 
 from actors.domain.listing import Market, list_markets, select
 from actors.domain.money import to_micro
 from actors.router import arbitrage as arb
-from actors.router.arbitrage import Limits, MarketParams, Opportunity
+from actors.router import events as ev
+from actors.router.arbitrage import BasketParams, Evaluation, Limits, MarketParams, Opportunity
 from actors.runtime.actor import Actor
 from actors.runtime.context import ActorContext
 from bus import topics
@@ -55,6 +70,29 @@ SNAPSHOT_MAX_BACKOFF_S = 10.0  # ...and slower while the feed does not answer
 DISCOVERY_MIN_BACKOFF_S = 0.2
 DISCOVERY_MAX_BACKOFF_S = 5.0
 DEDUP_PRUNE_AT = 1024  # in-flight entries kept before expired ones are swept
+
+
+_GET_FEE_BIPS = function_signature_to_4byte_selector("getFeeBips(bytes32)")
+
+
+async def read_convert_fee_bips(session: aiohttp.ClientSession, cfg: Config, market_id: str) -> int:
+    """The NegRiskAdapter's feeBips of a market (`getFeeBips(bytes32)`, an eth_call on
+    `chain.rpc_url`; the adapter's address from the official client's contract config)."""
+    adapter = get_contract_config(cfg.chain.chain_id).neg_risk_adapter
+    data = "0x" + _GET_FEE_BIPS.hex() + market_id.removeprefix("0x").rjust(64, "0")
+    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": adapter, "data": data}, "latest"]}
+    async with session.post(cfg.chain.rpc_url, json=body) as resp:
+        resp.raise_for_status()
+        reply = await resp.json()
+    if reply.get("error") or not isinstance(reply.get("result"), str):
+        raise RuntimeError(f"getFeeBips({market_id}) failed: {reply.get('error') or reply}")
+    raw = reply["result"].removeprefix("0x")
+    if len(raw) != 64:  # no code at the adapter's address (yet): an empty answer
+        raise RuntimeError(f"getFeeBips({market_id}) answered {reply['result']!r}")
+    bips = int(raw, 16)
+    if not 0 <= bips < arb.BIPS:
+        raise RuntimeError(f"getFeeBips({market_id}) = {bips}, out of range")
+    return bips
 
 
 def market_params(m: Market, size_step: int) -> MarketParams:
@@ -78,12 +116,20 @@ def dedup_key(opp: Opportunity) -> tuple[Any, ...]:
 class RouterActor(Actor):
     name = "router"
 
-    def __init__(self, rt: ActorContext, lister: Any = None) -> None:
+    def __init__(self, rt: ActorContext, lister: Any = None, fee_reader: Any = None) -> None:
         super().__init__(rt)
         self._list_markets = lister or list_markets  # injected in unit tests
+        self._read_fee_bips = fee_reader or read_convert_fee_bips  # (session, config, market id) -> bips
         self._listing: list[Market] = []
         self.markets: dict[str, MarketParams] = {}
         self._market_of: dict[str, str] = {}  # token id -> condition id
+        self.baskets: dict[str, BasketParams] = {}  # event (adapter market id) -> its NO basket
+        self._event_of: dict[str, str] = {}  # token id (YES and NO of each market) -> event
+        self._events_skipped: dict[str, str] = {}  # event -> why it has no basket
+        self._fee_bips: dict[str, int] = {}  # event -> the adapter's convert fee (fixed per market)
+        self._dirty_events: dict[str, BookUpdate | None] = {}  # judged at the end of the batch
+        self.fee_reads = self.fee_read_errors = 0
+        self.event_evaluations = 0
         self.books: dict[str, BookUpdate] = {}
         self._book_seq: dict[str, tuple[str, int]] = {}  # token -> (feed boot id, seq) applied
         # dedup: key -> (signal id, monotonic ns sent); signal id -> key
@@ -101,6 +147,7 @@ class RouterActor(Actor):
         self.snapshot_requests = self.snapshot_errors = self.snapshots_applied = 0
         self.discoveries = self.discovery_errors = 0
         self.neg_risk_skipped = 0
+        self._orphan_neg_risk = 0
         self.last_signal: dict[str, Any] | None = None
         self._configure(rt.config)
 
@@ -152,7 +199,25 @@ class RouterActor(Actor):
                     self.discovery_errors += 1
                     log.warning("market discovery from %s failed: %r", r.clob_url, exc)
                     delay = min(max(delay * 2, DISCOVERY_MIN_BACKOFF_S), DISCOVERY_MAX_BACKOFF_S)
+                if not await self._read_fees(session):  # an event waits for its convert fee: ask again soon
+                    delay = min(delay, DISCOVERY_MAX_BACKOFF_S)
                 await self._sleep_or(self._rediscover, delay)
+
+    async def _read_fees(self, session: aiohttp.ClientSession) -> bool:
+        """Read the convert fee of every listed event that lacks it; True if none is missing."""
+        missing = [e for e, why in self._events_skipped.items() if why == ev.FEE_UNKNOWN]
+        read = 0
+        for event in missing:
+            try:
+                self._fee_bips[event] = int(await self._read_fee_bips(session, self.rt.config, event))
+                self.fee_reads += 1
+                read += 1
+            except Exception as exc:  # the chain is down or not deployed yet: the event waits
+                self.fee_read_errors += 1
+                log.warning("convert fee of neg-risk event %s not read: %r", event, exc)
+        if read:
+            self._apply_listing(self._listing)
+        return read == len(missing)
 
     async def _sleep_or(self, event: asyncio.Event, seconds: float) -> None:
         """Sleep on the injected clock, cut short by `event`."""
@@ -169,18 +234,39 @@ class RouterActor(Actor):
         # Everything is computed before anything is replaced: a listing that
         # fails half-way leaves the previous one in force.
         wanted = set(select(listing, self.rt.config.router.markets).values())
-        # A neg-risk market's YES + NO is not a set this router can close: its positions
-        # merge through the NegRiskAdapter, and its edge is the event's NO / YES basket
-        # (not traded yet). Skipped, and counted.
-        self.neg_risk_skipped = sum(1 for m in listing if m.neg_risk and m.condition_id in wanted)
+        # A neg-risk market's YES + NO is not a binary set: its positions merge through
+        # the NegRiskAdapter. Its edge is the event's NO basket, traded when the event is
+        # complete; the markets of other events are skipped, and counted.
         new = {m.condition_id: market_params(m, self._size_step) for m in listing
                if m.condition_id in wanted and not m.neg_risk}
         market_of = {t: c for c, p in new.items() for t in p.token_ids}
+        grouped, orphans = ev.group_events(listing)
+        baskets: dict[str, BasketParams] = {}
+        skipped: dict[str, str] = {}
+        event_of: dict[str, str] = {}
+        for event, listed in grouped.items():
+            if not any(m.condition_id in wanted for m in listed.markets):
+                continue  # not traded here at all (router.markets, or every market closed)
+            found = ev.basket_params(listed, wanted, self._fee_bips, self._size_step)
+            if isinstance(found, str):
+                skipped[event] = found
+                continue
+            baskets[event] = found
+            event_of.update({t: event for m in listed.markets for t in m.token_ids})
+        traded = {m.condition_id for e in baskets for m in grouped[e].markets}
+        self.neg_risk_skipped = sum(1 for m in listing if m.neg_risk and m.condition_id in wanted
+                                    and m.condition_id not in traded)
         changed = [c for c, p in new.items() if self.markets.get(c) != p]
+        changed_events = [e for e, b in baskets.items() if self.baskets.get(e) != b]
         self._listing, self.markets, self._market_of = listing, new, market_of
+        self.baskets, self._event_of, self._events_skipped = baskets, event_of, skipped
+        self._orphan_neg_risk = orphans
         for c in changed:  # books that came before the listing: look at once
             if all(t in self.books for t in new[c].token_ids):
                 self._evaluate(c, trigger=None)
+        for e in changed_events:
+            if all(t in self.books for t in baskets[e].token_ids):
+                self._evaluate_event(e, trigger=None)
 
     # -- books
     async def _books_forever(self) -> None:
@@ -194,8 +280,11 @@ class RouterActor(Actor):
                 except Exception:  # a bug on one message must not stop the router
                     self.handler_errors += 1
                     log.exception("book update %s not handled", r.topic)
+            self.end_of_batch()
 
     def on_book(self, env: Envelope) -> None:
+        """One book. A binary market is judged at its batch's last book; an event is
+        marked then, and judged by `end_of_batch()`."""
         body = env.body
         if not isinstance(body, BookUpdate):
             self.unexpected += 1
@@ -204,13 +293,28 @@ class RouterActor(Actor):
         self.books[body.token_id] = body
         self._book_seq[body.token_id] = (env.boot_id, env.seq)
         market = self._market_of.get(body.token_id)
-        if market is None:
+        event = self._event_of.get(body.token_id)
+        if market is None and event is None:
             self.unknown_tokens += 1  # not (yet) a discovered market: kept for when it is
             return
         if body.more:  # the market's other books from the same venue message follow: judge it after them
             self.deferred += 1
             return
-        self._evaluate(market, trigger=body)
+        if market is not None:
+            self._evaluate(market, trigger=body)
+        if event is not None:
+            self._dirty_events[event] = body  # its other markets' books of this batch may follow
+
+    def end_of_batch(self) -> None:
+        """Judge every event a book of the batch just received marked, once each."""
+        dirty, self._dirty_events = self._dirty_events, {}
+        for event, trigger in dirty.items():
+            try:
+                if event in self.baskets:
+                    self._evaluate_event(event, trigger)
+            except Exception:  # a bug on one event must not stop the router
+                self.handler_errors += 1
+                log.exception("event %s not evaluated", event)
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         touched: set[str] = set()
@@ -227,9 +331,13 @@ class RouterActor(Actor):
             market = self._market_of.get(body.token_id)
             if market is not None:
                 touched.add(market)
+            event = self._event_of.get(body.token_id)
+            if event is not None:
+                self._dirty_events.setdefault(event, None)
         self.snapshots_applied += 1
         for market in touched:
             self._evaluate(market, trigger=None)
+        self.end_of_batch()
 
     async def _snapshots_forever(self) -> None:
         backoff = SNAPSHOT_MIN_INTERVAL_S
@@ -280,15 +388,27 @@ class RouterActor(Actor):
             del self._inflight[key]
 
     # -- evaluation and signalling
+    def _limits(self, now_ns: int) -> Limits:
+        # The venue stamps books with its wall clock (ms): compare with ours.
+        return Limits(max_position=self._max_position, min_profit=self._min_profit,
+                      min_book_ts_ms=now_ns // 1_000_000 - self.rt.config.router.stale_book_ms)
+
     def _evaluate(self, market: str, trigger: BookUpdate | None) -> None:
         params = self.markets[market]
         self.evaluations += 1
         now_ns = self.rt.clock.time_ns()
-        # The venue stamps books with its wall clock (ms): compare with ours.
-        limits = Limits(max_position=self._max_position, min_profit=self._min_profit,
-                        min_book_ts_ms=now_ns // 1_000_000 - self.rt.config.router.stale_book_ms)
         books = [b for t in params.token_ids if (b := self.books.get(t)) is not None]
-        result = arb.evaluate(books, params, limits)
+        self._consider(arb.evaluate(books, params, self._limits(now_ns)), now_ns, trigger)
+
+    def _evaluate_event(self, event: str, trigger: BookUpdate | None) -> None:
+        basket = self.baskets[event]
+        self.evaluations += 1
+        self.event_evaluations += 1
+        now_ns = self.rt.clock.time_ns()
+        books = [b for t in basket.token_ids if (b := self.books.get(t)) is not None]
+        self._consider(arb.evaluate_basket(books, basket, self._limits(now_ns)), now_ns, trigger)
+
+    def _consider(self, result: Evaluation, now_ns: int, trigger: BookUpdate | None) -> None:
         opp = result.opportunity
         if opp is None:
             if result.reason != arb.NO_EDGE and result.reason is not None:
@@ -314,7 +434,8 @@ class RouterActor(Actor):
         ttl_ns = self.rt.config.trading.signal_ttl_ms * 1_000_000
         body = Signal(signal_id=sid, market=opp.market, kind=opp.kind, legs=list(opp.legs), size=opp.size,
                       expected_profit=opp.expected_profit, book_ts_ms=dict(opp.book_ts_ms),
-                      created_ns=now_ns, expires_ns=now_ns + ttl_ns)
+                      created_ns=now_ns, expires_ns=now_ns + ttl_ns, neg_risk_market_id=opp.neg_risk_market_id,
+                      convert_fee_bips=opp.convert_fee_bips)
         # event_ns: when the feed received the book that revealed the gap, so
         # the signal's latency can be measured end to end.
         event_ns = trigger.recv_ns if trigger is not None and trigger.recv_ns > 0 else None
@@ -370,6 +491,9 @@ class RouterActor(Actor):
             "discoveries": self.discoveries,
             "discovery_errors": self.discovery_errors,
             "neg_risk_markets_skipped": self.neg_risk_skipped,
+            "neg_risk_events": {"baskets": sorted(self.baskets), "skipped": dict(self._events_skipped),
+                                "without_market_id": self._orphan_neg_risk, "evaluations": self.event_evaluations,
+                                "fee_reads": self.fee_reads, "fee_read_errors": self.fee_read_errors},
             "last_signal": self.last_signal,
             "bus": {"books": sub(self._book_sub), "results": sub(self._tx_sub),
                     "feed_rpc": self._feed_rpc.get_stats() if self._feed_rpc else None},

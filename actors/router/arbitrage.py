@@ -19,6 +19,17 @@ cost is its notional, its fee the sum of per-level taker fees, its limit price
 the deepest level it reaches. Cost is proportional to the market's outcomes
 times the book depth, nothing else.
 
+NO_BASKET (a neg-risk event of m outcomes, `evaluate_basket`): buy one NO of
+every outcome (sweeping each NO's asks) and convert the m NO through the
+NegRiskAdapter (`convertPositions`, every question in the index set), which
+pays m - 1 collateral per set less the adapter's convert fee and no YES. The
+marginal set earns
+
+    (m - 1) x (1 - feeBips / 10_000) - sum(ask_i) - sum(fee_i)
+
+and is sized by the same walk; the exact total pays
+(m - 1) x (size - floor(size x feeBips / 10_000)), as the adapter computes it.
+
 All amounts are integers in 1e-6 units: prices micro-USDC per share, sizes
 micro-shares, money micro-USDC. One set of `size` micro-shares merges into
 `size` micro-USDC.
@@ -44,6 +55,7 @@ BELOW_MIN_SIZE = "below_min_size"
 NO_EDGE = "no_edge"
 
 Level = tuple[int, int]  # (price, size)
+BIPS = 10_000  # the NegRiskAdapter's fee denominator
 
 
 class BookView(Protocol):
@@ -85,6 +97,36 @@ class MarketParams:
 
 
 @dataclass(frozen=True, slots=True)
+class BasketParams:
+    """A neg-risk event's NO basket: the NO token of every outcome, in question order.
+
+    event: the NegRiskAdapter market id (bytes32 hex) the NO convert in;
+    outcomes: how many outcomes the event has (the caller checked that the listing
+    names every one of its questions and none is a placeholder or "Other");
+    fee_rates_ppm: each outcome market's taker fee rate; convert_fee_bips: the
+    adapter's feeBips of the market; min_order_size: the largest of the markets'."""
+
+    event: str
+    token_ids: tuple[str, ...]
+    outcomes: int
+    fee_rates_ppm: tuple[int, ...]
+    convert_fee_bips: int = 0
+    min_order_size: int = 0
+    size_step: int = 10_000
+
+    @property
+    def complete(self) -> bool:
+        ids = self.token_ids
+        return (self.outcomes >= 2 and len(ids) == self.outcomes and len(set(ids)) == len(ids) and all(ids)
+                and len(self.fee_rates_ppm) == len(ids) and 0 <= self.convert_fee_bips < BIPS)
+
+    def payout(self, size: int) -> int:
+        """Collateral that converting `size` NO of every outcome pays, as the adapter
+        computes it: (m - 1) x (size - fee), fee = floor(size x feeBips / 10_000)."""
+        return (len(self.token_ids) - 1) * (size - size * self.convert_fee_bips // BIPS)
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """max_position: collateral one trade may commit (micro-USDC); min_profit:
     required profit per set after fees (micro-USDC); min_book_ts_ms: books whose
@@ -103,6 +145,8 @@ class Opportunity:
     legs: tuple[Leg, ...]
     expected_profit: int  # micro-USDC after fees, before gas
     book_ts_ms: dict[str, int]
+    neg_risk_market_id: str = ""  # NO_BASKET: the adapter market id to convert in
+    convert_fee_bips: int = 0  # NO_BASKET: the adapter's fee priced in
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +162,7 @@ def find_opportunity(books: Sequence[BookView], market: MarketParams, limits: Li
     return evaluate(books, market, limits).opportunity
 
 
-def screen(books: Sequence[BookView], market: MarketParams, limits: Limits) -> str | None:
+def screen(books: Sequence[BookView], market: MarketParams | BasketParams, limits: Limits) -> str | None:
     """Why these books must not be traded on at all, or None if they may."""
     if not market.complete:
         return INCOMPLETE_SET
@@ -148,7 +192,9 @@ def evaluate(books: Sequence[BookView], market: MarketParams, limits: Limits) ->
     for kind in (SetKind.BUY_SET, SetKind.SELL_SET):
         side = Side.BUY if kind == SetKind.BUY_SET else Side.SELL
         ladders = [_ladder(by_token[t].asks if side == Side.BUY else by_token[t].bids, side) for t in market.token_ids]
-        found = _plan(kind, ladders, market, limits)
+        terms = _Terms(kind, side, market.token_ids, (market.fee_rate_ppm,) * len(market.token_ids),
+                       market.min_order_size, market.size_step)
+        found = _plan(terms, ladders, limits)
         if isinstance(found, str):
             reasons.append(found)
             continue
@@ -161,6 +207,25 @@ def evaluate(books: Sequence[BookView], market: MarketParams, limits: Limits) ->
     if best is not None:
         return Evaluation(best)
     return Evaluation(None, BELOW_MIN_SIZE if BELOW_MIN_SIZE in reasons else NO_EDGE)
+
+
+def evaluate_basket(books: Sequence[BookView], basket: BasketParams, limits: Limits) -> Evaluation:
+    """The NO basket of a neg-risk event now, or why there is none. `books` must
+    hold the NO book of every outcome; the same screens as a binary set apply."""
+    reason = screen(books, basket, limits)
+    if reason is not None:
+        return Evaluation(None, reason)
+    by_token = {b.token_id: b for b in books}
+    ladders = [_ladder(by_token[t].asks, Side.BUY) for t in basket.token_ids]
+    terms = _Terms(SetKind.NO_BASKET, Side.BUY, basket.token_ids, basket.fee_rates_ppm, basket.min_order_size,
+                   basket.size_step, basket)
+    found = _plan(terms, ladders, limits)
+    if isinstance(found, str):
+        return Evaluation(None, found)
+    return Evaluation(Opportunity(
+        market=basket.event, kind=SetKind.NO_BASKET, size=found[0], legs=found[1], expected_profit=found[2],
+        book_ts_ms={t: by_token[t].venue_ts_ms for t in basket.token_ids}, neg_risk_market_id=basket.event,
+        convert_fee_bips=basket.convert_fee_bips))
 
 
 # -- one side -----------------------------------------------------------------
@@ -176,14 +241,51 @@ def _ladder(levels: Sequence[Level], side: Side) -> list[Level]:
 
 
 def marginal_profit(kind: SetKind, prices: Sequence[int], fee_rate_ppm: int) -> int:
-    """Profit in micro-USDC of one set at these per-leg prices, fees rounded up."""
+    """Profit in micro-USDC of one binary set at these per-leg prices, fees rounded up."""
     fees = sum(taker_fee(MICRO, p, fee_rate_ppm) for p in prices)
     if kind == SetKind.BUY_SET:
         return MICRO - sum(prices) - fees
     return sum(prices) - fees - MICRO
 
 
-def _sweep_size(kind: SetKind, ladders: list[list[Level]], rate: int, limits: Limits) -> int:
+@dataclass(frozen=True, slots=True)
+class _Terms:
+    """What one kind of trade pays and commits: the walk and the pricing are the
+    same for every kind, only these differ."""
+
+    kind: SetKind
+    side: Side
+    token_ids: tuple[str, ...]
+    rates: tuple[int, ...]  # each leg's taker fee rate (ppm)
+    min_order_size: int
+    size_step: int
+    basket: BasketParams | None = None  # NO_BASKET: the convert's terms
+
+    def marginal(self, prices: Sequence[int]) -> int:
+        """Profit in micro-USDC of one set at these per-leg prices, fees rounded up."""
+        fees = sum(taker_fee(MICRO, p, r) for p, r in zip(prices, self.rates, strict=True))
+        if self.basket is not None:
+            return self.basket.payout(MICRO) - sum(prices) - fees
+        if self.kind == SetKind.BUY_SET:
+            return MICRO - sum(prices) - fees
+        return sum(prices) - fees - MICRO
+
+    def per_set(self, prices: Sequence[int]) -> int:
+        """Collateral one share of a set commits: its asks when buying, the split when selling."""
+        return sum(prices) if self.side == Side.BUY else MICRO
+
+    def collateral(self, size: int, total_cost: int) -> int:
+        return total_cost if self.side == Side.BUY else size
+
+    def profit(self, size: int, total_cost: int, total_fee: int) -> int:
+        if self.basket is not None:
+            return self.basket.payout(size) - total_cost - total_fee
+        if self.kind == SetKind.BUY_SET:
+            return size - total_cost - total_fee
+        return total_cost - total_fee - size
+
+
+def _sweep_size(terms: _Terms, ladders: list[list[Level]], limits: Limits) -> int:
     """The most sets whose marginal set still earns the threshold, within depth
     and the collateral budget (before rounding to the size step)."""
     if not ladders or any(not lad for lad in ladders):
@@ -196,10 +298,10 @@ def _sweep_size(kind: SetKind, ladders: list[list[Level]], rate: int, limits: Li
     size = 0
     while True:
         prices = [lad[i][0] for lad, i in zip(ladders, idx, strict=True)]
-        m = marginal_profit(kind, prices, rate)
+        m = terms.marginal(prices)
         if m < limits.min_profit or m <= 0:
             return size
-        per_set = sum(prices) if kind == SetKind.BUY_SET else MICRO  # collateral per share of a set
+        per_set = terms.per_set(prices)  # collateral per share of a set
         room = (budget - committed) // per_set
         q = min(*left, room)
         if q <= 0:
@@ -235,36 +337,30 @@ def _fill(ladder: list[Level], size: int, rate: int, side: Side) -> tuple[int, i
     return limit, cost, fee
 
 
-def _plan(kind: SetKind, ladders: list[list[Level]], market: MarketParams,
-          limits: Limits) -> tuple[int, tuple[Leg, ...], int] | str:
+def _plan(terms: _Terms, ladders: list[list[Level]], limits: Limits) -> tuple[int, tuple[Leg, ...], int] | str:
     """(size, legs, expected profit) for one side, or the reason there is none."""
-    rate = market.fee_rate_ppm
-    step = max(market.size_step, 1)
-    raw = _sweep_size(kind, ladders, rate, limits)
+    step = max(terms.size_step, 1)
+    raw = _sweep_size(terms, ladders, limits)
     if raw == 0:
         return NO_EDGE
     size = raw // step * step
-    side = Side.BUY if kind == SetKind.BUY_SET else Side.SELL
+    side = terms.side
     while True:
-        if size <= 0 or size < market.min_order_size:
+        if size <= 0 or size < terms.min_order_size:
             return BELOW_MIN_SIZE  # an edge, but too thin (or too capped) to trade
-        fills = [_fill(lad, size, rate, side) for lad in ladders]
+        fills = [_fill(lad, size, rate, side) for lad, rate in zip(ladders, terms.rates, strict=True)]
         total_cost = sum(c for _, c, _ in fills)
         total_fee = sum(f for _, _, f in fills)
-        collateral = total_cost if kind == SetKind.BUY_SET else size
-        if collateral <= limits.max_position:
+        if terms.collateral(size, total_cost) <= limits.max_position:
             break
         size -= step  # per-level rounding up pushed the total a few micro over the cap
-    if kind == SetKind.BUY_SET:
-        profit = size - total_cost - total_fee
-    else:
-        profit = total_cost - total_fee - size
+    profit = terms.profit(size, total_cost, total_fee)
     # The marginal walk used per-share fees; the exact per-level rounding can
     # cost a few micro more, so the threshold is checked again on the totals.
     if profit <= 0 or profit * MICRO < limits.min_profit * size:
         return NO_EDGE
     legs = tuple(
         Leg(token_id=t, side=side, limit_price=lim, size=size, cost=cost, fee=fee)
-        for t, (lim, cost, fee) in zip(market.token_ids, fills, strict=True)
+        for t, (lim, cost, fee) in zip(terms.token_ids, fills, strict=True)
     )
     return size, legs, profit

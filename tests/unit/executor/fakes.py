@@ -76,6 +76,10 @@ class FakeChain:
         self.gas_estimate = 150_000
         self.collateral = 1_000_000_000  # the wallet's pUSD and ERC-1155 balances (the reconciler reads them)
         self.tokens: dict[str, int] = {}
+        # NegRiskAdapter markets: id -> (question count, feeBips); unknown ids have 4 questions and no fee
+        self.adapters: dict[str, tuple[int, int]] = {}
+        self.terms_reads = 0
+        self.terms_error: BaseException | None = None
 
     genesis = "0x" + "9e" * 32
 
@@ -87,6 +91,15 @@ class FakeChain:
 
     def split_call(self, condition_id: str, outcomes: int, amount: int) -> dict[str, Any]:
         return {"to": "0xCTF", "data": f"split:{condition_id}:{outcomes}:{amount}"}
+
+    def convert_call(self, market_id: str, index_set: int, amount: int) -> dict[str, Any]:
+        return {"to": "0xADAPTER", "data": f"convert:{market_id}:{index_set}:{amount}"}
+
+    async def convert_terms(self, market_id: str) -> tuple[int, int]:
+        self.terms_reads += 1
+        if self.terms_error is not None:
+            raise self.terms_error
+        return self.adapters.get(market_id, (4, 0))
 
     async def estimate_gas(self, call: dict[str, Any]) -> int:
         return self.gas_estimate

@@ -616,3 +616,307 @@ async def test_a_crash_between_the_claim_and_the_journal_never_leaves_an_outcome
 
     assert r.status is TxStatus.SUCCESS and len(world.venue.calls) == calls and len(world.chain.sent) == sent
     assert [status for _, status, _, _ in world.journal.outcomes()] == ["SUCCESS"]
+
+
+# -- NO_BASKET: the NO of every outcome of a neg-risk event, converted on the adapter ----
+
+EVENT = "0x" + "ab" * 31 + "00"
+WORLD_CUP_NO = (780_000, 800_000, 820_000, 560_000)  # sum 2.96 < m - 1 = 3
+GAS = 120_000 * 60 * 10**9 * 500_000 // 10**18  # the fake chain's receipt: 120k gas at 60 gwei, 0.5 USDC/POL
+
+
+def basket(clock, prices=WORLD_CUP_NO, size=SIZE, fee_bips=0, created_offset=0, event=EVENT):
+    legs = [Leg(token_id=f"no{i}", side="BUY", limit_price=p, size=size, cost=p * size // 1_000_000, fee=1_000)
+            for i, p in enumerate(prices)]
+    now = clock.time_ns() + created_offset
+    return Signal(signal_id=f"b{created_offset}", market=event, kind="NO_BASKET", legs=legs, size=size,
+                  expected_profit=1, book_ts_ms={leg.token_id: now // 1_000_000 for leg in legs}, created_ns=now,
+                  expires_ns=now + 2_000_000_000, neg_risk_market_id=event, convert_fee_bips=fee_bips)
+
+
+PAID = sum(p * SIZE // 1_000_000 + 1_000 for p in WORLD_CUP_NO)  # 29.6 USDC of NO + 4 fees of 0.001
+
+
+async def test_a_no_basket_buys_every_no_and_converts_them_into_m_minus_one(world):
+    r = await world.sender.execute(basket(world.clock))
+
+    assert r.status is TxStatus.SUCCESS and r.success and r.gas_cost == GAS
+    # 10 NO of each of 4 outcomes convert into 3 x 10 USDC
+    assert r.realized_pnl == 3 * SIZE - PAID - GAS == 392_400
+    assert [(c[0], c[1], c[2], c[3], c[5]) for c in world.venue.calls] == [
+        (f"no{i}", "BUY", p, SIZE, False) for i, p in enumerate(WORLD_CUP_NO)]  # FOK
+    [tx] = world.chain.sent
+    assert tx["to"] == "0xADAPTER" and tx["data"] == f"convert:{EVENT}:{0b1111}:{SIZE}"  # every question
+    assert world.idem.get(r.idempotency_key).status.value == "COMPLETED"
+    assert world.journal.positions() == []
+    by = world.sender.get_stats()["by_strategy"]
+    assert by["NO_BASKET"] == {"executions": 1, "successful": 1, "failed": 0, "realized_pnl_micro": 392_400,
+                               "gas_spent_micro": GAS, "realized_pnl_usdc": "0.3924"}
+
+
+async def test_the_adapters_convert_fee_is_booked_as_the_adapter_computes_it(world):
+    world.chain.adapters[EVENT] = (4, 50)
+    r = await world.sender.execute(basket(world.clock, fee_bips=50))
+    # the adapter keeps floor(10 x 0.005) of every converted set: 3 x 9.95
+    assert r.status is TxStatus.SUCCESS and r.realized_pnl == 3 * (SIZE - 50_000) - PAID - GAS == 242_400
+
+
+async def test_binary_sets_and_baskets_are_counted_per_strategy(world):
+    await world.sender.execute(signal(world.clock))
+    world.venue.script["no3"] = ["kill"]
+    await world.sender.execute(basket(world.clock))
+    by = world.sender.get_stats()["by_strategy"]
+    assert (by["BUY_SET"]["successful"], by["NO_BASKET"]["successful"], by["NO_BASKET"]["failed"]) == (1, 0, 1)
+    assert sum(v["realized_pnl_micro"] for v in by.values()) == world.sender.realized_pnl
+
+
+async def test_a_killed_no_leg_is_unwound_and_the_breaker_ignores_it(world):
+    world.venue.script["no3"] = ["kill"]
+    r = await world.sender.execute(basket(world.clock))
+
+    assert r.status is TxStatus.PARTIAL_UNWOUND and "killed by the book" in r.error and world.chain.sent == []
+    sells = [c for c in world.venue.calls if c[1] == "SELL"]
+    # each filled NO sold back FAK at its limit minus unwind_max_price_move
+    assert [(c[0], c[2], c[3], c[5]) for c in sells] == [
+        (f"no{i}", p - 100_000, SIZE, True) for i, p in enumerate(WORLD_CUP_NO[:3])]
+    paid = sum(p * SIZE // 1_000_000 + 1_000 for p in WORLD_CUP_NO[:3])
+    proceeds = sum((p - 100_000) * SIZE // 1_000_000 - 1_000 for p in WORLD_CUP_NO[:3])
+    assert r.realized_pnl == proceeds - paid == -3_006_000
+    assert world.breaker.get_stats()["consecutive_failures"] == 0  # BookMoved: a market outcome
+    assert world.journal.positions() == []
+    _, state, data = world.journal.get(r.idempotency_key)
+    assert state == "done" and data["status"] == "PARTIAL_UNWOUND" and data["pnl"] == r.realized_pnl
+
+
+async def test_a_no_leg_that_cannot_be_unwound_is_held(world):
+    world.venue.script["no0"] = ["fill"] + ["error"] * 10
+    world.venue.script["no1"] = ["kill"]
+    r = await world.sender.execute(basket(world.clock))
+    assert r.status is TxStatus.PARTIAL_UNWOUND
+    assert world.journal.positions() == [("no0", SIZE, WORLD_CUP_NO[0], 0)]
+
+
+async def test_a_reverted_convert_holds_the_no_tokens_and_books_their_cost(world):
+    world.chain.revert = True
+    r = await world.sender.execute(basket(world.clock))
+
+    assert r.status is TxStatus.FAILED and "TxReverted" in r.error and r.gas_cost == GAS
+    assert r.realized_pnl == -PAID - GAS
+    assert sorted((t, n) for t, n, _, _ in world.journal.positions()) == [(f"no{i}", SIZE) for i in range(4)]
+    sources = [row[0] for row in world.journal.db.execute("SELECT source FROM holdings")]
+    assert all(":convert_reverted:" in s for s in sources) and len(sources) == 4
+    assert world.breaker.get_stats()["failure_count"] == 1
+    assert world.idem.get(r.idempotency_key).status.value == "FAILED"
+
+
+async def test_a_convert_that_cannot_be_sent_leaves_the_basket_pending_then_reconciled(world):
+    world.chain.adapters[EVENT] = (4, 50)
+    world.chain.send_errors = ["{'code': -32003, 'message': 'Insufficient funds for gas * price + value'}"]
+    r = await world.sender.execute(basket(world.clock, fee_bips=50))
+    assert r.status is TxStatus.PENDING and world.idem.get(r.idempotency_key).status.value == "IN_PROGRESS"
+    calls, reads = len(world.venue.calls), world.chain.terms_reads
+    world.chain.terms_error = ConnectionError("node down")  # the fee was journaled: not needed again
+
+    [resumed] = await world.sender.reconcile()
+
+    assert resumed.status is TxStatus.SUCCESS and len(world.venue.calls) == calls
+    assert world.chain.terms_reads == reads
+    assert resumed.realized_pnl == 3 * (SIZE - 50_000) - PAID - resumed.gas_cost
+
+
+async def test_a_crash_with_the_convert_in_the_pool_is_resumed_without_trading_twice(world, tmp_path):
+    world.chain.automine = False
+    task = asyncio.create_task(world.sender.execute(basket(world.clock)))
+    while not world.chain.sent:
+        await asyncio.sleep(0)
+    task.cancel()  # the process dies with the convert unmined
+    await asyncio.gather(task, return_exceptions=True)
+    orders = len(world.venue.orders)
+    world.chain.mine()
+
+    w2 = World(tmp_path, world.cfg, clock=world.clock, nonce_chain=world.nonce_chain, venue=world.venue)
+    w2.chain = world.chain
+    w2.build()
+    await w2.nonces.initialize()
+    [pending] = w2.idem.in_progress()
+    assert w2.journal.get(pending.key)[1] == "convert_sent"
+    r = await w2.sender.resume(pending.key)
+
+    assert r.status is TxStatus.SUCCESS and r.realized_pnl == 3 * SIZE - PAID - r.gas_cost
+    assert len(world.venue.orders) == orders and len(world.chain.sent) == 1  # found, not sent again
+
+
+@pytest.mark.parametrize("terms, why", [((5, 0), "5 questions"), ((3, 0), "3 questions"),
+                                        ((4, 100), "convert fee 100 bips")])
+async def test_a_basket_the_adapter_would_not_pay_for_is_refused_before_any_order(world, terms, why):
+    world.chain.adapters[EVENT] = terms
+    r = await world.sender.execute(basket(world.clock))
+    assert r.status is TxStatus.FAILED and "BasketMismatch" in r.error and why in r.error
+    assert world.venue.calls == [] and world.chain.sent == []
+
+
+async def test_a_basket_without_its_adapter_market_is_refused(world):
+    s = msgspec.structs.replace(basket(world.clock), neg_risk_market_id="")
+    r = await world.sender.execute(s)
+    assert r.status is TxStatus.FAILED and "BasketMismatch" in r.error and world.venue.calls == []
+
+
+async def test_a_convert_above_the_gas_limit_fails_before_any_order(world):
+    world.chain.base_fee = 10**13  # 10,000 gwei
+    r = await world.sender.execute(basket(world.clock))
+    assert r.status is TxStatus.FAILED and "GasTooExpensive" in r.error and world.venue.calls == []
+
+
+async def test_the_adapters_terms_are_read_once_a_minute(world):
+    await world.sender.execute(basket(world.clock))
+    await world.sender.execute(basket(world.clock, prices=(770_000, *WORLD_CUP_NO[1:])))
+    assert world.chain.terms_reads == 1
+    world.clock.advance(61)
+    await world.sender.execute(basket(world.clock, prices=(760_000, *WORLD_CUP_NO[1:])))
+    assert world.chain.terms_reads == 2
+
+
+async def test_the_event_is_free_for_the_next_basket_while_a_convert_is_mined(world):
+    world.chain.automine = False
+    first = asyncio.create_task(world.sender.execute(basket(world.clock)))
+    while len(world.chain.sent) < 1:  # its legs traded, its convert is in the pool
+        await asyncio.sleep(0)
+    world.clock.advance(0.01)
+    second = asyncio.create_task(world.sender.execute(basket(world.clock, prices=(770_000, *WORLD_CUP_NO[1:]),
+                                                             created_offset=1)))
+    for _ in range(50):
+        if len(world.venue.calls) == 8:
+            break
+        await asyncio.sleep(0)
+    assert len(world.venue.calls) == 8 and not first.done()
+    while len(world.chain.sent) < 2:
+        await asyncio.sleep(0)
+    world.chain.mine()
+    assert (await drive(world.clock, first)).status is TxStatus.SUCCESS
+    assert (await drive(world.clock, second)).status is TxStatus.SUCCESS
+
+
+async def test_a_basket_computed_before_our_last_trade_on_the_event_is_stale(world):
+    old = basket(world.clock, prices=(770_000, *WORLD_CUP_NO[1:]))
+    world.clock.advance(0.01)
+    first = await world.sender.execute(basket(world.clock, created_offset=1))
+    late = await world.sender.execute(old)
+    assert first.status is TxStatus.SUCCESS and late.status is TxStatus.STALE and len(world.venue.calls) == 4
+
+
+def test_baskets_lock_by_their_event_binary_sets_by_their_condition(world):
+    b = basket(world.clock)
+    assert TxSender._lock_key(b) == f"event:{EVENT}"
+    assert TxSender._lock_key(signal(world.clock)) == M
+
+
+# -- approvals and the published result --------------------------------------------------
+
+
+def web3_chain():
+    from actors.domain.wallet import Wallet, dev_account
+    from actors.executor.web3_chain import Web3Chain
+
+    return Web3Chain("http://127.0.0.1:9", Wallet(dev_account(1)), 137)
+
+
+def decode_approval(call):
+    from eth_abi import decode
+
+    data = bytes.fromhex(call["data"][2:])
+    kind = "approve" if data[:4].hex() == "095ea7b3" else "setApprovalForAll"
+    who, value = decode(["address", "uint256" if kind == "approve" else "bool"], data[4:])
+    return call["to"].lower(), kind, who.lower(), value
+
+
+def test_the_approvals_include_the_neg_risk_exchange_and_the_adapter():
+    from py_clob_client_v2.config import get_contract_config
+
+    c = get_contract_config(137)
+    pusd, ctf = c.collateral.lower(), c.conditional_tokens.lower()
+    calls = dict(web3_chain().approval_calls())
+    got = {name: decode_approval(call) for name, call in calls.items()}
+    assert got == {
+        "approve_exchange": (pusd, "approve", c.exchange_v2.lower(), 2**256 - 1),
+        "approve_ctf": (pusd, "approve", ctf, 2**256 - 1),
+        "approve_exchange_tokens": (ctf, "setApprovalForAll", c.exchange_v2.lower(), True),
+        # BUY orders on neg-risk markets settle on the neg-risk exchange: pUSD in, tokens out (unwinds)
+        "approve_neg_risk_exchange": (pusd, "approve", c.neg_risk_exchange_v2.lower(), 2**256 - 1),
+        "approve_neg_risk_exchange_tokens": (ctf, "setApprovalForAll", c.neg_risk_exchange_v2.lower(), True),
+        # convertPositions pulls the NO it converts
+        "approve_neg_risk_adapter_tokens": (ctf, "setApprovalForAll", c.neg_risk_adapter.lower(), True),
+    }
+
+
+async def test_only_the_missing_approvals_are_reported(monkeypatch):
+    from eth_abi import decode
+
+    chain = web3_chain()
+    granted = {chain.exchange.lower(), chain.ctf.lower()}  # an older version approved these
+
+    async def get_code(addr):
+        return b"\x60\x00"
+
+    async def call(tx):
+        data = bytes.fromhex(tx["data"][2:])
+        _, spender = decode(["address", "address"], data[4:])
+        return (2**256 - 1 if spender.lower() in granted else 0).to_bytes(32, "big")
+
+    monkeypatch.setattr(chain._w3.eth, "get_code", get_code)
+    monkeypatch.setattr(chain._w3.eth, "call", call)
+    assert await chain.approvals_missing() == ["approve_neg_risk_exchange", "approve_neg_risk_exchange_tokens",
+                                               "approve_neg_risk_adapter_tokens"]
+    granted |= {chain.neg_risk_exchange.lower(), chain.neg_risk_adapter.lower()}
+    assert await chain.approvals_missing() == []
+
+
+def test_the_convert_call_encodes_market_index_set_and_amount():
+    from eth_abi import decode
+    from eth_utils import function_signature_to_4byte_selector
+
+    chain = web3_chain()
+    call = chain.convert_call(EVENT, 0b1111, SIZE)
+    data = bytes.fromhex(call["data"][2:])
+    assert call["to"] == chain.neg_risk_adapter and call["from"] == chain.address
+    assert data[:4] == function_signature_to_4byte_selector("convertPositions(bytes32,uint256,uint256)")
+    assert decode(["bytes32", "uint256", "uint256"], data[4:]) == (bytes.fromhex(EVENT[2:]), 15, SIZE)
+
+
+async def test_the_published_result_names_its_strategy(world, sandbox_config, tmp_path):
+    from actors.executor.actor import ExecutorActor
+    from actors.runtime.shell import ActorRuntime
+    from bus.fakes import FakeContext
+    from bus.messages import TxResult as TxResultMsg
+    from config.runtime import ConfigReloader
+
+    cfg = msgspec.structs.replace(sandbox_config, executor=msgspec.structs.replace(
+        sandbox_config.executor, state_dir=str(tmp_path / "ex")))
+    rt = ActorRuntime("executor", ConfigReloader(initial=cfg), FakeContext(), TestClock())
+    actor = ExecutorActor(rt, venue=FakeVenue(), chain=FakeChain(FakeNonceChain()), nonces=object())
+    await actor.start()
+    sent = []
+    monkeypatch_publish = rt.publisher.publish
+
+    def publish(topic, body, **kw):
+        sent.append(body)
+        return monkeypatch_publish(topic, body, **kw)
+
+    rt.publisher.publish = publish
+    done = await world.sender.execute(basket(world.clock))
+    actor._publish(done)
+    [msg] = [b for b in sent if isinstance(b, TxResultMsg)]
+    assert (msg.kind, msg.status, msg.market, msg.realized_pnl) == ("NO_BASKET", "SUCCESS", EVENT, 392_400)
+    decoded = msgspec.msgpack.decode(msgspec.msgpack.encode(msg), type=TxResultMsg)
+    assert decoded.kind == "NO_BASKET"
+    old = msgspec.msgpack.encode({k: v for k, v in msgspec.structs.asdict(msg).items() if k != "kind"})
+    assert msgspec.msgpack.decode(old, type=TxResultMsg).kind is None  # an older executor's result
+    actor.sender.by_kind = world.sender.by_kind
+    assert actor.summary()["by_strategy"] == "NO_BASKET 1/1 0.392400"
+    actor.journal.close()
+
+
+def test_a_signal_of_an_older_router_still_decodes():
+    s = signal(TestClock())
+    old = {k: v for k, v in msgspec.to_builtins(s).items() if k not in ("neg_risk_market_id", "convert_fee_bips")}
+    back = msgspec.msgpack.decode(msgspec.msgpack.encode(old), type=Signal)
+    assert (back.neg_risk_market_id, back.convert_fee_bips) == ("", 0) and back.legs == s.legs

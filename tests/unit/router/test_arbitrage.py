@@ -325,3 +325,169 @@ def test_one_more_step_would_break_a_rule(case):
     else:
         collateral = bigger
     assert collateral > lim.max_position
+
+
+# -- the NO basket of a neg-risk event -----------------------------------------
+
+NO_BASKET = SetKind.NO_BASKET
+EVENT = "0x" + "ab" * 31 + "00"
+WORLD_CUP_NO = ("0.78", "0.80", "0.82", "0.56")  # sum 2.96: m - 1 - 0.04, the simulator's sell-side gap
+
+
+def basket(n: int = 4, fee: str = "0.01", convert_fee_bips: int = 0, min_size: str = "0", step: str = "0.01",
+           outcomes: int | None = None, tokens: tuple[str, ...] | None = None) -> arb.BasketParams:
+    return arb.BasketParams(event=EVENT, token_ids=tokens or tuple(f"no{i}" for i in range(n)),
+                            outcomes=n if outcomes is None else outcomes,
+                            fee_rates_ppm=(int(Decimal(fee) * MICRO),) * n, convert_fee_bips=convert_fee_bips,
+                            min_order_size=usd(min_size), size_step=usd(step))
+
+
+def no_asks(*ladders) -> list[Book]:
+    return [Book(f"no{i}", asks=lad) for i, lad in enumerate(ladders)]
+
+
+def world_cup_books(depth: str = "100") -> list[Book]:
+    # the gap's level, then one tick worse on every NO: 3.00, no edge any more
+    return no_asks(*[lv((p, depth), (str(Decimal(p) + Decimal("0.01")), "1000")) for p in WORLD_CUP_NO])
+
+
+def test_a_no_basket_with_exact_sizes_fees_and_limits():
+    result = arb.evaluate_basket(world_cup_books(), basket(), limits())
+    opp = result.opportunity
+
+    assert opp is not None and opp.kind == NO_BASKET and opp.size == usd("100")
+    assert (opp.market, opp.neg_risk_market_id, opp.convert_fee_bips) == (EVENT, EVENT, 0)
+    # fees 0.01 x p(1-p) per share: 0.001716, 0.0016, 0.001476, 0.002464
+    assert [(leg.token_id, leg.side, leg.limit_price, leg.size, leg.cost, leg.fee) for leg in opp.legs] == [
+        ("no0", "BUY", usd("0.78"), usd("100"), usd("78"), usd("0.1716")),
+        ("no1", "BUY", usd("0.80"), usd("100"), usd("80"), usd("0.16")),
+        ("no2", "BUY", usd("0.82"), usd("100"), usd("82"), usd("0.1476")),
+        ("no3", "BUY", usd("0.56"), usd("100"), usd("56"), usd("0.2464")),
+    ]
+    # converting 100 NO of each of the 4 questions pays 3 x 100
+    assert opp.expected_profit == 3 * usd("100") - usd("296") - usd("0.7256") == usd("3.2744")
+    assert opp.book_ts_ms == {f"no{i}": NOW_MS for i in range(4)}
+
+
+def test_the_convert_fee_is_taken_off_every_converted_set():
+    opp = arb.evaluate_basket(world_cup_books(), basket(convert_fee_bips=50), limits()).opportunity
+    # 3 x (100 - 0.5): the adapter keeps 0.5% of every NO set
+    assert opp is not None and opp.convert_fee_bips == 50 and opp.size == usd("100")
+    assert opp.expected_profit == 3 * (usd("100") - usd("0.5")) - usd("296") - usd("0.7256") == usd("1.7744")
+    # 1% leaves 3 x 0.99 - 2.96 - 0.007256 = 0.002744 per set: below the 0.01 threshold
+    assert arb.evaluate_basket(world_cup_books(), basket(convert_fee_bips=100), limits()).reason == arb.NO_EDGE
+
+
+def test_the_payout_rounds_the_convert_fee_down_like_the_adapter():
+    # floor(333 x 30 / 10_000) = 0 micro kept back; floor(1_000_001 x 30 / 10_000) = 3000
+    assert basket(convert_fee_bips=30).payout(333) == 3 * 333
+    assert basket(convert_fee_bips=30).payout(1_000_001) == 3 * (1_000_001 - 3_000)
+
+
+def test_a_no_basket_is_capped_by_max_position_and_rounded_to_the_step():
+    books = no_asks(*[lv((p, "1000")) for p in WORLD_CUP_NO])
+    opp = arb.evaluate_basket(books, basket(), limits(max_pos="100")).opportunity
+    # 100 / 2.96 = 33.7837... sets, rounded down to the 0.01 step
+    assert opp is not None and opp.size == usd("33.78")
+    assert [leg.cost for leg in opp.legs] == [26_348_400, 27_024_000, 27_699_600, 18_916_800]
+    assert [leg.fee for leg in opp.legs] == [57_967, 54_048, 49_860, 83_234]  # each rounded up
+    assert sum(leg.cost for leg in opp.legs) == 99_988_800 <= usd("100")
+    assert opp.expected_profit == 3 * usd("33.78") - 99_988_800 - 245_109 == 1_106_091
+
+
+def test_a_no_basket_walks_the_depth_of_every_leg():
+    # 10 of every NO at the gap, then the first leg one tick deeper: 3 - 2.97 still earns the threshold
+    books = no_asks(lv(("0.78", "10"), ("0.79", "10"), ("0.90", "100")),
+                    *[lv((p, "20"), ("0.95", "100")) for p in WORLD_CUP_NO[1:]])
+    opp = arb.evaluate_basket(books, basket(fee="0"), limits()).opportunity
+    assert opp is not None and opp.size == usd("20")
+    assert (opp.legs[0].limit_price, opp.legs[0].cost) == (usd("0.79"), usd("7.8") + usd("7.9"))
+    assert opp.expected_profit == 3 * usd("20") - usd("15.7") - usd("16") - usd("16.4") - usd("11.2")
+
+
+def test_a_thin_no_basket_is_below_the_min_order_size():
+    books = no_asks(*[lv((p, "4.99")) for p in WORLD_CUP_NO])
+    assert arb.evaluate_basket(books, basket(min_size="5"), limits()).reason == arb.BELOW_MIN_SIZE
+    books = no_asks(*[lv((p, "5")) for p in WORLD_CUP_NO])
+    assert arb.evaluate_basket(books, basket(min_size="5"), limits()).opportunity.size == usd("5")
+
+
+def test_no_basket_below_the_threshold_or_without_a_gap():
+    # NO asks summing to m - 1 + m ticks: the normal book, no edge
+    normal = no_asks(*[lv((str(Decimal(p) + Decimal("0.02")), "100")) for p in WORLD_CUP_NO])
+    assert arb.evaluate_basket(normal, basket(), limits()).reason == arb.NO_EDGE
+    # 2.99 - fees 0.007 ~ 0.003 per set: an edge, below the 0.01 threshold
+    thin = no_asks(*[lv((p, "100")) for p in ("0.79", "0.80", "0.82", "0.58")])
+    assert arb.evaluate_basket(thin, basket(), limits()).reason == arb.NO_EDGE
+    assert arb.evaluate_basket(thin, basket(), limits(min_profit="0.002")).opportunity is not None
+
+
+def test_an_incomplete_no_basket_never_signals():
+    books = world_cup_books()
+    assert arb.evaluate_basket(books[:3], basket(), limits()).reason == arb.INCOMPLETE_SET  # a book is missing
+    # the event has five outcomes, the basket four NO: converting them would not pay m - 1
+    assert arb.evaluate_basket(books, basket(outcomes=5), limits()).reason == arb.INCOMPLETE_SET
+    twice = basket(tokens=("no0", "no1", "no2", "no2"))
+    assert arb.evaluate_basket(books, twice, limits()).reason == arb.INCOMPLETE_SET
+    assert arb.evaluate_basket(books[:1], basket(1), limits()).reason == arb.INCOMPLETE_SET  # one outcome: no set
+    invalid = [*books[:3], Book("no3", asks=lv(("0.56", "100")), valid=False)]
+    assert arb.evaluate_basket(invalid, basket(), limits()).reason == arb.INVALID_BOOK
+
+
+@st.composite
+def basket_scenario(draw):
+    """NO ladders of an m-outcome event whose best asks sum to about m - 1."""
+    n = draw(st.integers(2, 5))
+    tick = draw(st.sampled_from([CENT, 1_000]))
+    tops = [draw(st.integers(MICRO // 2 // tick, (MICRO - tick) // tick)) * tick for _ in range(n - 1)]
+    edge = draw(st.integers(-2, 80_000 // tick)) * tick
+    tops.append(min(max((n - 1) * MICRO - sum(tops) - edge, tick), MICRO - tick))
+
+    def ladder(top: int) -> list[tuple[int, int]]:
+        out, price = [], top
+        for _ in range(draw(st.integers(1, 4))):
+            if not 0 < price < MICRO:
+                break
+            out.append((price, draw(st.integers(1, 500)) * draw(st.sampled_from([1_000, CENT, MICRO]))))
+            price += tick * draw(st.integers(1, 3))
+        return out
+
+    books = no_asks(*[ladder(top) for top in tops])
+    params = basket(n, fee=draw(st.sampled_from(["0", "0.01", "0.02"])), min_size=draw(st.sampled_from(["0", "5"])),
+                    convert_fee_bips=draw(st.sampled_from([0, 1, 30, 250])),
+                    step=draw(st.sampled_from(["0.000001", "0.01", "1"])))
+    lim = Limits(max_position=draw(st.integers(1, 300)) * MICRO, min_profit=draw(st.integers(0, 20_000)),
+                 min_book_ts_ms=0)
+    return books, params, lim
+
+
+@settings(max_examples=300, deadline=None)
+@given(basket_scenario())
+def test_a_no_basket_is_exactly_what_its_legs_and_the_convert_say(case):
+    books, params, lim = case
+    opp = arb.evaluate_basket(books, params, lim).opportunity
+    if opp is None:
+        return
+    by_token = {b.token_id: b for b in books}
+    assert opp.size > 0 and opp.size % params.size_step == 0 and opp.size >= params.min_order_size
+    assert [leg.token_id for leg in opp.legs] == list(params.token_ids)
+    total_cost = total_fee = 0
+    for leg, rate in zip(opp.legs, params.fee_rates_ppm, strict=True):
+        within = [(p, s) for p, s in sorted(by_token[leg.token_id].asks) if p <= leg.limit_price]
+        assert leg.side == "BUY" and leg.size == opp.size <= sum(s for _, s in within)
+        need, cost, fee = leg.size, 0, 0
+        for p, s in within:
+            q = min(need, s)
+            if q == 0:
+                break
+            cost += notional(q, p)
+            fee += taker_fee(q, p, rate)
+            need -= q
+        assert (cost, fee) == (leg.cost, leg.fee)
+        total_cost += cost
+        total_fee += fee
+    m = len(params.token_ids)
+    payout = (m - 1) * (opp.size - opp.size * params.convert_fee_bips // 10_000)
+    assert payout - total_cost - total_fee == opp.expected_profit > 0
+    assert opp.expected_profit * MICRO >= lim.min_profit * opp.size
+    assert total_cost <= lim.max_position

@@ -102,7 +102,7 @@ async def make_world(sandbox_config):
     tasks: list[asyncio.Task] = []
     actors: list[RouterActor] = []
 
-    async def make(*, serve=True, closed=True, lister=None, **router):
+    async def make(*, serve=True, closed=True, lister=None, fee_reader=None, **router):
         cfg = config(sandbox_config, **router)
         ctx, clock = FakeContext(), TestClock()
         rt = ActorRuntime("router", ConfigReloader(initial=cfg), ctx, clock)
@@ -116,7 +116,10 @@ async def make_world(sandbox_config):
         async def listing(session, url):
             return w.listing
 
-        w.actor = RouterActor(rt, lister=lister or listing)
+        async def no_convert_fee(session, cfg, market_id):
+            return 0
+
+        w.actor = RouterActor(rt, lister=lister or listing, fee_reader=fee_reader or no_convert_fee)
         actors.append(w.actor)
         if serve:
             tasks.append(w.serve_snapshots())
@@ -434,3 +437,162 @@ async def test_neg_risk_markets_are_not_traded_as_binary_sets(make_world):
     w.actor._apply_listing(w.listing)
 
     assert set(w.actor.markets) == {M} and w.actor.get_stats()["neg_risk_markets_skipped"] == 1
+
+
+# -- neg-risk events: the NO basket ----------------------------------------------
+
+EVENT = "0x" + "ab" * 31 + "00"
+
+
+def outcome(i: int, *, tags=(), index=None, event=EVENT) -> Market:
+    """Outcome i of a neg-risk event: YES y<i>, NO n<i>, 1% taker fee, question i."""
+    return Market(f"0xc{i}", f"outcome {i}", (f"y{i}", f"n{i}"), ("Yes", "No"), True, fee_rate_bps=100,
+                  min_order_size=5 * MICRO, neg_risk=True, neg_risk_market_id=event,
+                  neg_risk_request_id=event[:-2] + f"{i if index is None else index:02x}", tags=tuple(tags))
+
+
+THREE = [outcome(0), outcome(1), outcome(2)]
+
+
+async def with_listing(w, listing, *, wait=lambda a: EVENT in a.baskets):
+    w.listing = listing
+    w.actor._rediscover.set()
+    await eventually(lambda: wait(w.actor), what="the listing applied")
+
+
+def event_books(w, no_asks, *, size=10, send=True):
+    """One venue message that moved every outcome of the event: per market its YES
+    (more) and NO book, like the feed publishes them; the NO ask mirrors the YES bid."""
+    for i, ask in enumerate(no_asks):
+        w.book(f"y{i}", bids=[(c(100 - ask), size * MICRO)], asks=[(c(102 - ask), size * MICRO)],
+               market=f"0xc{i}", more=True, send=send)
+        w.book(f"n{i}", asks=[(c(ask), size * MICRO)], bids=[(c(ask - 2), size * MICRO)], market=f"0xc{i}",
+               send=send)
+
+
+async def test_a_no_basket_is_signalled_with_exact_legs(make_world):
+    w = await make_world()
+    await with_listing(w, [BINARY, *THREE])
+    event_books(w, [62, 66, 68])  # NO asks sum 1.96 < m - 1 = 2
+
+    topic, env = await w.next_signal()
+    sig = env.body
+    assert topic == topics.signal(EVENT) and isinstance(sig, Signal)
+    assert (sig.market, sig.kind, sig.size, sig.neg_risk_market_id, sig.convert_fee_bips) == (
+        EVENT, "NO_BASKET", 10 * MICRO, EVENT, 0)
+    # fees 0.01 x p(1-p) x 10 shares: 0.02356, 0.02244, 0.02176
+    assert [(leg.token_id, leg.side, leg.limit_price, leg.size, leg.cost, leg.fee) for leg in sig.legs] == [
+        ("n0", "BUY", c(62), 10 * MICRO, 6_200_000, 23_560),
+        ("n1", "BUY", c(66), 10 * MICRO, 6_600_000, 22_440),
+        ("n2", "BUY", c(68), 10 * MICRO, 6_800_000, 21_760)]
+    assert sig.expected_profit == 2 * 10 * MICRO - 19_600_000 - 67_760 == 332_240
+    assert sig.book_ts_ms == {f"n{i}": w.now_ms() for i in range(3)}
+    events = w.actor.get_stats()["neg_risk_events"]
+    assert events["baskets"] == [EVENT] and events["skipped"] == {}
+    assert w.actor.get_stats()["neg_risk_markets_skipped"] == 0
+
+
+async def test_the_adapters_convert_fee_is_read_once_and_priced_in(make_world):
+    reads = []
+
+    async def fee(session, cfg, market_id):
+        reads.append(market_id)
+        if len(reads) == 1:
+            raise ConnectionError("chain not up yet")
+        return 100  # 1%
+
+    w = await make_world(fee_reader=fee)
+    await with_listing(w, [BINARY, *THREE], wait=lambda a: a.get_stats()["neg_risk_events"]["skipped"])
+    assert w.actor.get_stats()["neg_risk_events"]["skipped"] == {EVENT: "convert_fee_unknown"}
+    event_books(w, [62, 66, 68])
+    await eventually(lambda: w.actor.get_stats()["updates"] >= 6)
+    assert w.actor.signals == 0  # not without the fee
+
+    def tick():
+        w.clock.advance(1.0)
+        return EVENT in w.actor.baskets
+
+    await eventually(tick, what="the fee read again")
+    assert w.actor.get_stats()["neg_risk_events"]["fee_read_errors"] == 1
+    w.breaker(CircuitState.CLOSED)  # heartbeats again after the clock jumped
+    await eventually(lambda: w.rt.breaker.state == CircuitState.CLOSED)
+    event_books(w, [62, 66, 68])
+    sig = (await w.next_signal())[1].body
+    # converting 10 of each pays 2 x (10 - 0.1)
+    assert sig.convert_fee_bips == 100 and sig.expected_profit == 2 * 9_900_000 - 19_600_000 - 67_760
+    await with_listing(w, [BINARY, *THREE, outcome(9, index=0, event="0x" + "cd" * 31 + "00")],
+                       wait=lambda a: a.discoveries >= 3)
+    assert reads.count(EVENT) == 2  # read until known, then never again
+
+
+async def test_an_event_is_judged_once_per_batch_of_books(make_world):
+    w = await make_world()
+    await with_listing(w, [BINARY, *THREE])
+    before = w.actor.get_stats()["neg_risk_events"]["evaluations"]
+    event_books(w, [62, 66, 68])  # six books, three markets, one batch
+    await w.next_signal()
+    await eventually(lambda: w.actor.get_stats()["updates"] >= 6)
+    stats = w.actor.get_stats()
+    assert stats["neg_risk_events"]["evaluations"] == before + 1
+    assert stats["deferred_updates"] == 3 and stats["signals_published"] == 1
+
+
+async def test_a_gap_that_closes_is_not_signalled_from_half_updated_books(make_world):
+    # The gap closes: one venue message raises every NO ask again. Judged market by
+    # market, the first ones' new books next to the others' old gap books would
+    # still show a basket. Judged once the batch is in, there is none.
+    w = await make_world()
+    await with_listing(w, [BINARY, *THREE])
+    event_books(w, [62, 66, 68])
+    first = (await w.next_signal())[1].body
+    w.result(first.signal_id)
+    await eventually(lambda: w.actor.results["SUCCESS"] == 1)
+    w.clock.advance(0.01)
+    event_books(w, [64, 69, 69])  # 2.02: no edge (market 0's new book next to the old others: 1.98, a basket)
+    await eventually(lambda: w.actor.get_stats()["updates"] >= 12)
+    assert w.actor.signals == 1
+
+
+async def test_an_augmented_event_never_signals(make_world):
+    w = await make_world()
+    augmented = [outcome(0), outcome(1), outcome(2, tags=["Placeholder"]), outcome(3, tags=["Other"])]
+    await with_listing(w, [BINARY, *augmented], wait=lambda a: a.get_stats()["neg_risk_events"]["skipped"])
+    assert w.actor.get_stats()["neg_risk_events"]["skipped"] == {EVENT: "augmented"}
+    assert w.actor.get_stats()["neg_risk_markets_skipped"] == 4
+    event_books(w, [40, 40, 40, 40])  # the NO asks sum 1.6, far below m - 1 = 3 (or 1 for the named two)
+    await eventually(lambda: w.actor.get_stats()["updates"] >= 8)
+    assert w.actor.signals == 0 and w.actor.get_stats()["unknown_token_updates"] == 8
+
+
+async def test_an_event_with_a_question_missing_never_signals(make_world):
+    w = await make_world()
+    await with_listing(w, [BINARY, outcome(0), outcome(2)],
+                       wait=lambda a: a.get_stats()["neg_risk_events"]["skipped"])
+    assert w.actor.get_stats()["neg_risk_events"]["skipped"] == {EVENT: "incomplete_set"}
+    w.book("n0", asks=[(c(30), 10 * MICRO)], market="0xc0")
+    w.book("n2", asks=[(c(30), 10 * MICRO)], market="0xc2")
+    await eventually(lambda: w.actor.get_stats()["updates"] >= 2)
+    assert w.actor.signals == 0
+
+
+async def test_an_event_whose_books_are_not_all_in_never_signals(make_world):
+    w = await make_world()
+    await with_listing(w, [BINARY, *THREE])
+    w.book("n0", asks=[(c(62), 10 * MICRO)], market="0xc0")
+    w.book("n1", asks=[(c(66), 10 * MICRO)], market="0xc1")
+    await eventually(lambda: w.actor.suppressed["incomplete_set"] >= 1)
+    assert w.actor.signals == 0
+    w.book("n2", asks=[(c(68), 10 * MICRO)], market="0xc2")
+    assert (await w.next_signal())[1].body.kind == "NO_BASKET"
+
+
+async def test_a_no_basket_below_the_threshold_is_not_signalled(make_world):
+    w = await make_world()
+    await with_listing(w, [BINARY, *THREE])
+    event_books(w, [65, 66, 68])  # 1.99: earns 0.01 - fees 0.0067 per set, below 0.01
+    await eventually(lambda: w.actor.get_stats()["neg_risk_events"]["evaluations"] >= 1
+                     and w.actor.get_stats()["updates"] >= 6)
+    assert w.actor.signals == 0 and "no_edge" not in w.actor.suppressed
+    w.clock.advance(0.01)
+    event_books(w, [64, 66, 68])  # 1.98: 0.0133 per set
+    assert (await w.next_signal())[1].body.kind == "NO_BASKET"

@@ -1,0 +1,108 @@
+"""NO baskets end to end on a test anvil: the venue opens sell-side gaps on its neg-risk
+events only (YES bids summing above 1, so the NO asks sum below m - 1), the router
+finds the NO basket of the complete World Cup event and never one of the augmented
+NYC event, the executor buys the four NO on the neg-risk exchange and converts them
+on the NegRiskAdapter, and the wallet's pUSD moves by exactly what the books say."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+from web3 import Web3
+
+from config.loader import DEFAULT_PATH, load
+from sandbox.deploy import Deployment, MarketInfo, balances
+from tests.helpers import wait_until
+from tests.integration.conftest import POLYARB, ROOT, write_config
+from tests.integration.test_system import TRADER, Results, World, journal_outcomes, snapshot
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+def start_basket_world(tmp_path, anvil, procs) -> World:
+    """anvil + venue + nonce + feed + router as real processes, the venue's gaps all
+    sell-side and on events (no binary gap): only NO baskets can trade."""
+    faults = yaml.safe_load(DEFAULT_PATH.read_text())["sandbox"]["venue"]["faults"]
+    faults["inject_binary_gap"] = False
+    path = write_config(
+        tmp_path, anvil, anvil_port=int(anvil.rsplit(":", 1)[1]),
+        sandbox={"venue": {"updates_per_second": 10, "faults": faults, "arbitrage": {
+            "rate_per_minute": 40, "margin": "0.05", "lifetime_seconds": 6, "sell_side_share": 1.0}}},
+        retry_policy={"max_retries": 1, "base_delay_ms": 20, "max_delay_ms": 100},
+        runtime={"stats_interval_seconds": 0.25},
+        executor={"reconcile_seconds": 1},
+    )
+    cfg = load(path)
+    for name in ("venue", "nonce", "feed", "router"):
+        procs("--config", str(path), "actor", name, name=name)
+    w3 = Web3(Web3.HTTPProvider(anvil))
+    wait_until(lambda: snapshot(cfg).get("venue", {}).get("venue", {}).get("chain_ready"), timeout=90,
+               what="venue bootstrapped the chain")
+    raw = json.loads(subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "sandbox.deploy", "--config", str(path)],
+                                    capture_output=True, text=True, timeout=60).stdout)
+    dep = Deployment(**{**raw, "markets": [MarketInfo(**m) for m in raw["markets"]]})
+    return World(path, cfg, w3, dep, balances(w3, dep, TRADER)["collateral"])
+
+
+def event_id(dep: Deployment, slug: str) -> str:
+    """The adapter market id of an event (the deployment's JSON keeps events as dicts)."""
+    events = [e if isinstance(e, dict) else vars(e) for e in dep.events]
+    [ev] = [e for e in events if e["slug"] == slug]
+    return str(ev["market_id"]).lower()
+
+
+def test_no_baskets_are_bought_converted_and_booked_exactly(tmp_path, anvil, procs):
+    world = start_basket_world(tmp_path, anvil, procs)
+    path, cfg, w3, dep, start = world.path, world.cfg, world.w3, world.dep, world.start
+    world_cup, nyc = event_id(dep, "world-cup-2026"), event_id(dep, "nyc-mayor-2029")
+
+    # The router sees the complete event as a basket and the augmented one as not.
+    router = wait_until(lambda: (r := snapshot(cfg).get("router", {}).get("router", {})).get(
+        "neg_risk_events", {}).get("baskets") and r, timeout=60, what="the router found the baskets")
+    assert router["neg_risk_events"]["baskets"] == [world_cup]
+    assert router["neg_risk_events"]["skipped"] == {nyc: "augmented"}
+
+    results = Results(cfg)
+    procs("--config", str(path), "actor", "executor", name="executor")
+    try:
+        def converted():
+            return [r for r in results.items if r.kind == "NO_BASKET" and r.status == "SUCCESS"]
+
+        wait_until(lambda: len(converted()) >= 2, timeout=150, what="two NO baskets converted")
+        for r in converted():
+            receipt = w3.eth.get_transaction_receipt(r.tx_hash)
+            tx = w3.eth.get_transaction(r.tx_hash)
+            assert receipt["status"] == 1 and tx["to"].lower() == dep.neg_risk_adapter.lower()
+            assert r.market == world_cup and r.realized_pnl > 0
+        ex = snapshot(cfg)["executor"]["executor"]
+        assert ex["by_strategy"]["NO_BASKET"]["successful"] >= 2
+        assert set(ex["by_strategy"]) == {"NO_BASKET"}  # no binary set had a gap to trade
+        out = subprocess.run([POLYARB, "--config", str(path), "status"], capture_output=True, text=True, timeout=30)
+        assert "by_strategy=NO_BASKET" in out.stdout, out.stdout
+
+        # Quiesce, then the reconciler compares the books with the chain.
+        subprocess.run([POLYARB, "--config", str(path), "halt", "--reason", "reconcile"], check=True, timeout=30)
+        wait_until(lambda: (e := snapshot(cfg)["executor"]["executor"])["queue_size"] == 0 and e["in_flight"] == 0,
+                   timeout=60, what="executor idle")
+        checks = snapshot(cfg)["executor"]["executor"]["reconciler"]["checks"]
+        wait_until(lambda: snapshot(cfg)["executor"]["executor"]["reconciler"]["checks"] >= checks + 2,
+                   timeout=60, what="the reconciler compared the books with the chain twice")
+        ex = snapshot(cfg)["executor"]["executor"]
+        wait_until(lambda: len(results.items) >= ex["total_executions"], timeout=10, what="every TxResult heard")
+        assert ex["reconciler"]["trips"] == 0, f"books and chain parted: {ex['reconciler']}"
+        assert "books differ" not in snapshot(cfg)["executor"]["breaker"]["reason"]
+    finally:
+        results.stop()
+
+    assert results.gaps == 0, "a TxResult was lost on the bus"
+    assert {r.kind for r in results.items} == {"NO_BASKET"} and {r.market for r in results.items} == {world_cup}
+    delta = balances(w3, dep, TRADER)["collateral"] - start
+    booked = sum(pnl + gas for _, _, pnl, gas in journal_outcomes(tmp_path))
+    heard = sum(r.realized_pnl + r.gas_cost for r in results.items)
+    print(f"collateral delta {delta}, booked {booked}, heard {heard}, open positions {ex['open_positions']}, "
+          f"by strategy {ex['by_strategy']}, results {len(results.items)}")
+    assert delta == booked  # open positions included: a partial fill books what its legs and unwind moved
+    assert delta > 0
