@@ -25,7 +25,7 @@ from decimal import ROUND_DOWN
 from typing import Any
 
 from py_clob_client_v2.client import ClobClient
-from py_clob_client_v2.clob_types import OrderType
+from py_clob_client_v2.clob_types import OrderType, PostOrdersV2Args
 from py_clob_client_v2.config import get_contract_config
 from py_clob_client_v2.exceptions import PolyApiException
 from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ExchangeOrderBuilderV2
@@ -88,7 +88,7 @@ class ClobVenue:
         self._creds_lock = asyncio.Lock()
         self.counts = {"placed": 0, "filled": 0, "killed": 0, "duplicates": 0, "rejected": 0, "http_errors": 0,
                        "trades_failed": 0, "trades_unsettled": 0, "delayed": 0, "orders_undecided": 0,
-                       "trade_polls": 0}
+                       "trade_polls": 0, "batches": 0}
 
     async def _ensure_creds(self) -> None:
         async with self._creds_lock:
@@ -134,6 +134,53 @@ class ClobVenue:
         except PolyApiException as exc:
             return await self._refused(exc, token_id, side, client_id)
         if str(resp.get("status", "")).lower() == "delayed":  # pending at the venue: never "killed"
+            self.counts["delayed"] += 1
+            return await self._await_order(str(resp.get("orderID", "")), client_id)
+        fill = self._fill(resp, token_id, side, client_id)
+        if fill.filled:
+            fill = await self._settled(fill, [str(t) for t in resp.get("tradeIDs") or []])
+        return fill
+
+    async def place_batch(self, orders: list[tuple[str, OrderSide, int, int, str]]) -> list[Any]:
+        """Every order (token, side, limit, size, client id) FOK in ONE `POST /orders`:
+        per order a Fill (settled like `place`), an OrderRejected, or an error to retry
+        on its own. A failure of the request as a whole raises."""
+        await self._ensure_creds()
+        signed = [self._order(t, side, price, size, cid, await self._is_neg_risk(t))
+                  for t, side, price, size, cid in orders]
+        self.counts["placed"] += len(orders)
+        self.counts["batches"] += 1
+        args = [PostOrdersV2Args(order=o, orderType=OrderType.FOK, deferExec=True) for o in signed]
+        try:
+            answers = await asyncio.to_thread(self._client.post_orders, args, False, True)
+        except PolyApiException as exc:
+            status = exc.status_code
+            if status is None:
+                raise ConnectionError(str(exc.error_msg)) from None
+            raise VenueHttpError(status, str(exc.error_msg)) from None
+        if not isinstance(answers, list) or len(answers) != len(orders):
+            raise ConnectionError(f"POST /orders answered {str(answers)[:200]}")  # unknown: ask order by order
+        return list(await asyncio.gather(*(self._answer(a, *o) for a, o in zip(answers, orders, strict=True)),
+                                         return_exceptions=True))
+
+    async def _answer(self, resp: Any, token_id: str, side: OrderSide, price: int, size: int,
+                      client_id: str) -> Fill:
+        """One order's answer inside a batch, as `place` would have turned it."""
+        if not isinstance(resp, dict):
+            raise ConnectionError(f"unreadable answer {str(resp)[:200]}")
+        if resp.get("success", True) is False or resp.get("errorMsg"):
+            text = str(resp.get("errorMsg") or resp.get("error") or "refused")
+            if "duplicat" in text.lower():
+                self.counts["duplicates"] += 1
+                found = await self.find(client_id)
+                if found is not None:
+                    return found
+            if any(k in text.lower() for k in _KILLED):
+                self.counts["killed"] += 1
+                return Fill(client_id, str(resp.get("orderID", "")), token_id, side, 0, 0, 0, "KILLED")
+            self.counts["rejected"] += 1
+            raise OrderRejected(text, 400)
+        if str(resp.get("status", "")).lower() == "delayed":
             self.counts["delayed"] += 1
             return await self._await_order(str(resp.get("orderID", "")), client_id)
         fill = self._fill(resp, token_id, side, client_id)

@@ -40,6 +40,7 @@ from config.schema import Config
 log = logging.getLogger(__name__)
 
 TICK_GRID = 10_000  # 0.01 in micro-USDC
+BATCH_MAX = 15  # POST /orders takes at most 15 orders
 BIPS = 10_000  # the NegRiskAdapter's fee denominator
 BASKET_TERMS_TTL_NS = 60 * 10**9  # an adapter market's question count and fee, read again after this
 # Fields that change when the same opportunity is signalled again: not part of the key.
@@ -140,6 +141,7 @@ class TxSender:
         self._active: set[str] = set()  # keys being executed or resumed now
         self.activity = 0  # bumped whenever an execution or a sale starts or is booked (the reconciler's check)
         self._clearing = False
+        self.batches = self.batch_fallbacks = 0
         self.counts: dict[str, int] = {s.value: 0 for s in TxStatus}
         self.by_kind: dict[str, dict[str, int]] = {}  # strategy -> executions, successes, pnl, gas
         self._basket_terms: dict[str, tuple[int, tuple[int, int]]] = {}  # market id -> (read at, terms)
@@ -542,8 +544,24 @@ class TxSender:
         started = self._event_ns.pop(key, None)
         if started:
             self.tick_to_trade_ns.append(self.clock.time_ns() - started)
+        first = await self._batch(signal, key)  # one request for the whole set
+        if first is not None:
+            for i, got in enumerate(first):
+                if isinstance(got, OrderRejected):
+                    log.info("leg %d rejected: %s", i, got)
+                    rejected.append(got)
+                    leg = signal.legs[i]
+                    first[i] = Fill(client_id(key, i), "", leg.token_id, leg.side, 0, 0, 0, f"REJECTED: {got}")
+
+        async def settle(i: int, leg: Leg) -> Fill:
+            got = first[i] if first is not None else None
+            if isinstance(got, Fill):
+                return got
+            return await one(i, leg)  # not in the batch's answer: on its own, under the retry policy
+
         # return_exceptions: one leg's error must not hide another leg's fill.
-        outcomes = await asyncio.gather(*(one(i, leg) for i, leg in enumerate(signal.legs)), return_exceptions=True)
+        outcomes = await asyncio.gather(*(settle(i, leg) for i, leg in enumerate(signal.legs)),
+                                        return_exceptions=True)
         fills: list[Fill] = []
         errors: list[BaseException] = []
         for i, (leg, out) in enumerate(zip(signal.legs, outcomes, strict=True)):
@@ -562,6 +580,25 @@ class TxSender:
         self.journal.update(key, "filled", fills=[[f.order_id, f.filled, f.cost, f.fee] for f in fills])
         self._touched([f.token_id for f in fills if f.filled], placed_ms)
         return fills, rejected + errors
+
+    async def _batch(self, signal: Signal, key: str) -> list[Any] | None:
+        """Every leg in one `POST /orders` when the venue can (at most BATCH_MAX): per leg
+        a Fill, an OrderRejected, or another error to retry on its own. None when the
+        request as a whole failed: each leg is then placed on its own (client ids make
+        a second placement of an order that did arrive a "Duplicated" lookup)."""
+        place_batch = getattr(self.venue, "place_batch", None)
+        if place_batch is None or len(signal.legs) > BATCH_MAX:
+            return None
+        orders = [(leg.token_id, leg.side, leg.limit_price, leg.size, client_id(key, i))
+                  for i, leg in enumerate(signal.legs)]
+        try:
+            out: list[Any] = await place_batch(orders)
+        except Exception as exc:  # 429/5xx/transport: the legs go one by one
+            self.batch_fallbacks += 1
+            log.info("batch of %d legs failed (%s): placing them one by one", len(orders), exc)
+            return None
+        self.batches += 1
+        return out
 
     def _touched(self, tokens: list[str], placed_ms: int) -> None:
         """Our orders on these books were placed at `placed_ms` and traded: a book
@@ -649,6 +686,7 @@ class TxSender:
             "unhedged_legs": self.unhedged_legs,
             "open_positions": [{"token_id": t, "size": s, "attempts": a} for t, s, _, a in self.journal.positions()],
             "positions_cleared": self.positions_cleared,
+            "batches": self.batches, "batch_fallbacks": self.batch_fallbacks,
             "tick_to_trade_us": _percentiles_us(self.tick_to_trade_ns),
             "onchain": self.onchain.get_stats(),
             "retry_policy": self.retry.get_stats(),

@@ -202,4 +202,6 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
     print(f"collateral delta {delta}, booked {booked}, heard {heard}, unhedged legs {ex['unhedged_legs']}, "
           f"open positions {ex['open_positions']}, results {len(results.items)}")
     assert delta == booked  # open positions included: a partial fill books what its legs and unwind moved
+    assert ex["batches"] >= 1 and ex["venue"]["batches"] >= 1  # the legs went out as one POST /orders
+    assert ex["venue"]["user_channel"]["trade_events"] >= 1  # settlement heard on the user channel
     assert delta > 0

@@ -22,6 +22,8 @@ class FakeVenue:
         self.orders: dict[str, Fill] = {}
         self.calls: list[tuple[str, str, int, int, str, bool]] = []
         self.fee = fee
+        self.batch_calls: list[list[str]] = []
+        self.batch_errors: list[BaseException] = []
 
     def place_sync(self, token_id: str, side: str, price: int, size: int, cid: str, fak: bool) -> Fill:
         self.calls.append((token_id, side, price, size, cid, fak))
@@ -51,6 +53,19 @@ class FakeVenue:
 
     async def find(self, client_id: str) -> Fill | None:
         return self.orders.get(client_id)
+
+    async def place_batch(self, orders: list[tuple[str, str, int, int, str]]) -> list[Any]:
+        """POST /orders: the whole request fails on `batch_errors`, else each order on its own."""
+        self.batch_calls.append([o[4] for o in orders])
+        if self.batch_errors:
+            raise self.batch_errors.pop(0)
+        out: list[Any] = []
+        for token_id, side, price, size, cid in orders:
+            try:
+                out.append(self.place_sync(token_id, side, price, size, cid, False))
+            except Exception as exc:  # refused, or this order's answer lost: the caller retries it alone
+                out.append(exc)
+        return out
 
 
 class _Http(Exception):

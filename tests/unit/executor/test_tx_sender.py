@@ -205,10 +205,10 @@ async def test_a_store_error_at_the_claim_gives_the_breaker_permit_back(world, m
 
 
 async def test_transient_venue_errors_are_retried(world):
-    world.venue.script["tok0"] = ["http500", "fill"]
+    world.venue.script["tok0"] = ["http500", "http500", "fill"]  # its batch answer, then alone: retried
     r = await world.sender.execute(signal(world.clock))
     assert r.status is TxStatus.SUCCESS
-    assert world.retry.get_stats()["retries"] >= 1
+    assert world.retry.get_stats()["retries"] >= 1 and [c[0] for c in world.venue.calls].count("tok0") == 3
 
 
 @pytest.mark.parametrize("error, expect", [
@@ -920,3 +920,30 @@ def test_a_signal_of_an_older_router_still_decodes():
     old = {k: v for k, v in msgspec.to_builtins(s).items() if k not in ("neg_risk_market_id", "convert_fee_bips")}
     back = msgspec.msgpack.decode(msgspec.msgpack.encode(old), type=Signal)
     assert (back.neg_risk_market_id, back.convert_fee_bips) == ("", 0) and back.legs == s.legs
+
+
+async def test_the_legs_go_out_in_one_batch(world):
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.SUCCESS and len(world.venue.batch_calls) == 1
+    assert len(world.venue.batch_calls[0]) == 2 and world.sender.get_stats()["batches"] == 1
+
+
+async def test_a_failed_batch_request_places_the_legs_one_by_one_and_never_twice(world):
+    world.venue.batch_errors = [ConnectionResetError("connection reset by peer")]
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.SUCCESS and world.sender.get_stats()["batch_fallbacks"] == 1
+    assert len(world.venue.orders) == 2  # one order per leg at the venue
+
+
+async def test_a_leg_whose_batch_answer_errored_is_retried_alone(world):
+    world.venue.script["tok1"] = ["error"]  # this leg's answer in the batch is an error
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.SUCCESS and len(world.venue.batch_calls) == 1
+    assert [c[0] for c in world.venue.calls].count("tok1") == 2  # in the batch, then alone
+
+
+async def test_a_leg_refused_in_the_batch_counts_as_refused(world):
+    world.venue.script["tok0"] = ["reject"]
+    world.venue.script["tok1"] = ["reject"]
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.FAILED and "not enough balance" in r.error
