@@ -79,8 +79,9 @@ class Web3Chain:
                 ("approve_neg_risk_exchange", self.neg_risk_exchange)]
 
     def _operator_approvals(self) -> list[tuple[str, str, str]]:
-        """(name, ERC-1155 contract, operator) of each setApprovalForAll trading needs."""
-        return [("approve_exchange_tokens", self.ctf, self.exchange),
+        """(name, ERC-1155 contract, operator) of each setApprovalForAll trading needs:
+        always on the CTF itself, never on a merge target (a collateral adapter)."""
+        return [("approve_exchange_tokens", self.conditional_tokens, self.exchange),
                 ("approve_neg_risk_exchange_tokens", self.conditional_tokens, self.neg_risk_exchange),
                 ("approve_neg_risk_adapter_tokens", self.conditional_tokens, self.neg_risk_adapter)]
 
