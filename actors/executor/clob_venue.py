@@ -133,6 +133,11 @@ class ClobVenue:
             resp = await asyncio.to_thread(self._client.post_order, order, kind, False, True)  # defer_exec
         except PolyApiException as exc:
             return await self._refused(exc, token_id, side, client_id)
+        return await self._accepted(resp, token_id, side, client_id)
+
+    async def _accepted(self, resp: dict[str, Any], token_id: str, side: OrderSide, client_id: str) -> Fill:
+        """An order the venue took (alone or in a batch): DELAYED followed until decided,
+        a match followed until its trades settle, else killed."""
         if str(resp.get("status", "")).lower() == "delayed":  # pending at the venue: never "killed"
             self.counts["delayed"] += 1
             return await self._await_order(str(resp.get("orderID", "")), client_id)
@@ -160,11 +165,10 @@ class ClobVenue:
             raise VenueHttpError(status, str(exc.error_msg)) from None
         if not isinstance(answers, list) or len(answers) != len(orders):
             raise ConnectionError(f"POST /orders answered {str(answers)[:200]}")  # unknown: ask order by order
-        return list(await asyncio.gather(*(self._answer(a, *o) for a, o in zip(answers, orders, strict=True)),
-                                         return_exceptions=True))
+        return list(await asyncio.gather(*(self._answer(a, o[0], o[1], o[4])
+                                           for a, o in zip(answers, orders, strict=True)), return_exceptions=True))
 
-    async def _answer(self, resp: Any, token_id: str, side: OrderSide, price: int, size: int,
-                      client_id: str) -> Fill:
+    async def _answer(self, resp: Any, token_id: str, side: OrderSide, client_id: str) -> Fill:
         """One order's answer inside a batch, as `place` would have turned it."""
         if not isinstance(resp, dict):
             raise ConnectionError(f"unreadable answer {str(resp)[:200]}")
@@ -180,13 +184,7 @@ class ClobVenue:
                 return Fill(client_id, str(resp.get("orderID", "")), token_id, side, 0, 0, 0, "KILLED")
             self.counts["rejected"] += 1
             raise OrderRejected(text, 400)
-        if str(resp.get("status", "")).lower() == "delayed":
-            self.counts["delayed"] += 1
-            return await self._await_order(str(resp.get("orderID", "")), client_id)
-        fill = self._fill(resp, token_id, side, client_id)
-        if fill.filled:
-            fill = await self._settled(fill, [str(t) for t in resp.get("tradeIDs") or []])
-        return fill
+        return await self._accepted(resp, token_id, side, client_id)
 
     async def _await_order(self, order_id: str, client_id: str) -> Fill:
         """A DELAYED (or still LIVE) order, followed until the venue decides: MATCHED

@@ -343,6 +343,16 @@ class TxSender:
                                               cached=True)
         if gas_budget[3] > to_micro(cfg.trading.max_gas_cost):
             raise GasTooExpensive(f"merge would cost up to {from_micro(gas_budget[3])} USDC")
+        fills = await self._buy_all(signal, key, fresh, done)
+        # The market is free again: the merge touches no liquidity.
+        merge = await self._after_legs(key, signal, fills, lambda: self.onchain.send(
+            key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint, prior=done.get("merge")))
+        pnl = signal.size - sum(f.cost + f.fee for f in fills) - merge.gas_cost
+        return TxResult(signal, merge.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, merge.nonce, pnl,
+                        merge.gas_cost, fills)
+
+    async def _buy_all(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any]) -> list[Fill]:
+        """Every BUY leg under the market lock; all or the partial is unwound and raised."""
         async with self._market(signal, fresh):
             fills, errors = await self._legs(signal, key, done.get("fills"))
             bought = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
@@ -354,12 +364,7 @@ class TxSender:
                 proceeds = await self._unwind(key, held)
                 pnl = proceeds - sum(f.cost + f.fee for f in held_fills)
                 raise self._partial(fills, pnl, 0, errors)
-        # The market is free again: the merge touches no liquidity.
-        merge = await self._after_legs(key, signal, fills, lambda: self.onchain.send(
-            key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint, prior=done.get("merge")))
-        pnl = signal.size - sum(f.cost + f.fee for f in fills) - merge.gas_cost
-        return TxResult(signal, merge.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, merge.nonce, pnl,
-                        merge.gas_cost, fills)
+        return fills
 
     async def _basket(self, signal: Signal, key: str, attempt: int, fresh: bool, done: dict[str, Any],
                       gas_hint: int) -> TxResult:
@@ -394,17 +399,7 @@ class TxSender:
                     fee_bips = (await self._convert_terms(market_id))[1]
                 except Exception as exc:  # the legs may have traded: never FAILED with them unbooked
                     raise Unfinished(f"convert fee not readable: {type(exc).__name__}: {exc}") from exc
-        async with self._market(signal, fresh):
-            fills, errors = await self._legs(signal, key, done.get("fills"))
-            bought = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
-            if not any(bought):
-                raise self._nothing_traded("buy", errors)
-            if not all(bought):
-                held = [leg for leg, ok in zip(signal.legs, bought, strict=True) if ok]
-                held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
-                proceeds = await self._unwind(key, held)
-                pnl = proceeds - sum(f.cost + f.fee for f in held_fills)
-                raise self._partial(fills, pnl, 0, errors)
+        fills = await self._buy_all(signal, key, fresh, done)
         # The event is free again: the convert touches no liquidity.
         convert = await self._after_legs(key, signal, fills, lambda: self.onchain.send(
             key, "convert", self.chain.convert_call(market_id, (1 << n) - 1, signal.size), gas_hint,
