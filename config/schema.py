@@ -49,6 +49,9 @@ class Trading(_Section):
     signal_ttl_ms: PosInt = 2000
     # Signals the executor executes concurrently (worker tasks); read when the executor starts.
     max_in_flight: PosInt = 4
+    # Most collateral held in YES baskets waiting for their event's resolution (USDC): a basket
+    # that would lock more is refused before any order.
+    max_locked_capital: Usdc = Decimal("200")
 
 
 class CircuitBreaker(_Section):
@@ -220,6 +223,9 @@ class Router(_Section):
     size_step: Usdc = Decimal("0.01")  # order sizes are multiples of this (shares)
     # Period of re-reading the market listing (after a failure: backoff 0.2-5 s).
     discovery_refresh_seconds: PosFloat = 60.0
+    # Signal YES baskets of neg-risk events (buy every YES, hold to the resolution): capital is
+    # locked until then (trading.max_locked_capital), so they are off unless asked for.
+    yes_baskets: bool = False
 
 
 class Executor(_Section):
@@ -255,6 +261,12 @@ class Executor(_Section):
     # Period of reconciliation while running: unfinished (PENDING) executions are finished, and
     # the books are compared with the wallet's pUSD and token balances (a difference halts trading).
     reconcile_seconds: PosFloat = 30.0
+    # A matched trade not MINED/CONFIRMED (or FAILED) by then, or a DELAYED order not decided,
+    # leaves its execution PENDING for reconciliation (never FAILED with its legs unbooked).
+    settle_timeout_seconds: PosFloat = 60.0
+    # Before a merge/convert, every leg's tokens must show in the wallet's ERC-1155 balance
+    # (the node may lag the venue's "mined"): waited for at most this long, then PENDING.
+    balance_wait_seconds: PosFloat = 15.0
 
 
 class Runtime(_Section):

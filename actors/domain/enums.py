@@ -22,11 +22,13 @@ class SetKind(StrEnum):
     """A complete-set trade: buy every outcome and merge the set into collateral,
     or split collateral into a set and sell every outcome; or, on a neg-risk
     event of m outcomes, buy one NO of each and convert them through the
-    NegRiskAdapter into m - 1 collateral (NO_BASKET)."""
+    NegRiskAdapter into m - 1 collateral (NO_BASKET); or buy one YES of each and
+    hold them until the event resolves, when the winner redeems 1 (YES_BASKET)."""
 
     BUY_SET = "BUY_SET"
     SELL_SET = "SELL_SET"
     NO_BASKET = "NO_BASKET"
+    YES_BASKET = "YES_BASKET"
 
 
 class TxStatus(StrEnum):
@@ -40,6 +42,8 @@ class TxStatus(StrEnum):
     PARTIAL_UNWOUND = "PARTIAL_UNWOUND"  # some legs filled alone and were sold back
     FAILED = "FAILED"  # nothing or a recorded loss; see error
     PENDING = "PENDING"  # ambiguous: left IN_PROGRESS for reconciliation
+    HELD = "HELD"  # a YES basket bought: its capital is locked until the event resolves
+    REDEEMED = "REDEEMED"  # a held basket's winner redeemed after the resolution
 
 
 class CircuitState(StrEnum):

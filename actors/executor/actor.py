@@ -70,7 +70,8 @@ class ExecutorActor(Actor):
             from actors.executor.clob_venue import ClobVenue
 
             self._venue = ClobVenue(cfg.executor.clob_url, wallet or load_wallet(cfg), cfg.chain.chain_id,
-                                    clock=rt.clock, user_ws_url=cfg.executor.user_ws_url)
+                                    clock=rt.clock, user_ws_url=cfg.executor.user_ws_url,
+                                    settle_timeout_s=cfg.executor.settle_timeout_seconds)
         if self._nonces is None:
             ep = cfg.bus.endpoints["nonce"].rpc
             assert ep is not None, "bus.endpoints.nonce.rpc is required"
@@ -312,6 +313,8 @@ class ExecutorActor(Actor):
     def on_config(self, old: Config, new: Config) -> None:
         self.breaker.update_config(new.circuit_breaker)
         self.retry.update_config(new.retry_policy)
+        if hasattr(self._venue, "settle_timeout_s"):
+            self._venue.settle_timeout_s = new.executor.settle_timeout_seconds
 
     def get_stats(self) -> dict[str, Any]:
         if not hasattr(self, "sender"):

@@ -21,6 +21,8 @@ for reconciliation.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from decimal import ROUND_DOWN
 from typing import Any
 
@@ -37,9 +39,12 @@ from actors.domain.enums import Side as OrderSide
 from actors.domain.fees import notional, proceeds
 from actors.domain.money import to_micro
 from actors.domain.wallet import Wallet
+from actors.executor.legs import TRADE_STATES, LegEvent, LegState, order_state
 from actors.executor.ports import Fill, OrderRejected
 from actors.executor.user_channel import UserChannel
 from actors.runtime.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
 
 _KILLED = ("fully filled or killed", "couldn't be fully filled", "no orders found to match", "fak")
 
@@ -85,10 +90,24 @@ class ClobVenue:
         self._builders = {neg: ExchangeOrderBuilderV2(addr, chain_id, self._client.signer)
                           for neg, addr in ((False, contracts.exchange_v2), (True, contracts.neg_risk_exchange_v2))}
         self._neg_risk: dict[str, bool] = {}
+        # Told every state a leg reaches (the executor persists them: actors/executor/legs.py).
+        self.observer: Callable[[LegEvent], None] | None = None
         self._creds_lock = asyncio.Lock()
         self.counts = {"placed": 0, "filled": 0, "killed": 0, "duplicates": 0, "rejected": 0, "http_errors": 0,
                        "trades_failed": 0, "trades_unsettled": 0, "delayed": 0, "orders_undecided": 0,
                        "trade_polls": 0, "batches": 0}
+
+    def _tell(self, ev: LegEvent) -> None:
+        if self.observer is not None:
+            try:
+                self.observer(ev)
+            except Exception:  # the books' journal failing must not hide the venue's answer
+                log.exception("leg event %s of %s not recorded", ev.state, ev.client_id[:12])
+
+    def _told(self, fill: Fill, state: LegState, trades: tuple[str, ...] = ()) -> Fill:
+        self._tell(LegEvent(fill.client_id, state, fill.order_id, fill.filled, fill.cost, fill.fee, trades,
+                            fill.status))
+        return fill
 
     async def _ensure_creds(self) -> None:
         async with self._creds_lock:
@@ -140,11 +159,13 @@ class ClobVenue:
         a match followed until its trades settle, else killed."""
         if str(resp.get("status", "")).lower() == "delayed":  # pending at the venue: never "killed"
             self.counts["delayed"] += 1
-            return await self._await_order(str(resp.get("orderID", "")), client_id)
+            order_id = str(resp.get("orderID", ""))
+            self._tell(LegEvent(client_id, LegState.DELAYED, order_id))
+            return await self._await_order(order_id, client_id)
         fill = self._fill(resp, token_id, side, client_id)
         if fill.filled:
-            fill = await self._settled(fill, [str(t) for t in resp.get("tradeIDs") or []])
-        return fill
+            return await self._settled(fill, [str(t) for t in resp.get("tradeIDs") or []])
+        return self._told(fill, LegState.KILLED)
 
     async def place_batch(self, orders: list[tuple[str, OrderSide, int, int, str]]) -> list[Any]:
         """Every order (token, side, limit, size, client id) FOK in ONE `POST /orders`:
@@ -181,8 +202,10 @@ class ClobVenue:
                     return found
             if any(k in text.lower() for k in _KILLED):
                 self.counts["killed"] += 1
-                return Fill(client_id, str(resp.get("orderID", "")), token_id, side, 0, 0, 0, "KILLED")
+                return self._told(Fill(client_id, str(resp.get("orderID", "")), token_id, side, 0, 0, 0, "KILLED"),
+                                  LegState.KILLED)
             self.counts["rejected"] += 1
+            self._tell(LegEvent(client_id, LegState.REJECTED, detail=text))
             raise OrderRejected(text, 400)
         return await self._accepted(resp, token_id, side, client_id)
 
@@ -208,14 +231,28 @@ class ClobVenue:
             delay = min(POLL_MAX_S, delay * 2)
 
     async def _settled(self, fill: Fill, trade_ids: list[str]) -> Fill:
-        """The fill once its trades are MINED, or nothing traded if one FAILED."""
-        statuses = await self._await_trades(trade_ids)
+        """The fill once its trades are MINED, or nothing traded if one FAILED; each
+        state the order passes through is told to the observer."""
+        trades = tuple(trade_ids)
+        told = [LegState.MATCHED]
+        self._told(fill, LegState.MATCHED, trades)
+
+        def changed(statuses: dict[str, str]) -> None:
+            state = order_state([TRADE_STATES.get(st, LegState.MATCHED) for st in statuses.values()])
+            if state != told[-1]:
+                told.append(state)
+                if state is not LegState.FAILED:
+                    self._told(fill, state, trades)
+
+        statuses = await self._await_trades(trade_ids, changed)
         if any(s == TRADE_FAILED for s in statuses.values()):
             self.counts["trades_failed"] += 1
-            return Fill(fill.client_id, fill.order_id, fill.token_id, fill.side, 0, 0, 0, "FAILED")
+            return self._told(Fill(fill.client_id, fill.order_id, fill.token_id, fill.side, 0, 0, 0, "FAILED"),
+                              LegState.FAILED, trades)
         return fill
 
-    async def _await_trades(self, trade_ids: list[str]) -> dict[str, str]:
+    async def _await_trades(self, trade_ids: list[str],
+                            changed: Callable[[dict[str, str]], None] | None = None) -> dict[str, str]:
         """Each trade's final status: from the user channel as it happens, and from
         `GET /data/trades` at first and whenever the channel is down; with the
         channel up, REST is asked only every CHANNEL_RECHECK_S (a missed event)."""
@@ -236,6 +273,8 @@ class ClobVenue:
                 polled_ns = now
                 for tid in open_ids:
                     statuses[tid] = await self._trade_status(tid)
+            if changed is not None:
+                changed(statuses)
             if all(st in final for st in statuses.values()):
                 return statuses
             if self._clock.monotonic_ns() > deadline:
@@ -280,11 +319,12 @@ class ClobVenue:
         if status == 400 and any(k in text.lower() for k in _KILLED):
             self.counts["killed"] += 1
             order_id = body.get("orderID", "") if isinstance(body, dict) else ""
-            return Fill(client_id, order_id, token_id, side, 0, 0, 0, "KILLED")
+            return self._told(Fill(client_id, order_id, token_id, side, 0, 0, 0, "KILLED"), LegState.KILLED)
         if status == 429 or status >= 500:
             self.counts["http_errors"] += 1
             raise VenueHttpError(status, text)
         self.counts["rejected"] += 1
+        self._tell(LegEvent(client_id, LegState.REJECTED, detail=text))
         raise OrderRejected(text, status)
 
     def _fill(self, resp: dict[str, Any], token_id: str, side: OrderSide, client_id: str) -> Fill:
@@ -323,8 +363,10 @@ class ClobVenue:
                     _amount(o.get("cost")) if matched else 0, _amount(o.get("fee")) if matched else 0,
                     str(o.get("status", "")))
         if fill.filled:  # matched: filled only once its trades settled
-            fill = await self._settled(fill, [str(t) for t in o.get("associate_trades") or []])
-        return fill
+            return await self._settled(fill, [str(t) for t in o.get("associate_trades") or []])
+        # Decided without a match: a delayed order that did not match, or a killed one.
+        return self._told(fill, LegState.UNMATCHED if fill.status.upper() in ("UNMATCHED", "CANCELED")
+                          else LegState.KILLED)
 
     def get_stats(self) -> dict[str, Any]:
         return {**self.counts, **({"user_channel": self.channel.get_stats()} if self.channel else {})}

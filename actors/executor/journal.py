@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from actors.executor.legs import LegEvent, LegState, may_move
 from actors.runtime.storage import immediate, open_wal
 from bus.messages import Leg, Signal
 
@@ -44,6 +45,22 @@ CREATE TABLE IF NOT EXISTS holdings (
     ref_price INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS position_tries (token_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS legs (
+    client_id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    token_id TEXT NOT NULL,
+    side TEXT NOT NULL,
+    state TEXT NOT NULL,
+    order_id TEXT NOT NULL DEFAULT '',
+    filled INTEGER NOT NULL DEFAULT 0,
+    cost INTEGER NOT NULL DEFAULT 0,
+    fee INTEGER NOT NULL DEFAULT 0,
+    trades TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '',
+    updated_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS legs_by_key ON legs (key, idx);
 """
 _sig_decoder = msgspec.msgpack.Decoder(Signal)
 
@@ -117,6 +134,48 @@ class Journal:
         if row is None:
             return None
         return _sig_decoder.decode(row[0]), row[1], json.loads(row[2])
+
+    # -- legs: each order's state at the venue (actors/executor/legs.py), one row per client id.
+    def place_legs(self, key: str, legs: list[tuple[str, str, str]]) -> None:
+        """(client id, token, side) of every leg, PLACED, before their request goes out."""
+        now = self._clock.time_ns()
+        with immediate(self._db):
+            self._db.executemany(
+                "INSERT OR IGNORE INTO legs (client_id, key, idx, token_id, side, state, updated_ns) "
+                "VALUES (?, ?, ?, ?, ?, 'placed', ?)",
+                [(cid, key, i, token, side, now) for i, (cid, token, side) in enumerate(legs)])
+
+    def leg_event(self, ev: LegEvent) -> bool:
+        """Apply what the venue said about a leg, if it moves the leg forward (late or
+        repeated news from the other source is ignored): False if nothing changed."""
+        with immediate(self._db):
+            row = self._db.execute("SELECT state FROM legs WHERE client_id=?", (ev.client_id,)).fetchone()
+            if row is None or not may_move(LegState(row[0]), ev.state):
+                return False
+            sets, args = ["state=?", "updated_ns=?"], [ev.state.value, self._clock.time_ns()]
+            for column, value in (("order_id", ev.order_id), ("trades", ",".join(ev.trades)),
+                                  ("detail", ev.detail[:300])):
+                if value:
+                    sets.append(f"{column}=?")
+                    args.append(value)
+            if ev.filled or ev.state in (LegState.FAILED, LegState.UNMATCHED, LegState.KILLED):
+                sets.append("filled=?, cost=?, fee=?")
+                args += [ev.filled, ev.cost, ev.fee]
+            self._db.execute(f"UPDATE legs SET {', '.join(sets)} WHERE client_id=?", (*args, ev.client_id))
+            return True
+
+    def legs(self, key: str) -> list[tuple[str, LegState, str, int, int, int]]:
+        """(client id, state, order id, filled, cost, fee) of an execution's legs, in order."""
+        rows = self._db.execute("SELECT client_id, state, order_id, filled, cost, fee FROM legs WHERE key=? "
+                                "ORDER BY idx", (key,)).fetchall()
+        return [(c, LegState(s), o, f, co, fe) for c, s, o, f, co, fe in rows]
+
+    def legs_in_flight(self) -> dict[str, int]:
+        """Legs of unfinished executions by state, before their tokens are on chain (status)."""
+        rows = self._db.execute(
+            "SELECT l.state, COUNT(*) FROM legs l JOIN executions e ON e.key = l.key WHERE e.state != 'done' "
+            "AND l.state IN ('placed', 'delayed', 'matched', 'retrying') GROUP BY l.state").fetchall()
+        return dict(rows)
 
     # -- open positions: tokens we hold outside a complete set, until they are sold.
     # Each change is a row keyed by what caused it (an unwind leg, a failed merge, a

@@ -31,6 +31,7 @@ from actors.executor.circuit_breaker import CircuitBreaker, CircuitOpenError
 from actors.executor.errors import AmbiguousOutcome
 from actors.executor.idempotency import IdempotencyStore, content_hash
 from actors.executor.journal import Journal
+from actors.executor.legs import FINAL, SETTLED, LegEvent
 from actors.executor.onchain import GasTooExpensive, OnChainSender, StuckTransaction, TxReverted
 from actors.executor.ports import ChainPort, Fill, OrderRejected, VenuePort
 from actors.executor.retry_policy import RetryPolicy
@@ -153,6 +154,16 @@ class TxSender:
         self.positions_cleared = 0  # shares of such legs sold later by clear_positions
         self._event_ns: dict[str, int] = {}
         self.tick_to_trade_ns: deque[int] = deque(maxlen=10_000)
+        self.leg_events = self.leg_events_ignored = 0
+        self.balance_waits = 0  # merges/converts that waited for the node to show a leg's tokens
+        if hasattr(venue, "observer"):  # the venue tells each leg's state; the journal keeps it
+            venue.observer = self._leg_event
+
+    def _leg_event(self, ev: LegEvent) -> None:
+        if self.journal.leg_event(ev):
+            self.leg_events += 1
+        else:
+            self.leg_events_ignored += 1
 
     # -- the pipeline
     async def execute(self, signal: Signal, attempt: int = 1, event_ns: int | None = None) -> TxResult:
@@ -425,6 +436,9 @@ class TxSender:
         wallet, recorded as held (the books keep the cost, `clear_positions` sells
         them); any other error leaves the execution unfinished (PENDING), for
         reconciliation to finish it, never FAILED with its side effects unbooked."""
+        entry = self.journal.get(key)
+        if not (entry and entry[2].get(purpose)):  # not sent yet (once sent, the tokens may be burnt)
+            await self._tokens_on_chain(signal, held)
         try:
             return await step()
         except (StuckTransaction, AmbiguousOutcome):
@@ -437,6 +451,32 @@ class TxSender:
             raise
         except Exception as exc:
             raise Unfinished(f"legs traded, then {type(exc).__name__}: {exc}") from exc
+
+    async def _tokens_on_chain(self, signal: Signal, held: list[Fill]) -> None:
+        """The venue said every leg's trade is mined; the step after the legs burns their
+        tokens, so they must show in the wallet as our node sees it (it may lag the
+        venue's). Waited for up to `executor.balance_wait_seconds`, then the execution
+        stays unfinished (PENDING) for reconciliation: never a merge that must revert."""
+        need = {f.token_id: signal.size for f in held if f.token_id and f.status != "SPLIT"}  # ours: mined
+        if not need:
+            return
+        deadline = self.clock.monotonic_ns() + int(self._config().executor.balance_wait_seconds * 1e9)
+        delay, short, waited = 0.005, need, False
+        while True:
+            try:
+                have = await self.chain.token_balances(sorted(need))
+                short = {t: n - have.get(t, 0) for t, n in need.items() if have.get(t, 0) < n}
+            except Exception as exc:  # the node is down: the same as not there yet
+                log.info("token balances not readable: %s", exc)
+            if not short:
+                self.balance_waits += waited
+                return
+            if self.clock.monotonic_ns() > deadline:
+                raise Unfinished("legs matched and settled at the venue, but the wallet lacks "
+                                 + ", ".join(f"{from_micro(n)} of {t[:12]}" for t, n in short.items()))
+            waited = True
+            await self.clock.sleep(delay)
+            delay = min(0.25, delay * 2)
 
     async def clear_positions(self) -> int:
         """Sell what earlier unwinds could not (FAK), widening the limit by
@@ -517,6 +557,11 @@ class TxSender:
         """Every leg at once, each FOK, each under the retry policy (safe: client ids).
         Returns the fills and the errors of legs that never reached the book. A resumed
         execution whose fills are journaled reads them instead of asking the venue."""
+        if journaled is None:  # or the legs' own records, when every one is decided
+            rows = self.journal.legs(key)
+            if len(rows) == len(signal.legs) and all(st in FINAL or st in SETTLED for _, st, *_ in rows):
+                journaled = [[o, f if st in SETTLED else 0, c if st in SETTLED else 0, fe if st in SETTLED else 0]
+                             for _, st, o, f, c, fe in rows]
         if journaled is not None and len(journaled) == len(signal.legs):
             return [Fill(client_id(key, i), str(order_id), leg.token_id, leg.side, int(filled), int(cost), int(fee),
                          "JOURNALED") for i, (leg, (order_id, filled, cost, fee))
@@ -534,7 +579,11 @@ class TxSender:
                 rejected.append(exc)
                 return Fill(cid, "", leg.token_id, leg.side, 0, 0, 0, f"REJECTED: {exc}")
 
-        self.journal.update(key, "legs", legs=[client_id(key, i) for i in range(len(signal.legs))])
+        cids = [client_id(key, i) for i in range(len(signal.legs))]
+        with self.journal.step():  # the legs PLACED, before their request goes out
+            self.journal.update(key, "legs", legs=cids)
+            self.journal.place_legs(key, [(cid, leg.token_id, str(leg.side)) for cid, leg in zip(
+                cids, signal.legs, strict=True)])
         placed_ms = self.clock.time_ns() // 1_000_000  # books older than this cannot show our fills
         started = self._event_ns.pop(key, None)
         if started:
@@ -682,6 +731,8 @@ class TxSender:
             "open_positions": [{"token_id": t, "size": s, "attempts": a} for t, s, _, a in self.journal.positions()],
             "positions_cleared": self.positions_cleared,
             "batches": self.batches, "batch_fallbacks": self.batch_fallbacks,
+            "legs_in_flight": self.journal.legs_in_flight(), "leg_events": self.leg_events,
+            "leg_events_ignored": self.leg_events_ignored, "balance_waits": self.balance_waits,
             "tick_to_trade_us": _percentiles_us(self.tick_to_trade_ns),
             "onchain": self.onchain.get_stats(),
             "retry_policy": self.retry.get_stats(),

@@ -6,6 +6,7 @@ import hashlib
 from collections import defaultdict
 from typing import Any
 
+from actors.executor.legs import LegEvent, LegState
 from actors.executor.ports import Fill, OrderRejected, Receipt
 
 
@@ -24,6 +25,8 @@ class FakeVenue:
         self.fee = fee
         self.batch_calls: list[list[str]] = []
         self.batch_errors: list[BaseException] = []
+        self.wallet: dict[str, int] | None = None  # a FakeChain's token balances: fills move them
+        self.observer: Any = None  # told each leg's states, as ClobVenue tells them
 
     def place_sync(self, token_id: str, side: str, price: int, size: int, cid: str, fak: bool) -> Fill:
         self.calls.append((token_id, side, price, size, cid, fak))
@@ -45,6 +48,11 @@ class FakeVenue:
         fill = Fill(cid, f"0xorder{len(self.orders)}", token_id, side, filled, cost, self.fee if filled else 0,
                     "MATCHED" if filled else "KILLED")
         self.orders[cid] = fill
+        if self.observer is not None:
+            for state in ((LegState.MATCHED, LegState.MINED) if filled else (LegState.KILLED,)):
+                self.observer(LegEvent(cid, state, fill.order_id, filled, cost, fill.fee))
+        if self.wallet is not None and filled:
+            self.wallet[token_id] = self.wallet.get(token_id, 0) + (filled if side == "BUY" else -filled)
         return fill
 
     async def place(self, token_id: str, side: str, price: int, size: int, client_id: str, *,

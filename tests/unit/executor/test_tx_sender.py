@@ -12,9 +12,10 @@ from actors.domain.enums import CircuitState, TxStatus
 from actors.executor.circuit_breaker import CircuitBreaker
 from actors.executor.idempotency import IdempotencyStore
 from actors.executor.journal import Journal
+from actors.executor.legs import LegEvent, LegState
 from actors.executor.onchain import OnChainSender
 from actors.executor.retry_policy import RetryPolicy
-from actors.executor.tx_sender import MARKET_OUTCOMES, TxSender
+from actors.executor.tx_sender import MARKET_OUTCOMES, TxSender, client_id
 from actors.nonce.nonce_manager import NonceManager
 from actors.nonce.store import NonceStore
 from actors.runtime.clock import TestClock
@@ -35,6 +36,7 @@ class World:
         self.nonce_chain = nonce_chain or FakeNonceChain()
         self.venue = venue or FakeVenue()
         self.chain = FakeChain(self.nonce_chain)
+        self.venue.wallet = self.chain.tokens  # the legs' tokens arrive in the wallet
         self.build()
 
     def build(self):
@@ -947,3 +949,44 @@ async def test_a_leg_refused_in_the_batch_counts_as_refused(world):
     world.venue.script["tok1"] = ["reject"]
     r = await world.sender.execute(signal(world.clock))
     assert r.status is TxStatus.FAILED and "not enough balance" in r.error
+
+
+# -- settlement-aware legs (issue 12): each leg's states persisted; the merge waits for
+# the legs' tokens on chain.
+async def test_every_leg_state_the_venue_tells_is_persisted(world):
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.SUCCESS
+    assert [state for _, state, *_ in world.journal.legs(r.idempotency_key)] == [LegState.MINED] * 2
+    assert world.sender.leg_events == 4 and world.journal.legs_in_flight() == {}
+
+
+async def test_a_merge_waits_for_the_legs_tokens_and_stays_pending_when_the_node_never_shows_them(world):
+    world.venue.wallet = None  # the venue says mined; our node has not seen it
+    task = asyncio.ensure_future(world.sender.execute(signal(world.clock)))
+    r = await drive(world.clock, task, step=1.0)
+    assert r.status is TxStatus.PENDING and "wallet lacks" in r.error and world.chain.sent == []
+    assert world.idem.in_progress()  # left for reconciliation, never FAILED with its legs unbooked
+
+    world.chain.tokens.update(tok0=SIZE, tok1=SIZE)  # the node catches up
+    [done] = await world.sender.reconcile()
+    assert done.status is TxStatus.SUCCESS and len(world.chain.sent) == 1
+    assert len(world.venue.calls) == 2  # read from the legs' records, not placed again
+
+
+async def test_a_resume_reads_decided_legs_from_their_records(world):
+    # The process died after the venue told both legs mined, before the fills were journaled.
+    s = signal(world.clock)
+    key = world.idem.generate(s, exclude=["created_ns", "expires_ns", "signal_id"])
+    assert world.idem.claim(key).owned
+    world.journal.begin(key, s)
+    world.journal.update(key, "legs")
+    world.journal.place_legs(key, [(client_id(key, i), f"tok{i}", "BUY") for i in range(2)])
+    for i in range(2):
+        world.journal.leg_event(LegEvent(client_id(key, i), LegState.MATCHED, f"o{i}", SIZE, 4_500_000, 1_000))
+        world.journal.leg_event(LegEvent(client_id(key, i), LegState.MINED, f"o{i}", SIZE, 4_500_000, 1_000))
+    world.chain.tokens.update(tok0=SIZE, tok1=SIZE)
+
+    r = await world.sender.resume(key)
+
+    assert r.status is TxStatus.SUCCESS and world.venue.calls == [] and len(world.chain.sent) == 1
+    assert r.realized_pnl == SIZE - 2 * (4_500_000 + 1_000) - r.gas_cost

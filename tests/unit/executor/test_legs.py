@@ -1,0 +1,185 @@
+"""A leg's state machine (actors/executor/legs.py): the rules, the journal that
+persists it, and the executor's venue telling each transition (a fake CLOB
+client behind the real ClobVenue; the user channel faked or absent)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from actors.domain.enums import Side
+from actors.domain.wallet import Wallet, dev_account
+from actors.executor.clob_venue import ClobVenue
+from actors.executor.journal import Journal
+from actors.executor.legs import LegEvent, LegState, may_move, order_state
+from actors.runtime.clock import TestClock
+from tests.unit.executor.test_tx_sender import drive
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
+S = LegState
+M = 1_000_000
+
+
+def test_transitions_go_forward_only():
+    assert may_move(S.PLACED, S.MATCHED) and may_move(S.MATCHED, S.MINED) and may_move(S.MINED, S.CONFIRMED)
+    assert may_move(S.PLACED, S.DELAYED) and may_move(S.DELAYED, S.UNMATCHED) and may_move(S.DELAYED, S.MATCHED)
+    assert may_move(S.MATCHED, S.FAILED) and may_move(S.MATCHED, S.RETRYING) and may_move(S.RETRYING, S.MINED)
+    # late news from the other source, and moves out of a final state, are ignored
+    assert not may_move(S.MINED, S.MATCHED) and not may_move(S.CONFIRMED, S.FAILED)
+    assert not may_move(S.UNMATCHED, S.MATCHED) and not may_move(S.KILLED, S.MATCHED)
+    assert not may_move(S.MATCHED, S.DELAYED) and not may_move(S.MATCHED, S.MATCHED)
+
+
+def test_an_orders_state_is_its_least_advanced_trade_and_failed_if_one_failed():
+    assert order_state([S.MINED, S.CONFIRMED]) is S.MINED
+    assert order_state([S.CONFIRMED, S.CONFIRMED]) is S.CONFIRMED
+    assert order_state([S.MINED, S.RETRYING]) is S.RETRYING
+    assert order_state([S.CONFIRMED, S.FAILED]) is S.FAILED
+    assert order_state([]) is S.MATCHED
+
+
+def test_the_journal_persists_each_leg_and_ignores_late_news(tmp_path):
+    clock = TestClock()
+    j = Journal(tmp_path / "j.sqlite", clock)
+    j.place_legs("k", [("c0", "tok0", "BUY"), ("c1", "tok1", "BUY")])
+    assert j.leg_event(LegEvent("c0", S.MATCHED, "o0", 5 * M, 2 * M, 1000, ("t0",)))
+    assert j.leg_event(LegEvent("c0", S.MINED, "o0", 5 * M, 2 * M, 1000, ("t0",)))
+    assert not j.leg_event(LegEvent("c0", S.MATCHED, "o0", 5 * M, 2 * M, 1000))  # REST after the channel
+    assert j.leg_event(LegEvent("c1", S.DELAYED, "o1"))
+    assert not j.leg_event(LegEvent("nobody", S.MATCHED))
+    j.close()
+    j = Journal(tmp_path / "j.sqlite", clock)  # a restart reads them back
+    assert j.legs("k") == [("c0", S.MINED, "o0", 5 * M, 2 * M, 1000), ("c1", S.DELAYED, "o1", 0, 0, 0)]
+
+
+class FakeClob:
+    """The sync py-clob-client surface ClobVenue uses, scripted per trade and order."""
+
+    host = "http://clob"
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        self.answer = answer
+        self.creds = object()
+        self.trades: dict[str, list[str]] = {}  # trade id -> statuses REST answers, one per poll
+        self.orders: dict[str, list[dict[str, Any]]] = {}
+        self.polls = 0
+
+    def get_neg_risk(self, token_id: str) -> bool:
+        return False
+
+    def post_order(self, order: Any, kind: Any, post_only: bool, defer_exec: bool) -> dict[str, Any]:
+        return self.answer
+
+    def _l2_headers(self, method: str, path: str) -> dict[str, str]:
+        return {}
+
+    def _get(self, url: str, headers: Any = None, params: Any = None) -> Any:
+        path = url.removeprefix(self.host)
+        if path == "/data/trades":
+            self.polls += 1
+            script = self.trades[params["id"]]
+            status = script.pop(0) if len(script) > 1 else script[0]
+            return {"data": [{"id": params["id"], "status": status}]}
+        order_id = path.rsplit("/", 1)[1]
+        script = self.orders[order_id]
+        return script.pop(0) if len(script) > 1 else script[0]
+
+
+MATCHED = {"success": True, "status": "matched", "orderID": "o1", "tradeIDs": ["t1"], "makingAmount": "2.25",
+           "takingAmount": "5", "cost": "2.25", "fee": "0.01"}
+
+
+def venue_with(client: FakeClob, channel: Any = None) -> tuple[ClobVenue, list[LegEvent], TestClock]:
+    clock = TestClock()
+    venue = ClobVenue("http://clob", Wallet(dev_account(1)), 137, clock=clock, settle_timeout_s=20)
+    venue._client = client
+    venue.channel = channel
+    events: list[LegEvent] = []
+    venue.observer = events.append
+    return venue, events, clock
+
+
+async def place(venue: ClobVenue, clock: TestClock) -> Any:
+    task = asyncio.ensure_future(venue.place("123", Side.BUY, 450_000, 5 * M, "0x" + "c1" * 32))
+    return await drive(clock, task, step=0.05)
+
+
+async def test_a_matched_trade_that_fails_is_no_fill_and_passes_through_retrying():
+    client = FakeClob(MATCHED)
+    client.trades["t1"] = ["MATCHED", "RETRYING", "FAILED"]
+    venue, events, clock = venue_with(client)
+    fill = await place(venue, clock)
+    assert fill.filled == 0 and fill.status == "FAILED"
+    assert [e.state for e in events] == [S.MATCHED, S.RETRYING, S.FAILED]
+    assert events[0].filled == 5 * M and events[-1].filled == 0 and venue.counts["trades_failed"] == 1
+
+
+async def test_a_matched_trade_is_a_fill_once_mined():
+    client = FakeClob(MATCHED)
+    client.trades["t1"] = ["MATCHED", "MATCHED", "MINED"]
+    venue, events, clock = venue_with(client)
+    fill = await place(venue, clock)
+    assert fill.filled == 5 * M and fill.cost == 2_250_000 and fill.fee == 10_000
+    assert [e.state for e in events] == [S.MATCHED, S.MINED] and events[-1].trades == ("t1",)
+
+
+async def test_a_delayed_order_is_followed_until_it_does_not_match():
+    client = FakeClob({"success": True, "status": "delayed", "orderID": "o9"})
+    client.orders["o9"] = [{"id": "o9", "status": "DELAYED"}, {"id": "o9", "status": "DELAYED"},
+                           {"id": "o9", "status": "UNMATCHED", "side": "BUY", "asset_id": "123"}]
+    venue, events, clock = venue_with(client)
+    fill = await place(venue, clock)
+    assert fill.filled == 0 and fill.status == "UNMATCHED"
+    assert [e.state for e in events] == [S.DELAYED, S.UNMATCHED] and venue.counts["delayed"] == 1
+
+
+async def test_a_delayed_order_that_matches_settles_like_any_fill():
+    client = FakeClob({"success": True, "status": "delayed", "orderID": "o9"})
+    client.orders["o9"] = [{"id": "o9", "status": "DELAYED"},
+                           {"id": "o9", "status": "MATCHED", "side": "BUY", "asset_id": "123", "size_matched": "5",
+                            "cost": "2.25", "fee": "0.01", "associate_trades": ["t9"]}]
+    client.trades["t9"] = ["MINED"]
+    venue, events, clock = venue_with(client)
+    fill = await place(venue, clock)
+    assert fill.filled == 5 * M
+    assert [e.state for e in events] == [S.DELAYED, S.MATCHED, S.MINED]
+
+
+class FakeChannel:
+    """The user channel: `connected`, and a trade's status once pushed."""
+
+    def __init__(self, clock: TestClock, connected: bool) -> None:
+        self.clock, self.connected = clock, connected
+        self.heard: dict[str, str] = {}
+
+    def status(self, trade_id: str) -> str | None:
+        return self.heard.get(trade_id)
+
+    async def run(self) -> None:
+        pass
+
+    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109 - the test clock
+        await self.clock.sleep(0.05)
+        self.heard["t1"] = "MINED"  # pushed while we waited
+
+
+async def test_with_the_user_channel_up_rest_is_asked_once_and_the_push_settles_the_leg():
+    client = FakeClob(MATCHED)
+    client.trades["t1"] = ["MATCHED"]  # REST would never say more
+    venue, events, clock = venue_with(client)
+    venue.channel = FakeChannel(clock, connected=True)
+    fill = await place(venue, clock)
+    assert fill.filled == 5 * M and client.polls == 1
+    assert [e.state for e in events] == [S.MATCHED, S.MINED]
+
+
+async def test_with_the_user_channel_down_rest_is_polled_until_settled():
+    client = FakeClob(MATCHED)
+    client.trades["t1"] = ["MATCHED", "MATCHED", "MATCHED", "CONFIRMED"]
+    venue, events, clock = venue_with(client)
+    venue.channel = FakeChannel(clock, connected=False)
+    fill = await place(venue, clock)
+    assert fill.filled == 5 * M and client.polls == 4
+    assert [e.state for e in events] == [S.MATCHED, S.CONFIRMED]
