@@ -149,19 +149,18 @@ class Journal:
         """Apply what the venue said about a leg, if it moves the leg forward (late or
         repeated news from the other source is ignored): False if nothing changed."""
         with immediate(self._db):
-            row = self._db.execute("SELECT state FROM legs WHERE client_id=?", (ev.client_id,)).fetchone()
+            row = self._db.execute("SELECT state, order_id, trades, detail, filled, cost, fee FROM legs "
+                                   "WHERE client_id=?", (ev.client_id,)).fetchone()
             if row is None or not may_move(LegState(row[0]), ev.state):
                 return False
-            sets, args = ["state=?", "updated_ns=?"], [ev.state.value, self._clock.time_ns()]
-            for column, value in (("order_id", ev.order_id), ("trades", ",".join(ev.trades)),
-                                  ("detail", ev.detail[:300])):
-                if value:
-                    sets.append(f"{column}=?")
-                    args.append(value)
+            _, order_id, trades, detail, filled, cost, fee = row
             if ev.filled or ev.state in (LegState.FAILED, LegState.UNMATCHED, LegState.KILLED):
-                sets.append("filled=?, cost=?, fee=?")
-                args += [ev.filled, ev.cost, ev.fee]
-            self._db.execute(f"UPDATE legs SET {', '.join(sets)} WHERE client_id=?", (*args, ev.client_id))
+                filled, cost, fee = ev.filled, ev.cost, ev.fee  # what traded, as far as we know now
+            self._db.execute(
+                "UPDATE legs SET state=?, order_id=?, trades=?, detail=?, filled=?, cost=?, fee=?, updated_ns=? "
+                "WHERE client_id=?", (ev.state.value, ev.order_id or order_id, ",".join(ev.trades) or trades,
+                                      ev.detail[:300] or detail, filled, cost, fee, self._clock.time_ns(),
+                                      ev.client_id))
             return True
 
     def legs(self, key: str) -> list[tuple[str, LegState, str, int, int, int]]:

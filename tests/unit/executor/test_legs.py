@@ -160,7 +160,7 @@ class FakeChannel:
     async def run(self) -> None:
         pass
 
-    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109 - the test clock
+    async def wait(self, timeout: float) -> None:
         await self.clock.sleep(0.05)
         self.heard["t1"] = "MINED"  # pushed while we waited
 
