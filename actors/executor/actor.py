@@ -26,9 +26,11 @@ from actors.executor.circuit_breaker import CircuitBreaker
 from actors.executor.idempotency import IdempotencyStore
 from actors.executor.journal import Journal
 from actors.executor.onchain import OnChainSender
+from actors.executor.outcomes import Execution
 from actors.executor.reconciler import Reconciler
+from actors.executor.redemption import Redeemer
 from actors.executor.retry_policy import RetryPolicy
-from actors.executor.tx_sender import MARKET_OUTCOMES, TxResult, TxSender
+from actors.executor.tx_sender import TxSender
 from actors.executor.web3_chain import Web3Chain
 from actors.nonce.client import NonceClient
 from actors.runtime.actor import Actor, RpcMethod
@@ -99,8 +101,8 @@ class ExecutorActor(Actor):
                                      in_progress_ttl_seconds=cfg.executor.in_progress_lease_seconds)
         if files[1].exists():
             self._adopt_claims(files[1], state / "archive")
-        self.breaker = CircuitBreaker.from_config(cfg.circuit_breaker, clock=rt.clock,
-                                                  ignore_exceptions=MARKET_OUTCOMES)
+        # The pipeline tells the breaker each outcome's verdict (market outcomes are released).
+        self.breaker = CircuitBreaker.from_config(cfg.circuit_breaker, clock=rt.clock)
         snap = self.journal.get_value("breaker")
         if snap:
             self.breaker.restore(snap)  # never silently closes an open breaker
@@ -112,6 +114,7 @@ class ExecutorActor(Actor):
                                retry=self.retry, idempotency=self.idem, journal=self.journal, clock=rt.clock,
                                config=lambda: self.rt.config, nonce_stats=lambda: self._last_nonce_stats)
         self.reconciler = Reconciler(self._chain, self.journal, self.breaker, self.sender)
+        self.redeemer = Redeemer(self.sender)
         self._broadcast()
 
     def _adopt_claims(self, old: Path, archive: Path) -> None:
@@ -236,7 +239,7 @@ class ExecutorActor(Actor):
                 continue
             self._publish(result)
 
-    def _publish(self, r: TxResult) -> None:
+    def _publish(self, r: Execution) -> None:
         kind = r.signal.kind if r.signal.kind in _STRATEGIES else None
         body = TxResultMsg(signal_id=r.signal.signal_id, idempotency_key=r.idempotency_key, market=r.signal.market,
                            status=r.status, success=r.success, attempt=r.attempt, tx_hash=r.tx_hash,
@@ -253,6 +256,9 @@ class ExecutorActor(Actor):
                 for result in await self.sender.reconcile():
                     self.reconciled += 1
                     self._publish(result)
+                if hasattr(self._chain, "payouts"):
+                    for result in await self.redeemer.redeem_resolved():  # held YES baskets whose event resolved
+                        self._publish(result)
                 await self.reconciler.check()
                 if self.reconciler.suspect:  # seen once: confirmed (or not) a few seconds later
                     await self.rt.clock.sleep(RECONCILE_CONFIRM_S)
@@ -321,6 +327,7 @@ class ExecutorActor(Actor):
             return {"ready": False}
         return {**self.sender.get_stats(), "ready": self.ready, "reconciled": self.reconciled,
                 "archived_state": self.archived_state, "reconciler": self.reconciler.get_stats(),
+                "redemptions": self.redeemer.get_stats(),
                 "venue": self._venue.get_stats() if hasattr(self._venue, "get_stats") else {},
                 "reconcile_errors": self.reconcile_errors, "signals_received": self.signals_received,
                 "dropped_bodies": self.dropped_bodies, "idempotency": self.idem.get_stats()}
@@ -336,9 +343,12 @@ class ExecutorActor(Actor):
                                for k, v in s["by_strategy"].items() if k in _STRATEGIES)
         return {"ok": s["successful_executions"], "failed": s["failed_executions"],
                 "pnl_usdc": s["realized_pnl_usdc"], "queue": s["queue_size"], "ready": self.ready,
-                "world_ok": sum(1 for _, status, _, _ in outcomes if status == "SUCCESS"),
+                "world_ok": sum(1 for _, status, _, _ in outcomes if status in ("SUCCESS", "HELD")),
                 "world_pnl_usdc": format_usdc(sum(pnl for _, _, pnl, _ in outcomes)),
-                **({"by_strategy": strategies} if strategies else {})}
+                **({"by_strategy": strategies} if strategies else {}),
+                **({"locked_usdc": s["locked_capital_usdc"], "baskets_held": s["baskets_held"]}
+                   if s["baskets_held"] else {}),
+                **({"legs_in_flight": s["legs_in_flight"]} if s["legs_in_flight"] else {})}
 
 
 _STRATEGIES = frozenset(k.value for k in SetKind)

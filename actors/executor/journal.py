@@ -61,6 +61,16 @@ CREATE TABLE IF NOT EXISTS legs (
     updated_ns INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS legs_by_key ON legs (key, idx);
+CREATE TABLE IF NOT EXISTS baskets (
+    key TEXT PRIMARY KEY,
+    market_id TEXT NOT NULL,
+    tokens TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    cost INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    payout INTEGER NOT NULL DEFAULT 0,
+    updated_ns INTEGER NOT NULL
+);
 """
 _sig_decoder = msgspec.msgpack.Decoder(Signal)
 
@@ -187,11 +197,46 @@ class Journal:
         return cur.rowcount == 1
 
     def positions(self) -> list[tuple[str, int, int, int]]:
-        """(token_id, size, ref_price, attempts) of every open position."""
+        """(token_id, size, ref_price, attempts) of every open position for sale (the
+        tokens of YES baskets are held to their resolution, not sold)."""
         return self._db.execute(
             "SELECT h.token_id, SUM(h.size), MAX(h.ref_price), COALESCE(t.attempts, 0) FROM holdings h "
-            "LEFT JOIN position_tries t ON t.token_id = h.token_id GROUP BY h.token_id HAVING SUM(h.size) > 0"
+            "LEFT JOIN position_tries t ON t.token_id = h.token_id WHERE h.source NOT LIKE 'basket:%' "
+            "AND h.source NOT LIKE 'redeemed:%' GROUP BY h.token_id HAVING SUM(h.size) > 0"
         ).fetchall()
+
+    def held_tokens(self) -> dict[str, int]:
+        """Every token the books say the wallet holds, baskets included (the reconciler's view)."""
+        return dict(self._db.execute("SELECT token_id, SUM(size) FROM holdings GROUP BY token_id "
+                                     "HAVING SUM(size) != 0").fetchall())
+
+    # -- YES baskets, held until their event resolves: one row each, and their tokens as holdings.
+    def lock_basket(self, key: str, market_id: str, tokens: list[str], size: int, cost: int) -> None:
+        """A bought YES basket, once (a replay after a crash adds nothing)."""
+        with immediate(self._db):
+            if self._db.execute("INSERT OR IGNORE INTO baskets VALUES (?, ?, ?, ?, ?, 'held', 0, ?)",
+                                (key, market_id, json.dumps(tokens), size, cost, self._clock.time_ns())).rowcount:
+                for i, token in enumerate(tokens):
+                    self.hold(f"basket:{key}:{i}", token, size, 0)
+
+    def baskets_held(self) -> list[tuple[str, str, list[str], int, int]]:
+        """(key, adapter market id, YES tokens in question order, size, cost) of each held basket."""
+        rows = self._db.execute("SELECT key, market_id, tokens, size, cost FROM baskets WHERE state='held' "
+                                "ORDER BY updated_ns").fetchall()
+        return [(k, m, json.loads(t), n, c) for k, m, t, n, c in rows]
+
+    def locked_capital(self) -> int:
+        """What the held baskets cost (micro-USDC): capital until their events resolve."""
+        return int(self._db.execute("SELECT COALESCE(SUM(cost), 0) FROM baskets WHERE state='held'").fetchone()[0])
+
+    def basket_ended(self, key: str, state: str, payout: int, burnt: list[tuple[str, int]]) -> None:
+        """A held basket redeemed (or its redemption failed): the tokens the redemption
+        burnt leave the holdings. Inside the step that books its outcome."""
+        with immediate(self._db):
+            self._db.execute("UPDATE baskets SET state=?, payout=?, updated_ns=? WHERE key=?",
+                             (state, payout, self._clock.time_ns(), key))
+            for i, (token, size) in enumerate(burnt):
+                self.hold(f"redeemed:{key}:{i}", token, -size, 0)
 
     def sale_attempt(self, token_id: str) -> int:
         """The number of this token's next sale attempt: never reused, so each attempt

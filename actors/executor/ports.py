@@ -70,6 +70,15 @@ class ChainPort(Protocol):
         """(question count, feeBips) of a NegRiskAdapter market: what a convert of every
         question burns and what it keeps back."""
 
+    def redeem_call(self, condition_id: str, amounts: list[int]) -> dict[str, Any]:
+        """Unsigned call of the NegRiskAdapter's redeemPositions ([YES, NO] amounts)."""
+
+    async def question_condition(self, market_id: str, index: int) -> str:
+        """The CTF condition id of question `index` of a NegRiskAdapter market."""
+
+    async def payouts(self, condition_id: str) -> tuple[int, int] | None:
+        """(YES, NO) payout numerators once the condition is reported, else None."""
+
     async def estimate_gas(self, call: dict[str, Any]) -> int: ...
 
     async def fees(self) -> tuple[int, int]:

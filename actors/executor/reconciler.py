@@ -80,7 +80,7 @@ class Reconciler:
         expected = int(base["collateral"]) + booked - int(base["booked"])
         if collateral != expected:
             diffs.append(Difference("pUSD", collateral, expected))
-        held = {t: n for t, n, _, _ in self.journal.positions()}
+        held = self.journal.held_tokens()
         diffs += [Difference(f"token {t}", balances.get(t, 0), held.get(t, 0)) for t in tokens
                   if balances.get(t, 0) != held.get(t, 0)]
         self.last = diffs
@@ -106,7 +106,7 @@ class Reconciler:
         collateral, balances = self._pending
         self._pending = None
         self.journal.put_value(BASELINE, {"collateral": collateral, "booked": self.journal.booked()})
-        held = {t: n for t, n, _, _ in self.journal.positions()}
+        held = self.journal.held_tokens()
         done = [f"pUSD re-based to {format_usdc(collateral)}"]
         for token, n in balances.items():
             if n != held.get(token, 0):

@@ -6,7 +6,7 @@ The pipeline (docs/architecture.md): expiry -> breaker gate -> idempotency claim
 -> legs as FOK orders (client ids derived from the key) -> a partial fill is
 unwound and recorded -> the transaction (merge after a BUY_SET, split before
 a SELL_SET, convertPositions on the NegRiskAdapter after a NO_BASKET's NO
-legs) -> outcome recorded, breaker fed, TxResult returned.
+legs) -> outcome recorded, breaker fed, Execution returned.
 
 Every step is idempotent (client ids at the venue, journaled hashes and a
 nonce request id per transaction), so `resume(key)` after a crash runs the
@@ -22,7 +22,6 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from actors.domain.enums import SetKind, Side, TxStatus
@@ -33,6 +32,7 @@ from actors.executor.idempotency import IdempotencyStore, content_hash
 from actors.executor.journal import Journal
 from actors.executor.legs import FINAL, SETTLED, LegEvent
 from actors.executor.onchain import GasTooExpensive, OnChainSender, StuckTransaction, TxReverted
+from actors.executor.outcomes import BasketMismatch, Ended, Execution, Skipped, Unfinished, VenueFailure, Verdict
 from actors.executor.ports import ChainPort, Fill, OrderRejected, VenuePort
 from actors.executor.retry_policy import RetryPolicy
 from bus.messages import Leg, Signal
@@ -48,70 +48,10 @@ BASKET_TERMS_TTL_NS = 60 * 10**9  # an adapter market's question count and fee, 
 VOLATILE = ["created_ns", "expires_ns", "signal_id"]
 
 
-class StaleSignal(Exception):
-    """Every leg was killed: a moved book, not a failing system (the breaker ignores it)."""
-
-
-class VenueFailure(Exception):
-    """The venue could not take the legs (errors, not kills): nothing traded."""
-
-
-class _Skipped(Exception):
-    """Dropped before any order: expired, or computed from books older than our last
-    trade on the market. Nothing traded, nothing counted."""
-
-    def __init__(self, status: TxStatus, why: str) -> None:
-        super().__init__(why)
-        self.status, self.why = status, why
-
-
-class Unfinished(Exception):
-    """Legs traded and the step after them failed without a known outcome: the
-    execution stays IN_PROGRESS (PENDING) and reconciliation finishes it."""
-
-
-class PartialFill(Exception):
-    """Some legs filled and others failed at the venue (an error, a refusal): unwound
-    at a recorded loss; counts as a failure."""
-
-
-class BookMoved(PartialFill):
-    """Some legs filled and the others were killed by the book: unwound at a recorded
-    loss, but a market outcome, not a failing venue: the breaker ignores it, so a
-    healthy system can pass its HALF_OPEN probes."""
-
-
-class BasketMismatch(Exception):
-    """A NO_BASKET whose convert would not pay what the router priced: the adapter's
-    market has another number of questions than the basket has legs, or a higher
-    convert fee. Refused before any order: nothing traded."""
-
-
 def convert_payout(outcomes: int, size: int, fee_bips: int) -> int:
     """What convertPositions of `size` NO of every one of `outcomes` questions pays, as
     the adapter computes it: (m - 1) x (size - floor(size x feeBips / 10_000))."""
     return (outcomes - 1) * (size - size * fee_bips // BIPS)
-
-
-# What the breaker does not count: the market, not the system, said no.
-MARKET_OUTCOMES: tuple[type[Exception], ...] = (StaleSignal, BookMoved)
-
-
-@dataclass
-class TxResult:
-    """The seed's result record (+ money)."""
-
-    signal: Signal
-    tx_hash: str | None
-    success: bool
-    error: str | None
-    status: TxStatus
-    attempt: int
-    idempotency_key: str
-    nonce: int | None
-    realized_pnl: int = 0  # micro-USDC, after fees and gas
-    gas_cost: int = 0
-    fills: list[Fill] = field(default_factory=list)
 
 
 def _percentiles_us(samples: deque[int]) -> dict[str, float | int]:
@@ -146,6 +86,7 @@ class TxSender:
         self.counts: dict[str, int] = {s.value: 0 for s in TxStatus}
         self.by_kind: dict[str, dict[str, int]] = {}  # strategy -> executions, successes, pnl, gas
         self._basket_terms: dict[str, tuple[int, tuple[int, int]]] = {}  # market id -> (read at, terms)
+        self._reserved = 0  # cost of YES baskets being bought now (not locked in the journal yet)
         self.total = 0
         self.realized_pnl = 0
         self.gas_spent = 0
@@ -166,7 +107,7 @@ class TxSender:
             self.leg_events_ignored += 1
 
     # -- the pipeline
-    async def execute(self, signal: Signal, attempt: int = 1, event_ns: int | None = None) -> TxResult:
+    async def execute(self, signal: Signal, attempt: int = 1, event_ns: int | None = None) -> Execution:
         """`event_ns`: when the feed received the venue frame behind this signal
         (the envelope's event time); the first order request closes tick-to-trade."""
         self.in_flight += 1
@@ -175,17 +116,16 @@ class TxSender:
         finally:
             self.in_flight -= 1
 
-    async def _execute(self, signal: Signal, attempt: int, event_ns: int | None) -> TxResult:
+    async def _execute(self, signal: Signal, attempt: int, event_ns: int | None) -> Execution:
         key = self.idem.generate(signal, exclude=VOLATILE)
         if event_ns:
             self._event_ns[key] = event_ns
         if self.clock.time_ns() > signal.expires_ns:
-            return self._done(TxResult(signal, None, False, "signal expired before execution", TxStatus.EXPIRED,
-                                       attempt, key, None))
+            return self.book(Execution(signal, key, attempt, TxStatus.EXPIRED, "signal expired before execution"))
         try:
             permit = self.breaker.acquire("trade")
         except CircuitOpenError as exc:
-            return self._done(TxResult(signal, None, False, str(exc), TxStatus.REJECTED, attempt, key, None))
+            return self.book(Execution(signal, key, attempt, TxStatus.REJECTED, str(exc)))
         try:
             with self.journal.step():  # the claim and its journal entry: both or neither
                 claim = self.idem.claim(key, content_hash(signal, exclude=VOLATILE))
@@ -197,7 +137,7 @@ class TxSender:
         if not claim.owned:
             self.breaker.release(permit)
             why = f"already {claim.record.status.value.lower()}"
-            return self._done(TxResult(signal, None, False, why, TxStatus.DUPLICATE, attempt, key, None))
+            return self.book(Execution(signal, key, attempt, TxStatus.DUPLICATE, why))
         self._active.add(key)
         self.activity += 1
         try:
@@ -227,12 +167,12 @@ class TxSender:
 
     def _judge(self, signal: Signal) -> None:
         if self.clock.time_ns() > signal.expires_ns:
-            raise _Skipped(TxStatus.EXPIRED, "signal expired while queued behind its market")
+            raise Skipped(TxStatus.EXPIRED, "signal expired while queued behind its market")
         # Per token: a book our fills did not touch (a leg the book killed) is as good as it was.
         if any(signal.book_ts_ms.get(leg.token_id, 0) < self._placed_ms.get(leg.token_id, 0) for leg in signal.legs):
-            raise _Skipped(TxStatus.STALE, "signal computed from books older than our last trade on its market")
+            raise Skipped(TxStatus.STALE, "signal computed from books older than our last trade on its market")
 
-    async def resume(self, key: str) -> TxResult | None:
+    async def resume(self, key: str) -> Execution | None:
         """Finish an unfinished execution: one a previous process started (start-up),
         or one left PENDING (reconciliation while running). None if it is running."""
         if key in self._active:
@@ -245,8 +185,7 @@ class TxSender:
         if state == "started":
             # It was still queued behind its market: no order, no transaction. Running
             # it now would trade an old signal, whatever the breaker says: dropped.
-            return self._done(TxResult(signal, None, False, "not started before the restart: dropped",
-                                       TxStatus.EXPIRED, 1, key, None),
+            return self.book(Execution(signal, key, 1, TxStatus.EXPIRED, "not started before the restart: dropped"),
                               lambda: self.idem.fail(key, "not started before the restart"))
         # No breaker permit: what was started must be finished whatever the breaker says.
         self._active.add(key)
@@ -255,7 +194,7 @@ class TxSender:
         finally:
             self._active.discard(key)
 
-    async def reconcile(self) -> list[TxResult]:
+    async def reconcile(self) -> list[Execution]:
         """Finish every unfinished execution that is not running now."""
         out = []
         for rec in self.idem.in_progress():
@@ -264,121 +203,123 @@ class TxSender:
                 out.append(result)
         return out
 
-    async def _run(self, signal: Signal, key: str, attempt: int, permit: Any) -> TxResult:
+    async def _run(self, signal: Signal, key: str, attempt: int, permit: Any) -> Execution:
         try:
-            result = await self._pipeline(signal, key, attempt, fresh=permit is not None)
+            end = await self._pipeline(signal, key, fresh=permit is not None)
         except (StuckTransaction, AmbiguousOutcome, Unfinished) as exc:
             # Unknown outcome: keep the claim IN_PROGRESS; reconciliation finishes it.
-            self._feed(permit, exc)
-            return self._done(TxResult(signal, None, False, str(exc), TxStatus.PENDING, attempt, key, None))
-        except _Skipped as exc:
             if permit is not None:
-                self.breaker.release(permit)
-            why = exc.why
-            return self._done(TxResult(signal, None, False, why, exc.status, attempt, key, None),
-                              lambda: self.idem.fail(key, why))
-        except StaleSignal as exc:
-            self._feed(permit, exc)
-            gas = getattr(exc, "gas_cost", 0)  # a SELL_SET split and merged back
-            if gas:
-                self.breaker.record_gas_cost(gas, failed=False)
-            why = str(exc)
-            return self._done(TxResult(signal, None, False, why, TxStatus.STALE, attempt, key, None,
-                                       realized_pnl=-gas, gas_cost=gas), lambda: self.idem.fail(key, why))
-        except Exception as exc:
+                self.breaker.on_failure(permit, exc)
+            return self.book(Execution(signal, key, attempt, TxStatus.PENDING, str(exc)))
+        except Skipped as exc:
+            end = Ended(exc.status, Verdict.NONE, exc.why)
+        except Exception as exc:  # refused before anything traded (or a split that reverted): nothing unbooked
             log.warning("execution %s failed: %s", key[:12], exc, exc_info=not isinstance(
-                exc, (OrderRejected, GasTooExpensive, TxReverted, PartialFill, BasketMismatch)))
-            self._feed(permit, exc)
-            gas = getattr(exc, "gas_cost", 0)
-            if gas:
-                self.breaker.record_gas_cost(gas, failed=True)
-            status = TxStatus.PARTIAL_UNWOUND if isinstance(exc, PartialFill) else TxStatus.FAILED
-            pnl = getattr(exc, "pnl", -gas)
-            why = f"{type(exc).__name__}: {exc}"
-            return self._done(TxResult(signal, None, False, why, status, attempt, key, None, realized_pnl=pnl,
-                                       gas_cost=gas), lambda: self.idem.fail(key, why))
+                exc, (OrderRejected, GasTooExpensive, TxReverted, BasketMismatch, VenueFailure)))
+            gas = exc.gas_cost if isinstance(exc, TxReverted) else 0
+            end = Ended(TxStatus.FAILED, Verdict.FAILURE, f"{type(exc).__name__}: {exc}", -gas, gas)
+        if end.verdict is not Verdict.SUCCESS and end.why:
+            log.info("execution %s: %s: %s", key[:12], end.status, end.why)
         if permit is not None:
-            self.breaker.on_success(permit)
-        if result.gas_cost:
-            self.breaker.record_gas_cost(result.gas_cost, failed=False)
-        return self._done(result, lambda: self.idem.complete(key, {
-            "status": result.status.value, "tx_hash": result.tx_hash, "pnl": result.realized_pnl,
-            "gas": result.gas_cost}))
+            if end.verdict is Verdict.SUCCESS:
+                self.breaker.on_success(permit)
+            elif end.verdict is Verdict.FAILURE:
+                self.breaker.on_failure(permit, end.why)
+            else:  # the market's doing, or dropped unexecuted: not counted either way
+                self.breaker.release(permit)
+        if end.gas:
+            self.breaker.record_gas_cost(end.gas, failed=end.verdict is Verdict.FAILURE)
+        r = Execution.of(signal, key, attempt, end)
+        if r.success:
+            return self.book(r, lambda: self.idem.complete(key, {
+                "status": r.status.value, "tx_hash": r.tx_hash, "pnl": r.realized_pnl, "gas": r.gas_cost}))
+        why = end.why or r.status.value
+        return self.book(r, lambda: self.idem.fail(key, why))
 
-    def _feed(self, permit: Any, exc: BaseException) -> None:
-        if permit is not None:
-            self.breaker.on_error(permit, exc)  # the breaker decides: failure, or ignored (stale)
-
-    async def _pipeline(self, signal: Signal, key: str, attempt: int, fresh: bool) -> TxResult:
+    async def _pipeline(self, signal: Signal, key: str, fresh: bool) -> Ended:
         n = len(signal.legs)
         cfg = self._config()
         gas_hint = cfg.executor.gas_limit_per_outcome * n
         prior = self.journal.get(key)
         done = prior[2] if prior else {}
         if signal.kind == SetKind.NO_BASKET:
-            return await self._basket(signal, key, attempt, fresh, done, gas_hint)
+            return await self._basket(signal, key, fresh, done, gas_hint)
+        if signal.kind == SetKind.YES_BASKET:
+            return await self._yes_basket(signal, key, fresh, done)
         if signal.kind == SetKind.SELL_SET:
-            if fresh:  # judged before the split costs gas; once split, the legs' FOK limits are the guard
-                self._judge(signal)
-            split = await self.onchain.send(key, "split", self.chain.split_call(signal.market, n, signal.size),
-                                            gas_hint, prior=done.get("split"))
-            skipped: _Skipped | None = None
-            proceeds = 0
-            try:
-                async with self._market(signal, fresh=False):
-                    fills, errors = await self._legs(signal, key, done.get("fills"))
-                    sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
-                    if any(sold) and not all(sold):
-                        proceeds = await self._unwind(key, [leg for leg, ok in zip(signal.legs, sold, strict=True)
-                                                            if not ok])
-            except _Skipped as exc:  # split already: the set goes back
-                skipped, fills, errors = exc, [], []
-                sold = [False] * n
-            if all(sold):
-                pnl = sum(f.cost - f.fee for f in fills) - signal.size - split.gas_cost
-                return TxResult(signal, split.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, split.nonce,
-                                pnl, split.gas_cost, fills)
-            if not any(sold):
-                # Nothing sold: the set goes back into collateral, whatever killed the legs.
-                whole = [Fill("", "", leg.token_id, Side.BUY, signal.size, 0, 0, "SPLIT") for leg in signal.legs]
-                merge = await self._after_legs(key, signal, whole, lambda: self.onchain.send(
-                    key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint,
-                    prior=done.get("merge")))
-                exc = StaleSignal(skipped.why) if skipped else self._nothing_traded("sell", errors)
-                exc.gas_cost = split.gas_cost + merge.gas_cost  # type: ignore[attr-defined]
-                raise exc
-            pnl = sum(f.cost - f.fee for f in fills) + proceeds - signal.size - split.gas_cost
-            raise self._partial(fills, pnl, split.gas_cost, errors)
+            return await self._sell_set(signal, key, fresh, done, gas_hint)
         # BUY_SET: the legs, then merge the complete set into collateral.
         gas_budget = await self.onchain.quote(self.chain.merge_call(signal.market, n, signal.size), gas_hint,
                                               cached=True)
         if gas_budget[3] > to_micro(cfg.trading.max_gas_cost):
             raise GasTooExpensive(f"merge would cost up to {from_micro(gas_budget[3])} USDC")
         fills = await self._buy_all(signal, key, fresh, done)
+        if isinstance(fills, Ended):
+            return fills
         # The market is free again: the merge touches no liquidity.
         merge = await self._after_legs(key, signal, fills, lambda: self.onchain.send(
             key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint, prior=done.get("merge")))
+        if isinstance(merge, Ended):
+            return merge
         pnl = signal.size - sum(f.cost + f.fee for f in fills) - merge.gas_cost
-        return TxResult(signal, merge.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, merge.nonce, pnl,
-                        merge.gas_cost, fills)
+        return Ended(TxStatus.SUCCESS, Verdict.SUCCESS, None, pnl, merge.gas_cost, merge.tx_hash, merge.nonce,
+                     tuple(fills))
 
-    async def _buy_all(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any]) -> list[Fill]:
-        """Every BUY leg under the market lock; all or the partial is unwound and raised."""
+    async def _sell_set(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any], gas_hint: int) -> Ended:
+        """SELL_SET: split collateral into a set, then sell every outcome. Nothing sold:
+        the set is merged back; some sold: the rest is sold back (unwound)."""
+        n = len(signal.legs)
+        if fresh:  # judged before the split costs gas; once split, the legs' FOK limits are the guard
+            self._judge(signal)
+        split = await self.onchain.send(key, "split", self.chain.split_call(signal.market, n, signal.size),
+                                        gas_hint, prior=done.get("split"))
+        skipped: Skipped | None = None
+        proceeds = 0
+        try:
+            async with self._market(signal, fresh=False):
+                fills, errors = await self._legs(signal, key, done.get("fills"))
+                sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
+                if any(sold) and not all(sold):
+                    proceeds = await self._unwind(key, [leg for leg, ok in zip(signal.legs, sold, strict=True)
+                                                        if not ok])
+        except Skipped as exc:  # split already: the set goes back
+            skipped, fills, errors = exc, [], []
+            sold = [False] * n
+        if all(sold):
+            pnl = sum(f.cost - f.fee for f in fills) - signal.size - split.gas_cost
+            return Ended(TxStatus.SUCCESS, Verdict.SUCCESS, None, pnl, split.gas_cost, split.tx_hash, split.nonce,
+                         tuple(fills))
+        if not any(sold):
+            # Nothing sold: the set goes back into collateral, whatever killed the legs.
+            whole = [Fill("", "", leg.token_id, Side.BUY, signal.size, 0, 0, "SPLIT") for leg in signal.legs]
+            merge = await self._after_legs(key, signal, whole, lambda: self.onchain.send(
+                key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint,
+                prior=done.get("merge")))
+            if isinstance(merge, Ended):
+                return merge
+            gas = split.gas_cost + merge.gas_cost
+            end = self._nothing_traded("sell", errors)
+            return Ended(end.status, end.verdict, skipped.why if skipped else end.why, -gas, gas)
+        pnl = sum(f.cost - f.fee for f in fills) + proceeds - signal.size - split.gas_cost
+        return self._partial(fills, pnl, split.gas_cost, errors)
+
+    async def _buy_all(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any]) -> list[Fill] | Ended:
+        """Every BUY leg under the market lock: the fills when all filled, else the
+        outcome (nothing traded, or the partial unwound)."""
         async with self._market(signal, fresh):
             fills, errors = await self._legs(signal, key, done.get("fills"))
             bought = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
             if not any(bought):
-                raise self._nothing_traded("buy", errors)
+                return self._nothing_traded("buy", errors)
             if not all(bought):
                 held = [leg for leg, ok in zip(signal.legs, bought, strict=True) if ok]
                 held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
                 proceeds = await self._unwind(key, held)
                 pnl = proceeds - sum(f.cost + f.fee for f in held_fills)
-                raise self._partial(fills, pnl, 0, errors)
+                return self._partial(fills, pnl, 0, errors)
         return fills
 
-    async def _basket(self, signal: Signal, key: str, attempt: int, fresh: bool, done: dict[str, Any],
-                      gas_hint: int) -> TxResult:
+    async def _basket(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any], gas_hint: int) -> Ended:
         """NO_BASKET: one NO of every outcome of a neg-risk event (the legs, in question
         order), then convertPositions of all m questions on the NegRiskAdapter, which
         pays (m - 1) x (size - convert fee) collateral and no YES. The adapter's terms
@@ -411,13 +352,43 @@ class TxSender:
                 except Exception as exc:  # the legs may have traded: never FAILED with them unbooked
                     raise Unfinished(f"convert fee not readable: {type(exc).__name__}: {exc}") from exc
         fills = await self._buy_all(signal, key, fresh, done)
+        if isinstance(fills, Ended):
+            return fills
         # The event is free again: the convert touches no liquidity.
         convert = await self._after_legs(key, signal, fills, lambda: self.onchain.send(
             key, "convert", self.chain.convert_call(market_id, (1 << n) - 1, signal.size), gas_hint,
             prior=done.get("convert")), purpose="convert")
+        if isinstance(convert, Ended):
+            return convert
         pnl = convert_payout(n, signal.size, fee_bips) - sum(f.cost + f.fee for f in fills) - convert.gas_cost
-        return TxResult(signal, convert.tx_hash, True, None, TxStatus.SUCCESS, attempt, key, convert.nonce, pnl,
-                        convert.gas_cost, fills)
+        return Ended(TxStatus.SUCCESS, Verdict.SUCCESS, None, pnl, convert.gas_cost, convert.tx_hash, convert.nonce,
+                     tuple(fills))
+
+    async def _yes_basket(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any]) -> Ended:
+        """YES_BASKET: one YES of every outcome of a neg-risk event, held until it
+        resolves (the winner then redeems `size`: `redemption.Redeemer`). Refused before
+        any order when its cost would lock more than `trading.max_locked_capital`; the
+        cost is booked now (a cash flow), the tokens are held, not sold."""
+        cost = sum(leg.cost + leg.fee for leg in signal.legs)
+        if fresh:
+            if not signal.neg_risk_market_id:
+                raise BasketMismatch("YES_BASKET signal without a neg_risk_market_id")
+            cap = to_micro(self._config().trading.max_locked_capital)
+            locked = self.journal.locked_capital() + self._reserved
+            if locked + cost > cap:
+                raise Skipped(TxStatus.REJECTED, f"a YES basket of {from_micro(cost)} USDC would lock "
+                              f"{from_micro(locked + cost)} > trading.max_locked_capital {from_micro(cap)}")
+        self._reserved += cost
+        try:
+            fills = await self._buy_all(signal, key, fresh, done)
+        finally:
+            self._reserved -= cost
+        if isinstance(fills, Ended):
+            return fills
+        paid = sum(f.cost + f.fee for f in fills)
+        self.journal.lock_basket(key, signal.neg_risk_market_id, [leg.token_id for leg in signal.legs],
+                                 signal.size, paid)
+        return Ended(TxStatus.HELD, Verdict.SUCCESS, None, -paid, 0, fills=tuple(fills))
 
     async def _convert_terms(self, market_id: str) -> tuple[int, int]:
         """(question count, fee bips) of an adapter market, read at most once a minute."""
@@ -431,11 +402,12 @@ class TxSender:
 
     async def _after_legs(self, key: str, signal: Signal, held: list[Fill], step: Callable[[], Any],
                           purpose: str = "merge") -> Any:
-        """The on-chain step that follows traded legs (the merge, or a basket's convert).
-        The legs are paid whatever it does: a reverted step leaves their tokens in the
-        wallet, recorded as held (the books keep the cost, `clear_positions` sells
-        them); any other error leaves the execution unfinished (PENDING), for
-        reconciliation to finish it, never FAILED with its side effects unbooked."""
+        """The on-chain step that follows traded legs (the merge, or a basket's convert):
+        its result, or the outcome when it reverted. The legs are paid whatever it does:
+        a reverted step leaves their tokens in the wallet, recorded as held (the books
+        keep the cost, `clear_positions` sells them); any other error leaves the
+        execution unfinished (PENDING), for reconciliation to finish it, never FAILED
+        with its side effects unbooked."""
         entry = self.journal.get(key)
         if not (entry and entry[2].get(purpose)):  # not sent yet (once sent, the tokens may be burnt)
             await self._tokens_on_chain(signal, held)
@@ -444,11 +416,12 @@ class TxSender:
         except (StuckTransaction, AmbiguousOutcome):
             raise
         except TxReverted as exc:
-            for i, (leg, f) in enumerate(zip(signal.legs, held, strict=True)):
-                if f.filled:
-                    self.journal.hold(f"{key}:{purpose}_reverted:{i}", leg.token_id, f.filled, leg.limit_price)
-            exc.pnl = -sum(f.cost + f.fee for f in held) - exc.gas_cost  # type: ignore[attr-defined]
-            raise
+            with self.journal.step():
+                for i, (leg, f) in enumerate(zip(signal.legs, held, strict=True)):
+                    if f.filled:
+                        self.journal.hold(f"{key}:{purpose}_reverted:{i}", leg.token_id, f.filled, leg.limit_price)
+            pnl = -sum(f.cost + f.fee for f in held) - exc.gas_cost
+            return Ended(TxStatus.FAILED, Verdict.FAILURE, f"TxReverted: {exc}", pnl, exc.gas_cost)
         except Exception as exc:
             raise Unfinished(f"legs traded, then {type(exc).__name__}: {exc}") from exc
 
@@ -536,21 +509,23 @@ class TxSender:
             return found
 
     @staticmethod
-    def _nothing_traded(side: str, errors: list[BaseException]) -> Exception:
-        """Every leg killed by the book = stale (ignored by the breaker); killed by
-        venue errors = a failure the breaker must see."""
+    def _nothing_traded(side: str, errors: list[BaseException]) -> Ended:
+        """Every leg killed by the book = stale (the market's doing); killed by venue
+        errors = a failure the breaker must see."""
         if errors:
-            return VenueFailure(f"every {side} leg failed: {errors[0]}")
-        return StaleSignal(f"every {side} leg was killed: the books had moved")
+            return Ended(TxStatus.FAILED, Verdict.FAILURE, f"VenueFailure: every {side} leg failed: {errors[0]}")
+        return Ended(TxStatus.STALE, Verdict.MARKET, f"every {side} leg was killed: the books had moved")
 
-    def _partial(self, fills: list[Fill], pnl: int, gas: int, errors: list[BaseException]) -> PartialFill:
+    def _partial(self, fills: list[Fill], pnl: int, gas: int, errors: list[BaseException]) -> Ended:
+        """Some legs filled and were unwound. Others failed at the venue (an error, a
+        refusal): a failure. Others were killed by the book: a market outcome the
+        breaker ignores, so a healthy system can pass its HALF_OPEN probes."""
         filled = sum(f.filled > 0 for f in fills)
         why = f"; a leg failed: {errors[0]}" if errors else "; the others were killed by the book"
-        kind = PartialFill if errors else BookMoved
-        exc = kind(f"{filled}/{len(fills)} legs filled{why}; unwound, pnl {from_micro(pnl)} USDC")
-        exc.pnl, exc.gas_cost = pnl, gas  # type: ignore[attr-defined]
         self.unwind_loss += -pnl if pnl < 0 else 0
-        return exc
+        return Ended(TxStatus.PARTIAL_UNWOUND, Verdict.FAILURE if errors else Verdict.MARKET,
+                     f"{filled}/{len(fills)} legs filled{why}; unwound, pnl {from_micro(pnl)} USDC", pnl, gas,
+                     fills=tuple(fills))
 
     async def _legs(self, signal: Signal, key: str, journaled: list[list[Any]] | None = None,
                     ) -> tuple[list[Fill], list[BaseException]]:
@@ -680,7 +655,7 @@ class TxSender:
         return proceeds
 
     # -- bookkeeping
-    def _done(self, r: TxResult, settle: Callable[[], Any] | None = None) -> TxResult:
+    def book(self, r: Execution, settle: Callable[[], Any] | None = None) -> Execution:
         """Book an outcome: the claim's end (`settle`) and the journal's final record
         in ONE transaction (a crash between them left an outcome unbooked for ever),
         then this process's counters."""
@@ -698,14 +673,14 @@ class TxSender:
         kind = self.by_kind.setdefault(str(r.signal.kind), {"executions": 0, "successful": 0, "failed": 0,
                                                              "realized_pnl_micro": 0, "gas_spent_micro": 0})
         kind["executions"] += 1
-        kind["successful"] += r.status is TxStatus.SUCCESS
+        kind["successful"] += r.success
         kind["failed"] += r.status in (TxStatus.FAILED, TxStatus.PARTIAL_UNWOUND)
         kind["realized_pnl_micro"] += r.realized_pnl
         kind["gas_spent_micro"] += r.gas_cost
         return r
 
     def get_stats(self) -> dict[str, Any]:
-        ok = self.counts[TxStatus.SUCCESS]
+        ok = self.counts[TxStatus.SUCCESS] + self.counts[TxStatus.HELD]  # a redemption is not an execution
         attempted = ok + self.counts[TxStatus.FAILED] + self.counts[TxStatus.PARTIAL_UNWOUND]
         bstats = self.breaker.get_stats()
         return {
@@ -729,6 +704,9 @@ class TxSender:
             "unwind_loss_micro": self.unwind_loss,
             "unhedged_legs": self.unhedged_legs,
             "open_positions": [{"token_id": t, "size": s, "attempts": a} for t, s, _, a in self.journal.positions()],
+            "locked_capital_micro": self.journal.locked_capital(),
+            "locked_capital_usdc": str(from_micro(self.journal.locked_capital())),
+            "baskets_held": len(self.journal.baskets_held()),
             "positions_cleared": self.positions_cleared,
             "batches": self.batches, "batch_fallbacks": self.batch_fallbacks,
             "legs_in_flight": self.journal.legs_in_flight(), "leg_events": self.leg_events,

@@ -28,6 +28,10 @@ _IS_APPROVED = function_signature_to_4byte_selector("isApprovedForAll(address,ad
 _CONVERT = function_signature_to_4byte_selector("convertPositions(bytes32,uint256,uint256)")
 _QUESTION_COUNT = function_signature_to_4byte_selector("getQuestionCount(bytes32)")
 _FEE_BIPS = function_signature_to_4byte_selector("getFeeBips(bytes32)")
+_CONDITION_ID = function_signature_to_4byte_selector("getConditionId(bytes32)")
+_REDEEM = function_signature_to_4byte_selector("redeemPositions(bytes32,uint256[])")
+_PAYOUT_DENOMINATOR = function_signature_to_4byte_selector("payoutDenominator(bytes32)")
+_PAYOUT_NUMERATORS = function_signature_to_4byte_selector("payoutNumerators(bytes32,uint256)")
 MAX_UINT = 2**256 - 1
 ZERO32 = b"\x00" * 32
 
@@ -72,6 +76,33 @@ class Web3Chain:
         count = await self._w3.eth.call({"to": self.neg_risk_adapter, "data": "0x" + (_QUESTION_COUNT + mid).hex()})
         bips = await self._w3.eth.call({"to": self.neg_risk_adapter, "data": "0x" + (_FEE_BIPS + mid).hex()})
         return int.from_bytes(count, "big"), int.from_bytes(bips, "big")
+
+    def redeem_call(self, condition_id: str, amounts: list[int]) -> dict[str, Any]:
+        """The NegRiskAdapter's redeemPositions: [YES, NO] of a resolved question into pUSD."""
+        data = _REDEEM + encode(["bytes32", "uint256[]"], [bytes.fromhex(condition_id.removeprefix("0x")), amounts])
+        return {"from": self.address, "to": self.neg_risk_adapter, "data": "0x" + data.hex()}
+
+    async def question_condition(self, market_id: str, index: int) -> str:
+        """The CTF condition of question `index` of an adapter market (its question id is
+        the market id with the index in the last byte)."""
+        qid = bytes.fromhex(market_id.removeprefix("0x"))[:31] + bytes([index])
+        raw = await self._w3.eth.call({"to": self.neg_risk_adapter, "data": "0x" + (
+            _CONDITION_ID + encode(["bytes32"], [qid])).hex()})
+        return "0x" + bytes(raw[:32]).hex()
+
+    async def payouts(self, condition_id: str) -> tuple[int, int] | None:
+        """(YES, NO) payout numerators of a reported condition; None until it is reported."""
+        cid = bytes.fromhex(condition_id.removeprefix("0x"))
+        den = await self._w3.eth.call({"to": self.conditional_tokens, "data": "0x" + (
+            _PAYOUT_DENOMINATOR + encode(["bytes32"], [cid])).hex()})
+        if not int.from_bytes(den, "big"):
+            return None
+        nums = []
+        for i in (0, 1):
+            raw = await self._w3.eth.call({"to": self.conditional_tokens, "data": "0x" + (
+                _PAYOUT_NUMERATORS + encode(["bytes32", "uint256"], [cid, i])).hex()})
+            nums.append(int.from_bytes(raw, "big"))
+        return nums[0], nums[1]
 
     def _erc20_approvals(self) -> list[tuple[str, str]]:
         """(name, spender) of each pUSD allowance trading needs."""

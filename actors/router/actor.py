@@ -34,6 +34,17 @@ an event's markets maps to its event; a book that ends its market's batch
 whole batch the router received (a venue message that opens or closes an
 event's gap moves all m markets; judging after each one paired new books with
 old ones).
+
+YES baskets (`router.yes_baskets`, off by default, read live so a hot reload
+turns them on or off): the same complete events also get their YES basket
+evaluated (`arbitrage.evaluate_yes_basket`, signal kind YES_BASKET, `market`
+= the event): one YES of every question, held until the one winner redeems 1.
+It needs no convert fee, so an event still waiting for its `getFeeBips` may
+already have one. Every book of an event judges both of its baskets: a market's
+last book of a venue message may be its NO book after a deferred YES one (or
+the reverse), so the side of the book that ends the batch says nothing about
+which basket moved. A NO and a YES basket are different opportunities (the
+kind is in the duplicate key), so neither holds the other back.
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ import aiohttp
 from eth_utils import function_signature_to_4byte_selector
 from py_clob_client_v2.config import get_contract_config
 
+from actors.domain.enums import SetKind
 from actors.domain.listing import Market, list_markets, select
 from actors.domain.money import to_micro
 from actors.router import arbitrage as arb
@@ -124,12 +136,16 @@ class RouterActor(Actor):
         self.markets: dict[str, MarketParams] = {}
         self._market_of: dict[str, str] = {}  # token id -> condition id
         self.baskets: dict[str, BasketParams] = {}  # event (adapter market id) -> its NO basket
+        # event -> its YES basket; kept whatever `router.yes_baskets` says, so that the
+        # switch acts at once, without a new listing
+        self.yes_baskets: dict[str, BasketParams] = {}
         self._event_of: dict[str, str] = {}  # token id (YES and NO of each market) -> event
-        self._events_skipped: dict[str, str] = {}  # event -> why it has no basket
+        self._events_skipped: dict[str, str] = {}  # event -> why it has no NO basket
+        self._neg_risk_wanted: dict[str, str] = {}  # selected neg-risk market -> its event ("" if none)
         self._fee_bips: dict[str, int] = {}  # event -> the adapter's convert fee (fixed per market)
         self._dirty_events: dict[str, BookUpdate | None] = {}  # judged at the end of the batch
         self.fee_reads = self.fee_read_errors = 0
-        self.event_evaluations = 0
+        self.event_evaluations = self.yes_evaluations = 0  # baskets judged (all kinds), of them YES
         self.books: dict[str, BookUpdate] = {}
         self._book_seq: dict[str, tuple[str, int]] = {}  # token -> (feed boot id, seq) applied
         # dedup: key -> (signal id, monotonic ns sent); signal id -> key
@@ -146,8 +162,8 @@ class RouterActor(Actor):
         self.evaluations = self.opportunities = self.signals = 0
         self.snapshot_requests = self.snapshot_errors = self.snapshots_applied = 0
         self.discoveries = self.discovery_errors = 0
-        self.neg_risk_skipped = 0
         self._orphan_neg_risk = 0
+        self.signals_by_kind: Counter[str] = Counter()
         self.last_signal: dict[str, Any] | None = None
         self._configure(rt.config)
 
@@ -184,6 +200,13 @@ class RouterActor(Actor):
         if new.router.markets != old.router.markets or new.router.size_step != old.router.size_step:
             self._apply_listing(self._listing)  # at once from the last listing...
             self._rediscover.set()  # ...and confirmed by a fresh one
+        if new.router.yes_baskets and not old.router.yes_baskets:
+            for basket in list(self.yes_baskets.values()):  # judged at once from the books held
+                if all(t in self.books for t in basket.token_ids):
+                    self._evaluate_basket(basket, trigger=None)
+
+    def _yes_on(self) -> bool:
+        return self.rt.config.router.yes_baskets
 
     # -- discovery: outcome sets and fee rates from the CLOB listing
     async def _discover_forever(self) -> None:
@@ -235,38 +258,50 @@ class RouterActor(Actor):
         # fails half-way leaves the previous one in force.
         wanted = set(select(listing, self.rt.config.router.markets).values())
         # A neg-risk market's YES + NO is not a binary set: its positions merge through
-        # the NegRiskAdapter. Its edge is the event's NO basket, traded when the event is
-        # complete; the markets of other events are skipped, and counted.
+        # the NegRiskAdapter. Its edge is the event's NO basket (and YES basket), traded when
+        # the event is complete; the markets of other events are skipped, and counted.
         new = {m.condition_id: market_params(m, self._size_step) for m in listing
                if m.condition_id in wanted and not m.neg_risk}
         market_of = {t: c for c, p in new.items() for t in p.token_ids}
         grouped, orphans = ev.group_events(listing)
         baskets: dict[str, BasketParams] = {}
+        yes_baskets: dict[str, BasketParams] = {}
         skipped: dict[str, str] = {}
         event_of: dict[str, str] = {}
         for event, listed in grouped.items():
             if not any(m.condition_id in wanted for m in listed.markets):
                 continue  # not traded here at all (router.markets, or every market closed)
+            yes = ev.yes_basket_params(listed, wanted, self._size_step)
+            if not isinstance(yes, str):
+                yes_baskets[event] = yes
             found = ev.basket_params(listed, wanted, self._fee_bips, self._size_step)
             if isinstance(found, str):
                 skipped[event] = found
-                continue
-            baskets[event] = found
-            event_of.update({t: event for m in listed.markets for t in m.token_ids})
-        traded = {m.condition_id for e in baskets for m in grouped[e].markets}
-        self.neg_risk_skipped = sum(1 for m in listing if m.neg_risk and m.condition_id in wanted
-                                    and m.condition_id not in traded)
+            else:
+                baskets[event] = found
+            if event in baskets or event in yes_baskets:
+                event_of.update({t: event for m in listed.markets for t in m.token_ids})
+        neg_risk_wanted = {m.condition_id: (m.neg_risk_market_id or "").lower() for m in listing
+                           if m.neg_risk and m.condition_id in wanted}
         changed = [c for c, p in new.items() if self.markets.get(c) != p]
-        changed_events = [e for e, b in baskets.items() if self.baskets.get(e) != b]
+        changed_baskets = [b for e, b in baskets.items() if self.baskets.get(e) != b]
+        changed_baskets += [b for e, b in yes_baskets.items() if self.yes_baskets.get(e) != b and self._yes_on()]
         self._listing, self.markets, self._market_of = listing, new, market_of
-        self.baskets, self._event_of, self._events_skipped = baskets, event_of, skipped
-        self._orphan_neg_risk = orphans
+        self.baskets, self.yes_baskets, self._event_of, self._events_skipped = baskets, yes_baskets, event_of, skipped
+        self._orphan_neg_risk, self._neg_risk_wanted = orphans, neg_risk_wanted
         for c in changed:  # books that came before the listing: look at once
             if all(t in self.books for t in new[c].token_ids):
                 self._evaluate(c, trigger=None)
-        for e in changed_events:
-            if all(t in self.books for t in baskets[e].token_ids):
-                self._evaluate_event(e, trigger=None)
+        for b in changed_baskets:
+            if all(t in self.books for t in b.token_ids):
+                self._evaluate_basket(b, trigger=None)
+
+    @property
+    def neg_risk_skipped(self) -> int:
+        """Selected neg-risk markets no basket trades (now: YES baskets count while on)."""
+        yes_on = self._yes_on()
+        return sum(1 for e in self._neg_risk_wanted.values()
+                   if e not in self.baskets and not (yes_on and e in self.yes_baskets))
 
     # -- books
     async def _books_forever(self) -> None:
@@ -310,8 +345,7 @@ class RouterActor(Actor):
         dirty, self._dirty_events = self._dirty_events, {}
         for event, trigger in dirty.items():
             try:
-                if event in self.baskets:
-                    self._evaluate_event(event, trigger)
+                self._evaluate_event(event, trigger)
             except Exception:  # a bug on one event must not stop the router
                 self.handler_errors += 1
                 log.exception("event %s not evaluated", event)
@@ -401,12 +435,25 @@ class RouterActor(Actor):
         self._consider(arb.evaluate(books, params, self._limits(now_ns)), now_ns, trigger)
 
     def _evaluate_event(self, event: str, trigger: BookUpdate | None) -> None:
-        basket = self.baskets[event]
+        """Judge the event's NO basket and, while `router.yes_baskets` is on, its YES basket."""
+        no = self.baskets.get(event)
+        if no is not None:
+            self._evaluate_basket(no, trigger)
+        yes = self.yes_baskets.get(event)
+        if yes is not None and self._yes_on():
+            self._evaluate_basket(yes, trigger)
+
+    def _evaluate_basket(self, basket: BasketParams, trigger: BookUpdate | None) -> None:
         self.evaluations += 1
         self.event_evaluations += 1
         now_ns = self.rt.clock.time_ns()
         books = [b for t in basket.token_ids if (b := self.books.get(t)) is not None]
-        self._consider(arb.evaluate_basket(books, basket, self._limits(now_ns)), now_ns, trigger)
+        if basket.kind == SetKind.YES_BASKET:
+            self.yes_evaluations += 1
+            result = arb.evaluate_yes_basket(books, basket, self._limits(now_ns))
+        else:
+            result = arb.evaluate_basket(books, basket, self._limits(now_ns))
+        self._consider(result, now_ns, trigger)
 
     def _consider(self, result: Evaluation, now_ns: int, trigger: BookUpdate | None) -> None:
         opp = result.opportunity
@@ -441,6 +488,7 @@ class RouterActor(Actor):
         event_ns = trigger.recv_ns if trigger is not None and trigger.recv_ns > 0 else None
         self.rt.publisher.publish(topics.signal(opp.market), body, event_ns=event_ns, trace_id=new_trace_id())
         self.signals += 1
+        self.signals_by_kind[opp.kind] += 1
         self._remember(key, sid, mono)
         self.last_signal = {"market": opp.market, "kind": opp.kind, "size": opp.size,
                             "expected_profit": opp.expected_profit, "signal_id": sid, "created_ns": now_ns}
@@ -482,6 +530,7 @@ class RouterActor(Actor):
             "evaluations": self.evaluations,
             "opportunities": self.opportunities,
             "signals_published": self.signals,
+            "signals_by_kind": dict(self.signals_by_kind),
             "suppressed": dict(self.suppressed),
             "results_seen": dict(self.results),
             "in_flight": self._in_flight(),
@@ -492,7 +541,9 @@ class RouterActor(Actor):
             "discovery_errors": self.discovery_errors,
             "neg_risk_markets_skipped": self.neg_risk_skipped,
             "neg_risk_events": {"baskets": sorted(self.baskets), "skipped": dict(self._events_skipped),
+                                "yes_baskets": sorted(self.yes_baskets), "yes_baskets_on": self._yes_on(),
                                 "without_market_id": self._orphan_neg_risk, "evaluations": self.event_evaluations,
+                                "yes_evaluations": self.yes_evaluations,
                                 "fee_reads": self.fee_reads, "fee_read_errors": self.fee_read_errors},
             "last_signal": self.last_signal,
             "bus": {"books": sub(self._book_sub), "results": sub(self._tx_sub),

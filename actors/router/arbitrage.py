@@ -30,6 +30,14 @@ marginal set earns
 and is sized by the same walk; the exact total pays
 (m - 1) x (size - floor(size x feeBips / 10_000)), as the adapter computes it.
 
+YES_BASKET (the same event, `evaluate_yes_basket`): buy one YES of every
+outcome and hold the m YES to the resolution. Exactly one question resolves
+YES, so a set redeems 1 collateral whichever wins, with no convert and so no
+convert fee: the arithmetic of a binary BUY_SET with m legs,
+1 - sum(ask_i) - sum(fee_i) per set. The capital stays locked until then
+(the executor redeems), which is why the router signals them only when
+`router.yes_baskets` is on.
+
 All amounts are integers in 1e-6 units: prices micro-USDC per share, sizes
 micro-shares, money micro-USDC. One set of `size` micro-shares merges into
 `size` micro-USDC.
@@ -98,13 +106,15 @@ class MarketParams:
 
 @dataclass(frozen=True, slots=True)
 class BasketParams:
-    """A neg-risk event's NO basket: the NO token of every outcome, in question order.
+    """A neg-risk event's basket: the NO (kind NO_BASKET) or the YES (YES_BASKET)
+    token of every outcome, in question order.
 
     event: the NegRiskAdapter market id (bytes32 hex) the NO convert in;
     outcomes: how many outcomes the event has (the caller checked that the listing
     names every one of its questions and none is a placeholder or "Other");
     fee_rates_ppm: each outcome market's taker fee rate; convert_fee_bips: the
-    adapter's feeBips of the market; min_order_size: the largest of the markets'."""
+    adapter's feeBips of the market (NO_BASKET only: a YES basket never converts);
+    min_order_size: the largest of the markets'."""
 
     event: str
     token_ids: tuple[str, ...]
@@ -113,16 +123,21 @@ class BasketParams:
     convert_fee_bips: int = 0
     min_order_size: int = 0
     size_step: int = 10_000
+    kind: SetKind = SetKind.NO_BASKET
 
     @property
     def complete(self) -> bool:
         ids = self.token_ids
         return (self.outcomes >= 2 and len(ids) == self.outcomes and len(set(ids)) == len(ids) and all(ids)
-                and len(self.fee_rates_ppm) == len(ids) and 0 <= self.convert_fee_bips < BIPS)
+                and len(self.fee_rates_ppm) == len(ids) and 0 <= self.convert_fee_bips < BIPS
+                and self.kind in (SetKind.NO_BASKET, SetKind.YES_BASKET))
 
     def payout(self, size: int) -> int:
-        """Collateral that converting `size` NO of every outcome pays, as the adapter
-        computes it: (m - 1) x (size - fee), fee = floor(size x feeBips / 10_000)."""
+        """Collateral `size` baskets pay. NO: converting them, as the adapter computes
+        it, (m - 1) x (size - fee), fee = floor(size x feeBips / 10_000). YES: `size`,
+        the one winning YES of each basket redeemed at the resolution."""
+        if self.kind == SetKind.YES_BASKET:
+            return size
         return (len(self.token_ids) - 1) * (size - size * self.convert_fee_bips // BIPS)
 
 
@@ -145,8 +160,8 @@ class Opportunity:
     legs: tuple[Leg, ...]
     expected_profit: int  # micro-USDC after fees, before gas
     book_ts_ms: dict[str, int]
-    neg_risk_market_id: str = ""  # NO_BASKET: the adapter market id to convert in
-    convert_fee_bips: int = 0  # NO_BASKET: the adapter's fee priced in
+    neg_risk_market_id: str = ""  # NO_BASKET / YES_BASKET: the event's adapter market id
+    convert_fee_bips: int = 0  # NO_BASKET: the adapter's fee priced in (0 for a YES basket)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,20 +227,32 @@ def evaluate(books: Sequence[BookView], market: MarketParams, limits: Limits) ->
 def evaluate_basket(books: Sequence[BookView], basket: BasketParams, limits: Limits) -> Evaluation:
     """The NO basket of a neg-risk event now, or why there is none. `books` must
     hold the NO book of every outcome; the same screens as a binary set apply."""
+    return _evaluate_basket(books, basket, SetKind.NO_BASKET, limits)
+
+
+def evaluate_yes_basket(books: Sequence[BookView], basket: BasketParams, limits: Limits) -> Evaluation:
+    """The YES basket of a neg-risk event now, or why there is none. `books` must
+    hold the YES book of every outcome; the same screens as a binary set apply."""
+    return _evaluate_basket(books, basket, SetKind.YES_BASKET, limits)
+
+
+def _evaluate_basket(books: Sequence[BookView], basket: BasketParams, kind: SetKind, limits: Limits) -> Evaluation:
+    if basket.kind != kind:  # a caller's bug: the other side's tokens would be priced with this payout
+        raise ValueError(f"{basket.kind} params evaluated as a {kind}")
     reason = screen(books, basket, limits)
     if reason is not None:
         return Evaluation(None, reason)
     by_token = {b.token_id: b for b in books}
     ladders = [_ladder(by_token[t].asks, Side.BUY) for t in basket.token_ids]
-    terms = _Terms(SetKind.NO_BASKET, Side.BUY, basket.token_ids, basket.fee_rates_ppm, basket.min_order_size,
+    terms = _Terms(kind, Side.BUY, basket.token_ids, basket.fee_rates_ppm, basket.min_order_size,
                    basket.size_step, basket)
     found = _plan(terms, ladders, limits)
     if isinstance(found, str):
         return Evaluation(None, found)
     return Evaluation(Opportunity(
-        market=basket.event, kind=SetKind.NO_BASKET, size=found[0], legs=found[1], expected_profit=found[2],
+        market=basket.event, kind=kind, size=found[0], legs=found[1], expected_profit=found[2],
         book_ts_ms={t: by_token[t].venue_ts_ms for t in basket.token_ids}, neg_risk_market_id=basket.event,
-        convert_fee_bips=basket.convert_fee_bips))
+        convert_fee_bips=basket.convert_fee_bips if kind == SetKind.NO_BASKET else 0))
 
 
 # -- one side -----------------------------------------------------------------
@@ -259,7 +286,7 @@ class _Terms:
     rates: tuple[int, ...]  # each leg's taker fee rate (ppm)
     min_order_size: int
     size_step: int
-    basket: BasketParams | None = None  # NO_BASKET: the convert's terms
+    basket: BasketParams | None = None  # NO_BASKET / YES_BASKET: what a basket pays (`payout`)
 
     def marginal(self, prices: Sequence[int]) -> int:
         """Profit in micro-USDC of one set at these per-leg prices, fees rounded up."""

@@ -103,6 +103,7 @@ class FakeChain:
         self.adapters: dict[str, tuple[int, int]] = {}
         self.terms_reads = 0
         self.terms_error: BaseException | None = None
+        self.reported: dict[str, tuple[int, int]] = {}  # condition -> (YES, NO) payouts, once resolved
 
     genesis = "0x" + "9e" * 32
 
@@ -123,6 +124,15 @@ class FakeChain:
         if self.terms_error is not None:
             raise self.terms_error
         return self.adapters.get(market_id, (4, 0))
+
+    def redeem_call(self, condition_id: str, amounts: list[int]) -> dict[str, Any]:
+        return {"to": "0xADAPTER", "data": f"redeem:{condition_id}:{amounts}"}
+
+    async def question_condition(self, market_id: str, index: int) -> str:
+        return f"{market_id}:q{index}"
+
+    async def payouts(self, condition_id: str) -> tuple[int, int] | None:
+        return self.reported.get(condition_id)
 
     async def estimate_gas(self, call: dict[str, Any]) -> int:
         return self.gas_estimate

@@ -15,7 +15,7 @@ from actors.executor.journal import Journal
 from actors.executor.legs import LegEvent, LegState
 from actors.executor.onchain import OnChainSender
 from actors.executor.retry_policy import RetryPolicy
-from actors.executor.tx_sender import MARKET_OUTCOMES, TxSender, client_id
+from actors.executor.tx_sender import TxSender, client_id
 from actors.nonce.nonce_manager import NonceManager
 from actors.nonce.store import NonceStore
 from actors.runtime.clock import TestClock
@@ -41,8 +41,7 @@ class World:
 
     def build(self):
         self.nonces = NonceManager(self.nonce_chain, NonceStore(self.tmp / "nonce.sqlite"), self.clock)
-        self.breaker = CircuitBreaker.from_config(self.cfg.circuit_breaker, clock=self.clock,
-                                                  ignore_exceptions=MARKET_OUTCOMES)
+        self.breaker = CircuitBreaker.from_config(self.cfg.circuit_breaker, clock=self.clock)
         self.retry = RetryPolicy.from_config(self.cfg.retry_policy, clock=self.clock, rng=random.Random(1),
                                              sleep=self._nosleep)
         self.journal = Journal(self.tmp / "journal.sqlite", self.clock)

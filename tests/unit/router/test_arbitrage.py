@@ -1,5 +1,6 @@
 """The complete-set maths on synthetic books: exact integers, no sockets."""
 
+import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -461,13 +462,9 @@ def basket_scenario(draw):
     return books, params, lim
 
 
-@settings(max_examples=300, deadline=None)
-@given(basket_scenario())
-def test_a_no_basket_is_exactly_what_its_legs_and_the_convert_say(case):
-    books, params, lim = case
-    opp = arb.evaluate_basket(books, params, lim).opportunity
-    if opp is None:
-        return
+def exact_basket_legs(opp, books, params) -> tuple[int, int]:
+    """Check a basket's size and every leg against the books, priced level by level;
+    (total cost, total fee) of the legs."""
     by_token = {b.token_id: b for b in books}
     assert opp.size > 0 and opp.size % params.size_step == 0 and opp.size >= params.min_order_size
     assert [leg.token_id for leg in opp.legs] == list(params.token_ids)
@@ -486,8 +483,168 @@ def test_a_no_basket_is_exactly_what_its_legs_and_the_convert_say(case):
         assert (cost, fee) == (leg.cost, leg.fee)
         total_cost += cost
         total_fee += fee
+    return total_cost, total_fee
+
+
+@settings(max_examples=300, deadline=None)
+@given(basket_scenario())
+def test_a_no_basket_is_exactly_what_its_legs_and_the_convert_say(case):
+    books, params, lim = case
+    opp = arb.evaluate_basket(books, params, lim).opportunity
+    if opp is None:
+        return
+    total_cost, total_fee = exact_basket_legs(opp, books, params)
     m = len(params.token_ids)
     payout = (m - 1) * (opp.size - opp.size * params.convert_fee_bips // 10_000)
     assert payout - total_cost - total_fee == opp.expected_profit > 0
+    assert opp.expected_profit * MICRO >= lim.min_profit * opp.size
+    assert total_cost <= lim.max_position
+
+
+# -- the YES basket of a neg-risk event ----------------------------------------
+
+YES_BASKET = SetKind.YES_BASKET
+YES_ASKS = ("0.22", "0.20", "0.18", "0.36")  # sum 0.96: one winner redeems 1
+
+
+def yes_basket(n: int = 4, fee: str = "0.01", min_size: str = "0", step: str = "0.01",
+               outcomes: int | None = None, tokens: tuple[str, ...] | None = None) -> arb.BasketParams:
+    return arb.BasketParams(event=EVENT, token_ids=tokens or tuple(f"yes{i}" for i in range(n)),
+                            outcomes=n if outcomes is None else outcomes,
+                            fee_rates_ppm=(int(Decimal(fee) * MICRO),) * n, min_order_size=usd(min_size),
+                            size_step=usd(step), kind=YES_BASKET)
+
+
+def yes_asks(*ladders) -> list[Book]:
+    return [Book(f"yes{i}", asks=lad) for i, lad in enumerate(ladders)]
+
+
+def yes_gap_books(depth: str = "100") -> list[Book]:
+    # the gap's level, then four ticks worse on every YES: 1.12, no edge any more
+    return yes_asks(*[lv((p, depth), (str(Decimal(p) + Decimal("0.04")), "1000")) for p in YES_ASKS])
+
+
+def test_a_yes_basket_with_exact_sizes_fees_and_limits():
+    opp = arb.evaluate_yes_basket(yes_gap_books(), yes_basket(), limits()).opportunity
+
+    assert opp is not None and opp.kind == YES_BASKET and opp.size == usd("100")
+    assert (opp.market, opp.neg_risk_market_id, opp.convert_fee_bips) == (EVENT, EVENT, 0)
+    # fees 0.01 x p(1-p) per share: 0.001716, 0.0016, 0.001476, 0.002304
+    assert [(leg.token_id, leg.side, leg.limit_price, leg.size, leg.cost, leg.fee) for leg in opp.legs] == [
+        ("yes0", "BUY", usd("0.22"), usd("100"), usd("22"), usd("0.1716")),
+        ("yes1", "BUY", usd("0.20"), usd("100"), usd("20"), usd("0.16")),
+        ("yes2", "BUY", usd("0.18"), usd("100"), usd("18"), usd("0.1476")),
+        ("yes3", "BUY", usd("0.36"), usd("100"), usd("36"), usd("0.2304")),
+    ]
+    # 100 baskets redeem 100 whichever question wins
+    assert opp.expected_profit == usd("100") - usd("96") - usd("0.7096") == usd("3.2904")
+    assert opp.book_ts_ms == {f"yes{i}": NOW_MS for i in range(4)}
+
+
+def test_a_yes_basket_pays_its_size_and_ignores_any_convert_fee():
+    assert yes_basket().payout(1_000_001) == 1_000_001
+    # a convert fee on YES params (never built by the listing) is neither priced nor signalled
+    params = dataclasses.replace(yes_basket(), convert_fee_bips=100)
+    opp = arb.evaluate_yes_basket(yes_gap_books(), params, limits()).opportunity
+    assert opp is not None and opp.convert_fee_bips == 0 and opp.expected_profit == usd("3.2904")
+
+
+def test_no_yes_basket_when_the_asks_sum_to_one_or_more():
+    even = yes_asks(*[lv(("0.25", "100")) for _ in range(4)])  # exactly 1
+    assert arb.evaluate_yes_basket(even, yes_basket(fee="0"), limits(min_profit="0")).reason == arb.NO_EDGE
+    dear = yes_asks(*[lv((p, "100")) for p in ("0.30", "0.25", "0.25", "0.25")])  # 1.05
+    assert arb.evaluate_yes_basket(dear, yes_basket(), limits()).reason == arb.NO_EDGE
+    # 0.99 - fees 0.007449 = 0.002551 per basket: an edge below the 0.01 threshold
+    thin = yes_asks(*[lv((p, "100")) for p in ("0.24", "0.25", "0.25", "0.25")])
+    assert arb.evaluate_yes_basket(thin, yes_basket(), limits()).reason == arb.NO_EDGE
+    opp = arb.evaluate_yes_basket(thin, yes_basket(), limits(min_profit="0.002")).opportunity
+    assert opp is not None and opp.expected_profit == usd("100") - usd("99") - sum(leg.fee for leg in opp.legs)
+
+
+def test_a_yes_basket_walks_the_depth_of_every_leg():
+    # 10 of every YES at the gap, then the first leg one tick deeper: 1 - 0.97 still earns the threshold
+    books = yes_asks(lv(("0.22", "10"), ("0.23", "10"), ("0.40", "100")),
+                     *[lv((p, "20"), ("0.50", "100")) for p in YES_ASKS[1:]])
+    opp = arb.evaluate_yes_basket(books, yes_basket(fee="0"), limits()).opportunity
+    assert opp is not None and opp.size == usd("20")
+    assert (opp.legs[0].limit_price, opp.legs[0].cost) == (usd("0.23"), usd("2.2") + usd("2.3"))
+    assert [leg.limit_price for leg in opp.legs[1:]] == [usd(p) for p in YES_ASKS[1:]]
+    assert opp.expected_profit == usd("20") - usd("4.5") - usd("4") - usd("3.6") - usd("7.2") == usd("0.7")
+
+
+def test_a_yes_basket_is_capped_by_max_position_and_rounded_to_the_step():
+    books = yes_asks(*[lv((p, "1000")) for p in YES_ASKS])
+    opp = arb.evaluate_yes_basket(books, yes_basket(fee="0"), limits(max_pos="100")).opportunity
+    # 100 / 0.96 = 104.1666... baskets, rounded down to the 0.01 step
+    assert opp is not None and opp.size == usd("104.16")
+    assert [leg.cost for leg in opp.legs] == [22_915_200, 20_832_000, 18_748_800, 37_497_600]
+    assert sum(leg.cost for leg in opp.legs) == 99_993_600 <= usd("100")
+    assert opp.expected_profit == usd("104.16") - 99_993_600 == 4_166_400
+
+
+def test_a_thin_yes_basket_is_below_the_min_order_size():
+    books = yes_asks(*[lv((p, "4.99")) for p in YES_ASKS])
+    assert arb.evaluate_yes_basket(books, yes_basket(min_size="5"), limits()).reason == arb.BELOW_MIN_SIZE
+
+
+def test_an_incomplete_or_untrusted_yes_basket_never_signals():
+    books = yes_gap_books()
+    assert arb.evaluate_yes_basket(books[:3], yes_basket(), limits()).reason == arb.INCOMPLETE_SET
+    # five questions, four YES: the missing one may be the winner
+    assert arb.evaluate_yes_basket(books, yes_basket(outcomes=5), limits()).reason == arb.INCOMPLETE_SET
+    twice = yes_basket(tokens=("yes0", "yes1", "yes2", "yes2"))
+    assert arb.evaluate_yes_basket(books, twice, limits()).reason == arb.INCOMPLETE_SET
+    invalid = [*books[:3], Book("yes3", asks=lv(("0.36", "100")), valid=False)]
+    assert arb.evaluate_yes_basket(invalid, yes_basket(), limits()).reason == arb.INVALID_BOOK
+    stale = [*books[:3], Book("yes3", asks=lv(("0.36", "100")), venue_ts_ms=NOW_MS - 10_001)]
+    assert arb.evaluate_yes_basket(stale, yes_basket(), limits()).reason == arb.STALE_BOOK
+    crossed = [*books[:3], Book("yes3", asks=lv(("0.36", "100")), bids=lv(("0.37", "1")))]
+    assert arb.evaluate_yes_basket(crossed, yes_basket(), limits()).reason == arb.CROSSED_BOOK
+
+
+def test_a_basket_is_evaluated_only_as_its_own_kind():
+    with pytest.raises(ValueError, match="YES_BASKET"):
+        arb.evaluate_basket(yes_gap_books(), yes_basket(), limits())
+    with pytest.raises(ValueError, match="NO_BASKET"):
+        arb.evaluate_yes_basket(world_cup_books(), basket(), limits())
+
+
+@st.composite
+def yes_basket_scenario(draw):
+    """YES ladders of an m-outcome event whose best asks sum to about 1."""
+    n = draw(st.integers(2, 5))
+    tick = draw(st.sampled_from([CENT, 1_000]))
+    tops = [draw(st.integers(1, MICRO // n // tick)) * tick for _ in range(n - 1)]
+    edge = draw(st.integers(-2, 80_000 // tick)) * tick
+    tops.append(min(max(MICRO - sum(tops) - edge, tick), MICRO - tick))
+
+    def ladder(top: int) -> list[tuple[int, int]]:
+        out, price = [], top
+        for _ in range(draw(st.integers(1, 4))):
+            if not 0 < price < MICRO:
+                break
+            out.append((price, draw(st.integers(1, 500)) * draw(st.sampled_from([1_000, CENT, MICRO]))))
+            price += tick * draw(st.integers(1, 3))
+        return out
+
+    books = yes_asks(*[ladder(top) for top in tops])
+    params = yes_basket(n, fee=draw(st.sampled_from(["0", "0.01", "0.02"])),
+                        min_size=draw(st.sampled_from(["0", "5"])),
+                        step=draw(st.sampled_from(["0.000001", "0.01", "1"])))
+    lim = Limits(max_position=draw(st.integers(1, 300)) * MICRO, min_profit=draw(st.integers(0, 20_000)),
+                 min_book_ts_ms=0)
+    return books, params, lim
+
+
+@settings(max_examples=200, deadline=None)
+@given(yes_basket_scenario())
+def test_a_yes_basket_is_exactly_what_its_legs_and_the_redemption_say(case):
+    books, params, lim = case
+    opp = arb.evaluate_yes_basket(books, params, lim).opportunity
+    if opp is None:
+        return
+    assert opp.kind == YES_BASKET and opp.convert_fee_bips == 0
+    total_cost, total_fee = exact_basket_legs(opp, books, params)
+    assert opp.size - total_cost - total_fee == opp.expected_profit > 0  # one YES of each redeems 1
     assert opp.expected_profit * MICRO >= lim.min_profit * opp.size
     assert total_cost <= lim.max_position

@@ -3,6 +3,7 @@ convert fee has a NO basket, its NO tokens in question order."""
 
 import pytest
 
+from actors.domain.enums import SetKind
 from actors.domain.listing import Market, parse_market
 from actors.domain.money import MICRO
 from actors.router import events as ev
@@ -90,3 +91,56 @@ def test_neg_risk_markets_without_an_event_id_are_counted_apart():
     grouped, orphans = ev.group_events([outcome(0), Market("0xz", "q", ("a", "b"), ("Yes", "No"), True,
                                                            neg_risk=True)])
     assert list(grouped) == [EVENT] and orphans == 1
+
+
+# -- the YES basket: the same completeness, no convert fee -------------------------
+
+
+def yes_params(markets, wanted=None):
+    grouped, _ = ev.group_events(markets)
+    wanted = {m.condition_id for m in markets} if wanted is None else wanted
+    return ev.yes_basket_params(grouped[EVENT], wanted, 10_000)
+
+
+def test_a_complete_event_has_its_yes_basket_in_question_order():
+    listing = [outcome(2), outcome(0, fee_bps=200), outcome(1, min_size=10)]
+    assert yes_params(listing) == BasketParams(
+        event=EVENT, token_ids=("y0", "y1", "y2"), outcomes=3, fee_rates_ppm=(20_000, 10_000, 10_000),
+        convert_fee_bips=0, min_order_size=10 * MICRO, size_step=10_000, kind=SetKind.YES_BASKET)
+    assert params(listing).kind == SetKind.NO_BASKET
+
+
+def test_the_yes_token_is_found_by_its_label_not_its_position():
+    listing = [outcome(0, outcomes=("No", "Yes")), outcome(1)]
+    assert yes_params(listing).token_ids == ("n0", "y1")
+    assert ev.yes_token(outcome(0, outcomes=("A", "B"))) is None
+
+
+@pytest.mark.parametrize("tag", ["Placeholder", "Other", "other"])
+def test_an_augmented_event_is_never_a_yes_basket(tag):
+    listing = [outcome(0), outcome(1), outcome(2, tags=[tag])]
+    assert yes_params(listing) == ev.AUGMENTED
+    assert yes_params([*listing[:2], outcome(3, index=3)]) == ev.INCOMPLETE_EVENT
+
+
+@pytest.mark.parametrize("listing", [
+    [outcome(0), outcome(2)],  # question 1 missing: it may be the winner
+    [outcome(1), outcome(2)],
+    [outcome(0), outcome(1, index=0)],
+    [outcome(0)],
+    [outcome(0), outcome(1, active=False)],
+    [outcome(0), outcome(1, outcomes=("A", "B"))],
+])
+def test_an_incomplete_event_is_never_a_yes_basket(listing):
+    assert yes_params(listing) == ev.INCOMPLETE_EVENT
+
+
+def test_an_event_not_wholly_selected_is_not_a_yes_basket():
+    assert yes_params([outcome(0), outcome(1)], wanted={"0xc0"}) == ev.INCOMPLETE_EVENT
+
+
+def test_an_unknown_convert_fee_does_not_hold_back_the_yes_basket():
+    listing = [outcome(0), outcome(1)]
+    assert params(listing, fees={}) == ev.FEE_UNKNOWN
+    yes = yes_params(listing)
+    assert isinstance(yes, BasketParams) and yes.token_ids == ("y0", "y1") and yes.convert_fee_bips == 0

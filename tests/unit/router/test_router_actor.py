@@ -596,3 +596,166 @@ async def test_a_no_basket_below_the_threshold_is_not_signalled(make_world):
     w.clock.advance(0.01)
     event_books(w, [64, 66, 68])  # 1.98: 0.0133 per set
     assert (await w.next_signal())[1].body.kind == "NO_BASKET"
+
+
+# -- neg-risk events: the YES basket (router.yes_baskets) ----------------------------
+
+
+def basket_books(w, no_asks, yes_asks, *, size=10):
+    """One venue message that moved every outcome: per market its YES (more) then its NO book."""
+    for i, (no, yes) in enumerate(zip(no_asks, yes_asks, strict=True)):
+        w.book(f"y{i}", asks=[(c(yes), size * MICRO)], bids=[(c(yes - 2), size * MICRO)], market=f"0xc{i}",
+               more=True)
+        w.book(f"n{i}", asks=[(c(no), size * MICRO)], bids=[(c(no - 2), size * MICRO)], market=f"0xc{i}")
+
+
+NO_EDGE_NO = [64, 69, 69]  # 2.02 > m - 1: no NO basket
+YES_GAP = [30, 31, 32]  # 0.93 < 1: a YES basket
+
+
+async def signals(w, n: int) -> list:
+    async def collect():
+        got = []
+        while len(got) < n:
+            got += [r.env for r in await w.signals.recv_batch()]
+        return got
+
+    got = await asyncio.wait_for(collect(), 10)
+    assert len(got) == n, got
+    return got
+
+
+def switch_yes_baskets(w, on: bool) -> None:
+    """A hot reload of router.yes_baskets, as the config watcher does it."""
+    old = w.rt.config
+    new = msgspec.structs.replace(old, router=msgspec.structs.replace(old.router, yes_baskets=on))
+    w.rt.watcher.config = new
+    w.actor.on_config(old, new)
+
+
+async def test_a_yes_basket_is_signalled_with_exact_legs_when_on(make_world):
+    w = await make_world(yes_baskets=True)
+    await with_listing(w, [BINARY, *THREE])
+    basket_books(w, NO_EDGE_NO, YES_GAP)
+
+    topic, env = await w.next_signal()
+    sig = env.body
+    assert topic == topics.signal(EVENT) and isinstance(sig, Signal)
+    assert (sig.market, sig.kind, sig.size, sig.neg_risk_market_id, sig.convert_fee_bips) == (
+        EVENT, "YES_BASKET", 10 * MICRO, EVENT, 0)
+    # fees 0.01 x p(1-p) x 10 shares: 0.021, 0.02139, 0.02176
+    assert [(leg.token_id, leg.side, leg.limit_price, leg.size, leg.cost, leg.fee) for leg in sig.legs] == [
+        ("y0", "BUY", c(30), 10 * MICRO, 3_000_000, 21_000),
+        ("y1", "BUY", c(31), 10 * MICRO, 3_100_000, 21_390),
+        ("y2", "BUY", c(32), 10 * MICRO, 3_200_000, 21_760)]
+    assert sig.expected_profit == 10 * MICRO - 9_300_000 - 64_150 == 635_850  # the winner redeems 10
+    assert sig.book_ts_ms == {f"y{i}": w.now_ms() for i in range(3)}
+    stats = w.actor.get_stats()
+    assert stats["signals_by_kind"] == {"YES_BASKET": 1}
+    events = stats["neg_risk_events"]
+    assert (events["baskets"], events["yes_baskets"], events["yes_baskets_on"]) == ([EVENT], [EVENT], True)
+    assert events["yes_evaluations"] == 1 and events["evaluations"] == 2  # one batch: the NO and the YES basket
+
+
+async def test_no_yes_basket_is_signalled_while_off(make_world):
+    w = await make_world()  # router.yes_baskets defaults to false
+    await with_listing(w, [BINARY, *THREE])
+    basket_books(w, NO_EDGE_NO, YES_GAP)
+    await eventually(lambda: w.actor.get_stats()["neg_risk_events"]["evaluations"] >= 1
+                     and w.actor.get_stats()["updates"] >= 6)
+    events = w.actor.get_stats()["neg_risk_events"]
+    assert w.actor.signals == 0 and events["yes_evaluations"] == 0
+    assert (events["yes_baskets"], events["yes_baskets_on"]) == ([EVENT], False)
+    basket_books(w, [62, 66, 68], YES_GAP)  # the NO basket is still signalled
+    assert (await w.next_signal())[1].body.kind == "NO_BASKET"
+    assert w.actor.get_stats()["signals_by_kind"] == {"NO_BASKET": 1}
+
+
+async def test_a_hot_reload_turns_yes_baskets_on_and_off(make_world):
+    w = await make_world()
+    await with_listing(w, [BINARY, *THREE])
+    basket_books(w, NO_EDGE_NO, YES_GAP)
+    await eventually(lambda: w.actor.get_stats()["updates"] >= 6)
+    assert w.actor.signals == 0
+
+    switch_yes_baskets(w, True)  # judged at once from the books held
+    sig = (await w.next_signal())[1].body
+    assert sig.kind == "YES_BASKET" and [leg.limit_price for leg in sig.legs] == [c(p) for p in YES_GAP]
+
+    switch_yes_baskets(w, False)
+    w.clock.advance(0.01)
+    basket_books(w, NO_EDGE_NO, [29, 31, 32])  # a new YES basket price: not signalled while off
+    await eventually(lambda: w.actor.get_stats()["updates"] >= 12)
+    assert w.actor.signals == 1 and w.actor.get_stats()["neg_risk_events"]["yes_evaluations"] == 1
+
+
+async def test_the_no_and_the_yes_basket_of_one_event_do_not_hold_each_other_back(make_world):
+    w = await make_world(yes_baskets=True)
+    await with_listing(w, [BINARY, *THREE])
+    basket_books(w, [62, 66, 68], YES_GAP)  # both baskets at once
+    no, yes = (env.body for env in await signals(w, 2))
+    assert (no.kind, yes.kind) == ("NO_BASKET", "YES_BASKET") and no.market == yes.market == EVENT
+
+    basket_books(w, [62, 66, 68], YES_GAP)  # the same prices again: both still being executed
+    await eventually(lambda: w.actor.suppressed["duplicate"] >= 2)
+    w.result(yes.signal_id)  # the YES basket's result releases it, not the NO basket
+    await eventually(lambda: w.actor.results["SUCCESS"] == 1)
+    w.clock.advance(0.01)
+    basket_books(w, [62, 66, 68], YES_GAP)
+    again = (await w.next_signal())[1].body
+    assert again.kind == "YES_BASKET" and again.signal_id != yes.signal_id
+    await eventually(lambda: w.actor.suppressed["duplicate"] >= 3)
+    assert w.actor.get_stats()["signals_by_kind"] == {"NO_BASKET": 1, "YES_BASKET": 2}
+
+
+async def test_an_event_without_its_convert_fee_still_has_a_yes_basket(make_world):
+    async def chain_down(session, cfg, market_id):
+        raise ConnectionError("chain not up yet")
+
+    w = await make_world(fee_reader=chain_down, yes_baskets=True)
+    await with_listing(w, [BINARY, *THREE], wait=lambda a: EVENT in a.yes_baskets)
+    stats = w.actor.get_stats()
+    assert stats["neg_risk_events"]["skipped"] == {EVENT: "convert_fee_unknown"}
+    assert stats["neg_risk_events"]["baskets"] == [] and stats["neg_risk_markets_skipped"] == 0
+    basket_books(w, [62, 66, 68], YES_GAP)  # a NO gap too, but not without the fee
+    sig = (await w.next_signal())[1].body
+    assert sig.kind == "YES_BASKET" and sig.convert_fee_bips == 0
+    await eventually(lambda: w.actor.get_stats()["updates"] >= 6)
+    assert w.actor.signals == 1
+    switch_yes_baskets(w, False)
+    assert w.actor.get_stats()["neg_risk_markets_skipped"] == 3  # no basket trades them now
+
+
+async def test_a_yes_gap_that_closes_is_not_signalled_from_half_updated_books(make_world):
+    w = await make_world(yes_baskets=True)
+    await with_listing(w, [BINARY, *THREE])
+    basket_books(w, NO_EDGE_NO, YES_GAP)
+    first = (await w.next_signal())[1].body
+    w.result(first.signal_id)
+    await eventually(lambda: w.actor.results["SUCCESS"] == 1)
+    w.clock.advance(0.01)
+    # 1.02: no edge; market 0's new YES book next to the old others (0.98) would be a basket.
+    # Every YES book is deferred (more), the batch is judged once at its end.
+    basket_books(w, NO_EDGE_NO, [35, 33, 34])
+    await eventually(lambda: w.actor.get_stats()["updates"] >= 12)
+    stats = w.actor.get_stats()
+    assert w.actor.signals == 1 and stats["deferred_updates"] == 6
+    assert stats["neg_risk_events"]["yes_evaluations"] == 2  # once per batch
+
+
+async def test_augmented_or_incomplete_events_have_no_yes_basket(make_world):
+    w = await make_world(yes_baskets=True)
+    augmented = [outcome(0), outcome(1), outcome(2, tags=["Other"])]
+    await with_listing(w, [BINARY, *augmented], wait=lambda a: a.get_stats()["neg_risk_events"]["skipped"])
+    assert w.actor.yes_baskets == {} and w.actor.get_stats()["neg_risk_events"]["yes_baskets"] == []
+    basket_books(w, [30, 30, 30], [10, 10, 10])  # YES asks summing to 0.3
+    await eventually(lambda: w.actor.get_stats()["updates"] >= 6)
+    assert w.actor.signals == 0 and w.actor.get_stats()["unknown_token_updates"] == 6
+
+    await with_listing(w, [BINARY, outcome(0), outcome(2)], wait=lambda a: a.discoveries >= 3)
+    assert w.actor.get_stats()["neg_risk_events"]["skipped"] == {EVENT: "incomplete_set"}
+    assert w.actor.yes_baskets == {}
+    w.book("y0", asks=[(c(10), 10 * MICRO)], market="0xc0")
+    w.book("y2", asks=[(c(10), 10 * MICRO)], market="0xc2")
+    await eventually(lambda: w.actor.get_stats()["updates"] >= 8)
+    assert w.actor.signals == 0
