@@ -2,12 +2,15 @@
 events only (YES bids summing above 1, so the NO asks sum below m - 1), the router
 finds the NO basket of the complete World Cup event and never one of the augmented
 NYC event, the executor buys the four NO on the neg-risk exchange and converts them
-on the NegRiskAdapter, and the wallet's pUSD moves by exactly what the books say."""
+on the NegRiskAdapter, and the wallet's pUSD moves by exactly what the books say.
+YES baskets likewise from buy-side gaps: held until the event resolves, then the
+winner redeemed, the books again equal to the chain."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 
 import pytest
 import yaml
@@ -22,15 +25,17 @@ from tests.integration.test_system import TRADER, Results, World, journal_outcom
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
-def start_basket_world(tmp_path, anvil, procs) -> World:
-    """anvil + venue + nonce + feed + router as real processes, the venue's gaps all
-    sell-side and on events (no binary gap): only NO baskets can trade."""
+def start_basket_world(tmp_path, anvil, procs, sell_side_share: float = 1.0, router: dict | None = None,
+                       trading: dict | None = None) -> World:
+    """anvil + venue + nonce + feed + router as real processes, the venue's gaps on
+    events only (no binary gap): sell-side gaps make NO baskets, buy-side YES baskets."""
     faults = yaml.safe_load(DEFAULT_PATH.read_text())["sandbox"]["venue"]["faults"]
     faults["inject_binary_gap"] = False
     path = write_config(
         tmp_path, anvil, anvil_port=int(anvil.rsplit(":", 1)[1]),
         sandbox={"venue": {"updates_per_second": 10, "faults": faults, "arbitrage": {
-            "rate_per_minute": 40, "margin": "0.05", "lifetime_seconds": 6, "sell_side_share": 1.0}}},
+            "rate_per_minute": 40, "margin": "0.05", "lifetime_seconds": 6, "sell_side_share": sell_side_share}}},
+        router=router or {}, trading=trading or {},
         retry_policy={"max_retries": 1, "base_delay_ms": 20, "max_delay_ms": 100},
         runtime={"stats_interval_seconds": 0.25},
         executor={"reconcile_seconds": 1},
@@ -106,3 +111,54 @@ def test_no_baskets_are_bought_converted_and_booked_exactly(tmp_path, anvil, pro
           f"by strategy {ex['by_strategy']}, results {len(results.items)}")
     assert delta == booked  # open positions included: a partial fill books what its legs and unwind moved
     assert delta > 0
+
+
+def test_yes_baskets_are_held_redeemed_after_the_resolution_and_booked_exactly(tmp_path, anvil, procs):
+    world = start_basket_world(tmp_path, anvil, procs, sell_side_share=0.0, router={"yes_baskets": True},
+                               trading={"max_locked_capital": "1000"})
+    path, cfg, w3, dep, start = world.path, world.cfg, world.w3, world.dep, world.start
+    world_cup = event_id(dep, "world-cup-2026")
+    results = Results(cfg)
+    procs("--config", str(path), "actor", "executor", name="executor")
+    try:
+        def held():
+            return [r for r in results.items if r.kind == "YES_BASKET" and r.status == "HELD"]
+
+        wait_until(lambda: len(held()) >= 2, timeout=150, what="two YES baskets bought and held")
+        subprocess.run([POLYARB, "--config", str(path), "halt", "--reason", "resolution"], check=True, timeout=30)
+        wait_until(lambda: (e := snapshot(cfg)["executor"]["executor"])["queue_size"] == 0 and e["in_flight"] == 0,
+                   timeout=60, what="executor idle")
+        ex = snapshot(cfg)["executor"]["executor"]
+        assert ex["baskets_held"] >= 2 and ex["locked_capital_micro"] > 0
+        out = subprocess.run([POLYARB, "--config", str(path), "status"], capture_output=True, text=True, timeout=30)
+        assert "locked_usdc=" in out.stdout and "YES_BASKET" in out.stdout, out.stdout
+
+        # The event resolves: the venue reports every question's payout on chain.
+        req = urllib.request.Request(f"{cfg.router.clob_url}/sandbox/resolve", method="POST",
+                                     data=json.dumps({"event": "world-cup-2026"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200, resp.read()
+        wait_until(lambda: snapshot(cfg)["executor"]["executor"]["baskets_held"] == 0, timeout=90,
+                   what="every held basket redeemed")
+        ex = snapshot(cfg)["executor"]["executor"]
+        assert ex["locked_capital_micro"] == 0 and ex["redemptions"]["failed"] == 0
+        checks = ex["reconciler"]["checks"]
+        wait_until(lambda: snapshot(cfg)["executor"]["executor"]["reconciler"]["checks"] >= checks + 2,
+                   timeout=60, what="the reconciler compared the books with the chain twice")
+        ex = snapshot(cfg)["executor"]["executor"]
+        assert ex["reconciler"]["trips"] == 0, f"books and chain parted: {ex['reconciler']}"
+        wait_until(lambda: len(results.items) >= ex["total_executions"], timeout=10, what="every TxResult heard")
+    finally:
+        results.stop()
+
+    redeemed = [r for r in results.items if r.status == "REDEEMED"]
+    assert len(redeemed) == len(held()) and all(r.market == world_cup and r.tx_hash for r in redeemed)
+    for r in redeemed:
+        tx = w3.eth.get_transaction(r.tx_hash)
+        assert w3.eth.get_transaction_receipt(r.tx_hash)["status"] == 1
+        assert tx["to"].lower() == dep.neg_risk_adapter.lower()
+    delta = balances(w3, dep, TRADER)["collateral"] - start
+    booked = sum(pnl + gas for _, _, pnl, gas in journal_outcomes(tmp_path))
+    print(f"collateral delta {delta}, booked {booked}, held {len(held())}, by strategy {ex['by_strategy']}")
+    assert delta == booked and delta > 0  # bought below 1, each basket redeemed 1 per share
