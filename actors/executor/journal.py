@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import msgspec
 
 from actors.executor.legs import LegEvent, LegState, may_move
+from actors.executor.outcomes import GAS, Flow
 from actors.runtime.storage import immediate, open_wal
 from bus.messages import Leg, Signal
 
@@ -61,6 +63,14 @@ CREATE TABLE IF NOT EXISTS legs (
     updated_ns INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS legs_by_key ON legs (key, idx);
+CREATE TABLE IF NOT EXISTS cash_flows (
+    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    ref TEXT NOT NULL,
+    PRIMARY KEY (key, seq)
+);
 CREATE TABLE IF NOT EXISTS baskets (
     key TEXT PRIMARY KEY,
     market_id TEXT NOT NULL,
@@ -115,11 +125,22 @@ class Journal:
             self._db.execute("UPDATE executions SET state=?, data=?, updated_ns=? WHERE key=?",
                              (state, json.dumps(merged), self._clock.time_ns(), key))
 
-    def finish(self, key: str, status: str, pnl: int, gas: int) -> None:
+    def finish(self, key: str, status: str, pnl: int, gas: int, flows: Iterable[Flow] = ()) -> None:
         """The final outcome, for an execution that got as far as its claim: the
-        executor's durable books (the bus stream of results is lossy on a crash)."""
+        executor's durable books (the bus stream of results is lossy on a crash),
+        with every cash flow it caused, each tied to its fill or transaction."""
         if self._db.execute("SELECT 1 FROM executions WHERE key=?", (key,)).fetchone():
-            self.update(key, "done", status=status, pnl=pnl, gas=gas)
+            with immediate(self._db):
+                self.update(key, "done", status=status, pnl=pnl, gas=gas)
+                self._flows(key, flows)
+
+    def _flows(self, key: str, flows: Iterable[Flow]) -> None:
+        self._db.executemany("INSERT OR IGNORE INTO cash_flows VALUES (?, ?, ?, ?, ?)",
+                             [(key, i, f.kind, f.amount, f.ref) for i, f in enumerate(flows)])
+
+    def flows(self, key: str) -> list[Flow]:
+        return [Flow(k, a, r) for k, a, r in self._db.execute(
+            "SELECT kind, amount, ref FROM cash_flows WHERE key=? ORDER BY seq", (key,))]
 
     def outcomes(self) -> list[tuple[str, str, int, int]]:
         """(key, status, pnl, gas) of every finished execution."""
@@ -127,9 +148,14 @@ class Journal:
         return [(k, d["status"], d.get("pnl", 0), d.get("gas", 0)) for k, d in ((k, json.loads(v)) for k, v in rows)]
 
     def booked(self) -> int:
-        """The collateral every booked outcome moved: realised P&L plus gas (gas is paid
-        in POL, so it was never collateral), micro-USDC."""
-        return sum(pnl + gas for _, _, pnl, gas in self.outcomes())
+        """The collateral every booked outcome moved, micro-USDC: the sum of the recorded
+        cash flows, gas apart (it is paid in POL). An outcome an older version booked
+        without flows counts as its P&L plus gas."""
+        flowed = self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM cash_flows WHERE kind != ?",
+                                  (GAS,)).fetchone()[0]
+        with_flows = {k for (k,) in self._db.execute("SELECT DISTINCT key FROM cash_flows")}
+        legacy = sum(pnl + gas for k, _, pnl, gas in self.outcomes() if k not in with_flows)
+        return int(flowed) + legacy
 
     def traded_tokens(self, limit: int = 500) -> list[str]:
         """Tokens of open or past positions and of the latest executions' legs: the
@@ -244,7 +270,8 @@ class Journal:
         row = self._db.execute("SELECT attempts FROM position_tries WHERE token_id=?", (token_id,)).fetchone()
         return int(row[0]) if row else 0
 
-    def record_sale(self, key: str, signal: Signal, token_id: str, sold: int, proceeds: int) -> None:
+    def record_sale(self, key: str, signal: Signal, token_id: str, sold: int, proceeds: int,
+                    flows: Iterable[Flow] = ()) -> None:
         """One sale attempt's outcome, in ONE transaction: the tokens gone, the attempt
         counted and, if anything sold, the proceeds booked as an outcome of its own."""
         with immediate(self._db):
@@ -257,6 +284,7 @@ class Journal:
                     (key, msgspec.msgpack.encode(signal),
                      json.dumps({"status": "POSITION_SOLD", "pnl": proceeds, "gas": 0, "sold": sold}),
                      self._clock.time_ns()))
+                self._flows(key, flows)
 
     def _migrate_positions(self) -> None:
         """Positions of the old aggregated table become holdings rows, once."""

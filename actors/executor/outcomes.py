@@ -28,17 +28,57 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Flow:
+    """One movement of money an execution caused, tied to what caused it: the
+    client id of a fill or a sale, or the hash of a transaction. The books are the
+    sum of these, so they can be rebuilt from the records and checked against the
+    chain."""
+
+    kind: str  # buy, sell, fee, unwind, sale, split, merge, convert, redeem, gas
+    amount: int  # micro-USDC, + into the wallet; "gas" is paid in POL (its USDC value), never in pUSD
+    ref: str
+
+
+GAS = "gas"
+
+
+def fill_flows(fills: list[Fill] | tuple[Fill, ...], kind: str | None = None) -> list[Flow]:
+    """What filled legs paid (BUY) or received (SELL), and their fees."""
+    out = []
+    for f in fills:
+        if f.filled:
+            out.append(Flow(kind or ("buy" if f.side == "BUY" else "sell"), -f.cost if f.side == "BUY" else f.cost,
+                            f.client_id))
+            if f.fee:
+                out.append(Flow("fee", -f.fee, f.client_id))
+    return out
+
+
+def tx_flows(kind: str, amount: int, tx_hash: str | None, gas: int) -> list[Flow]:
+    """A transaction's collateral movement (split -, merge/convert/redeem +) and its gas."""
+    return [Flow(kind, amount, tx_hash or ""), Flow(GAS, -gas, tx_hash or "")]
+
+
+@dataclass(frozen=True, slots=True)
 class Ended:
-    """A decided outcome of the pipeline: everything it moved is known and booked here."""
+    """A decided outcome of the pipeline: everything it moved is known, as flows."""
 
     status: TxStatus
     verdict: Verdict
     why: str | None = None
-    pnl: int = 0  # micro-USDC: every cash flow of the execution, gas included
-    gas: int = 0  # micro-USDC
+    flows: tuple[Flow, ...] = ()
     tx_hash: str | None = None
     nonce: int | None = None
     fills: tuple[Fill, ...] = ()
+
+    @property
+    def gas(self) -> int:
+        return -sum(f.amount for f in self.flows if f.kind == GAS)
+
+    @property
+    def pnl(self) -> int:
+        """Every cash flow, gas included (micro-USDC)."""
+        return sum(f.amount for f in self.flows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +95,7 @@ class Execution:
     realized_pnl: int = 0  # micro-USDC, after fees and gas
     gas_cost: int = 0
     fills: tuple[Fill, ...] = field(default_factory=tuple)
+    flows: tuple[Flow, ...] = ()  # what realized_pnl is the sum of
 
     @property
     def success(self) -> bool:
@@ -62,7 +103,8 @@ class Execution:
 
     @classmethod
     def of(cls, signal: Signal, key: str, attempt: int, end: Ended) -> Execution:
-        return cls(signal, key, attempt, end.status, end.why, end.tx_hash, end.nonce, end.pnl, end.gas, end.fills)
+        return cls(signal, key, attempt, end.status, end.why, end.tx_hash, end.nonce, end.pnl, end.gas, end.fills,
+                   end.flows)
 
 
 class Unfinished(Exception):

@@ -20,7 +20,7 @@ from typing import Any
 from actors.domain.enums import SetKind, TxStatus
 from actors.domain.money import from_micro
 from actors.executor.onchain import TxReverted
-from actors.executor.outcomes import Execution
+from actors.executor.outcomes import GAS, Ended, Execution, Flow, Verdict, tx_flows
 from bus.messages import Signal
 
 log = logging.getLogger(__name__)
@@ -66,21 +66,25 @@ class Redeemer:
         prior = s.journal.get(rkey)[2]
         winners = [i for i, p in enumerate(payouts) if p and p[0]]
         s.activity += 1
-        gas, payout, burnt, tx_hash, status, why = 0, 0, [], None, TxStatus.REDEEMED, None
+        payout, burnt, tx_hash, status, why = 0, [], None, TxStatus.REDEEMED, None
+        flows: list[Flow] = []
         for i in winners:
             yes, no = payouts[i]  # type: ignore[misc]
             try:
                 sent = await s.onchain.send(rkey, f"redeem{i}", chain.redeem_call(conditions[i], [size, 0]),
                                             REDEEM_GAS_HINT, prior=prior.get(f"redeem{i}"))
             except TxReverted as exc:  # left for the operator: the tokens stay held, the gas is booked
-                gas += exc.gas_cost
+                flows.append(Flow(GAS, -exc.gas_cost, exc.receipt.tx_hash))
                 status, why = TxStatus.FAILED, f"redeem of question {i} reverted: {exc}"
                 break
-            gas += sent.gas_cost
             tx_hash = sent.tx_hash
-            payout += size * yes // (yes + no)
+            paid = size * yes // (yes + no)
+            flows += tx_flows("redeem", paid, sent.tx_hash, sent.gas_cost)
+            payout += paid
             burnt.append((tokens[i], size))
-        r = Execution(signal, rkey, 1, status, why, tx_hash, None, payout - gas, gas)
+        end = Ended(status, Verdict.SUCCESS if status is TxStatus.REDEEMED else Verdict.FAILURE, why, tuple(flows),
+                    tx_hash)
+        r = Execution.of(signal, rkey, 1, end)
         state = "redeemed" if status is TxStatus.REDEEMED else "redeem_failed"
         s.book(r, lambda: s.journal.basket_ended(key, state, payout, burnt))
         if status is TxStatus.REDEEMED:

@@ -22,6 +22,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from actors.domain.enums import SetKind, Side, TxStatus
@@ -32,7 +33,19 @@ from actors.executor.idempotency import IdempotencyStore, content_hash
 from actors.executor.journal import Journal
 from actors.executor.legs import FINAL, SETTLED, LegEvent
 from actors.executor.onchain import GasTooExpensive, OnChainSender, StuckTransaction, TxReverted
-from actors.executor.outcomes import BasketMismatch, Ended, Execution, Skipped, Unfinished, VenueFailure, Verdict
+from actors.executor.outcomes import (
+    GAS,
+    BasketMismatch,
+    Ended,
+    Execution,
+    Flow,
+    Skipped,
+    Unfinished,
+    VenueFailure,
+    Verdict,
+    fill_flows,
+    tx_flows,
+)
 from actors.executor.ports import ChainPort, Fill, OrderRejected, VenuePort
 from actors.executor.retry_policy import RetryPolicy
 from bus.messages import Leg, Signal
@@ -216,8 +229,8 @@ class TxSender:
         except Exception as exc:  # refused before anything traded (or a split that reverted): nothing unbooked
             log.warning("execution %s failed: %s", key[:12], exc, exc_info=not isinstance(
                 exc, (OrderRejected, GasTooExpensive, TxReverted, BasketMismatch, VenueFailure)))
-            gas = exc.gas_cost if isinstance(exc, TxReverted) else 0
-            end = Ended(TxStatus.FAILED, Verdict.FAILURE, f"{type(exc).__name__}: {exc}", -gas, gas)
+            flows = (Flow(GAS, -exc.gas_cost, exc.receipt.tx_hash),) if isinstance(exc, TxReverted) else ()
+            end = Ended(TxStatus.FAILED, Verdict.FAILURE, f"{type(exc).__name__}: {exc}", flows)
         if end.verdict is not Verdict.SUCCESS and end.why:
             log.info("execution %s: %s: %s", key[:12], end.status, end.why)
         if permit is not None:
@@ -261,9 +274,8 @@ class TxSender:
             key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint, prior=done.get("merge")))
         if isinstance(merge, Ended):
             return merge
-        pnl = signal.size - sum(f.cost + f.fee for f in fills) - merge.gas_cost
-        return Ended(TxStatus.SUCCESS, Verdict.SUCCESS, None, pnl, merge.gas_cost, merge.tx_hash, merge.nonce,
-                     tuple(fills))
+        flows = fill_flows(fills) + tx_flows("merge", signal.size, merge.tx_hash, merge.gas_cost)
+        return Ended(TxStatus.SUCCESS, Verdict.SUCCESS, None, tuple(flows), merge.tx_hash, merge.nonce, tuple(fills))
 
     async def _sell_set(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any], gas_hint: int) -> Ended:
         """SELL_SET: split collateral into a set, then sell every outcome. Nothing sold:
@@ -274,34 +286,33 @@ class TxSender:
         split = await self.onchain.send(key, "split", self.chain.split_call(signal.market, n, signal.size),
                                         gas_hint, prior=done.get("split"))
         skipped: Skipped | None = None
-        proceeds = 0
+        unwound: list[Flow] = []
+        split_flows = tx_flows("split", -signal.size, split.tx_hash, split.gas_cost)
         try:
             async with self._market(signal, fresh=False):
                 fills, errors = await self._legs(signal, key, done.get("fills"))
                 sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
                 if any(sold) and not all(sold):
-                    proceeds = await self._unwind(key, [leg for leg, ok in zip(signal.legs, sold, strict=True)
-                                                        if not ok])
+                    unwound = await self._unwind(key, [leg for leg, ok in zip(signal.legs, sold, strict=True)
+                                                       if not ok])
         except Skipped as exc:  # split already: the set goes back
             skipped, fills, errors = exc, [], []
             sold = [False] * n
         if all(sold):
-            pnl = sum(f.cost - f.fee for f in fills) - signal.size - split.gas_cost
-            return Ended(TxStatus.SUCCESS, Verdict.SUCCESS, None, pnl, split.gas_cost, split.tx_hash, split.nonce,
-                         tuple(fills))
+            return Ended(TxStatus.SUCCESS, Verdict.SUCCESS, None, tuple(split_flows + fill_flows(fills)),
+                         split.tx_hash, split.nonce, tuple(fills))
         if not any(sold):
             # Nothing sold: the set goes back into collateral, whatever killed the legs.
             whole = [Fill("", "", leg.token_id, Side.BUY, signal.size, 0, 0, "SPLIT") for leg in signal.legs]
             merge = await self._after_legs(key, signal, whole, lambda: self.onchain.send(
                 key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint,
                 prior=done.get("merge")))
-            if isinstance(merge, Ended):
-                return merge
-            gas = split.gas_cost + merge.gas_cost
+            if isinstance(merge, Ended):  # reverted: the set is held, and the split paid for it
+                return replace(merge, flows=tuple(split_flows) + merge.flows)
             end = self._nothing_traded("sell", errors)
-            return Ended(end.status, end.verdict, skipped.why if skipped else end.why, -gas, gas)
-        pnl = sum(f.cost - f.fee for f in fills) + proceeds - signal.size - split.gas_cost
-        return self._partial(fills, pnl, split.gas_cost, errors)
+            flows = split_flows + tx_flows("merge", signal.size, merge.tx_hash, merge.gas_cost)
+            return Ended(end.status, end.verdict, skipped.why if skipped else end.why, tuple(flows))
+        return self._partial(fills, split_flows + fill_flows(fills) + unwound, errors)
 
     async def _buy_all(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any]) -> list[Fill] | Ended:
         """Every BUY leg under the market lock: the fills when all filled, else the
@@ -314,9 +325,8 @@ class TxSender:
             if not all(bought):
                 held = [leg for leg, ok in zip(signal.legs, bought, strict=True) if ok]
                 held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
-                proceeds = await self._unwind(key, held)
-                pnl = proceeds - sum(f.cost + f.fee for f in held_fills)
-                return self._partial(fills, pnl, 0, errors)
+                unwound = await self._unwind(key, held)
+                return self._partial(fills, fill_flows(held_fills) + unwound, errors)
         return fills
 
     async def _basket(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any], gas_hint: int) -> Ended:
@@ -360,8 +370,9 @@ class TxSender:
             prior=done.get("convert")), purpose="convert")
         if isinstance(convert, Ended):
             return convert
-        pnl = convert_payout(n, signal.size, fee_bips) - sum(f.cost + f.fee for f in fills) - convert.gas_cost
-        return Ended(TxStatus.SUCCESS, Verdict.SUCCESS, None, pnl, convert.gas_cost, convert.tx_hash, convert.nonce,
+        flows = fill_flows(fills) + tx_flows("convert", convert_payout(n, signal.size, fee_bips), convert.tx_hash,
+                                             convert.gas_cost)
+        return Ended(TxStatus.SUCCESS, Verdict.SUCCESS, None, tuple(flows), convert.tx_hash, convert.nonce,
                      tuple(fills))
 
     async def _yes_basket(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any]) -> Ended:
@@ -388,7 +399,7 @@ class TxSender:
         paid = sum(f.cost + f.fee for f in fills)
         self.journal.lock_basket(key, signal.neg_risk_market_id, [leg.token_id for leg in signal.legs],
                                  signal.size, paid)
-        return Ended(TxStatus.HELD, Verdict.SUCCESS, None, -paid, 0, fills=tuple(fills))
+        return Ended(TxStatus.HELD, Verdict.SUCCESS, None, tuple(fill_flows(fills)), fills=tuple(fills))
 
     async def _convert_terms(self, market_id: str) -> tuple[int, int]:
         """(question count, fee bips) of an adapter market, read at most once a minute."""
@@ -420,8 +431,8 @@ class TxSender:
                 for i, (leg, f) in enumerate(zip(signal.legs, held, strict=True)):
                     if f.filled:
                         self.journal.hold(f"{key}:{purpose}_reverted:{i}", leg.token_id, f.filled, leg.limit_price)
-            pnl = -sum(f.cost + f.fee for f in held) - exc.gas_cost
-            return Ended(TxStatus.FAILED, Verdict.FAILURE, f"TxReverted: {exc}", pnl, exc.gas_cost)
+            flows = [*fill_flows(held), Flow(GAS, -exc.gas_cost, exc.receipt.tx_hash)]
+            return Ended(TxStatus.FAILED, Verdict.FAILURE, f"TxReverted: {exc}", tuple(flows))
         except Exception as exc:
             raise Unfinished(f"legs traded, then {type(exc).__name__}: {exc}") from exc
 
@@ -486,7 +497,7 @@ class TxSender:
                 log.warning("open position %s not sold yet: %s", token_id[:12], exc)
                 continue
             proceeds = f.cost - f.fee if f.filled else 0
-            self.journal.record_sale(key, _POSITION_SIGNAL, token_id, f.filled, proceeds)
+            self.journal.record_sale(key, _POSITION_SIGNAL, token_id, f.filled, proceeds, fill_flows([f], "sale"))
             if f.filled:
                 total += proceeds
                 self.realized_pnl += proceeds
@@ -516,15 +527,16 @@ class TxSender:
             return Ended(TxStatus.FAILED, Verdict.FAILURE, f"VenueFailure: every {side} leg failed: {errors[0]}")
         return Ended(TxStatus.STALE, Verdict.MARKET, f"every {side} leg was killed: the books had moved")
 
-    def _partial(self, fills: list[Fill], pnl: int, gas: int, errors: list[BaseException]) -> Ended:
+    def _partial(self, fills: list[Fill], flows: list[Flow], errors: list[BaseException]) -> Ended:
         """Some legs filled and were unwound. Others failed at the venue (an error, a
         refusal): a failure. Others were killed by the book: a market outcome the
         breaker ignores, so a healthy system can pass its HALF_OPEN probes."""
         filled = sum(f.filled > 0 for f in fills)
         why = f"; a leg failed: {errors[0]}" if errors else "; the others were killed by the book"
+        pnl = sum(f.amount for f in flows)
         self.unwind_loss += -pnl if pnl < 0 else 0
         return Ended(TxStatus.PARTIAL_UNWOUND, Verdict.FAILURE if errors else Verdict.MARKET,
-                     f"{filled}/{len(fills)} legs filled{why}; unwound, pnl {from_micro(pnl)} USDC", pnl, gas,
+                     f"{filled}/{len(fills)} legs filled{why}; unwound, pnl {from_micro(pnl)} USDC", tuple(flows),
                      fills=tuple(fills))
 
     async def _legs(self, signal: Signal, key: str, journaled: list[list[Any]] | None = None,
@@ -625,12 +637,12 @@ class TxSender:
         for token in tokens:
             self._placed_ms[token] = max(self._placed_ms.get(token, 0), placed_ms)
 
-    async def _unwind(self, key: str, legs: list[Leg]) -> int:
-        """Sell back what filled alone (FAK, bounded slippage); returns the proceeds.
+    async def _unwind(self, key: str, legs: list[Leg]) -> list[Flow]:
+        """Sell back what filled alone (FAK, bounded slippage); returns the sales' flows.
         What does not sell is recorded as held (once per leg, whatever a replay
         does) and `clear_positions` sells it later."""
         move = to_micro(self._config().executor.unwind_max_price_move)
-        proceeds = 0
+        proceeds, flows = 0, []
         for i, leg in enumerate(legs):
             # From the leg's own (on-tick) limit, down to the 0.01 grid, which is on
             # every Polymarket tick (0.01 and 0.001): an off-tick price is refused.
@@ -647,12 +659,13 @@ class TxSender:
                 self.journal.update(key, "unwind_failed", unhedged=[leg.token_id, leg.size])
                 continue
             proceeds += f.cost - f.fee
+            flows += fill_flows([f], "unwind")
             if f.filled < leg.size:
                 self.unhedged_legs += 1
                 self.journal.hold(f"{key}:unwind:{i}", leg.token_id, leg.size - f.filled, leg.limit_price)
                 self.journal.update(key, "unwind_partial", unhedged=[leg.token_id, leg.size - f.filled])
         self.journal.update(key, "unwound", proceeds=proceeds)
-        return proceeds
+        return flows
 
     # -- bookkeeping
     def book(self, r: Execution, settle: Callable[[], Any] | None = None) -> Execution:
@@ -665,7 +678,7 @@ class TxSender:
             if settle is not None:
                 settle()
             if r.status not in (TxStatus.PENDING, TxStatus.DUPLICATE):
-                self.journal.finish(r.idempotency_key, r.status.value, r.realized_pnl, r.gas_cost)
+                self.journal.finish(r.idempotency_key, r.status.value, r.realized_pnl, r.gas_cost, r.flows)
         self.total += 1
         self.counts[r.status.value] += 1
         self.realized_pnl += r.realized_pnl

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.request
 
+import httpx
 import pytest
 import yaml
 from web3 import Web3
@@ -134,11 +134,8 @@ def test_yes_baskets_are_held_redeemed_after_the_resolution_and_booked_exactly(t
         assert "locked_usdc=" in out.stdout and "YES_BASKET" in out.stdout, out.stdout
 
         # The event resolves: the venue reports every question's payout on chain.
-        req = urllib.request.Request(f"{cfg.router.clob_url}/sandbox/resolve", method="POST",
-                                     data=json.dumps({"event": "world-cup-2026"}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            assert resp.status == 200, resp.read()
+        resp = httpx.post(f"{cfg.router.clob_url}/sandbox/resolve", json={"event": "world-cup-2026"}, timeout=30)
+        assert resp.status_code == 200, resp.text
         wait_until(lambda: snapshot(cfg)["executor"]["executor"]["baskets_held"] == 0, timeout=90,
                    what="every held basket redeemed")
         ex = snapshot(cfg)["executor"]["executor"]

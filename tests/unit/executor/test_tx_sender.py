@@ -989,3 +989,26 @@ async def test_a_resume_reads_decided_legs_from_their_records(world):
 
     assert r.status is TxStatus.SUCCESS and world.venue.calls == [] and len(world.chain.sent) == 1
     assert r.realized_pnl == SIZE - 2 * (4_500_000 + 1_000) - r.gas_cost
+
+
+async def test_the_books_are_cash_flows_each_tied_to_the_fill_or_transaction_that_caused_it(world):
+    # Issue 12: the journal's money is the sum of recorded cash flows, so the books can
+    # be rebuilt from the records and compared with the chain.
+    results = [await world.sender.execute(signal(world.clock))]  # a merged set
+    world.venue.script["tok1"] = ["kill"]
+    results.append(await world.sender.execute(signal(world.clock, prices=(440_000, 500_000))))  # unwound
+    results.append(await world.sender.execute(signal(world.clock, "SELL_SET", prices=(520_000, 500_000))))
+    results.append(await world.sender.execute(basket(world.clock)))
+    assert [r.status for r in results] == [TxStatus.SUCCESS, TxStatus.PARTIAL_UNWOUND, TxStatus.SUCCESS,
+                                           TxStatus.SUCCESS]
+    hashes = {h for h in world.chain.receipts}
+    for r in results:
+        flows = world.journal.flows(r.idempotency_key)
+        assert flows == list(r.flows) and sum(f.amount for f in flows) == r.realized_pnl
+        assert -sum(f.amount for f in flows if f.kind == "gas") == r.gas_cost
+        for f in flows:  # each tied to a fill (its client id) or a mined transaction
+            cids = {x.client_id for x in r.fills} | {client_id(r.idempotency_key, i, "unwind") for i in range(4)}
+            assert f.ref in (hashes if f.kind in ("gas", "merge", "split", "convert") else cids), f
+    kinds = [f.kind for f in world.journal.flows(results[1].idempotency_key)]
+    assert kinds == ["buy", "fee", "unwind", "fee"]  # the leg bought, and sold back
+    assert world.journal.booked() == sum(r.realized_pnl + r.gas_cost for r in results)
