@@ -108,6 +108,8 @@ class TxSender:
         self.positions_cleared = 0  # shares of such legs sold later by clear_positions
         self._event_ns: dict[str, int] = {}
         self.tick_to_trade_ns: deque[int] = deque(maxlen=10_000)
+        # From the router's signal to its merge/convert mined (a SELL_SET: its last leg settled).
+        self.signal_to_settled_ns: deque[int] = deque(maxlen=10_000)
         self.leg_events = self.leg_events_ignored = 0
         self.balance_waits = 0  # merges/converts that waited for the node to show a leg's tokens
         if hasattr(venue, "observer"):  # the venue tells each leg's state; the journal keeps it
@@ -243,6 +245,8 @@ class TxSender:
         if end.gas:
             self.breaker.record_gas_cost(end.gas, failed=end.verdict is Verdict.FAILURE)
         r = Execution.of(signal, key, attempt, end)
+        if permit is not None and r.status is TxStatus.SUCCESS:
+            self.signal_to_settled_ns.append(self.clock.time_ns() - signal.created_ns)
         if r.success:
             return self.book(r, lambda: self.idem.complete(key, {
                 "status": r.status.value, "tx_hash": r.tx_hash, "pnl": r.realized_pnl, "gas": r.gas_cost}))
@@ -725,6 +729,7 @@ class TxSender:
             "legs_in_flight": self.journal.legs_in_flight(), "leg_events": self.leg_events,
             "leg_events_ignored": self.leg_events_ignored, "balance_waits": self.balance_waits,
             "tick_to_trade_us": _percentiles_us(self.tick_to_trade_ns),
+            "signal_to_settled_us": _percentiles_us(self.signal_to_settled_ns),
             "onchain": self.onchain.get_stats(),
             "retry_policy": self.retry.get_stats(),
         }

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
+from py_clob_client_v2.exceptions import PolyApiException
 
 from actors.domain.enums import Side
 from actors.domain.wallet import Wallet, dev_account
@@ -70,6 +72,8 @@ class FakeClob:
         return False
 
     def post_order(self, order: Any, kind: Any, post_only: bool, defer_exec: bool) -> dict[str, Any]:
+        if isinstance(self.answer, Exception):
+            raise self.answer
         return self.answer
 
     def _l2_headers(self, method: str, path: str) -> dict[str, str]:
@@ -77,6 +81,8 @@ class FakeClob:
 
     def _get(self, url: str, headers: Any = None, params: Any = None) -> Any:
         path = url.removeprefix(self.host)
+        if path == "/data/orders":  # by client id (metadata)
+            return {"data": self.orders.get(params["metadata"], [])[:1]}
         if path == "/data/trades":
             self.polls += 1
             script = self.trades[params["id"]]
@@ -145,6 +151,24 @@ async def test_a_delayed_order_that_matches_settles_like_any_fill():
     fill = await place(venue, clock)
     assert fill.filled == 5 * M
     assert [e.state for e in events] == [S.DELAYED, S.MATCHED, S.MINED]
+
+
+async def test_a_duplicated_placement_whose_order_is_delayed_is_followed_not_taken_for_killed():
+    # Issue 12, sequence 2: a retried placement hit "Duplicated", the lookup found the
+    # venue's DELAYED record and read it as filled=0: the other legs were unwound, then
+    # this leg matched and its tokens were never recorded.
+    body = httpx.Response(400, json={"error": "order 0xc1 is Duplicated"})
+    client = FakeClob(PolyApiException(body))
+    cid = "0x" + "c1" * 32
+    client.orders[cid] = [{"id": "o7", "status": "DELAYED", "side": "BUY", "asset_id": "123"}]
+    client.orders["o7"] = [{"id": "o7", "status": "DELAYED"},
+                           {"id": "o7", "status": "MATCHED", "side": "BUY", "asset_id": "123", "size_matched": "5",
+                            "cost": "2.25", "fee": "0.01", "associate_trades": ["t7"]}]
+    client.trades["t7"] = ["MINED"]
+    venue, events, clock = venue_with(client)
+    fill = await place(venue, clock)
+    assert fill.filled == 5 * M and venue.counts["duplicates"] == 1
+    assert [e.state for e in events] == [S.MATCHED, S.MINED]
 
 
 class FakeChannel:
