@@ -346,8 +346,8 @@ class ExecutorActor(Actor):
                 "world_ok": sum(1 for _, status, _, _ in outcomes if status in ("SUCCESS", "HELD")),
                 "world_pnl_usdc": format_usdc(sum(pnl for _, _, pnl, _ in outcomes)),
                 **({"by_strategy": strategies} if strategies else {}),
-                **({"locked_usdc": s["locked_capital_usdc"], "baskets_held": s["baskets_held"]}
-                   if s["baskets_held"] else {}),
+                "locked_usdc": s["locked_capital_usdc"],  # in YES baskets until their events resolve
+                **({"baskets_held": s["baskets_held"]} if s["baskets_held"] else {}),
                 **({"legs_in_flight": s["legs_in_flight"]} if s["legs_in_flight"] else {})}
 
 

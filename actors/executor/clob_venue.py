@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import ROUND_DOWN
 from typing import Any
 
@@ -90,6 +90,7 @@ class ClobVenue:
         self._builders = {neg: ExchangeOrderBuilderV2(addr, chain_id, self._client.signer)
                           for neg, addr in ((False, contracts.exchange_v2), (True, contracts.neg_risk_exchange_v2))}
         self._neg_risk: dict[str, bool] = {}
+        self._call: Callable[..., Awaitable[Any]] = asyncio.to_thread  # the client is sync: its calls in a thread
         # Told every state a leg reaches (the executor persists them: actors/executor/legs.py).
         self.observer: Callable[[LegEvent], None] | None = None
         self._creds_lock = asyncio.Lock()
@@ -112,7 +113,7 @@ class ClobVenue:
     async def _ensure_creds(self) -> None:
         async with self._creds_lock:
             if getattr(self._client, "creds", None) is None:
-                creds = await asyncio.to_thread(self._client.create_or_derive_api_key)
+                creds = await self._call(self._client.create_or_derive_api_key)
                 self._client.set_api_creds(creds)
         if self.channel is not None and self._channel_task is None:
             self._channel_task = asyncio.create_task(self.channel.run(), name="user-channel")
@@ -130,7 +131,7 @@ class ClobVenue:
 
     async def _is_neg_risk(self, token_id: str) -> bool:
         if token_id not in self._neg_risk:  # the listing's flag, once per token
-            self._neg_risk[token_id] = bool(await asyncio.to_thread(self._client.get_neg_risk, token_id))
+            self._neg_risk[token_id] = bool(await self._call(self._client.get_neg_risk, token_id))
         return self._neg_risk[token_id]
 
     def _order(self, token_id: str, side: OrderSide, price: int, size: int, client_id: str,
@@ -149,7 +150,7 @@ class ClobVenue:
         kind = OrderType.FAK if fill_and_kill else OrderType.FOK
         self.counts["placed"] += 1
         try:
-            resp = await asyncio.to_thread(self._client.post_order, order, kind, False, True)  # defer_exec
+            resp = await self._call(self._client.post_order, order, kind, False, True)  # defer_exec
         except PolyApiException as exc:
             return await self._refused(exc, token_id, side, client_id)
         return await self._accepted(resp, token_id, side, client_id)
@@ -178,7 +179,7 @@ class ClobVenue:
         self.counts["batches"] += 1
         args = [PostOrdersV2Args(order=o, orderType=OrderType.FOK, deferExec=True) for o in signed]
         try:
-            answers = await asyncio.to_thread(self._client.post_orders, args, False, True)
+            answers = await self._call(self._client.post_orders, args, False, True)
         except PolyApiException as exc:
             status = exc.status_code
             if status is None:
@@ -293,7 +294,7 @@ class ClobVenue:
         def get() -> Any:
             return c._get(f"{c.host}{path}", headers=c._l2_headers("GET", path), params=params)
 
-        return await asyncio.to_thread(get)
+        return await self._call(get)
 
     async def _trade_status(self, trade_id: str) -> str:
         self.counts["trade_polls"] += 1

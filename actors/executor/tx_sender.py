@@ -80,6 +80,10 @@ def client_id(key: str, leg: int, purpose: str = "leg") -> str:
     return "0x" + hashlib.sha256(f"{key}:{purpose}:{leg}".encode()).hexdigest()
 
 
+class TradeFailed(Exception):
+    """A leg's trade matched and then FAILED on chain: nothing traded, the venue's fault."""
+
+
 class TxSender:
     def __init__(self, *, venue: VenuePort, chain: ChainPort, onchain: OnChainSender, breaker: CircuitBreaker,
                  retry: RetryPolicy, idempotency: IdempotencyStore, journal: Journal, clock: Any,
@@ -175,9 +179,10 @@ class TxSender:
 
     @staticmethod
     def _lock_key(signal: Signal) -> str:
-        """A binary set's condition id; a NO basket's event (its legs are m markets)."""
-        if signal.kind == SetKind.NO_BASKET:
-            return f"event:{signal.neg_risk_market_id or signal.market}"
+        """A binary set's condition id; a basket's event and side (its legs are m markets:
+        a NO basket takes the NO asks, a YES basket the YES asks, never the same orders)."""
+        if signal.kind in (SetKind.NO_BASKET, SetKind.YES_BASKET):
+            return f"event:{signal.kind}:{signal.neg_risk_market_id or signal.market}"
         return signal.market
 
     def _judge(self, signal: Signal) -> None:
@@ -614,7 +619,10 @@ class TxSender:
                 errors.append(out)
         self.journal.update(key, "filled", fills=[[f.order_id, f.filled, f.cost, f.fee] for f in fills])
         self._touched([f.token_id for f in fills if f.filled], placed_ms)
-        return fills, rejected + errors
+        # A trade that matched and then FAILED to settle is the venue failing, not the book.
+        failed = [TradeFailed(f"leg {i}'s trade failed after it matched") for i, f in enumerate(fills)
+                  if f.status == "FAILED"]
+        return fills, rejected + errors + failed
 
     async def _batch(self, signal: Signal, key: str) -> list[Any] | None:
         """Every leg in one `POST /orders` when the venue can (at most BATCH_MAX): per leg

@@ -1,12 +1,15 @@
 """The executor against a venue whose trades fail after MATCHED, whose orders are
-delayed, and whose settlement takes seconds: every execution ends exact, the
-reconciler never fires, and the wallet's pUSD equals the books to the micro-USDC."""
+delayed, and whose settlement takes seconds, trading binary sets and both kinds of
+neg-risk baskets: every execution ends exact, held YES baskets are redeemed after
+their event resolves, the reconciler never fires, and the wallet's pUSD equals the
+books to the micro-USDC."""
 
 from __future__ import annotations
 
 import subprocess
 from collections import Counter
 
+import httpx
 import pytest
 import yaml
 
@@ -20,7 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 def test_failed_trades_delayed_orders_and_slow_settlement_leave_the_books_exact(tmp_path, anvil, procs):
     world = start_world(tmp_path, anvil, procs, 60,
-                        circuit_breaker={"consecutive_failures_threshold": 50, "failure_rate_threshold": 1.0})
+                        circuit_breaker={"consecutive_failures_threshold": 50, "failure_rate_threshold": 1.0},
+                        router={"yes_baskets": True}, trading={"max_locked_capital": "1000"})
     path, cfg, w3 = world.path, world.cfg, world.w3
     raw = yaml.safe_load(path.read_text())
     raw["sandbox"]["venue"]["faults"].update(trade_fail_rate=0.3, delayed_rate=0.2, delay_ms=800,
@@ -42,7 +46,14 @@ def test_failed_trades_delayed_orders_and_slow_settlement_leave_the_books_exact(
         subprocess.run([POLYARB, "--config", str(path), "halt", "--reason", "check"], check=True, timeout=30)
         wait_until(lambda: (e := snapshot(cfg)["executor"]["executor"])["queue_size"] == 0 and e["in_flight"] == 0
                    and e["idempotency"]["records"]["IN_PROGRESS"] == 0, timeout=120, what="every execution ended")
-        wait_until(lambda: snapshot(cfg)["executor"]["executor"]["reconciler"]["checks"] >= 2, timeout=30,
+        held = snapshot(cfg)["executor"]["executor"]["baskets_held"]
+        if held:  # YES baskets wait for their event: resolve it, the executor redeems them
+            resp = httpx.post(f"{cfg.router.clob_url}/sandbox/resolve", json={"event": "world-cup-2026"}, timeout=30)
+            assert resp.status_code == 200, resp.text
+            wait_until(lambda: snapshot(cfg)["executor"]["executor"]["baskets_held"] == 0, timeout=90,
+                       what="every held basket redeemed")
+        checks = snapshot(cfg)["executor"]["executor"]["reconciler"]["checks"]
+        wait_until(lambda: snapshot(cfg)["executor"]["executor"]["reconciler"]["checks"] >= checks + 2, timeout=30,
                    what="the reconciler looked at the quiet books")
         ex = snapshot(cfg)["executor"]["executor"]
         venue = snapshot(cfg)["venue"]["venue"]
@@ -52,8 +63,9 @@ def test_failed_trades_delayed_orders_and_slow_settlement_leave_the_books_exact(
     outcomes = journal_outcomes(tmp_path)
     delta = balances(w3, world.dep, TRADER)["collateral"] - world.start
     booked = sum(pnl + gas for _, _, pnl, gas in outcomes)
-    print(f"outcomes {Counter(s for _, s, _, _ in outcomes)}, venue faults {venue['faults']}, "
+    print(f"outcomes {Counter(s for _, s, _, _ in outcomes)}, held baskets {held}, by strategy "
+          f"{ex['by_strategy']}, venue faults {venue['faults']}, "
           f"delta {delta}, booked {booked}, open positions {ex['open_positions']}, reconciler {ex['reconciler']}")
     assert "PENDING" not in {s for _, s, _, _ in outcomes}
     assert delta == booked, "the books and the chain parted"
-    assert ex["reconciler"]["trips"] == 0
+    assert ex["reconciler"]["trips"] == 0 and ex["locked_capital_micro"] == 0

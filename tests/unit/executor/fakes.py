@@ -11,7 +11,8 @@ from actors.executor.ports import Fill, OrderRejected, Receipt
 
 
 class FakeVenue:
-    """Each token's next orders follow a script: "fill", "kill", "reject", "error",
+    """Each token's next orders follow a script: "fill", "kill", "trade_failed" (matched,
+    then its trade FAILED on chain: nothing traded), "reject", "error",
     "lost_reply" (filled at the venue, but the caller sees a connection error).
 
     Orders are deduplicated by client id like the sandbox venue: the same id
@@ -45,8 +46,8 @@ class FakeVenue:
             raise OrderRejected("not enough balance / allowance", 400)
         filled = size if action == "fill" else 0
         cost = price * filled // 1_000_000
-        fill = Fill(cid, f"0xorder{len(self.orders)}", token_id, side, filled, cost, self.fee if filled else 0,
-                    "MATCHED" if filled else "KILLED")
+        status = "MATCHED" if filled else ("FAILED" if action == "trade_failed" else "KILLED")  # FAILED: after MATCHED
+        fill = Fill(cid, f"0xorder{len(self.orders)}", token_id, side, filled, cost, self.fee if filled else 0, status)
         self.orders[cid] = fill
         if self.observer is not None:
             for state in ((LegState.MATCHED, LegState.MINED) if filled else (LegState.KILLED,)):

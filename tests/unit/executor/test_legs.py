@@ -101,6 +101,11 @@ def venue_with(client: FakeClob, channel: Any = None) -> tuple[ClobVenue, list[L
     clock = TestClock()
     venue = ClobVenue("http://clob", Wallet(dev_account(1)), 137, clock=clock, settle_timeout_s=20)
     venue._client = client
+
+    async def inline(fn: Any, *args: Any) -> Any:  # no thread: every step on the test clock's loop
+        return fn(*args)
+
+    venue._call = inline
     venue.channel = channel
     events: list[LegEvent] = []
     venue.observer = events.append

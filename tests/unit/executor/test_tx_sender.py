@@ -807,7 +807,7 @@ async def test_a_basket_computed_before_our_last_trade_on_the_event_is_stale(wor
 
 def test_baskets_lock_by_their_event_binary_sets_by_their_condition(world):
     b = basket(world.clock)
-    assert TxSender._lock_key(b) == f"event:{EVENT}"
+    assert TxSender._lock_key(b) == f"event:NO_BASKET:{EVENT}"
     assert TxSender._lock_key(signal(world.clock)) == M
 
 
@@ -1012,3 +1012,14 @@ async def test_the_books_are_cash_flows_each_tied_to_the_fill_or_transaction_tha
     kinds = [f.kind for f in world.journal.flows(results[1].idempotency_key)]
     assert kinds == ["buy", "fee", "unwind", "fee"]  # the leg bought, and sold back
     assert world.journal.booked() == sum(r.realized_pnl + r.gas_cost for r in results)
+
+
+async def test_trades_that_fail_after_matching_are_the_venue_failing_and_count_against_the_breaker(world):
+    # A venue whose matched trades never settle must trip the breaker, like one that errors.
+    world.venue.script.update(tok0=["trade_failed"], tok1=["trade_failed"])
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.FAILED and "failed after it matched" in r.error
+    world.venue.script["tok1"] = ["trade_failed"]
+    r = await world.sender.execute(signal(world.clock, prices=(440_000, 500_000)))
+    assert r.status is TxStatus.PARTIAL_UNWOUND and "failed after it matched" in r.error
+    assert world.breaker.get_stats()["consecutive_failures"] == 2
