@@ -14,8 +14,15 @@ channel and REST), late and out of order, so a transition that goes backwards
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
+
+
+def client_id(key: str, leg: int, purpose: str = "leg") -> str:
+    """A leg's bytes32 hex order metadata, derived from its execution's key: the venue
+    refuses a second order with it, and finds the first by it after a crash."""
+    return "0x" + hashlib.sha256(f"{key}:{purpose}:{leg}".encode()).hexdigest()
 
 
 class LegState(StrEnum):

@@ -17,7 +17,6 @@ executed twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -31,7 +30,7 @@ from actors.executor.circuit_breaker import CircuitBreaker, CircuitOpenError
 from actors.executor.errors import AmbiguousOutcome
 from actors.executor.idempotency import IdempotencyStore, content_hash
 from actors.executor.journal import Journal
-from actors.executor.legs import FINAL, SETTLED, LegEvent
+from actors.executor.legs import FINAL, SETTLED, LegEvent, client_id
 from actors.executor.onchain import GasTooExpensive, OnChainSender, StuckTransaction, TxReverted
 from actors.executor.outcomes import (
     GAS,
@@ -47,13 +46,13 @@ from actors.executor.outcomes import (
     tx_flows,
 )
 from actors.executor.ports import ChainPort, Fill, OrderRejected, VenuePort
+from actors.executor.positions import Positions
 from actors.executor.retry_policy import RetryPolicy
 from bus.messages import Leg, Signal
 from config.schema import Config
 
 log = logging.getLogger(__name__)
 
-TICK_GRID = 10_000  # 0.01 in micro-USDC
 BATCH_MAX = 15  # POST /orders takes at most 15 orders
 BIPS = 10_000  # the NegRiskAdapter's fee denominator
 BASKET_TERMS_TTL_NS = 60 * 10**9  # an adapter market's question count and fee, read again after this
@@ -73,11 +72,6 @@ def _percentiles_us(samples: deque[int]) -> dict[str, float | int]:
     s = sorted(samples)
     p99 = s[min(len(s) - 1, len(s) * 99 // 100)]
     return {"n": len(s), "p50": round(s[len(s) // 2] / 1000, 1), "p99": round(p99 / 1000, 1)}
-
-
-def client_id(key: str, leg: int, purpose: str = "leg") -> str:
-    """bytes32 hex order metadata: the venue refuses a second order with it."""
-    return "0x" + hashlib.sha256(f"{key}:{purpose}:{leg}".encode()).hexdigest()
 
 
 class TradeFailed(Exception):
@@ -108,8 +102,7 @@ class TxSender:
         self.realized_pnl = 0
         self.gas_spent = 0
         self.unwind_loss = 0
-        self.unhedged_legs = 0  # legs whose unwind did not complete (recorded in the journal)
-        self.positions_cleared = 0  # shares of such legs sold later by clear_positions
+        self.positions = Positions(venue, retry, journal, clock, config, self._touched)
         self._event_ns: dict[str, int] = {}
         self.tick_to_trade_ns: deque[int] = deque(maxlen=10_000)
         # From the router's signal to its merge/convert mined (a SELL_SET: its last leg settled).
@@ -302,7 +295,7 @@ class TxSender:
                 fills, errors = await self._legs(signal, key, done.get("fills"))
                 sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
                 if any(sold) and not all(sold):
-                    unwound = await self._unwind(key, [leg for leg, ok in zip(signal.legs, sold, strict=True)
+                    unwound = await self.positions.unwind(key, [leg for leg, ok in zip(signal.legs, sold, strict=True)
                                                        if not ok])
         except Skipped as exc:  # split already: the set goes back
             skipped, fills, errors = exc, [], []
@@ -334,7 +327,7 @@ class TxSender:
             if not all(bought):
                 held = [leg for leg, ok in zip(signal.legs, bought, strict=True) if ok]
                 held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
-                unwound = await self._unwind(key, held)
+                unwound = await self.positions.unwind(key, held)
                 return self._partial(fills, fill_flows(held_fills) + unwound, errors)
         return fills
 
@@ -472,15 +465,13 @@ class TxSender:
             delay = min(0.25, delay * 2)
 
     async def clear_positions(self) -> int:
-        """Sell what earlier unwinds could not (FAK), widening the limit by
-        `unwind_max_price_move` per attempt down to 0.01. Each attempt has its own
-        key (the token's attempt number, never reused) and its outcome is booked in
-        one transaction with the tokens it sold, so the books stay equal to the
-        chain across crashes and retries. Returns the proceeds."""
+        """Sell what earlier unwinds could not (`positions.Positions.clear`); returns the proceeds."""
         self._clearing = True
         self.activity += 1
         try:
-            return await self._clear_positions()
+            proceeds = await self.positions.clear()
+            self.realized_pnl += proceeds
+            return proceeds
         finally:
             self._clearing = False
             self.activity += 1
@@ -490,43 +481,6 @@ class TxSender:
         pending = self._nonce_stats().get("pending_count", 0)
         return (self.in_flight == 0 and not self._active and not self._clearing and not pending
                 and not self.idem.in_progress())
-
-    async def _clear_positions(self) -> int:
-        move = to_micro(self._config().executor.unwind_max_price_move)
-        total = 0
-        for token_id, size, ref, attempts in self.journal.positions():
-            limit = max(TICK_GRID, (ref - move * (attempts + 2)) // TICK_GRID * TICK_GRID)
-            key = f"position:{token_id}:{self.journal.sale_attempt(token_id)}"
-            cid = client_id(key, 0, "clear")
-            placed_ms = self.clock.time_ns() // 1_000_000
-            try:
-                f = await self._sell(token_id, limit, size, cid)
-                self._touched([token_id] if f.filled else [], placed_ms)
-            except Exception as exc:  # still unsellable, or the outcome is unknown: asked again next round
-                log.warning("open position %s not sold yet: %s", token_id[:12], exc)
-                continue
-            proceeds = f.cost - f.fee if f.filled else 0
-            self.journal.record_sale(key, _POSITION_SIGNAL, token_id, f.filled, proceeds, fill_flows([f], "sale"))
-            if f.filled:
-                total += proceeds
-                self.realized_pnl += proceeds
-                self.positions_cleared += f.filled
-        return total
-
-    async def _sell(self, token_id: str, limit: int, size: int, cid: str) -> Fill:
-        """A FAK sale under the retry policy; after an error the venue is asked by
-        client id, so a sale that went through is never taken for "not sold"."""
-        try:
-            return await self.retry.run(lambda: self.venue.place(token_id, Side.SELL, limit, size, cid,
-                                                                 fill_and_kill=True), dependency="clob")
-        except OrderRejected:
-            raise
-        except Exception as exc:
-            found = await self.retry.run(lambda: self.venue.find(cid), dependency="clob")
-            if found is None:
-                raise
-            log.info("sale %s errored (%s) but the venue has it: %s filled", cid[:12], exc, found.filled)
-            return found
 
     @staticmethod
     def _nothing_traded(side: str, errors: list[BaseException]) -> Ended:
@@ -649,36 +603,6 @@ class TxSender:
         for token in tokens:
             self._placed_ms[token] = max(self._placed_ms.get(token, 0), placed_ms)
 
-    async def _unwind(self, key: str, legs: list[Leg]) -> list[Flow]:
-        """Sell back what filled alone (FAK, bounded slippage); returns the sales' flows.
-        What does not sell is recorded as held (once per leg, whatever a replay
-        does) and `clear_positions` sells it later."""
-        move = to_micro(self._config().executor.unwind_max_price_move)
-        proceeds, flows = 0, []
-        for i, leg in enumerate(legs):
-            # From the leg's own (on-tick) limit, down to the 0.01 grid, which is on
-            # every Polymarket tick (0.01 and 0.001): an off-tick price is refused.
-            limit = max(TICK_GRID, (leg.limit_price - move) // TICK_GRID * TICK_GRID)
-            cid = client_id(key, i, "unwind")
-            placed_ms = self.clock.time_ns() // 1_000_000
-            try:
-                f = await self._sell(leg.token_id, limit, leg.size, cid)
-                self._touched([leg.token_id] if f.filled else [], placed_ms)
-            except Exception as exc:  # an unhedged leg stays recorded, and is retried
-                self.unhedged_legs += 1
-                log.error("unwind of %s failed, position left open: %s", leg.token_id[:12], exc)
-                self.journal.hold(f"{key}:unwind:{i}", leg.token_id, leg.size, leg.limit_price)
-                self.journal.update(key, "unwind_failed", unhedged=[leg.token_id, leg.size])
-                continue
-            proceeds += f.cost - f.fee
-            flows += fill_flows([f], "unwind")
-            if f.filled < leg.size:
-                self.unhedged_legs += 1
-                self.journal.hold(f"{key}:unwind:{i}", leg.token_id, leg.size - f.filled, leg.limit_price)
-                self.journal.update(key, "unwind_partial", unhedged=[leg.token_id, leg.size - f.filled])
-        self.journal.update(key, "unwound", proceeds=proceeds)
-        return flows
-
     # -- bookkeeping
     def book(self, r: Execution, settle: Callable[[], Any] | None = None) -> Execution:
         """Book an outcome: the claim's end (`settle`) and the journal's final record
@@ -727,12 +651,12 @@ class TxSender:
             "realized_pnl_micro": self.realized_pnl,
             "gas_spent_micro": self.gas_spent,
             "unwind_loss_micro": self.unwind_loss,
-            "unhedged_legs": self.unhedged_legs,
+            "unhedged_legs": self.positions.unhedged_legs,
             "open_positions": [{"token_id": t, "size": s, "attempts": a} for t, s, _, a in self.journal.positions()],
             "locked_capital_micro": self.journal.locked_capital(),
             "locked_capital_usdc": str(from_micro(self.journal.locked_capital())),
             "baskets_held": len(self.journal.baskets_held()),
-            "positions_cleared": self.positions_cleared,
+            "positions_cleared": self.positions.cleared,
             "batches": self.batches, "batch_fallbacks": self.batch_fallbacks,
             "legs_in_flight": self.journal.legs_in_flight(), "leg_events": self.leg_events,
             "leg_events_ignored": self.leg_events_ignored, "balance_waits": self.balance_waits,
@@ -741,8 +665,3 @@ class TxSender:
             "onchain": self.onchain.get_stats(),
             "retry_policy": self.retry.get_stats(),
         }
-
-
-# The journal keys a later position sale like an execution; this is its "signal".
-_POSITION_SIGNAL = Signal(signal_id="position", market="", kind="POSITION", legs=[], size=0, expected_profit=0,
-                          book_ts_ms={}, created_ns=0, expires_ns=0)

@@ -12,10 +12,10 @@ from actors.domain.enums import CircuitState, TxStatus
 from actors.executor.circuit_breaker import CircuitBreaker
 from actors.executor.idempotency import IdempotencyStore
 from actors.executor.journal import Journal
-from actors.executor.legs import LegEvent, LegState
+from actors.executor.legs import LegEvent, LegState, client_id
 from actors.executor.onchain import OnChainSender
 from actors.executor.retry_policy import RetryPolicy
-from actors.executor.tx_sender import TxSender, client_id
+from actors.executor.tx_sender import TxSender
 from actors.nonce.nonce_manager import NonceManager
 from actors.nonce.store import NonceStore
 from actors.runtime.clock import TestClock
@@ -424,8 +424,8 @@ async def test_an_unwind_replayed_after_a_crash_records_its_position_once(world)
     # a resume added it again.
     world.venue.script["tok0"] = ["error"] * 20
     legs = signal(world.clock).legs[:1]
-    await world.sender._unwind("k", legs)
-    await world.sender._unwind("k", legs)  # the replay
+    await world.sender.positions.unwind("k", legs)
+    await world.sender.positions.unwind("k", legs)  # the replay
     assert world.journal.positions() == [("tok0", SIZE, 450_000, 0)]
 
 
