@@ -167,6 +167,7 @@ def test_yes_baskets_are_held_redeemed_after_the_resolution_and_booked_exactly(t
     outcomes = journal_outcomes(tmp_path)
     print(f"collateral delta {delta}, booked {booked}, held {len(held())}, outcomes "
           f"{Counter(s for _, s, _, _ in outcomes)}, open positions {ex['open_positions']}, by strategy "
-          f"{ex['by_strategy']}, venue: {faults['trades_failed']} trades failed, {faults['delayed_orders']} orders delayed")
+          f"{ex['by_strategy']}, venue: {faults['trades_failed']} trades failed, "
+          f"{faults['delayed_orders']} orders delayed")
     assert "PENDING" not in {s for _, s, _, _ in outcomes}
     assert delta == booked  # open positions included: a partial basket books what its legs and unwind moved
