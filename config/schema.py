@@ -240,7 +240,10 @@ class Executor(_Section):
     pol_usdc_price: Usdc = Decimal("0.50")
     gas_limit_per_outcome: PosInt = 90_000  # merge/split gas budget before estimating
     receipt_timeout_seconds: PosFloat = 20.0  # a tx not mined by then is replaced with higher fees
-    receipt_poll_seconds: PosFloat = 0.25  # interval between receipt lookups of a sent transaction
+    # Receipt lookups of a sent transaction: the first after this, then twice as long each time
+    # up to receipt_poll_seconds (fast chains answer in ms, Polygon's blocks take ~2 s).
+    receipt_poll_first_seconds: PosFloat = 0.005
+    receipt_poll_seconds: PosFloat = 0.25  # the longest interval between two receipt lookups
     # Fee-bumped replacements of one transaction at most; after them it is only watched.
     max_fee_bumps: NonNegInt = 3
     fee_bump_percent: Annotated[int, Meta(ge=10, le=200)] = 12  # geth needs >= 10% on fee cap AND tip

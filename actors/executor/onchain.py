@@ -83,7 +83,7 @@ class OnChainSender:
         self._fees: tuple[int, tuple[int, int]] | None = None
         self.counts = {"sent": 0, "mined": 0, "reverted": 0, "bumps": 0, "nonce_resyncs": 0, "reestimates": 0,
                        "already_known": 0, "too_expensive": 0, "stuck": 0, "unknown_sends": 0,
-                       "rebroadcast_errors": 0, "bumps_capped": 0}
+                       "rebroadcast_errors": 0, "bumps_capped": 0, "receipt_polls": 0}
 
     # A pre-trade check may use fees this fresh instead of asking the node: it
     # sits on the tick-to-trade path. The send itself always asks.
@@ -271,7 +271,10 @@ class OnChainSender:
 
     async def _watch(self, st: dict[str, Any], timeout: float, deadline: int) -> Receipt | None:  # noqa: ASYNC109 - on the injected clock
         end = min(self.clock.monotonic_ns() + int(timeout * 1e9), deadline)
-        poll = self._config().executor.receipt_poll_seconds
+        cfg = self._config().executor
+        # Adaptive: an automined or fast chain answers within milliseconds, a 2 s block
+        # after one; a flat sleep held every execution (and its worker) for its length.
+        poll, ceiling = min(cfg.receipt_poll_first_seconds, cfg.receipt_poll_seconds), cfg.receipt_poll_seconds
         while True:
             for h in list(st["hashes"]):
                 try:
@@ -284,6 +287,8 @@ class OnChainSender:
             if self.clock.monotonic_ns() >= end:
                 return None
             await self.clock.sleep(poll)
+            self.counts["receipt_polls"] += 1
+            poll = min(ceiling, poll * 2)
 
     def get_stats(self) -> dict[str, int]:
         return dict(self.counts)

@@ -1023,3 +1023,28 @@ async def test_trades_that_fail_after_matching_are_the_venue_failing_and_count_a
     r = await world.sender.execute(signal(world.clock, prices=(440_000, 500_000)))
     assert r.status is TxStatus.PARTIAL_UNWOUND and "failed after it matched" in r.error
     assert world.breaker.get_stats()["consecutive_failures"] == 2
+
+
+async def test_receipts_are_polled_adaptively_from_milliseconds_up_to_the_configured_interval(world):
+    # Issue 13: a flat 250 ms sleep whenever the receipt was not there at the first look
+    # was 76% of an execution.
+    world.chain.automine = False
+    slept: list[float] = []
+    real_sleep = world.clock.sleep
+
+    async def recording(seconds):
+        slept.append(seconds)
+        await real_sleep(seconds)
+
+    world.clock.sleep = recording
+    task = asyncio.ensure_future(world.sender.execute(signal(world.clock)))
+    for _ in range(400):
+        await asyncio.sleep(0)
+        if len(slept) >= 8:
+            break
+        if slept:
+            world.clock.advance(slept[-1])
+    world.chain.mine()
+    r = await drive(world.clock, task)
+    assert r.status is TxStatus.SUCCESS
+    assert slept[:7] == [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.25]  # then at most receipt_poll_seconds
