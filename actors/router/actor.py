@@ -160,6 +160,8 @@ class RouterActor(Actor):
         self.results: Counter[str] = Counter()
         self.updates = self.deferred = self.unknown_tokens = self.unexpected = self.handler_errors = 0
         self.evaluations = self.opportunities = self.signals = 0
+        self.reevaluations = 0  # markets judged again when a result released their opportunity
+        self._released = ""  # the signal whose result is being handled (never re-sent as is)
         self.snapshot_requests = self.snapshot_errors = self.snapshots_applied = 0
         self.discoveries = self.discovery_errors = 0
         self._orphan_neg_risk = 0
@@ -420,6 +422,22 @@ class RouterActor(Actor):
         key = self._inflight_ids.pop(body.signal_id, None)
         if key is not None and self._inflight.get(key, ("",))[0] == body.signal_id:
             del self._inflight[key]
+            self._reevaluate(body.market, body.signal_id)
+
+    def _reevaluate(self, market: str, released: str) -> None:
+        """A released opportunity is judged again at once on the books we hold: what
+        is left of its gap may never bring a new book (the venue does not move a
+        market while it has a gap), and was suppressed as in flight until now. The
+        very signal just executed (the same books) is not sent again."""
+        self.reevaluations += 1
+        self._released = released
+        try:
+            if market in self.markets:
+                self._evaluate(market, None)
+            elif market in self.baskets or market in self.yes_baskets:
+                self._evaluate_event(market, None)
+        finally:
+            self._released = ""
 
     # -- evaluation and signalling
     def _limits(self, now_ns: int) -> Limits:
@@ -478,6 +496,9 @@ class RouterActor(Actor):
     def _publish(self, opp: Opportunity, key: tuple[Any, ...], now_ns: int, mono: int,
                  trigger: BookUpdate | None) -> None:
         sid = signal_id(opp)
+        if sid == self._released:  # its books have not changed since it was executed
+            self.suppressed["executed"] += 1
+            return
         ttl_ns = self.rt.config.trading.signal_ttl_ms * 1_000_000
         body = Signal(signal_id=sid, market=opp.market, kind=opp.kind, legs=list(opp.legs), size=opp.size,
                       expected_profit=opp.expected_profit, book_ts_ms=dict(opp.book_ts_ms),
@@ -527,7 +548,7 @@ class RouterActor(Actor):
             "deferred_updates": self.deferred,
             "unexpected_messages": self.unexpected,
             "handler_errors": self.handler_errors,
-            "evaluations": self.evaluations,
+            "evaluations": self.evaluations, "reevaluations": self.reevaluations,
             "opportunities": self.opportunities,
             "signals_published": self.signals,
             "signals_by_kind": dict(self.signals_by_kind),
