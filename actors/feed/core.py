@@ -44,6 +44,7 @@ class TokenState:
 class FeedCore:
     def __init__(self, *, dedup_size: int = 10_000, crossed_grace_ms: int = 500) -> None:
         self.tokens: dict[str, TokenState] = {}
+        self._valid = 0  # how many tokens' books are valid: kept as they change, never counted by a scan
         self.dedup = DedupCache(dedup_size)
         self.crossed_grace_ns = crossed_grace_ms * 1_000_000
         self.counts: dict[str, int] = {
@@ -62,13 +63,16 @@ class FeedCore:
             self.tokens[asset_id] = TokenState(market, invalid_since_ns=now_ns)
 
     def untrack(self, asset_id: str) -> None:
-        self.tokens.pop(asset_id, None)
+        st = self.tokens.pop(asset_id, None)
+        if st is not None and st.valid:
+            self._valid -= 1
 
     def invalidate(self, asset_id: str, reason: str, now_ns: int) -> bool:
         st = self.tokens.get(asset_id)
         if st is None or not st.valid:
             return False
         st.valid, st.reason, st.invalid_since_ns = False, reason, now_ns
+        self._valid -= 1
         self.counts["sequence_gaps"] += 1
         return True
 
@@ -152,6 +156,7 @@ class FeedCore:
                 return
             st.book.load_snapshot(event.bids, event.asks, event.timestamp_ms, event.tick_size)
             st.seen_ts = event.timestamp_ms  # a new epoch: whatever is older than it is late
+            self._valid += not st.valid
             st.valid, st.reason, st.recv_ns, st.market = True, "", recv_ns, event.market
             st.crossed_since_ns = recv_ns if st.book.crossed() else None
             changed.add(event.asset_id)
@@ -228,7 +233,7 @@ class FeedCore:
             st.invalid_since_ns = now_ns  # wait again before the next request
 
     def valid_count(self) -> int:
-        return sum(1 for st in self.tokens.values() if st.valid)
+        return self._valid
 
     def get_stats(self) -> dict[str, Any]:
         return {**self.counts, "malformed_kinds": dict(self.malformed_kinds), "text_frames": dict(self.text_frames),

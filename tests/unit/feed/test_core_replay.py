@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors.feed.core import FeedCore
 
@@ -200,3 +202,31 @@ def test_a_tick_flipping_back_within_the_same_millisecond_is_applied():
     # Both repeated frames were applied: the tick change (it changes the tick) and the
     # book (the tick change invalidated the book: a snapshot is always taken then).
     assert c.get_stats()["duplicates"] == 0 and c.get_stats()["repeats"] == 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["track", "untrack", "snapshot", "lost", "tick", "cross"]),
+                          st.sampled_from(["1", "2", "3"])), max_size=40))
+def test_the_valid_book_count_is_kept_exact_without_a_scan(ops):
+    # Issue 13: valid_count() scanned every token on each flush (15% of feed CPU at 10,000 tokens).
+    c = FeedCore(crossed_grace_ms=0)
+    for ts, (op, token) in enumerate(ops, start=1):
+        if op == "track":
+            c.track(token, M)
+        elif op == "untrack":
+            c.untrack(token)
+        elif op == "snapshot":
+            c.on_frame(json.dumps({"event_type": "book", "asset_id": token, "market": M, "timestamp": str(ts),
+                                   "hash": f"h{ts}", "bids": [{"price": "0.40", "size": "1"}],
+                                   "asks": [{"price": "0.45", "size": "1"}]}), ts)
+        elif op == "lost":
+            c.invalidate(token, "lost update", ts)
+        elif op == "tick":
+            c.on_frame(json.dumps({"event_type": "tick_size_change", "asset_id": token, "market": M,
+                                   "timestamp": str(ts), "old_tick_size": "0.01", "new_tick_size": "0.001"}), ts)
+        else:
+            c.on_frame(json.dumps({"event_type": "book", "asset_id": token, "market": M, "timestamp": str(ts),
+                                   "hash": f"x{ts}", "bids": [{"price": "0.50", "size": "1"}],
+                                   "asks": [{"price": "0.45", "size": "1"}]}), ts)
+            c.check(now_ns=ts + 1)
+        assert c.valid_count() == sum(s.valid for s in c.tokens.values())
