@@ -179,26 +179,39 @@ def find_opportunity(books: Sequence[BookView], market: MarketParams, limits: Li
 
 def screen(books: Sequence[BookView], market: MarketParams | BasketParams, limits: Limits) -> str | None:
     """Why these books must not be traded on at all, or None if they may."""
+    return _screen(books, market, limits)[0]
+
+
+# One token's usable (bids, asks), best first: built once per evaluation, by the screen.
+Ladders = dict[str, tuple[list[Level], list[Level]]]
+
+
+def _screen(books: Sequence[BookView], market: MarketParams | BasketParams, limits: Limits,
+            ) -> tuple[str | None, Ladders]:
+    """The screen's verdict, and the ladders it built to judge crossed books (the
+    evaluation sweeps the same ladders instead of building them again)."""
     if not market.complete:
-        return INCOMPLETE_SET
+        return INCOMPLETE_SET, {}
     by_token = {b.token_id: b for b in books}
     if any(t not in by_token for t in market.token_ids):
-        return INCOMPLETE_SET
+        return INCOMPLETE_SET, {}
     chosen = [by_token[t] for t in market.token_ids]
     if not all(b.valid for b in chosen):
-        return INVALID_BOOK
+        return INVALID_BOOK, {}
     if any(b.venue_ts_ms < limits.min_book_ts_ms for b in chosen):
-        return STALE_BOOK
+        return STALE_BOOK, {}
+    ladders: Ladders = {}
     for b in chosen:
         bids, asks = _ladder(b.bids, Side.SELL), _ladder(b.asks, Side.BUY)
         if bids and asks and bids[0][0] >= asks[0][0]:
             # A crossed book is a local book that missed a change: do not trust it.
-            return CROSSED_BOOK
-    return None
+            return CROSSED_BOOK, {}
+        ladders[b.token_id] = (bids, asks)
+    return None, ladders
 
 
 def evaluate(books: Sequence[BookView], market: MarketParams, limits: Limits) -> Evaluation:
-    reason = screen(books, market, limits)
+    reason, built = _screen(books, market, limits)
     if reason is not None:
         return Evaluation(None, reason)
     by_token = {b.token_id: b for b in books}
@@ -206,7 +219,7 @@ def evaluate(books: Sequence[BookView], market: MarketParams, limits: Limits) ->
     reasons: list[str] = []
     for kind in (SetKind.BUY_SET, SetKind.SELL_SET):
         side = Side.BUY if kind == SetKind.BUY_SET else Side.SELL
-        ladders = [_ladder(by_token[t].asks if side == Side.BUY else by_token[t].bids, side) for t in market.token_ids]
+        ladders = [built[t][1] if side == Side.BUY else built[t][0] for t in market.token_ids]
         terms = _Terms(kind, side, market.token_ids, (market.fee_rate_ppm,) * len(market.token_ids),
                        market.min_order_size, market.size_step)
         found = _plan(terms, ladders, limits)
@@ -239,11 +252,11 @@ def evaluate_yes_basket(books: Sequence[BookView], basket: BasketParams, limits:
 def _evaluate_basket(books: Sequence[BookView], basket: BasketParams, kind: SetKind, limits: Limits) -> Evaluation:
     if basket.kind != kind:  # a caller's bug: the other side's tokens would be priced with this payout
         raise ValueError(f"{basket.kind} params evaluated as a {kind}")
-    reason = screen(books, basket, limits)
+    reason, built = _screen(books, basket, limits)
     if reason is not None:
         return Evaluation(None, reason)
     by_token = {b.token_id: b for b in books}
-    ladders = [_ladder(by_token[t].asks, Side.BUY) for t in basket.token_ids]
+    ladders = [built[t][1] for t in basket.token_ids]
     terms = _Terms(kind, Side.BUY, basket.token_ids, basket.fee_rates_ppm, basket.min_order_size,
                    basket.size_step, basket)
     found = _plan(terms, ladders, limits)
