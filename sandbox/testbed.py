@@ -8,6 +8,7 @@ that venue, state under the given folder and the chain at `rpc_url`.
 from __future__ import annotations
 
 import os
+import random
 import socket
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,44 @@ import yaml
 
 from config.loader import DEFAULT_PATH
 
+_HANDED_OUT: set[int] = set()
+LOWEST_PORT = 10_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on, for a test or bench to bind later.
+
+    Never from bind(0): that hands out an EPHEMERAL port, which any outgoing
+    connection (an HTTP call to anvil, a websocket) may take before the actor
+    binds it ("Address already in use": an actor died of it during a bench).
+    The ports below the kernel's ephemeral range are only ever bound on purpose.
+    A port is handed out once per process, from a random start, so concurrent
+    callers rarely even try the same one; it is checked bindable when handed out.
+    """
+    low = _ephemeral_range()[0]
+    top = max(LOWEST_PORT + 1000, low)
+    span = top - LOWEST_PORT
+    start = random.randrange(span)
+    for i in range(span):
+        port = LOWEST_PORT + (start + i) % span
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # taken, or in TIME_WAIT
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {LOWEST_PORT}..{top - 1}")
 
 
 def write_config(folder: Path, rpc_url: str, anvil_port: int = 0, **sections: dict[str, Any]) -> Path:
