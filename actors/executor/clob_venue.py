@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from decimal import ROUND_DOWN
 from typing import Any
 
@@ -144,7 +145,7 @@ class ClobVenue:
             signatureType=SignatureTypeV2.EOA, metadata=client_id))
 
     async def place(self, token_id: str, side: OrderSide, price: int, size: int, client_id: str, *,
-                    fill_and_kill: bool = False) -> Fill:
+                    fill_and_kill: bool = False, settle: bool = True) -> Fill:
         await self._ensure_creds()
         order = self._order(token_id, side, price, size, client_id, await self._is_neg_risk(token_id))
         kind = OrderType.FAK if fill_and_kill else OrderType.FOK
@@ -153,22 +154,36 @@ class ClobVenue:
             resp = await self._call(self._client.post_order, order, kind, False, True)  # defer_exec
         except PolyApiException as exc:
             return await self._refused(exc, token_id, side, client_id)
-        return await self._accepted(resp, token_id, side, client_id)
+        return await self._accepted(resp, token_id, side, client_id, settle)
 
-    async def _accepted(self, resp: dict[str, Any], token_id: str, side: OrderSide, client_id: str) -> Fill:
+    async def _accepted(self, resp: dict[str, Any], token_id: str, side: OrderSide, client_id: str,
+                        settle: bool = True) -> Fill:
         """An order the venue took (alone or in a batch): DELAYED followed until decided,
-        a match followed until its trades settle, else killed."""
+        a match followed until its trades settle (unless `settle` is off), else killed."""
         if str(resp.get("status", "")).lower() == "delayed":  # pending at the venue: never "killed"
             self.counts["delayed"] += 1
             order_id = str(resp.get("orderID", ""))
             self._tell(LegEvent(client_id, LegState.DELAYED, order_id))
-            return await self._await_order(order_id, client_id)
+            return await self._await_order(order_id, client_id, settle)
         fill = self._fill(resp, token_id, side, client_id)
         if fill.filled:
-            return await self._settled(fill, [str(t) for t in resp.get("tradeIDs") or []])
+            return await self._matched(fill, [str(t) for t in resp.get("tradeIDs") or []], settle)
         return self._told(fill, LegState.KILLED)
 
-    async def place_batch(self, orders: list[tuple[str, OrderSide, int, int, str]]) -> list[Any]:
+    async def _matched(self, fill: Fill, trade_ids: list[str], settle: bool) -> Fill:
+        """A match: told MATCHED, then followed to settlement, or handed back provisional."""
+        fill = replace(fill, trades=tuple(trade_ids))
+        self._told(fill, LegState.MATCHED, fill.trades)
+        return await self._follow(fill) if settle else fill
+
+    async def settle(self, fill: Fill) -> Fill:
+        """A provisional MATCHED fill (from `settle=False`) followed until its trades settle."""
+        if not fill.filled or fill.status != "MATCHED":
+            return fill
+        return await self._follow(fill)
+
+    async def place_batch(self, orders: list[tuple[str, OrderSide, int, int, str]],
+                          settle: bool = True) -> list[Any]:
         """Every order (token, side, limit, size, client id) FOK in ONE `POST /orders`:
         per order a Fill (settled like `place`), an OrderRejected, or an error to retry
         on its own. A failure of the request as a whole raises."""
@@ -187,10 +202,11 @@ class ClobVenue:
             raise VenueHttpError(status, str(exc.error_msg)) from None
         if not isinstance(answers, list) or len(answers) != len(orders):
             raise ConnectionError(f"POST /orders answered {str(answers)[:200]}")  # unknown: ask order by order
-        return list(await asyncio.gather(*(self._answer(a, o[0], o[1], o[4])
+        return list(await asyncio.gather(*(self._answer(a, o[0], o[1], o[4], settle)
                                            for a, o in zip(answers, orders, strict=True)), return_exceptions=True))
 
-    async def _answer(self, resp: Any, token_id: str, side: OrderSide, client_id: str) -> Fill:
+    async def _answer(self, resp: Any, token_id: str, side: OrderSide, client_id: str,
+                      settle: bool = True) -> Fill:
         """One order's answer inside a batch, as `place` would have turned it."""
         if not isinstance(resp, dict):
             raise ConnectionError(f"unreadable answer {str(resp)[:200]}")
@@ -208,9 +224,9 @@ class ClobVenue:
             self.counts["rejected"] += 1
             self._tell(LegEvent(client_id, LegState.REJECTED, detail=text))
             raise OrderRejected(text, 400)
-        return await self._accepted(resp, token_id, side, client_id)
+        return await self._accepted(resp, token_id, side, client_id, settle)
 
-    async def _await_order(self, order_id: str, client_id: str) -> Fill:
+    async def _await_order(self, order_id: str, client_id: str, settle: bool = True) -> Fill:
         """A DELAYED (or still LIVE) order, followed until the venue decides: MATCHED
         (then settled like any fill), UNMATCHED or CANCELED (nothing traded). Still
         undecided after `settle_timeout_s`: an unknown outcome (TradeUnsettled)."""
@@ -224,19 +240,18 @@ class ClobVenue:
                     raise
                 record = None  # not known this time: ask again
             if isinstance(record, dict) and str(record.get("status", "")).upper() not in PENDING_ORDER:
-                return await self._from_record(record, client_id)
+                return await self._from_record(record, client_id, settle)
             if self._clock.monotonic_ns() > deadline:
                 self.counts["orders_undecided"] += 1
                 raise TradeUnsettled(f"order {order_id} still pending after {self.settle_timeout_s}s")
             await self._clock.sleep(delay)
             delay = min(POLL_MAX_S, delay * 2)
 
-    async def _settled(self, fill: Fill, trade_ids: list[str]) -> Fill:
+    async def _follow(self, fill: Fill) -> Fill:
         """The fill once its trades are MINED, or nothing traded if one FAILED; each
         state the order passes through is told to the observer."""
-        trades = tuple(trade_ids)
+        trades, trade_ids = fill.trades, list(fill.trades)
         told = [LegState.MATCHED]
-        self._told(fill, LegState.MATCHED, trades)
 
         def changed(statuses: dict[str, str]) -> None:
             state = order_state([TRADE_STATES.get(st, LegState.MATCHED) for st in statuses.values()])
@@ -355,7 +370,7 @@ class ClobVenue:
             return await self._await_order(str(o.get("id", "")), client_id)
         return await self._from_record(o, client_id)
 
-    async def _from_record(self, o: dict[str, Any], client_id: str) -> Fill:
+    async def _from_record(self, o: dict[str, Any], client_id: str, settle: bool = True) -> Fill:
         """An order record (GET /data/order(s)) as a Fill, settled if it matched."""
         matched = str(o.get("status", "")).upper() == "MATCHED"
         side = str(o.get("side", "")).upper()
@@ -364,7 +379,7 @@ class ClobVenue:
                     _amount(o.get("cost")) if matched else 0, _amount(o.get("fee")) if matched else 0,
                     str(o.get("status", "")))
         if fill.filled:  # matched: filled only once its trades settled
-            return await self._settled(fill, [str(t) for t in o.get("associate_trades") or []])
+            return await self._matched(fill, [str(t) for t in o.get("associate_trades") or []], settle)
         # Decided without a match: a delayed order that did not match, or a killed one.
         return self._told(fill, LegState.UNMATCHED if fill.status.upper() in ("UNMATCHED", "CANCELED")
                           else LegState.KILLED)

@@ -25,6 +25,7 @@ class Fill:
     cost: int  # notional, micro-USDC
     fee: int  # micro-USDC
     status: str  # MATCHED / KILLED / DUPLICATE ...
+    trades: tuple[str, ...] = ()  # the venue's trade ids of a match not followed to settlement yet
 
 
 class OrderRejected(Exception):
@@ -37,8 +38,13 @@ class OrderRejected(Exception):
 
 class VenuePort(Protocol):
     async def place(self, token_id: str, side: Side, price: int, size: int, client_id: str,
-                    *, fill_and_kill: bool = False) -> Fill:
-        """A FOK order (FAK if fill_and_kill) at limit `price`; idempotent per client_id."""
+                    *, fill_and_kill: bool = False, settle: bool = True) -> Fill:
+        """A FOK order (FAK if fill_and_kill) at limit `price`; idempotent per client_id.
+        settle=False: returned once the venue decided the order (a MATCHED fill is then
+        provisional: `settle` follows it), so the market is free while it settles."""
+
+    async def settle(self, fill: Fill) -> Fill:
+        """A provisional MATCHED fill once its trades are MINED (or nothing, if one FAILED)."""
 
     async def find(self, client_id: str) -> Fill | None:
         """The order placed with this client id, if the venue has it (reconciliation)."""

@@ -21,7 +21,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from actors.domain.enums import SetKind, Side, TxStatus
@@ -72,6 +72,16 @@ def _percentiles_us(samples: deque[int]) -> dict[str, float | int]:
     s = sorted(samples)
     p99 = s[min(len(s) - 1, len(s) * 99 // 100)]
     return {"n": len(s), "p50": round(s[len(s) // 2] / 1000, 1), "p99": round(p99 / 1000, 1)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    """Every leg's order decided at the venue: a provisional Fill or the error of each,
+    the venue's refusals, and whether they were read from the journal instead."""
+
+    outcomes: list[Any]
+    rejected: list[BaseException]
+    journaled: bool = False
 
 
 class TradeFailed(Exception):
@@ -292,11 +302,13 @@ class TxSender:
         split_flows = tx_flows("split", -signal.size, split.tx_hash, split.gas_cost)
         try:
             async with self._market(signal, fresh=False):
-                fills, errors = await self._legs(signal, key, done.get("fills"))
-                sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
-                if any(sold) and not all(sold):
+                placed = await self._place(signal, key, done.get("fills"))
+            fills, errors = await self._settle(signal, key, placed)  # the market is free meanwhile
+            sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
+            if any(sold) and not all(sold):
+                async with self._market(signal, fresh=False):  # the unwind sells into the book again
                     unwound = await self.positions.unwind(key, [leg for leg, ok in zip(signal.legs, sold, strict=True)
-                                                       if not ok])
+                                                                if not ok])
         except Skipped as exc:  # split already: the set goes back
             skipped, fills, errors = exc, [], []
             sold = [False] * n
@@ -317,18 +329,21 @@ class TxSender:
         return self._partial(fills, split_flows + fill_flows(fills) + unwound, errors)
 
     async def _buy_all(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any]) -> list[Fill] | Ended:
-        """Every BUY leg under the market lock: the fills when all filled, else the
-        outcome (nothing traded, or the partial unwound)."""
+        """Every BUY leg placed under the market lock and settled outside it: the fills
+        when all filled, else the outcome (nothing traded, or the partial unwound,
+        under the lock again: the unwind sells into the book)."""
         async with self._market(signal, fresh):
-            fills, errors = await self._legs(signal, key, done.get("fills"))
-            bought = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
-            if not any(bought):
-                return self._nothing_traded("buy", errors)
-            if not all(bought):
-                held = [leg for leg, ok in zip(signal.legs, bought, strict=True) if ok]
-                held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
+            placed = await self._place(signal, key, done.get("fills"))
+        fills, errors = await self._settle(signal, key, placed)
+        bought = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
+        if not any(bought):
+            return self._nothing_traded("buy", errors)
+        if not all(bought):
+            held = [leg for leg, ok in zip(signal.legs, bought, strict=True) if ok]
+            held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
+            async with self._market(signal, fresh=False):
                 unwound = await self.positions.unwind(key, held)
-                return self._partial(fills, fill_flows(held_fills) + unwound, errors)
+            return self._partial(fills, fill_flows(held_fills) + unwound, errors)
         return fills
 
     async def _basket(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any], gas_hint: int) -> Ended:
@@ -502,28 +517,28 @@ class TxSender:
                      f"{filled}/{len(fills)} legs filled{why}; unwound, pnl {from_micro(pnl)} USDC", tuple(flows),
                      fills=tuple(fills))
 
-    async def _legs(self, signal: Signal, key: str, journaled: list[list[Any]] | None = None,
-                    ) -> tuple[list[Fill], list[BaseException]]:
-        """Every leg at once, each FOK, each under the retry policy (safe: client ids).
-        Returns the fills and the errors of legs that never reached the book. A resumed
-        execution whose fills are journaled reads them instead of asking the venue."""
+    async def _place(self, signal: Signal, key: str, journaled: list[list[Any]] | None = None) -> _Placed:
+        """Every leg at once, each FOK, each under the retry policy (safe: client ids),
+        until the venue decided each order: what competes for the market's liquidity,
+        and all the market lock must cover. A match is provisional until `_settle`.
+        A resumed execution whose fills are journaled reads them instead."""
         if journaled is None:  # or the legs' own records, when every one is decided
             rows = self.journal.legs(key)
             if len(rows) == len(signal.legs) and all(st in FINAL or st in SETTLED for _, st, *_ in rows):
                 journaled = [[o, f if st in SETTLED else 0, c if st in SETTLED else 0, fe if st in SETTLED else 0]
                              for _, st, o, f, c, fe in rows]
         if journaled is not None and len(journaled) == len(signal.legs):
-            return [Fill(client_id(key, i), str(order_id), leg.token_id, leg.side, int(filled), int(cost), int(fee),
-                         "JOURNALED") for i, (leg, (order_id, filled, cost, fee))
-                    in enumerate(zip(signal.legs, journaled, strict=True))], []
+            return _Placed([Fill(client_id(key, i), str(order_id), leg.token_id, leg.side, int(filled), int(cost),
+                                 int(fee), "JOURNALED") for i, (leg, (order_id, filled, cost, fee))
+                            in enumerate(zip(signal.legs, journaled, strict=True))], [], journaled=True)
         rejected: list[BaseException] = []
 
         async def one(i: int, leg: Leg) -> Fill:
             cid = client_id(key, i)
             try:
                 return await self.retry.run(
-                    lambda: self.venue.place(leg.token_id, leg.side, leg.limit_price, leg.size, cid),
-                    dependency="clob")
+                    lambda: self.venue.place(leg.token_id, leg.side, leg.limit_price, leg.size, cid,
+                                             settle=False), dependency="clob")
             except OrderRejected as exc:  # no balance, market closed: the venue said no, not the book
                 log.info("leg %d rejected: %s", i, exc)
                 rejected.append(exc)
@@ -547,15 +562,32 @@ class TxSender:
                     leg = signal.legs[i]
                     first[i] = Fill(client_id(key, i), "", leg.token_id, leg.side, 0, 0, 0, f"REJECTED: {got}")
 
-        async def settle(i: int, leg: Leg) -> Fill:
+        async def decide(i: int, leg: Leg) -> Fill:
             got = first[i] if first is not None else None
             if isinstance(got, Fill):
                 return got
             return await one(i, leg)  # not in the batch's answer: on its own, under the retry policy
 
         # return_exceptions: one leg's error must not hide another leg's fill.
-        outcomes = await asyncio.gather(*(settle(i, leg) for i, leg in enumerate(signal.legs)),
-                                        return_exceptions=True)
+        outcomes = list(await asyncio.gather(*(decide(i, leg) for i, leg in enumerate(signal.legs)),
+                                             return_exceptions=True))
+        self._touched([o.token_id for o in outcomes if isinstance(o, Fill) and o.filled], placed_ms)
+        return _Placed(outcomes, rejected)
+
+    async def _settle(self, signal: Signal, key: str, placed: _Placed) -> tuple[list[Fill], list[BaseException]]:
+        """Each matched leg followed until its trades are on chain (outside the market
+        lock: settlement takes the venue seconds and competes for nothing). Returns the
+        fills and the errors of legs that never reached the book, or whose trade FAILED."""
+        if placed.journaled:
+            return list(placed.outcomes), []
+        follow = getattr(self.venue, "settle", None)
+
+        async def settled(out: Any) -> Any:
+            if isinstance(out, Fill) and follow is not None:
+                return await follow(out)
+            return out
+
+        outcomes = await asyncio.gather(*(settled(o) for o in placed.outcomes), return_exceptions=True)
         fills: list[Fill] = []
         errors: list[BaseException] = []
         for i, (leg, out) in enumerate(zip(signal.legs, outcomes, strict=True)):
@@ -572,11 +604,10 @@ class TxSender:
             if found is None:
                 errors.append(out)
         self.journal.update(key, "filled", fills=[[f.order_id, f.filled, f.cost, f.fee] for f in fills])
-        self._touched([f.token_id for f in fills if f.filled], placed_ms)
         # A trade that matched and then FAILED to settle is the venue failing, not the book.
         failed = [TradeFailed(f"leg {i}'s trade failed after it matched") for i, f in enumerate(fills)
                   if f.status == "FAILED"]
-        return fills, rejected + errors + failed
+        return fills, placed.rejected + errors + failed
 
     async def _batch(self, signal: Signal, key: str) -> list[Any] | None:
         """Every leg in one `POST /orders` when the venue can (at most BATCH_MAX): per leg
@@ -589,7 +620,7 @@ class TxSender:
         orders = [(leg.token_id, leg.side, leg.limit_price, leg.size, client_id(key, i))
                   for i, leg in enumerate(signal.legs)]
         try:
-            out: list[Any] = await place_batch(orders)
+            out: list[Any] = await place_batch(orders, settle=False)
         except Exception as exc:  # 429/5xx/transport: the legs go one by one
             self.batch_fallbacks += 1
             log.info("batch of %d legs failed (%s): placing them one by one", len(orders), exc)

@@ -28,6 +28,7 @@ class FakeVenue:
         self.batch_errors: list[BaseException] = []
         self.wallet: dict[str, int] | None = None  # a FakeChain's token balances: fills move them
         self.observer: Any = None  # told each leg's states, as ClobVenue tells them
+        self.settled: list[str] = []  # client ids followed to settlement after the market was freed
 
     def place_sync(self, token_id: str, side: str, price: int, size: int, cid: str, fak: bool) -> Fill:
         self.calls.append((token_id, side, price, size, cid, fak))
@@ -57,13 +58,17 @@ class FakeVenue:
         return fill
 
     async def place(self, token_id: str, side: str, price: int, size: int, client_id: str, *,
-                    fill_and_kill: bool = False) -> Fill:
+                    fill_and_kill: bool = False, settle: bool = True) -> Fill:
         return self.place_sync(token_id, side, price, size, client_id, fill_and_kill)
+
+    async def settle(self, fill: Fill) -> Fill:
+        self.settled.append(fill.client_id)
+        return fill  # the fake's fills are final when placed
 
     async def find(self, client_id: str) -> Fill | None:
         return self.orders.get(client_id)
 
-    async def place_batch(self, orders: list[tuple[str, str, int, int, str]]) -> list[Any]:
+    async def place_batch(self, orders: list[tuple[str, str, int, int, str]], settle: bool = True) -> list[Any]:
         """POST /orders: the whole request fails on `batch_errors`, else each order on its own."""
         self.batch_calls.append([o[4] for o in orders])
         if self.batch_errors:

@@ -1048,3 +1048,30 @@ async def test_receipts_are_polled_adaptively_from_milliseconds_up_to_the_config
     r = await drive(world.clock, task)
     assert r.status is TxStatus.SUCCESS
     assert slept[:7] == [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.25]  # then at most receipt_poll_seconds
+
+
+async def test_the_market_is_free_for_the_next_signal_while_the_legs_settle(world):
+    # Issue 13: the lock was held until every leg's trade was MINED (the venue's
+    # settlement takes seconds), so the signals behind it expired or went stale.
+    gate = asyncio.Event()
+    real_settle = world.venue.settle
+
+    async def slow_settle(fill):
+        await gate.wait()  # MATCHED; the operator's settlement transaction is not mined yet
+        return await real_settle(fill)
+
+    world.venue.settle = slow_settle
+    first = asyncio.create_task(world.sender.execute(signal(world.clock, prices=(450_000, 500_000))))
+    while len(world.venue.calls) < 2:
+        await asyncio.sleep(0)
+    world.clock.advance(0.01)
+    second = asyncio.create_task(world.sender.execute(signal(world.clock, prices=(440_000, 500_000),
+                                                             created_offset=1)))
+    for _ in range(50):
+        if len(world.venue.calls) == 4:
+            break
+        await asyncio.sleep(0)
+    assert len(world.venue.calls) == 4 and not first.done()  # placed while the first one settles
+    gate.set()
+    assert (await drive(world.clock, first)).status is TxStatus.SUCCESS
+    assert (await drive(world.clock, second)).status is TxStatus.SUCCESS
