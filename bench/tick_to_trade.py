@@ -81,9 +81,9 @@ def system(seconds: float = 45.0) -> dict[str, Any]:
                         runtime={"stats_interval_seconds": 0.5})
     cfg = load(path)
     polyarb = str(Path(sys.executable).with_name("polyarb"))
-    procs = [subprocess.Popen([polyarb, "--config", str(path), "actor", name],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for name in ("venue", "nonce", "feed", "router", "executor")]
+    logs = {name: (tmp / f"{name}.log").open("wb") for name in ("venue", "nonce", "feed", "router", "executor")}
+    procs = [subprocess.Popen([polyarb, "--config", str(path), "actor", name], stdout=log, stderr=subprocess.STDOUT)
+             for name, log in logs.items()]  # the logs stay in `tmp` for a look after the run
 
     def stats() -> dict[str, Any]:
         return {k: v["stats"] for k, v in asyncio.run(status.collect(cfg, 0.8)).items()}
@@ -113,6 +113,7 @@ def system(seconds: float = 45.0) -> dict[str, Any]:
             "venue_gaps_opened": last["venue"]["venue"]["simulator"]["gaps_opened"],
             "venue_gaps_taken": last["venue"]["venue"]["simulator"]["gaps_taken"],
             "router_signals": last["router"]["router"]["signals_published"],
+            "logs": str(tmp),
         }
     finally:
         for p in procs:
@@ -121,6 +122,8 @@ def system(seconds: float = 45.0) -> dict[str, Any]:
             p.wait(20)
         anvil.terminate()
         anvil.wait(10)
+        for log in logs.values():
+            log.close()
 
 
 def run() -> dict[str, Any]:

@@ -103,7 +103,10 @@ class OnChainSender:
         else:
             try:
                 gas = await self.retry.run(lambda: self.chain.estimate_gas(call), dependency="chain")
-                gas = gas * 12 // 10  # headroom: state can move between estimate and mining
+                # Headroom: state moves between estimate and mining. A concurrent merge that
+                # empties a token balance makes our split write a zero slot again (+20k gas
+                # each): 20% alone ran splits out of gas. Never below the configured budget.
+                gas = max(gas * 12 // 10, gas_hint)
                 self._gas_seen[shape] = gas
             except Exception as exc:  # cannot estimate yet (e.g. tokens not held): use the budget
                 log.debug("gas estimate failed, using the configured budget: %s", exc)

@@ -1075,3 +1075,12 @@ async def test_the_market_is_free_for_the_next_signal_while_the_legs_settle(worl
     gate.set()
     assert (await drive(world.clock, first)).status is TxStatus.SUCCESS
     assert (await drive(world.clock, second)).status is TxStatus.SUCCESS
+
+
+@pytest.mark.parametrize(("estimate", "limit"), [(100_000, 180_000), (200_000, 240_000)])
+async def test_a_transactions_gas_limit_is_never_below_the_configured_budget(world, estimate, limit):
+    # 20% over a fresh estimate ran splits out of gas (all of the limit burnt) when a
+    # concurrent merge emptied a token balance between the estimate and the mining.
+    world.chain.gas_estimate = estimate
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.SUCCESS and world.chain.sent[0]["gas"] == limit  # budget: 90k x 2 outcomes
