@@ -23,6 +23,8 @@ from typing import Any
 
 import websockets
 
+from sandbox.testbed import free_port
+
 SERVER = r'''
 import asyncio, json, sys, random
 import websockets
@@ -51,9 +53,7 @@ asyncio.run(main())
 
 
 def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()  # never an ephemeral port (sandbox.testbed)
 
 
 async def _bare(url: str, assets: list[str]) -> tuple[int, float]:

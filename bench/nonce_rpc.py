@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from bench.common import percentiles_us, write_result
 from bus.codec import Stamper
 from config.loader import DEFAULT_PATH, load
 from sandbox.chain import start_anvil
+from sandbox.testbed import free_port
 
 ECHO_SERVER = """
 import sys, zmq
@@ -47,9 +47,7 @@ asyncio.run(main())
 
 
 def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()  # never an ephemeral port (sandbox.testbed)
 
 
 async def _raw_echo(endpoint: str, n: int) -> list[int]:

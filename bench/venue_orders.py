@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,14 +43,13 @@ from bench.common import percentiles_us, write_result
 from config.loader import DEFAULT_PATH, load
 from sandbox.chain import start_anvil
 from sandbox.deploy import connect, contract, contract_addresses, market_infos
+from sandbox.testbed import free_port
 
 MAX_UINT = 2**256 - 1
 
 
 def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()  # never an ephemeral port (sandbox.testbed)
 
 
 def _config(tmp: Path, rpc_url: str, port: int) -> Path:
