@@ -85,12 +85,19 @@ class FeedCore:
     def on_frame(self, text: str | bytes, recv_ns: int) -> set[str]:
         """Apply one JSON frame; returns the asset ids whose book changed."""
         self.counts["frames"] += 1
+        fast = wire.decode_fast(text)
+        if fast is not None:  # books and price changes, well formed: no dicts
+            changed: set[str] = set()
+            for event in fast:
+                self.counts["messages"] += 1
+                self._deliver(event, wire.identity({}, event), recv_ns, changed)
+            return changed
         try:
             objs = wire.decode(text)
         except wire.WireError as exc:
             self._malformed(exc.kind)
             return set()
-        changed: set[str] = set()
+        changed = set()
         for obj in objs:
             self.counts["messages"] += 1
             try:
@@ -103,13 +110,16 @@ class FeedCore:
                 known = event.event_type in wire.KNOWN_EVENTS
                 self.counts["ignored_events" if known else "unknown_events"] += 1
                 continue
-            if self.dedup.seen(wire.identity(obj, event)):
-                if not self._changes_something(event):
-                    self.counts["duplicates"] += 1
-                    continue
-                self.counts["repeats"] += 1
-            self._apply(event, recv_ns, changed)
+            self._deliver(event, wire.identity(obj, event), recv_ns, changed)
         return changed
+
+    def _deliver(self, event: wire.Event, ident: tuple, recv_ns: int, changed: set[str]) -> None:
+        if self.dedup.seen(ident):
+            if not self._changes_something(event):
+                self.counts["duplicates"] += 1
+                return
+            self.counts["repeats"] += 1
+        self._apply(event, recv_ns, changed)
 
     def _changes_something(self, event: wire.Event) -> bool:
         """Whether a message whose identity was seen before would still change a book.

@@ -230,3 +230,23 @@ def test_the_valid_book_count_is_kept_exact_without_a_scan(ops):
                                    "asks": [{"price": "0.45", "size": "1"}]}), ts)
             c.check(now_ns=ts + 1)
         assert c.valid_count() == sum(s.valid for s in c.tokens.values())
+
+
+def test_books_and_price_changes_take_the_typed_fast_path_and_anything_else_the_generic_one():
+    # Issue 13: the venue's JSON decoded by msgspec straight into typed Structs; a frame
+    # the Structs do not describe exactly is read by the generic path, which counts it.
+    from actors.feed import wire
+
+    book = _snapshot(1)
+    change = _change(2, "0.41", "2", "BUY", "0.41", "0.45")
+    assert [type(e).__name__ for e in wire.decode_fast(book)] == ["BookSnapshot"]
+    assert [type(e).__name__ for e in wire.decode_fast(f"[{book}, {change}]")] == ["BookSnapshot", "PriceChange"]
+    fast, slow = wire.decode_fast(change)[0], wire.parse_event(json.loads(change))[0]
+    assert fast == slow and wire.identity({}, fast) == wire.identity(json.loads(change), slow)
+    unknown = json.dumps({**json.loads(book), "surprise": 1})
+    for frame in (unknown, '{"event_type": "tick_size_change"}', "[1]", "{", change.replace('"BUY"', '"UP"')):
+        assert wire.decode_fast(frame) is None
+    c = FeedCore()
+    c.track(YES, M)
+    c.on_frame(unknown, 0)
+    assert c.tokens[YES].valid and c.get_stats()["unknown_fields"] == 1  # generic path, counted
