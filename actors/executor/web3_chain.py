@@ -32,8 +32,19 @@ _CONDITION_ID = function_signature_to_4byte_selector("getConditionId(bytes32)")
 _REDEEM = function_signature_to_4byte_selector("redeemPositions(bytes32,uint256[])")
 _PAYOUT_DENOMINATOR = function_signature_to_4byte_selector("payoutDenominator(bytes32)")
 _PAYOUT_NUMERATORS = function_signature_to_4byte_selector("payoutNumerators(bytes32,uint256)")
+_BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
+_BALANCE_OF_BATCH = function_signature_to_4byte_selector("balanceOfBatch(address[],uint256[])")
 MAX_UINT = 2**256 - 1
 ZERO32 = b"\x00" * 32
+
+
+def _data(selector: bytes, types: list[str], values: list[Any]) -> str:
+    """ABI call data: the selector and the encoded arguments, 0x hex."""
+    return "0x" + (selector + encode(types, values)).hex()
+
+
+def _b32(hex_id: str) -> bytes:
+    return bytes.fromhex(hex_id.removeprefix("0x"))
 
 
 class Web3Chain:
@@ -53,10 +64,19 @@ class Web3Chain:
     # -- calls
     def _positions_call(self, selector: bytes, condition_id: str, outcomes: int, amount: int) -> dict[str, Any]:
         partition = [1 << i for i in range(outcomes)]
-        data = selector + encode(["address", "bytes32", "bytes32", "uint256[]", "uint256"],
-                                 [self.collateral, ZERO32, bytes.fromhex(condition_id.removeprefix("0x")),
-                                  partition, amount])
-        return {"from": self.address, "to": self.ctf, "data": "0x" + data.hex()}
+        return self._tx(self.ctf, selector, ["address", "bytes32", "bytes32", "uint256[]", "uint256"],
+                        [self.collateral, ZERO32, _b32(condition_id), partition, amount])
+
+    def _tx(self, to: str, selector: bytes, types: list[str], values: list[Any]) -> dict[str, Any]:
+        """An unsigned call from the wallet."""
+        return {"from": self.address, "to": to, "data": _data(selector, types, values)}
+
+    async def _read(self, to: str, selector: bytes, types: list[str], values: list[Any]) -> bytes:
+        """An eth_call's raw answer."""
+        return bytes(await self._w3.eth.call({"to": to, "data": _data(selector, types, values)}))  # type: ignore[typeddict-item]
+
+    async def _read_int(self, to: str, selector: bytes, types: list[str], values: list[Any]) -> int:
+        return int.from_bytes(await self._read(to, selector, types, values), "big")
 
     def merge_call(self, condition_id: str, outcomes: int, amount: int) -> dict[str, Any]:
         return self._positions_call(_MERGE, condition_id, outcomes, amount)
@@ -65,44 +85,33 @@ class Web3Chain:
         return self._positions_call(_SPLIT, condition_id, outcomes, amount)
 
     def convert_call(self, market_id: str, index_set: int, amount: int) -> dict[str, Any]:
-        data = _CONVERT + encode(["bytes32", "uint256", "uint256"],
-                                 [bytes.fromhex(market_id.removeprefix("0x")), index_set, amount])
-        return {"from": self.address, "to": self.neg_risk_adapter, "data": "0x" + data.hex()}
+        return self._tx(self.neg_risk_adapter, _CONVERT, ["bytes32", "uint256", "uint256"],
+                        [_b32(market_id), index_set, amount])
 
     async def convert_terms(self, market_id: str) -> tuple[int, int]:
-        mid = encode(["bytes32"], [bytes.fromhex(market_id.removeprefix("0x"))])
         if not await self._w3.eth.get_code(self.neg_risk_adapter):  # type: ignore[arg-type]
             raise RuntimeError(f"no NegRiskAdapter contract at {self.neg_risk_adapter} yet")
-        count = await self._w3.eth.call({"to": self.neg_risk_adapter, "data": "0x" + (_QUESTION_COUNT + mid).hex()})
-        bips = await self._w3.eth.call({"to": self.neg_risk_adapter, "data": "0x" + (_FEE_BIPS + mid).hex()})
-        return int.from_bytes(count, "big"), int.from_bytes(bips, "big")
+        mid = [_b32(market_id)]
+        return (await self._read_int(self.neg_risk_adapter, _QUESTION_COUNT, ["bytes32"], mid),
+                await self._read_int(self.neg_risk_adapter, _FEE_BIPS, ["bytes32"], mid))
 
     def redeem_call(self, condition_id: str, amounts: list[int]) -> dict[str, Any]:
         """The NegRiskAdapter's redeemPositions: [YES, NO] of a resolved question into pUSD."""
-        data = _REDEEM + encode(["bytes32", "uint256[]"], [bytes.fromhex(condition_id.removeprefix("0x")), amounts])
-        return {"from": self.address, "to": self.neg_risk_adapter, "data": "0x" + data.hex()}
+        return self._tx(self.neg_risk_adapter, _REDEEM, ["bytes32", "uint256[]"], [_b32(condition_id), amounts])
 
     async def question_condition(self, market_id: str, index: int) -> str:
         """The CTF condition of question `index` of an adapter market (its question id is
         the market id with the index in the last byte)."""
-        qid = bytes.fromhex(market_id.removeprefix("0x"))[:31] + bytes([index])
-        raw = await self._w3.eth.call({"to": self.neg_risk_adapter, "data": "0x" + (
-            _CONDITION_ID + encode(["bytes32"], [qid])).hex()})
-        return "0x" + bytes(raw[:32]).hex()
+        qid = _b32(market_id)[:31] + bytes([index])
+        return "0x" + (await self._read(self.neg_risk_adapter, _CONDITION_ID, ["bytes32"], [qid]))[:32].hex()
 
     async def payouts(self, condition_id: str) -> tuple[int, int] | None:
         """(YES, NO) payout numerators of a reported condition; None until it is reported."""
-        cid = bytes.fromhex(condition_id.removeprefix("0x"))
-        den = await self._w3.eth.call({"to": self.conditional_tokens, "data": "0x" + (
-            _PAYOUT_DENOMINATOR + encode(["bytes32"], [cid])).hex()})
-        if not int.from_bytes(den, "big"):
+        ctf, cid = self.conditional_tokens, _b32(condition_id)
+        if not await self._read_int(ctf, _PAYOUT_DENOMINATOR, ["bytes32"], [cid]):
             return None
-        nums = []
-        for i in (0, 1):
-            raw = await self._w3.eth.call({"to": self.conditional_tokens, "data": "0x" + (
-                _PAYOUT_NUMERATORS + encode(["bytes32", "uint256"], [cid, i])).hex()})
-            nums.append(int.from_bytes(raw, "big"))
-        return nums[0], nums[1]
+        return (await self._read_int(ctf, _PAYOUT_NUMERATORS, ["bytes32", "uint256"], [cid, 0]),
+                await self._read_int(ctf, _PAYOUT_NUMERATORS, ["bytes32", "uint256"], [cid, 1]))
 
     def _erc20_approvals(self) -> list[tuple[str, str]]:
         """(name, spender) of each pUSD allowance trading needs."""
@@ -120,12 +129,10 @@ class Web3Chain:
         """The one-time approvals trading needs: the exchanges settle our fills (pUSD
         in for a BUY, tokens out for a SELL; neg-risk orders on the neg-risk exchange),
         the CTF pulls collateral on split, the NegRiskAdapter pulls the NO it converts."""
-        out = [(name, {"from": self.address, "to": self.collateral, "data": "0x" + (
-            _APPROVE + encode(["address", "uint256"], [spender, MAX_UINT])).hex()})
-            for name, spender in self._erc20_approvals()]
-        out += [(name, {"from": self.address, "to": token, "data": "0x" + (
-            _SET_APPROVAL + encode(["address", "bool"], [operator, True])).hex()})
-            for name, token, operator in self._operator_approvals()]
+        out = [(name, self._tx(self.collateral, _APPROVE, ["address", "uint256"], [spender, MAX_UINT]))
+               for name, spender in self._erc20_approvals()]
+        out += [(name, self._tx(token, _SET_APPROVAL, ["address", "bool"], [operator, True]))
+                for name, token, operator in self._operator_approvals()]
         return out
 
     async def approvals_missing(self) -> list[str]:
@@ -136,15 +143,12 @@ class Web3Chain:
             if not await self._w3.eth.get_code(addr):  # type: ignore[arg-type]
                 raise RuntimeError(f"no {name} contract at {addr} yet")
         out = []
+        pair = ["address", "address"]
         for name, spender in self._erc20_approvals():
-            raw = await self._w3.eth.call({"to": self.collateral, "data": "0x" + (
-                _ALLOWANCE + encode(["address", "address"], [self.address, spender])).hex()})
-            if int.from_bytes(raw, "big") < MAX_UINT // 2:
+            if await self._read_int(self.collateral, _ALLOWANCE, pair, [self.address, spender]) < MAX_UINT // 2:
                 out.append(name)
         for name, token, operator in self._operator_approvals():
-            raw = await self._w3.eth.call({"to": token, "data": "0x" + (
-                _IS_APPROVED + encode(["address", "address"], [self.address, operator])).hex()})
-            if not int.from_bytes(raw, "big"):
+            if not await self._read_int(token, _IS_APPROVED, pair, [self.address, operator]):
                 out.append(name)
         return out
 
@@ -180,18 +184,15 @@ class Web3Chain:
         return int(await self._w3.eth.get_transaction_count(self.address, "latest"))
 
     async def collateral_balance(self) -> int:
-        raw = await self._w3.eth.call({"to": self.collateral, "data": "0x" + (
-            function_signature_to_4byte_selector("balanceOf(address)") + encode(["address"], [self.address])).hex()})
-        return int.from_bytes(raw, "big")
+        return await self._read_int(self.collateral, _BALANCE_OF, ["address"], [self.address])
 
     async def token_balances(self, token_ids: list[str]) -> dict[str, int]:
         """The wallet's ERC-1155 balance of each token, in one balanceOfBatch call."""
         if not token_ids:
             return {}
         ids = [int(t) for t in token_ids]
-        raw = await self._w3.eth.call({"to": self.conditional_tokens, "data": "0x" + (
-            function_signature_to_4byte_selector("balanceOfBatch(address[],uint256[])")
-            + encode(["address[]", "uint256[]"], [[self.address] * len(ids), ids])).hex()})
+        raw = await self._read(self.conditional_tokens, _BALANCE_OF_BATCH, ["address[]", "uint256[]"],
+                               [[self.address] * len(ids), ids])
         (values,) = decode(["uint256[]"], raw)
         return dict(zip(token_ids, (int(v) for v in values), strict=True))
 
