@@ -43,7 +43,7 @@ from actors.domain.wallet import Wallet
 from actors.executor.legs import TRADE_STATES, LegEvent, LegState, order_state
 from actors.executor.ports import Fill, OrderRejected
 from actors.executor.user_channel import UserChannel
-from actors.runtime.clock import Clock, SystemClock
+from actors.runtime.clock import Clock, SystemClock, doubling
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +97,14 @@ class ClobVenue:
         self._creds_lock = asyncio.Lock()
         self.counts = {"placed": 0, "filled": 0, "killed": 0, "duplicates": 0, "rejected": 0, "http_errors": 0,
                        "trades_failed": 0, "trades_unsettled": 0, "delayed": 0, "orders_undecided": 0,
-                       "trade_polls": 0, "batches": 0}
+                       "trade_polls": 0, "batches": 0, "leg_events_unrecorded": 0}
 
     def _tell(self, ev: LegEvent) -> None:
         if self.observer is not None:
             try:
                 self.observer(ev)
             except Exception:  # the books' journal failing must not hide the venue's answer
+                self.counts["leg_events_unrecorded"] += 1
                 log.exception("leg event %s of %s not recorded", ev.state, ev.client_id[:12])
 
     def _told(self, fill: Fill, state: LegState, trades: tuple[str, ...] = ()) -> Fill:
@@ -188,8 +189,9 @@ class ClobVenue:
         per order a Fill (settled like `place`), an OrderRejected, or an error to retry
         on its own. A failure of the request as a whole raises."""
         await self._ensure_creds()
-        signed = [self._order(t, side, price, size, cid, await self._is_neg_risk(t))
-                  for t, side, price, size, cid in orders]
+        neg = await asyncio.gather(*(self._is_neg_risk(o[0]) for o in orders))  # new tokens: one look each, at once
+        signed = [self._order(t, side, price, size, cid, n) for (t, side, price, size, cid), n in zip(
+            orders, neg, strict=True)]
         self.counts["placed"] += len(orders)
         self.counts["batches"] += 1
         args = [PostOrdersV2Args(order=o, orderType=OrderType.FOK, deferExec=True) for o in signed]
@@ -231,7 +233,7 @@ class ClobVenue:
         (then settled like any fill), UNMATCHED or CANCELED (nothing traded). Still
         undecided after `settle_timeout_s`: an unknown outcome (TradeUnsettled)."""
         deadline = self._clock.monotonic_ns() + int(self.settle_timeout_s * 1e9)
-        delay = POLL_FIRST_S
+        waits = doubling(POLL_FIRST_S, POLL_MAX_S)
         while True:
             try:
                 record = await self._l2_get(f"/data/order/{order_id}", {})
@@ -244,8 +246,7 @@ class ClobVenue:
             if self._clock.monotonic_ns() > deadline:
                 self.counts["orders_undecided"] += 1
                 raise TradeUnsettled(f"order {order_id} still pending after {self.settle_timeout_s}s")
-            await self._clock.sleep(delay)
-            delay = min(POLL_MAX_S, delay * 2)
+            await self._clock.sleep(next(waits))
 
     async def _follow(self, fill: Fill) -> Fill:
         """The fill once its trades are MINED, or nothing traded if one FAILED; each
@@ -273,7 +274,7 @@ class ClobVenue:
         `GET /data/trades` at first and whenever the channel is down; with the
         channel up, REST is asked only every CHANNEL_RECHECK_S (a missed event)."""
         deadline = self._clock.monotonic_ns() + int(self.settle_timeout_s * 1e9)
-        delay, statuses = POLL_FIRST_S, {t: "" for t in trade_ids}
+        waits, statuses = doubling(POLL_FIRST_S, POLL_MAX_S), {t: "" for t in trade_ids}
         polled_ns = None
         final = (*SETTLED, TRADE_FAILED)
         while True:
@@ -299,8 +300,7 @@ class ClobVenue:
             if listening:
                 await ch.wait(CHANNEL_RECHECK_S)  # type: ignore[union-attr]
             else:
-                await self._clock.sleep(delay)
-                delay = min(POLL_MAX_S, delay * 2)
+                await self._clock.sleep(next(waits))
 
     async def _l2_get(self, path: str, params: dict[str, str]) -> Any:
         """An authenticated GET the client has no method for, in a thread (the client is sync)."""

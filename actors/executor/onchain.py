@@ -35,6 +35,7 @@ from actors.executor.errors import AlreadySent, Remedy
 from actors.executor.journal import Journal
 from actors.executor.ports import ChainPort, Receipt
 from actors.executor.retry_policy import RetryPolicy
+from actors.runtime.clock import doubling
 from config.schema import Config
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,7 @@ class OnChainSender:
         cfg = self._config().executor
         # Adaptive: an automined or fast chain answers within milliseconds, a 2 s block
         # after one; a flat sleep held every execution (and its worker) for its length.
-        poll, ceiling = min(cfg.receipt_poll_first_seconds, cfg.receipt_poll_seconds), cfg.receipt_poll_seconds
+        waits = doubling(cfg.receipt_poll_first_seconds, cfg.receipt_poll_seconds)
         while True:
             for h in list(st["hashes"]):
                 try:
@@ -289,9 +290,8 @@ class OnChainSender:
                     return r
             if self.clock.monotonic_ns() >= end:
                 return None
-            await self.clock.sleep(poll)
+            await self.clock.sleep(next(waits))
             self.counts["receipt_polls"] += 1
-            poll = min(ceiling, poll * 2)
 
     def get_stats(self) -> dict[str, int]:
         return dict(self.counts)

@@ -121,10 +121,6 @@ class Skipped(Exception):
         self.status, self.why = status, why
 
 
-class VenueFailure(Exception):
-    """The venue could not take the legs (errors, not kills): nothing traded."""
-
-
 class BasketMismatch(Exception):
     """A NO_BASKET whose convert would not pay what the router priced: the adapter's
     market has another number of questions than the basket has legs, or a higher

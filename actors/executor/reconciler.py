@@ -29,12 +29,12 @@ from typing import Any
 from actors.domain.money import ONE, format_usdc
 from actors.executor.circuit_breaker import CircuitBreaker
 from actors.executor.journal import Journal
+from actors.executor.positions import TICK_GRID
 
 log = logging.getLogger(__name__)
 
 BASELINE = "books_baseline"
 REASON_PREFIX = "books differ from the chain"
-TICK = 10_000  # 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ class Reconciler:
         for token, n in balances.items():
             if n != held.get(token, 0):
                 # Sold like any open position, from a high limit down (never dumped at once).
-                self.journal.hold(f"reconciled:{self.checks}:{token}", token, n - held.get(token, 0), ONE - TICK)
+                self.journal.hold(f"reconciled:{self.checks}:{token}", token, n - held.get(token, 0), ONE - TICK_GRID)
                 done.append(f"token {token} {n - held.get(token, 0):+d}")
         log.warning("books re-based on the chain by an operator resume (%s): %s", why, "; ".join(done))
         self.last = []

@@ -40,7 +40,6 @@ from actors.executor.outcomes import (
     Flow,
     Skipped,
     Unfinished,
-    VenueFailure,
     Verdict,
     fill_flows,
     tx_flows,
@@ -48,6 +47,7 @@ from actors.executor.outcomes import (
 from actors.executor.ports import ChainPort, Fill, OrderRejected, VenuePort
 from actors.executor.positions import Positions
 from actors.executor.retry_policy import RetryPolicy
+from actors.runtime.clock import doubling
 from bus.messages import Leg, Signal
 from config.schema import Config
 
@@ -119,6 +119,7 @@ class TxSender:
         self.signal_to_settled_ns: deque[int] = deque(maxlen=10_000)
         self.leg_events = self.leg_events_ignored = 0
         self.balance_waits = 0  # merges/converts that waited for the node to show a leg's tokens
+        self.balance_read_errors = 0
         if hasattr(venue, "observer"):  # the venue tells each leg's state; the journal keeps it
             venue.observer = self._leg_event
 
@@ -238,7 +239,7 @@ class TxSender:
             end = Ended(exc.status, Verdict.NONE, exc.why)
         except Exception as exc:  # refused before anything traded (or a split that reverted): nothing unbooked
             log.warning("execution %s failed: %s", key[:12], exc, exc_info=not isinstance(
-                exc, (OrderRejected, GasTooExpensive, TxReverted, BasketMismatch, VenueFailure)))
+                exc, (OrderRejected, GasTooExpensive, TxReverted, BasketMismatch)))
             flows = (Flow(GAS, -exc.gas_cost, exc.receipt.tx_hash),) if isinstance(exc, TxReverted) else ()
             end = Ended(TxStatus.FAILED, Verdict.FAILURE, f"{type(exc).__name__}: {exc}", flows)
         if end.verdict is not Verdict.SUCCESS and end.why:
@@ -265,7 +266,7 @@ class TxSender:
         n = len(signal.legs)
         cfg = self._config()
         gas_hint = cfg.executor.gas_limit_per_outcome * n
-        prior = self.journal.get(key)
+        prior = None if fresh else self.journal.get(key)  # a fresh execution has journaled nothing yet
         done = prior[2] if prior else {}
         if signal.kind == SetKind.NO_BASKET:
             return await self._basket(signal, key, fresh, done, gas_hint)
@@ -302,7 +303,7 @@ class TxSender:
         split_flows = tx_flows("split", -signal.size, split.tx_hash, split.gas_cost)
         try:
             async with self._market(signal, fresh=False):
-                placed = await self._place(signal, key, done.get("fills"))
+                placed = await self._place(signal, key, done.get("fills"), fresh)
             fills, errors = await self._settle(signal, key, placed)  # the market is free meanwhile
             sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
             if any(sold) and not all(sold):
@@ -333,7 +334,7 @@ class TxSender:
         when all filled, else the outcome (nothing traded, or the partial unwound,
         under the lock again: the unwind sells into the book)."""
         async with self._market(signal, fresh):
-            placed = await self._place(signal, key, done.get("fills"))
+            placed = await self._place(signal, key, done.get("fills"), fresh)
         fills, errors = await self._settle(signal, key, placed)
         bought = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
         if not any(bought):
@@ -461,14 +462,19 @@ class TxSender:
         need = {f.token_id: signal.size for f in held if f.token_id and f.status != "SPLIT"}  # ours: mined
         if not need:
             return
-        deadline = self.clock.monotonic_ns() + int(self._config().executor.balance_wait_seconds * 1e9)
-        delay, short, waited = 0.005, need, False
+        cfg = self._config().executor
+        deadline = self.clock.monotonic_ns() + int(cfg.balance_wait_seconds * 1e9)
+        waits = doubling(cfg.receipt_poll_first_seconds, cfg.receipt_poll_seconds)  # chain reads, like receipts
+        short, waited, failed = need, False, False
         while True:
             try:
                 have = await self.chain.token_balances(sorted(need))
                 short = {t: n - have.get(t, 0) for t, n in need.items() if have.get(t, 0) < n}
-            except Exception as exc:  # the node is down: the same as not there yet
-                log.info("token balances not readable: %s", exc)
+            except Exception as exc:  # the node is down: the same as not there yet (counted, logged once)
+                self.balance_read_errors += 1
+                if not failed:
+                    log.warning("token balances not readable, still waiting: %s", exc)
+                failed = True
             if not short:
                 self.balance_waits += waited
                 return
@@ -476,8 +482,7 @@ class TxSender:
                 raise Unfinished("legs matched and settled at the venue, but the wallet lacks "
                                  + ", ".join(f"{from_micro(n)} of {t[:12]}" for t, n in short.items()))
             waited = True
-            await self.clock.sleep(delay)
-            delay = min(0.25, delay * 2)
+            await self.clock.sleep(next(waits))
 
     async def clear_positions(self) -> int:
         """Sell what earlier unwinds could not (`positions.Positions.clear`); returns the proceeds."""
@@ -517,12 +522,13 @@ class TxSender:
                      f"{filled}/{len(fills)} legs filled{why}; unwound, pnl {from_micro(pnl)} USDC", tuple(flows),
                      fills=tuple(fills))
 
-    async def _place(self, signal: Signal, key: str, journaled: list[list[Any]] | None = None) -> _Placed:
+    async def _place(self, signal: Signal, key: str, journaled: list[list[Any]] | None = None,
+                     fresh: bool = False) -> _Placed:
         """Every leg at once, each FOK, each under the retry policy (safe: client ids),
         until the venue decided each order: what competes for the market's liquidity,
         and all the market lock must cover. A match is provisional until `_settle`.
         A resumed execution whose fills are journaled reads them instead."""
-        if journaled is None:  # or the legs' own records, when every one is decided
+        if journaled is None and not fresh:  # a resume: the legs' own records, when every one is decided
             rows = self.journal.legs(key)
             if len(rows) == len(signal.legs) and all(st in FINAL or st in SETTLED for _, st, *_ in rows):
                 journaled = [[o, f if st in SETTLED else 0, c if st in SETTLED else 0, fe if st in SETTLED else 0]
@@ -663,6 +669,7 @@ class TxSender:
         ok = self.counts[TxStatus.SUCCESS] + self.counts[TxStatus.HELD]  # a redemption is not an execution
         attempted = ok + self.counts[TxStatus.FAILED] + self.counts[TxStatus.PARTIAL_UNWOUND]
         bstats = self.breaker.get_stats()
+        locked = self.journal.locked_capital()
         return {
             "total_executions": self.total,
             "successful_executions": ok,
@@ -684,13 +691,14 @@ class TxSender:
             "unwind_loss_micro": self.unwind_loss,
             "unhedged_legs": self.positions.unhedged_legs,
             "open_positions": [{"token_id": t, "size": s, "attempts": a} for t, s, _, a in self.journal.positions()],
-            "locked_capital_micro": self.journal.locked_capital(),
-            "locked_capital_usdc": str(from_micro(self.journal.locked_capital())),
+            "locked_capital_micro": locked,
+            "locked_capital_usdc": str(from_micro(locked)),
             "baskets_held": len(self.journal.baskets_held()),
             "positions_cleared": self.positions.cleared,
             "batches": self.batches, "batch_fallbacks": self.batch_fallbacks,
             "legs_in_flight": self.journal.legs_in_flight(), "leg_events": self.leg_events,
             "leg_events_ignored": self.leg_events_ignored, "balance_waits": self.balance_waits,
+            "balance_read_errors": self.balance_read_errors,
             "tick_to_trade_us": _percentiles_us(self.tick_to_trade_ns),
             "signal_to_settled_us": _percentiles_us(self.signal_to_settled_ns),
             "onchain": self.onchain.get_stats(),

@@ -48,7 +48,8 @@ class UserChannel:
         self._waiters: set[asyncio.Future[None]] = set()
         self.connected = False
         self.counts = {"connects": 0, "disconnects": 0, "trade_events": 0, "order_events": 0, "malformed": 0,
-                       "other_frames": 0}
+                       "other_frames": 0, "errors": 0}
+        self.last_error = ""
 
     # -- what the executor reads
     def status(self, trade_id: str) -> str | None:
@@ -76,7 +77,10 @@ class UserChannel:
                 raise
             except Exception as exc:  # refused, closed, timed out, bad credentials: again, later
                 failures += 1
-                log.debug("user channel %s: %s", self.url, exc)
+                self.counts["errors"] += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+                # The first failure of a streak is a warning (bad credentials, a wrong URL show up).
+                (log.warning if failures == 1 else log.debug)("user channel %s: %s", self.url, exc)
             if self.connected:
                 self.counts["disconnects"] += 1
             self.connected = False
@@ -131,4 +135,5 @@ class UserChannel:
                 self.counts["malformed"] += 1
 
     def get_stats(self) -> dict[str, Any]:
-        return {"connected": self.connected, "trades_known": len(self._status), **self.counts}
+        return {"connected": self.connected, "trades_known": len(self._status), "last_error": self.last_error,
+                **self.counts}

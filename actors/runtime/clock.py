@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
+from collections.abc import Iterator
 from typing import Protocol
 
 
@@ -87,3 +88,12 @@ class TestClock:
     @property
     def sleepers(self) -> int:
         return sum(1 for _, _, f in self._sleepers if not f.done())
+
+
+def doubling(first: float, ceiling: float) -> Iterator[float]:
+    """The waits of a poll that backs off: `first`, then twice as long each time, never
+    more than `ceiling` (a fast answer is seen within milliseconds, a slow one costs few polls)."""
+    delay = min(first, ceiling)
+    while True:
+        yield delay
+        delay = min(ceiling, delay * 2)
