@@ -52,10 +52,6 @@ asyncio.run(main())
 '''
 
 
-def _port() -> int:
-    return free_port()  # never an ephemeral port (sandbox.testbed)
-
-
 async def _bare(url: str, assets: list[str]) -> tuple[int, float]:
     async with websockets.connect(url, compression=None, max_size=None) as ws:
         await ws.send(json.dumps({"type": "market", "assets_ids": assets}))
@@ -82,7 +78,7 @@ async def _feed(url: str, assets: list[str], connections: int) -> dict[str, Any]
     from config.runtime import ConfigReloader
 
     cfg = load()
-    eps = {k: msgspec.structs.replace(v, pub=f"tcp://127.0.0.1:{_port()}") for k, v in cfg.bus.endpoints.items()}
+    eps = {k: msgspec.structs.replace(v, pub=f"tcp://127.0.0.1:{free_port()}") for k, v in cfg.bus.endpoints.items()}
     cfg = msgspec.structs.replace(
         cfg, bus=msgspec.structs.replace(cfg.bus, endpoints=eps),
         feed=msgspec.structs.replace(cfg.feed, ws_url=url, data_timeout_seconds=600,
@@ -110,7 +106,7 @@ async def _feed(url: str, assets: list[str], connections: int) -> dict[str, Any]
 
 
 def _serve(frames_per_conn: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port), str(frames_per_conn)])
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -46,10 +46,6 @@ asyncio.run(main())
 """
 
 
-def _port() -> int:
-    return free_port()  # never an ephemeral port (sandbox.testbed)
-
-
 async def _raw_echo(endpoint: str, n: int) -> list[int]:
     ctx = zmq.asyncio.Context()
     req = ctx.socket(zmq.REQ)
@@ -101,7 +97,7 @@ def run(n: int = 3000, clients: int = 4) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp())
     anvil, url = start_anvil(load().sandbox.chain.__class__(block_time_seconds=0), 137)  # type: ignore[union-attr]
     raw = yaml.safe_load(DEFAULT_PATH.read_text())
-    raw["bus"]["endpoints"] = {k: {"pub": f"tcp://127.0.0.1:{_port()}", "rpc": f"tcp://127.0.0.1:{_port()}"}
+    raw["bus"]["endpoints"] = {k: {"pub": f"tcp://127.0.0.1:{free_port()}", "rpc": f"tcp://127.0.0.1:{free_port()}"}
                                for k in raw["bus"]["endpoints"]}
     raw["chain"]["rpc_url"] = url
     raw["nonce"]["state_dir"] = str(tmp / "state")
@@ -111,7 +107,7 @@ def run(n: int = 3000, clients: int = 4) -> dict[str, Any]:
     polyarb = str(Path(sys.executable).with_name("polyarb"))
     actor = subprocess.Popen([polyarb, "--config", str(cfg_path), "actor", "nonce"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    echo_ep, aecho_ep = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
+    echo_ep, aecho_ep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, echo_ep])
     aecho = subprocess.Popen([sys.executable, "-c", ASYNC_ECHO_SERVER, aecho_ep])
     endpoint = raw["bus"]["endpoints"]["nonce"]["rpc"]

@@ -48,13 +48,9 @@ from sandbox.testbed import free_port
 MAX_UINT = 2**256 - 1
 
 
-def _port() -> int:
-    return free_port()  # never an ephemeral port (sandbox.testbed)
-
-
 def _config(tmp: Path, rpc_url: str, port: int) -> Path:
     raw = yaml.safe_load(DEFAULT_PATH.read_text())
-    raw["bus"]["endpoints"] = {k: {"pub": f"tcp://127.0.0.1:{_port()}"} for k in raw["bus"]["endpoints"]}
+    raw["bus"]["endpoints"] = {k: {"pub": f"tcp://127.0.0.1:{free_port()}"} for k in raw["bus"]["endpoints"]}
     raw["chain"]["rpc_url"] = rpc_url
     raw["runtime"]["log_level"] = "WARNING"
     venue = raw["sandbox"]["venue"]
@@ -181,7 +177,7 @@ def _orders(url: str, tokens: list[str], n: int) -> dict[str, list[int]]:
 def run(n: int = 200) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp())
     anvil, rpc = start_anvil(load().sandbox.chain.__class__(block_time_seconds=0), 137)  # type: ignore[union-attr]
-    port = _port()
+    port = free_port()
     path = _config(tmp, rpc, port)
     cfg = load(path)
     polyarb = str(Path(sys.executable).with_name("polyarb"))

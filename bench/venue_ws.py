@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import yaml
 
 from bench.common import write_result
 from config.loader import DEFAULT_PATH
+from sandbox.testbed import free_port
 
 POLYARB = str(Path(sys.executable).with_name("polyarb"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,12 +62,6 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _write_config(path: Path, raw: dict[str, Any], updates_per_second: float) -> None:
     raw["sandbox"]["venue"]["updates_per_second"] = updates_per_second
     tmp = path.with_suffix(".tmp")
@@ -78,8 +72,8 @@ def _write_config(path: Path, raw: dict[str, Any], updates_per_second: float) ->
 def _config(tmp: Path, port: int) -> tuple[Path, dict[str, Any]]:
     raw = yaml.safe_load(DEFAULT_PATH.read_text())
     for name in raw["bus"]["endpoints"]:
-        raw["bus"]["endpoints"][name] = {"pub": f"tcp://127.0.0.1:{_port()}"}
-    raw["chain"]["rpc_url"] = f"http://127.0.0.1:{_port()}"  # no chain: market data only
+        raw["bus"]["endpoints"][name] = {"pub": f"tcp://127.0.0.1:{free_port()}"}
+    raw["chain"]["rpc_url"] = f"http://127.0.0.1:{free_port()}"  # no chain: market data only
     raw["runtime"].update(log_level="WARNING", config_debounce_ms=50)
     raw["sandbox"]["venue"]["port"] = port
     raw["sandbox"]["venue"]["state_dir"] = str(tmp / "state")
@@ -134,7 +128,7 @@ async def _subscriber(url: str, ids: list[str], seconds: float, lags: list[float
 
 
 async def _raw_baseline(seconds: float) -> float:
-    port = _port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-c", RAW_SERVER, str(port)])  # noqa: ASYNC220 - started once, before timing
     try:
         deadline = time.monotonic() + 20
@@ -160,7 +154,7 @@ async def _raw_baseline(seconds: float) -> float:
 
 
 def run(step_seconds: float = 1.2) -> dict[str, Any]:
-    port = _port()
+    port = free_port()
     steps: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         path, raw = _config(Path(tmp), port)
