@@ -97,6 +97,11 @@ class BookUpdate(_Body, tag="book"):
     market): a consumer that looks at the market as a whole waits for the
     last one, or it sees a new book next to an old one, a pair that never
     existed on the venue.
+    flush_more=True: another book of the same flush follows (any market); the
+    last book of a flush has it false. A neg-risk event's m markets move in
+    one venue message, and a flush can reach a subscriber split across its
+    reads: an event is judged only once the flush's last book is in. Defaults
+    false, so an older feed's books each end their flush.
     Example: {"type": "book", "token_id": "7132...", "market": "0x5f...", "valid": true,
               "bids": [[610000, 200000000]], "asks": [[630000, 150000000]], ...}
     """
@@ -111,6 +116,7 @@ class BookUpdate(_Body, tag="book"):
     tick_size: int
     reason: str = ""
     more: bool = False
+    flush_more: bool = False
 
 
 class FeedStatus(_Body, tag="feed_status"):

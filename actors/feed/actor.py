@@ -118,6 +118,7 @@ class FeedActor(Actor):
         ordered = sorted(dirty, key=lambda a: (market[a], a))
         for i, asset_id in enumerate(ordered):
             more = i + 1 < len(ordered) and market[ordered[i + 1]] == market[asset_id]
+            flush_more = i + 1 < len(ordered)  # whatever the market: the flush's last book ends it
             st = self.core.tokens.get(asset_id)
             if st is None:
                 # Unsubscribed: nobody maintains this book any more. Said once, as an
@@ -126,13 +127,14 @@ class FeedActor(Actor):
                 if gone is None:
                     continue
                 body = BookUpdate(token_id=asset_id, market=gone, valid=False, bids=[], asks=[], venue_ts_ms=0,
-                                  recv_ns=self.rt.clock.time_ns(), tick_size=0, reason=UNSUBSCRIBED, more=more)
+                                  recv_ns=self.rt.clock.time_ns(), tick_size=0, reason=UNSUBSCRIBED, more=more,
+                                  flush_more=flush_more)
             else:
                 self._market_of[asset_id] = st.market
                 bids, asks = st.book.depth(depth)
                 body = BookUpdate(token_id=asset_id, market=st.market, valid=st.valid, bids=bids, asks=asks,
                                   venue_ts_ms=st.book.last_ts, recv_ns=st.recv_ns, tick_size=st.book.tick_size,
-                                  reason=st.reason, more=more)
+                                  reason=st.reason, more=more, flush_more=flush_more)
             topic = topics.book(asset_id)
             self.clone.record(topic, self.rt.publisher.publish(topic, body, event_ns=body.recv_ns or None))
             self.published += 1

@@ -162,6 +162,8 @@ class RouterActor(Actor):
         self.evaluations = self.opportunities = self.signals = 0
         self.reevaluations = 0  # markets judged again when a result released their opportunity
         self._released = ""  # the signal whose result is being handled (never re-sent as is)
+        self._flush_open = False  # the last book said more books of its flush follow
+        self.flushes_split = 0  # reads that ended inside a feed flush (events judged after it)
         self.snapshot_requests = self.snapshot_errors = self.snapshots_applied = 0
         self.discoveries = self.discovery_errors = 0
         self._orphan_neg_risk = 0
@@ -327,6 +329,7 @@ class RouterActor(Actor):
             self.unexpected += 1
             return
         self.updates += 1
+        self._flush_open = body.flush_more
         self.books[body.token_id] = body
         self._book_seq[body.token_id] = (env.boot_id, env.seq)
         market = self._market_of.get(body.token_id)
@@ -343,7 +346,12 @@ class RouterActor(Actor):
             self._dirty_events[event] = body  # its other markets' books of this batch may follow
 
     def end_of_batch(self) -> None:
-        """Judge every event a book of the batch just received marked, once each."""
+        """Judge every event a book of the batch just received marked, once each, unless
+        the feed's flush is not all in yet (a read can end in the middle of one): then
+        the events wait for its last book, never judged on half-updated books."""
+        if self._flush_open:
+            self.flushes_split += 1
+            return
         dirty, self._dirty_events = self._dirty_events, {}
         for event, trigger in dirty.items():
             try:
@@ -549,6 +557,7 @@ class RouterActor(Actor):
             "unexpected_messages": self.unexpected,
             "handler_errors": self.handler_errors,
             "evaluations": self.evaluations, "reevaluations": self.reevaluations,
+            "flushes_split": self.flushes_split,
             "opportunities": self.opportunities,
             "signals_published": self.signals,
             "signals_by_kind": dict(self.signals_by_kind),

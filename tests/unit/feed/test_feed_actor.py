@@ -94,6 +94,16 @@ async def test_books_moved_together_go_out_together_the_last_one_unmarked(feed):
     assert (one.env.body.token_id, one.env.body.more) == ("yes-token", False)
 
 
+async def test_every_book_of_a_flush_but_its_last_says_more_of_the_flush_follows(feed):
+    actor, server, sub, ctx, cfg = feed
+    await eventually(lambda: server.connections)
+    server.connections[0].push([book("no-token", 1), book("yes-token", 1)])
+    batch = await sub.recv_batch()
+    while len(batch) < 2:
+        batch += await sub.recv_batch()
+    assert [r.env.body.flush_more for r in batch] == [True, False]
+
+
 async def test_late_joiner_gets_a_snapshot_and_then_only_newer_updates(feed):
     actor, server, sub, ctx, cfg = feed
     await eventually(lambda: server.connections)

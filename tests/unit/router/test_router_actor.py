@@ -581,6 +581,38 @@ async def test_a_gap_that_closes_is_not_signalled_from_half_updated_books(make_w
     assert w.actor.signals == 1
 
 
+async def test_an_event_is_judged_only_once_its_flush_is_all_in_even_across_reads(make_world):
+    # A read of the bus can end in the middle of a feed flush: the first markets' new
+    # books next to the others' old ones were judged (issue 13 review).
+    w = await make_world()
+    await with_listing(w, [BINARY, *THREE])
+    event_books(w, [62, 66, 68])
+    first = (await w.next_signal())[1].body
+    w.result(first.signal_id)
+    await eventually(lambda: w.actor.results["SUCCESS"] == 1)
+    w.clock.advance(0.01)
+    judged = w.actor.get_stats()["neg_risk_events"]["evaluations"]
+    # The gap closes: [61, 66, 75] sums 2.02. The first two markets are read, the third is
+    # not yet: next to its old book (68) they would be a basket (1.95).
+    def read(i, ask, last=False):
+        for token, bids, asks, more in ((f"y{i}", [(c(100 - ask), 10 * MICRO)], [(c(102 - ask), 10 * MICRO)], True),
+                                        (f"n{i}", [(c(ask - 2), 10 * MICRO)], [(c(ask), 10 * MICRO)], False)):
+            body = BookUpdate(token_id=token, market=f"0xc{i}", valid=True, bids=bids, asks=asks,
+                              venue_ts_ms=w.now_ms(), recv_ns=w.clock.time_ns(), tick_size=c(1), more=more,
+                              flush_more=not (last and not more))
+            w.actor.on_book(w.feed.stamp(topics.book(token), body))
+
+    read(0, 61)
+    read(1, 66)
+    w.actor.end_of_batch()
+    stats = w.actor.get_stats()
+    assert stats["flushes_split"] == 1 and stats["neg_risk_events"]["evaluations"] == judged
+    read(2, 75, last=True)  # the rest of the flush, in the next read
+    w.actor.end_of_batch()
+    assert w.actor.get_stats()["neg_risk_events"]["evaluations"] == judged + 1
+    assert w.actor.signals == 1  # judged once, on the whole flush: no basket
+
+
 async def test_an_augmented_event_never_signals(make_world):
     w = await make_world()
     augmented = [outcome(0), outcome(1), outcome(2, tags=["Placeholder"]), outcome(3, tags=["Other"])]
