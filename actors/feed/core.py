@@ -29,6 +29,8 @@ from actors.feed.dedup import DedupCache
 LOST_UPDATE = "best bid/ask disagree with the venue: an update was lost or is late"
 
 
+_NO_OBJECT: dict[str, object] = {}  # the fast path's events need no raw message for their identity
+
 @dataclass(slots=True)
 class TokenState:
     market: str
@@ -86,11 +88,14 @@ class FeedCore:
         """Apply one JSON frame; returns the asset ids whose book changed."""
         self.counts["frames"] += 1
         fast = wire.decode_fast(text)
-        if fast is not None:  # books and price changes, well formed: no dicts
+        if fast is not None:  # the venue's known events, well formed: no dicts
             changed: set[str] = set()
             for event in fast:
                 self.counts["messages"] += 1
-                self._deliver(event, wire.identity({}, event), recv_ns, changed)
+                if isinstance(event, wire.Ignored):
+                    self.counts["ignored_events"] += 1  # known (the fast path has no unknown event types)
+                    continue
+                self._deliver(event, wire.identity(_NO_OBJECT, event), recv_ns, changed)
             return changed
         try:
             objs = wire.decode(text)

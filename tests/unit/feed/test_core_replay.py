@@ -250,3 +250,27 @@ def test_books_and_price_changes_take_the_typed_fast_path_and_anything_else_the_
     c.track(YES, M)
     c.on_frame(unknown, 0)
     assert c.tokens[YES].valid and c.get_stats()["unknown_fields"] == 1  # generic path, counted
+
+
+def test_every_known_event_takes_the_fast_path_with_the_generic_paths_counts(monkeypatch):
+    from actors.feed import wire
+
+    frames = [_snapshot(1), _change(2, "0.41", "2", "BUY", "0.41", "0.45"),
+              json.dumps({"event_type": "last_trade_price", "asset_id": YES, "market": M, "price": "0.45",
+                          "side": "BUY", "size": "3", "fee_rate_bps": "0", "timestamp": "3"}),
+              json.dumps([{"event_type": "best_bid_ask", "asset_id": YES, "market": M, "best_bid": "0.41"},
+                          {"event_type": "market_resolved", "market": M, "winning_asset_id": YES}]),
+              json.dumps({"event_type": "tick_size_change", "asset_id": YES, "market": M, "old_tick_size": "0.01",
+                          "new_tick_size": "0.001", "timestamp": "4"})]
+    assert all(wire.decode_fast(f) is not None for f in frames)
+
+    def run():
+        c = FeedCore()
+        c.track(YES, M)
+        for f in frames + frames:  # again: duplicates
+            c.on_frame(f, 0)
+        return c.get_stats(), c.tokens[YES].book.bids, c.tokens[YES].valid
+
+    fast = run()
+    monkeypatch.setattr(wire, "decode_fast", lambda text: None)
+    assert run() == fast
