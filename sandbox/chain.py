@@ -10,6 +10,7 @@ import os
 import platform
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from actors.runtime.parent import die_with_parent
@@ -67,9 +68,10 @@ def chain_command(cfg: Config) -> int:
 _LISTENING = re.compile(rb"Listening on ([\d.]+):(\d+)")
 
 
-def start_anvil(cfg: SandboxChain, chain_id: int = 137) -> tuple[subprocess.Popen[bytes], str]:
-    """Start anvil on a free port (tests, benches); returns (process, rpc url)."""
-    args = [a for a in anvil_args(cfg, chain_id, port=0) if a != "--silent"]
+def start_anvil(cfg: SandboxChain, chain_id: int = 137, *, port: int = 0,
+                extra_args: Sequence[str] = ()) -> tuple[subprocess.Popen[bytes], str]:
+    """Start anvil (tests, benches) on `port`, or one it picks; returns (process, rpc url)."""
+    args = [a for a in anvil_args(cfg, chain_id, port=port) if a != "--silent"] + list(extra_args)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     for line in proc.stdout:

@@ -81,3 +81,34 @@ def procs(tmp_path):
         if p.p is not None and p.p.poll() is None:
             p.p.kill()
             p.p.wait(10)
+
+
+class RestartableAnvil:
+    """anvil on a state file, killed and restarted by a test on the SAME port. The port
+    comes from the test bed (below the ephemeral range): a port anvil picked itself is
+    ephemeral, and an outgoing connection could take it between the kill and the restart."""
+
+    def __init__(self, state: Path, *extra_args: str) -> None:
+        self.state, self.extra_args, self.port = state, extra_args, free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        chain = load().sandbox.chain  # type: ignore[union-attr]
+        self.proc, url = start_anvil(chain.__class__(block_time_seconds=0, accounts=chain.accounts), 137,
+                                     port=self.port, extra_args=["--state", str(self.state), *self.extra_args])
+        return url
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM: anvil writes its state (blocks and accounts; its pool is lost)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)

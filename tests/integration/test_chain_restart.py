@@ -4,61 +4,19 @@ nonces whose transactions were lost with the chain's last second, and trading re
 
 from __future__ import annotations
 
-import re
 import subprocess
-import threading
-from pathlib import Path
 
 import pytest
 
-from config.loader import load
-from sandbox.chain import anvil_args
 from sandbox.deploy import balances
 from tests.helpers import wait_until
-from tests.integration.conftest import POLYARB
+from tests.integration.conftest import POLYARB, RestartableAnvil
 from tests.integration.test_system import TRADER, Results, journal_outcomes, snapshot, start_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(300)]
 
-_LISTENING = re.compile(rb"Listening on ([\d.]+):(\d+)")
-
-
-class Anvil:
-    """anvil on a state file, dumped every second; restartable on the same port."""
-
-    def __init__(self, state: Path) -> None:
-        self.state, self.port, self.proc = state, 0, None
-
-    def start(self) -> str:
-        chain = load().sandbox.chain  # type: ignore[union-attr]
-        args = [a for a in anvil_args(chain.__class__(block_time_seconds=0, accounts=chain.accounts), 137,
-                                      port=self.port) if a != "--silent"]
-        args += ["--state", str(self.state), "--state-interval", "1"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for line in self.proc.stdout:  # type: ignore[union-attr]
-            m = _LISTENING.search(line)
-            if m:
-                self.port = int(m.group(2))
-                threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
-                return f"http://127.0.0.1:{self.port}"
-        raise RuntimeError(f"anvil exited with {self.proc.wait()}")
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
 def test_anvil_killed_with_sigkill_restarts_on_its_state_and_the_system_converges(tmp_path, procs):
-    anvil = Anvil(tmp_path / "anvil-state.json")
+    anvil = RestartableAnvil(tmp_path / "anvil-state.json", "--state-interval", "1")
     url = anvil.start()
     try:
         world = start_world(tmp_path, url, procs, 40,

@@ -6,25 +6,17 @@ transaction back and the next one mines."""
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
-import threading
-from pathlib import Path
 
 import pytest
 from web3 import Web3
 
 from actors.nonce.client import NonceClient
 from config.loader import load
-from sandbox.chain import anvil_args
 from tests.helpers import eventually
-from tests.integration.conftest import write_config
+from tests.integration.conftest import RestartableAnvil, write_config
 from tests.integration.test_nonce_authority import WALLET, with_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-_LISTENING = re.compile(rb"Listening on ([\d.]+):(\d+)")
-
 
 def sign(nonce: int, fee_gwei: int = 100) -> tuple[str, bytes, int, int]:
     """A signed self-transfer of the trading wallet: (hash, raw, max fee, tip)."""
@@ -54,40 +46,9 @@ async def send_through_the_authority(c: NonceClient, w3: Web3, rid: str) -> tupl
     return n, h
 
 
-class Anvil:
-    """anvil with automine off (`--no-mining`) on a state file; restartable on the same port."""
-
-    def __init__(self, state: Path) -> None:
-        self.state, self.port, self.proc = state, 0, None
-
-    def start(self) -> str:
-        chain = load().sandbox.chain  # type: ignore[union-attr]
-        args = [a for a in anvil_args(chain.__class__(block_time_seconds=0, accounts=chain.accounts), 137,
-                                      port=self.port) if a != "--silent"]
-        args += ["--no-mining", "--state", str(self.state)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for line in self.proc.stdout:  # type: ignore[union-attr]
-            m = _LISTENING.search(line)
-            if m:
-                self.port = int(m.group(2))
-                threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
-                return f"http://127.0.0.1:{self.port}"
-        raise RuntimeError(f"anvil exited with {self.proc.wait()}")
-
-    def stop(self) -> None:
-        """SIGTERM: anvil writes its state (blocks and accounts; its pool is lost)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
 @pytest.fixture
 def no_mining_anvil(tmp_path):
-    anvil = Anvil(tmp_path / "anvil-state.json")
+    anvil = RestartableAnvil(tmp_path / "anvil-state.json", "--no-mining")
     url = anvil.start()
     yield anvil, url
     anvil.stop()
