@@ -8,49 +8,26 @@ winner redeemed, the books again equal to the chain."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections import Counter
 
 import httpx
 import pytest
-import yaml
-from web3 import Web3
 
-from config.loader import DEFAULT_PATH, load
-from sandbox.deploy import Deployment, MarketInfo, balances
+from sandbox.deploy import Deployment, balances
 from tests.helpers import wait_until
-from tests.integration.conftest import POLYARB, ROOT, write_config
-from tests.integration.test_system import TRADER, Results, World, journal_outcomes, snapshot
+from tests.integration.conftest import POLYARB
+from tests.integration.test_system import TRADER, Results, World, journal_outcomes, snapshot, start_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
-def start_basket_world(tmp_path, anvil, procs, sell_side_share: float = 1.0, router: dict | None = None,
-                       trading: dict | None = None, **venue_faults: object) -> World:
-    """anvil + venue + nonce + feed + router as real processes, the venue's gaps on
-    events only (no binary gap): sell-side gaps make NO baskets, buy-side YES baskets."""
-    faults = yaml.safe_load(DEFAULT_PATH.read_text())["sandbox"]["venue"]["faults"]
-    faults.update(inject_binary_gap=False, **venue_faults)
-    path = write_config(
-        tmp_path, anvil, anvil_port=int(anvil.rsplit(":", 1)[1]),
-        sandbox={"venue": {"updates_per_second": 10, "faults": faults, "arbitrage": {
-            "rate_per_minute": 40, "margin": "0.05", "lifetime_seconds": 6, "sell_side_share": sell_side_share}}},
-        router=router or {}, trading=trading or {},
-        retry_policy={"max_retries": 1, "base_delay_ms": 20, "max_delay_ms": 100},
-        runtime={"stats_interval_seconds": 0.25},
-        executor={"reconcile_seconds": 1},
-    )
-    cfg = load(path)
-    for name in ("venue", "nonce", "feed", "router"):
-        procs("--config", str(path), "actor", name, name=name)
-    w3 = Web3(Web3.HTTPProvider(anvil))
-    wait_until(lambda: snapshot(cfg).get("venue", {}).get("venue", {}).get("chain_ready"), timeout=90,
-               what="venue bootstrapped the chain")
-    raw = json.loads(subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "sandbox.deploy", "--config", str(path)],
-                                    capture_output=True, text=True, timeout=60).stdout)
-    dep = Deployment(**{**raw, "markets": [MarketInfo(**m) for m in raw["markets"]]})
-    return World(path, cfg, w3, dep, balances(w3, dep, TRADER)["collateral"])
+def start_basket_world(tmp_path, anvil, procs, sell_side_share: float = 1.0, faults: dict | None = None,
+                       **sections) -> World:
+    """The system world with the venue's gaps on events only (no binary gap): sell-side
+    gaps make NO baskets, buy-side YES baskets."""
+    return start_world(tmp_path, anvil, procs, 40, arbitrage={"sell_side_share": sell_side_share},
+                       venue_faults={"inject_binary_gap": False, **(faults or {})}, **sections)
 
 
 def event_id(dep: Deployment, slug: str) -> str:
@@ -120,8 +97,8 @@ def test_yes_baskets_are_held_redeemed_after_the_resolution_and_booked_exactly(t
     world = start_basket_world(tmp_path, anvil, procs, sell_side_share=0.0, router={"yes_baskets": True},
                                # a long TTL: settlement holds the event's lock for seconds, signals queue behind it
                                trading={"max_locked_capital": "1000", "signal_ttl_ms": 15_000},
-                               trade_fail_rate=0.1, delayed_rate=0.2,
-                               delay_ms=800, settlement_latency_ms=3000)
+                               faults={"trade_fail_rate": 0.1, "delayed_rate": 0.2, "delay_ms": 800,
+                                       "settlement_latency_ms": 3000})
     path, cfg, w3, dep, start = world.path, world.cfg, world.w3, world.dep, world.start
     world_cup = event_id(dep, "world-cup-2026")
     results = Results(cfg)

@@ -22,7 +22,7 @@ from bus import topics
 from bus.context import destroy, new_context
 from bus.messages import TxResult
 from bus.sockets import Subscriber
-from config.loader import load
+from config.loader import DEFAULT_PATH, load
 from sandbox.deploy import Deployment, MarketInfo, balances, contract
 from tests.helpers import wait_until
 from tests.integration.conftest import POLYARB, ROOT, write_config
@@ -98,13 +98,18 @@ class World:
     start: int  # the trader's collateral before any trade
 
 
-def start_world(tmp_path, anvil, procs, arbitrage_per_minute: int, **sections) -> World:
+def start_world(tmp_path, anvil, procs, arbitrage_per_minute: int, *, arbitrage: dict | None = None,
+                venue_faults: dict | None = None, **sections) -> World:
     """anvil + venue + nonce + feed + router as real processes (the executor is
-    the caller's to start), with the venue's chain bootstrapped."""
+    the caller's to start), with the venue's chain bootstrapped. `arbitrage` and
+    `venue_faults`: changes to the venue's gap settings and to its default faults."""
+    venue = {"updates_per_second": 10, "arbitrage": {
+        "rate_per_minute": arbitrage_per_minute, "margin": "0.05", "lifetime_seconds": 6, **(arbitrage or {})}}
+    if venue_faults:
+        venue["faults"] = {**yaml.safe_load(DEFAULT_PATH.read_text())["sandbox"]["venue"]["faults"], **venue_faults}
     path = write_config(
         tmp_path, anvil, anvil_port=int(anvil.rsplit(":", 1)[1]),
-        sandbox={"venue": {"updates_per_second": 10, "arbitrage": {
-            "rate_per_minute": arbitrage_per_minute, "margin": "0.05", "lifetime_seconds": 6}}},
+        sandbox={"venue": venue},
         retry_policy={"max_retries": 1, "base_delay_ms": 20, "max_delay_ms": 100},
         runtime={"stats_interval_seconds": 0.25},
         executor={"reconcile_seconds": 1, **sections.pop("executor", {})}, **sections,
