@@ -56,6 +56,16 @@ class World:
         self.clock.advance(seconds)
 
 
+async def until(cond, what: str = "", limit: int = 2000) -> None:
+    """Turn the event loop until `cond()` holds, or fail saying what never happened
+    (an unbounded wait would hang until the test's timeout instead)."""
+    for _ in range(limit):
+        if cond():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"still waiting after {limit} loop turns: {what}")
+
+
 async def drive(clock, task, step=0.25, limit=2000):
     """Advance the test clock until `task` finishes (its waits are on that clock)."""
     for _ in range(limit):
@@ -225,8 +235,7 @@ async def test_node_errors_get_their_remedy(world, error, expect):
     if expect == "already_known":
         # the first send "failed" with already known: nothing was pooled, so send it for real, then mine
         await asyncio.sleep(0)
-        while not world.chain.txs:
-            await asyncio.sleep(0)
+        await until(lambda: world.chain.txs, "a transaction signed")
         h, tx = next(iter(world.chain.txs.items()))
         world.chain.sent.append(tx)
         world.nonce_chain.pool[tx["nonce"]] = h
@@ -269,8 +278,7 @@ async def test_no_gas_for_the_merge_frees_the_nonce_and_leaves_the_bought_set_pe
 async def test_stuck_transaction_is_replaced_with_higher_fees(world):
     world.chain.automine = False
     task = asyncio.create_task(world.sender.execute(signal(world.clock)))
-    while len(world.chain.sent) < 1:
-        await asyncio.sleep(0)
+    await until(lambda: len(world.chain.sent) >= 1, "1 transaction(s) sent")
     for _ in range(200):  # past receipt_timeout (20 s) in 0.25 s polls
         world.clock.advance(0.25)
         await asyncio.sleep(0)
@@ -321,8 +329,7 @@ async def test_a_crash_after_the_legs_is_reconciled_without_executing_twice(worl
     world.chain.automine = False
     s = signal(world.clock)
     task = asyncio.create_task(world.sender.execute(s))
-    while not world.chain.sent:
-        await asyncio.sleep(0)
+    await until(lambda: world.chain.sent, "a transaction sent")
     task.cancel()  # the process dies with the merge in the pool, unmined
     await asyncio.gather(task, return_exceptions=True)
     orders_before = len(world.venue.orders)
@@ -488,8 +495,7 @@ async def test_a_fee_bump_that_cannot_be_broadcast_keeps_watching_the_first_atte
     world.chain.automine = False
     world.chain.send_errors = [None] + [ConnectionResetError("connection reset by peer")] * 10
     task = asyncio.create_task(world.sender.execute(signal(world.clock, kind="SELL_SET", prices=(550_000, 500_000))))
-    while len(world.chain.sent) < 1:
-        await asyncio.sleep(0)
+    await until(lambda: len(world.chain.sent) >= 1, "1 transaction(s) sent")
     for _ in range(200):  # past the receipt timeout: the bump is tried and fails
         if world.sender.onchain.get_stats()["rebroadcast_errors"]:
             break
@@ -521,8 +527,7 @@ async def test_a_fee_bump_never_passes_the_fee_cap_and_the_first_attempt_is_stil
     world.cfg = with_executor(world.cfg, max_fee_per_gas_gwei=95)  # first attempt 90 gwei; a bump is 100.8
     world.chain.automine = False
     task = asyncio.create_task(world.sender.execute(signal(world.clock)))
-    while len(world.chain.sent) < 1:
-        await asyncio.sleep(0)
+    await until(lambda: len(world.chain.sent) >= 1, "1 transaction(s) sent")
     for _ in range(200):
         if world.sender.onchain.get_stats()["bumps_capped"]:
             break
@@ -537,8 +542,7 @@ async def test_a_fee_bump_never_passes_the_fee_cap_and_the_first_attempt_is_stil
 async def test_a_fee_bump_follows_a_base_fee_that_rose(world):
     world.chain.automine = False
     task = asyncio.create_task(world.sender.execute(signal(world.clock)))
-    while len(world.chain.sent) < 1:
-        await asyncio.sleep(0)
+    await until(lambda: len(world.chain.sent) >= 1, "1 transaction(s) sent")
     world.chain.base_fee = 200 * 10**9  # the network got busy after the quote
     await world.sender.onchain.refresh_fees()
     while len(world.chain.sent) < 2:
@@ -580,18 +584,14 @@ async def test_the_market_is_free_for_the_next_signal_while_a_merge_is_mined(wor
     # chain, so signals behind it expired (41 of 80 outcomes in one run).
     world.chain.automine = False
     first = asyncio.create_task(world.sender.execute(signal(world.clock, prices=(450_000, 500_000))))
-    while len(world.chain.sent) < 1:  # its legs traded, its merge is in the pool
-        await asyncio.sleep(0)
+    # its legs traded, its merge is in the pool
+    await until(lambda: len(world.chain.sent) >= 1, "1 transaction(s) sent")
     world.clock.advance(0.01)
     second = asyncio.create_task(world.sender.execute(signal(world.clock, prices=(440_000, 500_000),
                                                              created_offset=1)))
-    for _ in range(50):
-        if len(world.venue.calls) == 4:
-            break
-        await asyncio.sleep(0)
+    await until(lambda: len(world.venue.calls) == 4, "the second execution's legs placed")
     assert len(world.venue.calls) == 4 and not first.done()  # the second placed its legs meanwhile
-    while len(world.chain.sent) < 2:
-        await asyncio.sleep(0)
+    await until(lambda: len(world.chain.sent) >= 2, "2 transaction(s) sent")
     world.chain.mine()
     assert (await drive(world.clock, first)).status is TxStatus.SUCCESS
     assert (await drive(world.clock, second)).status is TxStatus.SUCCESS
@@ -728,8 +728,7 @@ async def test_a_convert_that_cannot_be_sent_leaves_the_basket_pending_then_reco
 async def test_a_crash_with_the_convert_in_the_pool_is_resumed_without_trading_twice(world, tmp_path):
     world.chain.automine = False
     task = asyncio.create_task(world.sender.execute(basket(world.clock)))
-    while not world.chain.sent:
-        await asyncio.sleep(0)
+    await until(lambda: world.chain.sent, "a transaction sent")
     task.cancel()  # the process dies with the convert unmined
     await asyncio.gather(task, return_exceptions=True)
     orders = len(world.venue.orders)
@@ -780,18 +779,14 @@ async def test_the_adapters_terms_are_read_once_a_minute(world):
 async def test_the_event_is_free_for_the_next_basket_while_a_convert_is_mined(world):
     world.chain.automine = False
     first = asyncio.create_task(world.sender.execute(basket(world.clock)))
-    while len(world.chain.sent) < 1:  # its legs traded, its convert is in the pool
-        await asyncio.sleep(0)
+    # its legs traded, its convert is in the pool
+    await until(lambda: len(world.chain.sent) >= 1, "1 transaction(s) sent")
     world.clock.advance(0.01)
     second = asyncio.create_task(world.sender.execute(basket(world.clock, prices=(770_000, *WORLD_CUP_NO[1:]),
                                                              created_offset=1)))
-    for _ in range(50):
-        if len(world.venue.calls) == 8:
-            break
-        await asyncio.sleep(0)
+    await until(lambda: len(world.venue.calls) == 8, "the second execution's legs placed")
     assert len(world.venue.calls) == 8 and not first.done()
-    while len(world.chain.sent) < 2:
-        await asyncio.sleep(0)
+    await until(lambda: len(world.chain.sent) >= 2, "2 transaction(s) sent")
     world.chain.mine()
     assert (await drive(world.clock, first)).status is TxStatus.SUCCESS
     assert (await drive(world.clock, second)).status is TxStatus.SUCCESS
@@ -1062,15 +1057,11 @@ async def test_the_market_is_free_for_the_next_signal_while_the_legs_settle(worl
 
     world.venue.settle = slow_settle
     first = asyncio.create_task(world.sender.execute(signal(world.clock, prices=(450_000, 500_000))))
-    while len(world.venue.calls) < 2:
-        await asyncio.sleep(0)
+    await until(lambda: len(world.venue.calls) >= 2, "both legs placed")
     world.clock.advance(0.01)
     second = asyncio.create_task(world.sender.execute(signal(world.clock, prices=(440_000, 500_000),
                                                              created_offset=1)))
-    for _ in range(50):
-        if len(world.venue.calls) == 4:
-            break
-        await asyncio.sleep(0)
+    await until(lambda: len(world.venue.calls) == 4, "the second execution's legs placed")
     assert len(world.venue.calls) == 4 and not first.done()  # placed while the first one settles
     gate.set()
     assert (await drive(world.clock, first)).status is TxStatus.SUCCESS

@@ -12,7 +12,7 @@ import pytest
 from actors.domain.enums import TxStatus
 from actors.executor.redemption import Redeemer
 from bus.messages import Leg, Signal
-from tests.unit.executor.test_tx_sender import EVENT, GAS, SIZE, World
+from tests.unit.executor.test_tx_sender import EVENT, GAS, SIZE, World, until
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
@@ -95,10 +95,7 @@ async def test_a_crash_after_the_redeem_was_sent_never_redeems_twice(world, tmp_
     world.chain.reported.update({f"{EVENT}:q{i}": (1 if i == 0 else 0, 0 if i == 0 else 1) for i in range(4)})
     world.chain.automine = False
     task = asyncio.ensure_future(Redeemer(world.sender).redeem_resolved())
-    for _ in range(200):  # until the redeem is in the pool, then the process dies
-        await asyncio.sleep(0)
-        if world.chain.sent:
-            break
+    await until(lambda: world.chain.sent, "the redeem in the pool")  # then the process dies
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert len(world.chain.sent) == 1
