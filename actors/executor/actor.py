@@ -340,7 +340,7 @@ class ExecutorActor(Actor):
         outcomes = self.journal.outcomes()
         # Per strategy: successes / executions and P&L, e.g. "BUY_SET 3/4 0.120000, NO_BASKET 1/1 0.040000".
         strategies = ", ".join(f"{k} {v['successful']}/{v['executions']} {format_usdc(v['realized_pnl_micro'])}"
-                               for k, v in s["by_strategy"].items() if k in _STRATEGIES)
+                               for k, v in s["by_strategy"].items() if k in _STRATEGIES or k == "REDEMPTION")
         return {"ok": s["successful_executions"], "failed": s["failed_executions"],
                 "pnl_usdc": s["realized_pnl_usdc"], "queue": s["queue_size"], "ready": self.ready,
                 "world_ok": sum(1 for _, status, _, _ in outcomes if status in ("SUCCESS", "HELD")),

@@ -23,7 +23,7 @@ import msgspec
 from actors.executor.legs import LegEvent, LegState, may_move
 from actors.executor.outcomes import GAS, Flow
 from actors.runtime.storage import immediate, open_wal
-from bus.messages import Leg, Signal
+from bus.messages import Signal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -83,16 +83,6 @@ CREATE TABLE IF NOT EXISTS baskets (
 );
 """
 _sig_decoder = msgspec.msgpack.Decoder(Signal)
-
-
-class _Legs(msgspec.Struct):
-    """Only the legs of a journaled signal: the placeholders the journal keys
-    approvals and position sales by carry a kind no Signal decodes."""
-
-    legs: list[Leg] = []
-
-
-_legs_decoder = msgspec.msgpack.Decoder(_Legs)
 
 
 class Journal:
@@ -157,13 +147,12 @@ class Journal:
         legacy = sum(pnl + gas for k, _, pnl, gas in self.outcomes() if k not in with_flows)
         return int(flowed) + legacy
 
-    def traded_tokens(self, limit: int = 500) -> list[str]:
-        """Tokens of open or past positions and of the latest executions' legs: the
-        balances the reconciler compares (each should be what the books hold)."""
-        tokens = {row[0] for row in self._db.execute("SELECT DISTINCT token_id FROM holdings")}
-        for (blob,) in self._db.execute("SELECT signal FROM executions ORDER BY updated_ns DESC LIMIT ?", (limit,)):
-            tokens.update(leg.token_id for leg in _legs_decoder.decode(blob).legs)
-        return sorted(t for t in tokens if t.isdigit())
+    def traded_tokens(self) -> list[str]:
+        """Every token the books hold or a leg ever traded: the balances the reconciler
+        compares (each should be what the books hold). Read from two indexed tables, not
+        by decoding the journaled signals."""
+        rows = self._db.execute("SELECT token_id FROM holdings UNION SELECT token_id FROM legs").fetchall()
+        return sorted(t for (t,) in rows if t.isdigit())
 
     def get(self, key: str) -> tuple[Signal, str, dict[str, Any]] | None:
         row = self._db.execute("SELECT signal, state, data FROM executions WHERE key=?", (key,)).fetchone()

@@ -656,7 +656,9 @@ class TxSender:
         self.counts[r.status.value] += 1
         self.realized_pnl += r.realized_pnl
         self.gas_spent += r.gas_cost
-        kind = self.by_kind.setdefault(str(r.signal.kind), {"executions": 0, "successful": 0, "failed": 0,
+        # A redemption is no execution of its strategy: apart, so "YES_BASKET 2/2" means two baskets.
+        strategy = "REDEMPTION" if r.status is TxStatus.REDEEMED else str(r.signal.kind)
+        kind = self.by_kind.setdefault(strategy, {"executions": 0, "successful": 0, "failed": 0,
                                                              "realized_pnl_micro": 0, "gas_spent_micro": 0})
         kind["executions"] += 1
         kind["successful"] += r.success
