@@ -177,19 +177,14 @@ def find_opportunity(books: Sequence[BookView], market: MarketParams, limits: Li
     return evaluate(books, market, limits).opportunity
 
 
-def screen(books: Sequence[BookView], market: MarketParams | BasketParams, limits: Limits) -> str | None:
-    """Why these books must not be traded on at all, or None if they may."""
-    return _screen(books, market, limits)[0]
-
-
 # One token's usable (bids, asks), best first: built once per evaluation, by the screen.
 Ladders = dict[str, tuple[list[Level], list[Level]]]
 
 
 def _screen(books: Sequence[BookView], market: MarketParams | BasketParams, limits: Limits,
             ) -> tuple[str | None, Ladders]:
-    """The screen's verdict, and the ladders it built to judge crossed books (the
-    evaluation sweeps the same ladders instead of building them again)."""
+    """Why these books must not be traded on at all (or None), and the ladders built to
+    judge crossed books (the evaluation sweeps the same ladders instead of building them again)."""
     if not market.complete:
         return INCOMPLETE_SET, {}
     by_token = {b.token_id: b for b in books}
@@ -282,10 +277,14 @@ def _ladder(levels: Sequence[Level], side: Side) -> list[Level]:
 
 def marginal_profit(kind: SetKind, prices: Sequence[int], fee_rate_ppm: int) -> int:
     """Profit in micro-USDC of one binary set at these per-leg prices, fees rounded up."""
-    fees = sum(taker_fee(MICRO, p, fee_rate_ppm) for p in prices)
-    if kind == SetKind.BUY_SET:
-        return MICRO - sum(prices) - fees
-    return sum(prices) - fees - MICRO
+    return _one_set(kind != SetKind.SELL_SET, prices, (fee_rate_ppm,) * len(prices), MICRO)
+
+
+def _one_set(buying: bool, prices: Sequence[int], rates: Sequence[int], payout: int) -> int:
+    """Profit of one set: what it pays (`payout` when bought, the bids when sold) less
+    what it costs (the asks when bought, the split's 1 when sold) and its taker fees."""
+    fees = sum(taker_fee(MICRO, p, r) for p, r in zip(prices, rates, strict=True))
+    return payout - sum(prices) - fees if buying else sum(prices) - fees - MICRO
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,12 +302,8 @@ class _Terms:
 
     def marginal(self, prices: Sequence[int]) -> int:
         """Profit in micro-USDC of one set at these per-leg prices, fees rounded up."""
-        fees = sum(taker_fee(MICRO, p, r) for p, r in zip(prices, self.rates, strict=True))
-        if self.basket is not None:
-            return self.basket.payout(MICRO) - sum(prices) - fees
-        if self.kind == SetKind.BUY_SET:
-            return MICRO - sum(prices) - fees
-        return sum(prices) - fees - MICRO
+        payout = self.basket.payout(MICRO) if self.basket is not None else MICRO
+        return _one_set(self.side == Side.BUY, prices, self.rates, payout)
 
     def per_set(self, prices: Sequence[int]) -> int:
         """Collateral one share of a set commits: its asks when buying, the split when selling."""
