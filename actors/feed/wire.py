@@ -141,6 +141,17 @@ def _best(text: object) -> int | None:
     return v if 0 < v < MICRO else None
 
 
+def _level_change(changes: list[LevelChange], ident: list[tuple], asset: str, price_text: object,
+                  size_text: object, side: object, hash_: object, best_bid: object, best_ask: object) -> None:
+    """One entry of a price_change, read the same way by both paths: the change and
+    its part of the message's identity."""
+    if side not in ("BUY", "SELL"):
+        raise WireError("bad_value", f"side {side!r}")
+    price, size = _decimal(price_text), _decimal(size_text)
+    changes.append(LevelChange(asset, price, size, side == "BUY", _best(best_bid), _best(best_ask)))
+    ident.append((asset, price, size, side, hash_))
+
+
 def decode(text: str | bytes) -> list[dict]:
     """JSON object or array of objects -> list of dicts."""
     try:
@@ -166,14 +177,8 @@ def parse_event(obj: dict) -> tuple[Event, int]:
             if not isinstance(e, dict):
                 raise WireError("bad_value", f"price change entry {e!r}")
             unknown += len(e.keys() - _PC_ENTRY_KEYS)
-            side = _need(e, "side")
-            if side not in ("BUY", "SELL"):
-                raise WireError("bad_value", f"side {side!r}")
-            asset = str(_need(e, "asset_id"))
-            price, size = _decimal(_need(e, "price")), _decimal(_need(e, "size"))
-            changes.append(LevelChange(asset, price, size, side == "BUY", _best(e.get("best_bid")),
-                                       _best(e.get("best_ask"))))
-            ident.append((asset, price, size, side, e.get("hash")))
+            _level_change(changes, ident, str(_need(e, "asset_id")), _need(e, "price"), _need(e, "size"),
+                          _need(e, "side"), e.get("hash"), e.get("best_bid"), e.get("best_ask"))
         market = str(_need(obj, "market"))
         ts = _int(_need(obj, "timestamp"), "timestamp")
         return PriceChange(market, ts, changes, ("pc", market, ts, tuple(ident))), unknown + len(obj.keys() - _PC_KEYS)
@@ -291,12 +296,7 @@ def _fast_event(m: _Msg) -> Event:
     if isinstance(m, _PriceChange):
         changes, ident = [], []
         for e in m.price_changes:
-            if e.side not in ("BUY", "SELL"):
-                raise WireError("bad_value", f"side {e.side!r}")
-            price, size = _decimal(e.price), _decimal(e.size)
-            changes.append(LevelChange(e.asset_id, price, size, e.side == "BUY", _best(e.best_bid),
-                                       _best(e.best_ask)))
-            ident.append((e.asset_id, price, size, e.side, e.hash))
+            _level_change(changes, ident, e.asset_id, e.price, e.size, e.side, e.hash, e.best_bid, e.best_ask)
         ts = _int(m.timestamp, "timestamp")
         return PriceChange(m.market, ts, changes, ("pc", m.market, ts, tuple(ident)))
     return BookSnapshot(m.asset_id, m.market, [(_decimal(lv.price), _decimal(lv.size)) for lv in m.bids],
