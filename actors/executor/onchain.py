@@ -181,7 +181,7 @@ class OnChainSender:
         return await self._finish(receipt, st)
 
     async def _finish(self, receipt: Receipt, st: dict[str, Any]) -> TxOutcome:
-        await self.nonces.mark_confirmed(st["nonce"])
+        await self.nonces.mark_confirmed(st["nonce"], receipt.tx_hash)
         price = to_micro(self._config().executor.pol_usdc_price)
         cost = gas_fee(receipt.gas_used, receipt.effective_gas_price, price)
         if receipt.status != 1:

@@ -4,7 +4,7 @@ Methods (params -> result):
     allocate {request_id}         -> {"nonce": int, "request_id": str}
     mark_sent {nonce, tx_hash, max_fee?, tip?, raw?} -> {"ok": true}
                                   (fees in wei, if known; raw: the signed transaction, 0x-hex)
-    confirm {nonce}               -> {"confirmed": bool}   (false: already settled, or not mined)
+    confirm {nonce, tx_hash?}     -> {"confirmed": bool}   (false: already settled, or not mined)
     fail {nonce}                  -> {"ok": true}
     is_pending {nonce}            -> {"pending": bool}
     stats {}                      -> the manager's get_stats()
@@ -121,7 +121,8 @@ class NonceActor(Actor):
             return {"ok": True}
 
         async def confirm(p: dict[str, Any]) -> Any:
-            return {"confirmed": await m.mark_confirmed(int(p["nonce"]))}
+            tx_hash = p.get("tx_hash")
+            return {"confirmed": await m.mark_confirmed(int(p["nonce"]), str(tx_hash) if tx_hash else None)}
 
         async def fail(p: dict[str, Any]) -> Any:
             await m.mark_failed(int(p["nonce"]))

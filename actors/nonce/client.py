@@ -37,8 +37,13 @@ class NonceClient:
             params["raw"] = "0x" + bytes(raw).hex()
         await self._rpc.call("mark_sent", params)
 
-    async def mark_confirmed(self, nonce: int) -> bool:
-        return bool((await self._rpc.call("confirm", {"nonce": nonce}))["confirmed"])
+    async def mark_confirmed(self, nonce: int, tx_hash: str | None = None) -> bool:
+        """Mined; `tx_hash`: the attempt whose receipt the sender holds (the one to
+        re-broadcast if the chain loses its block), so the authority needs no chain read."""
+        params: dict[str, object] = {"nonce": nonce}
+        if tx_hash:
+            params["tx_hash"] = tx_hash
+        return bool((await self._rpc.call("confirm", params))["confirmed"])
 
     async def mark_failed(self, nonce: int) -> None:
         await self._rpc.call("fail", {"nonce": nonce})

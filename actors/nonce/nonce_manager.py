@@ -249,24 +249,34 @@ class NonceManager:
             self._unknown_since.pop(nonce, None)  # a new attempt: its own grace period
             self._rebroadcast_at.pop(nonce, None)
 
-    async def mark_confirmed(self, nonce: int) -> bool:
+    async def mark_confirmed(self, nonce: int, tx_hash: str | None = None) -> bool:
         """Mined. A nonce the chain has not passed is never confirmed (the sender
         saw `nonce too high`, or its report is wrong): with no hash of it known
         to the node it goes back to the pool, else reconciliation confirms it
-        once mined. False when nothing was confirmed."""
+        once mined. `tx_hash`: the attempt whose receipt the sender holds; one of
+        ours, it is the mined one, without asking the node (which may be going
+        down: a confirm without the hash lost the signed transaction to a no-op
+        when the chain then lost the block). False when nothing was confirmed."""
         if not self.ledger.is_pending(nonce):
             return False
         latest = pending = seq = -1
+        ours = tx_hash is not None and any(at.tx_hash == tx_hash for at in self.ledger.attempts(nonce))
+        known, mined = False, tx_hash if ours else None
         try:
             if nonce >= self.ledger.chain_latest:
                 seq, latest, pending = await self._counts()
             known = 0 <= latest <= nonce and await self._any_known(nonce)
-            mined = None if 0 <= latest <= nonce else await self._mined_hash(nonce)
+            if not (0 <= latest <= nonce) and not ours:
+                mined = await self._mined_hash(nonce)
         except Exception as exc:
             self.chain_errors += 1
-            log.warning("cannot check confirm of nonce %d against the chain (%s): left to reconciliation",
-                        nonce, exc)
-            return False
+            if not ours:
+                log.warning("cannot check confirm of nonce %d against the chain (%s): left to reconciliation",
+                            nonce, exc)
+                return False
+            latest = pending = seq = -1  # the sender holds its receipt: confirmed on it, with its hash
+            log.info("confirm of nonce %d on the sender's receipt %s (the chain did not answer: %s)",
+                     nonce, tx_hash, exc)
         if 0 <= latest <= nonce:
             async with self._lock:
                 self.unmined_confirms += 1

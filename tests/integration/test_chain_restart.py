@@ -11,7 +11,7 @@ import pytest
 from sandbox.deploy import balances
 from tests.helpers import wait_until
 from tests.integration.conftest import POLYARB, RestartableAnvil
-from tests.integration.test_system import TRADER, Results, journal_outcomes, snapshot, start_world
+from tests.integration.test_system import TRADER, Results, all_ended, journal_outcomes, snapshot, start_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -43,8 +43,7 @@ def test_anvil_killed_with_sigkill_restarts_on_its_state_and_the_system_converge
                        what="trading resumed after the chain restart")
             subprocess.run([POLYARB, "--config", str(world.path), "halt", "--reason", "reconcile"], check=True,
                            timeout=30)
-            wait_until(lambda: (e := snapshot(cfg)["executor"]["executor"])["queue_size"] == 0
-                       and e["in_flight"] == 0, timeout=60, what="executor idle")
+            wait_until(lambda: all_ended(cfg), timeout=120, interval=0.5, what="every execution ended")
             wait_until(converged, timeout=90, interval=0.5, what="no nonce stuck: pending == latest")
             stats = snapshot(cfg)
             delta = balances(w3, world.dep, TRADER)["collateral"] - world.start

@@ -13,7 +13,7 @@ import pytest
 from sandbox.deploy import balances
 from tests.helpers import wait_until
 from tests.integration.conftest import POLYARB
-from tests.integration.test_system import TRADER, Results, journal_outcomes, snapshot, start_world
+from tests.integration.test_system import TRADER, Results, all_ended, journal_outcomes, snapshot, start_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -38,8 +38,7 @@ def test_sigkill_during_trading_loses_and_duplicates_nothing(tmp_path, anvil, pr
         wait_until(lambda: snapshot(cfg).get("executor", {}).get("executor", {}).get("ready"), timeout=120,
                    what="the last executor reconciled and ready")
         subprocess.run([POLYARB, "--config", str(path), "halt", "--reason", "chaos check"], check=True, timeout=30)
-        wait_until(lambda: (e := snapshot(cfg)["executor"]["executor"])["queue_size"] == 0 and e["in_flight"] == 0,
-                   timeout=60, what="executor idle")
+        wait_until(lambda: all_ended(cfg), timeout=120, interval=0.5, what="every execution ended")
         wait_until(lambda: snapshot(cfg)["nonce"]["nonce"]["pending_count"] == 0, timeout=60,
                    what="no nonce left pending")
     finally:

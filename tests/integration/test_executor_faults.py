@@ -16,7 +16,7 @@ import yaml
 from sandbox.deploy import balances
 from tests.helpers import wait_until
 from tests.integration.conftest import POLYARB
-from tests.integration.test_system import TRADER, Results, journal_outcomes, snapshot, start_world
+from tests.integration.test_system import TRADER, Results, all_ended, journal_outcomes, snapshot, start_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -44,8 +44,7 @@ def test_failed_trades_delayed_orders_and_slow_settlement_leave_the_books_exact(
 
         wait_until(enough, timeout=200, interval=0.5, what="trades settled, failed and delayed")
         subprocess.run([POLYARB, "--config", str(path), "halt", "--reason", "check"], check=True, timeout=30)
-        wait_until(lambda: (e := snapshot(cfg)["executor"]["executor"])["queue_size"] == 0 and e["in_flight"] == 0
-                   and e["idempotency"]["records"]["IN_PROGRESS"] == 0, timeout=120, what="every execution ended")
+        wait_until(lambda: all_ended(cfg), timeout=120, what="every execution ended")
         held = snapshot(cfg)["executor"]["executor"]["baskets_held"]
         if held:  # YES baskets wait for their event: resolve it, the executor redeems them
             resp = httpx.post(f"{cfg.router.clob_url}/sandbox/resolve", json={"event": "world-cup-2026"}, timeout=30)

@@ -17,7 +17,7 @@ import pytest
 from sandbox.deploy import Deployment, balances
 from tests.helpers import wait_until
 from tests.integration.conftest import POLYARB
-from tests.integration.test_system import TRADER, Results, World, journal_outcomes, snapshot, start_world
+from tests.integration.test_system import TRADER, Results, World, all_ended, journal_outcomes, snapshot, start_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -109,8 +109,7 @@ def test_yes_baskets_are_held_redeemed_after_the_resolution_and_booked_exactly(t
 
         wait_until(lambda: len(held()) >= 2, timeout=200, what="two YES baskets bought and held")
         subprocess.run([POLYARB, "--config", str(path), "halt", "--reason", "resolution"], check=True, timeout=30)
-        wait_until(lambda: (e := snapshot(cfg)["executor"]["executor"])["queue_size"] == 0 and e["in_flight"] == 0
-                   and e["idempotency"]["records"]["IN_PROGRESS"] == 0, timeout=120, what="every execution ended")
+        wait_until(lambda: all_ended(cfg), timeout=120, what="every execution ended")
         ex = snapshot(cfg)["executor"]["executor"]
         assert ex["baskets_held"] >= 2 and ex["locked_capital_micro"] > 0
         out = subprocess.run([POLYARB, "--config", str(path), "status"], capture_output=True, text=True, timeout=30)

@@ -51,6 +51,14 @@ def snapshot(cfg) -> dict:
     return {name: e["stats"] for name, e in latest.items()}
 
 
+def all_ended(cfg) -> bool:
+    """Nothing queued, running or left PENDING at the executor: every execution's money
+    is booked (PENDING ones are finished by its reconciliation, e.g. a merge whose nonce
+    a chain restart lost is sent again after the receipt timeout)."""
+    e = snapshot(cfg)["executor"]["executor"]
+    return e["queue_size"] == 0 and e["in_flight"] == 0 and e["idempotency"]["records"]["IN_PROGRESS"] == 0
+
+
 def edit(path, fn) -> None:
     raw = yaml.safe_load(path.read_text())
     fn(raw)

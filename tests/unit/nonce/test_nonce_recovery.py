@@ -578,3 +578,26 @@ async def test_a_nonce_lost_before_the_tick_after_its_confirm_is_still_rewound(w
     assert await m.allocate_nonce("next") == n + 1  # never the lost merge's nonce
     clock.advance(RESEND + 1)
     assert (await m.tick())["recovered"] == [n] and chain.rebroadcasts == [h]
+
+
+async def test_a_confirm_with_the_senders_receipt_keeps_the_mined_hash_though_the_node_is_down(world):
+    # The chain-restart test: the executor confirmed its merge's nonce while anvil was
+    # being killed; the authority's own look-up of which hash mined failed, the record
+    # kept none, and when the chain lost that block the merge was replaced by a no-op:
+    # the books said merged, the wallet held the set (105.04 pUSD apart).
+    path, chain, clock = world
+    m = manager(path, chain, clock)
+    await m.initialize()
+    n, h, _ = await send(m, chain, "merge")
+    chain.mine()
+    chain.down = True  # the node goes away as the receipt is reported
+    assert await m.mark_confirmed(n, h) is True
+    chain.down = False
+    assert m.get_stats()["confirmed_count"] == 1
+    await m.tick()
+
+    assert chain.lose_blocks(1) == [n]
+    await m.tick()
+    clock.advance(RESEND + 1)
+    report = await m.tick()
+    assert report["recovered"] == [n] and chain.rebroadcasts == [h] and chain.self_transfers == []
