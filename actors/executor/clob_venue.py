@@ -31,7 +31,6 @@ from py_clob_client_v2.client import ClobClient
 from py_clob_client_v2.clob_types import OrderType, PostOrdersV2Args
 from py_clob_client_v2.config import get_contract_config
 from py_clob_client_v2.exceptions import PolyApiException
-from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ExchangeOrderBuilderV2
 from py_clob_client_v2.order_utils.model.order_data_v2 import OrderDataV2
 from py_clob_client_v2.order_utils.model.side import Side
 from py_clob_client_v2.order_utils.model.signature_type_v2 import SignatureTypeV2
@@ -41,6 +40,7 @@ from actors.domain.fees import notional, proceeds
 from actors.domain.money import to_micro
 from actors.domain.wallet import Wallet
 from actors.executor.legs import TRADE_STATES, LegEvent, LegState, order_state
+from actors.executor.order_signing import FastOrderBuilder
 from actors.executor.ports import Fill, OrderRejected
 from actors.executor.user_channel import UserChannel
 from actors.runtime.clock import Clock, SystemClock, doubling
@@ -88,7 +88,7 @@ class ClobVenue:
         self._address = wallet.address
         contracts = get_contract_config(chain_id)
         # A neg-risk token's orders are signed for the neg-risk exchange's EIP-712 domain.
-        self._builders = {neg: ExchangeOrderBuilderV2(addr, chain_id, self._client.signer)
+        self._builders = {neg: FastOrderBuilder(addr, chain_id, self._client.signer, wallet)
                           for neg, addr in ((False, contracts.exchange_v2), (True, contracts.neg_risk_exchange_v2))}
         self._neg_risk: dict[str, bool] = {}
         self._call: Callable[..., Awaitable[Any]] = asyncio.to_thread  # the client is sync: its calls in a thread
