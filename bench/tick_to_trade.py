@@ -104,6 +104,8 @@ def system(seconds: float = 45.0) -> dict[str, Any]:
         ok = ex["successful_executions"] - first["successful_executions"]
         return {
             "tick_to_trade_us": ex["tick_to_trade_us"],
+            "tick_to_trade_by_strategy_us": ex.get("tick_to_trade_by_strategy_us", {}),
+            "tick_to_trade_parts_us": ex.get("tick_to_trade_parts_us", {}),
             "signal_to_settled_us": ex.get("signal_to_settled_us", {"n": 0}),
             "batches": ex.get("batches"), "batch_fallbacks": ex.get("batch_fallbacks"),
             "executions_per_second": round(done / span, 2),

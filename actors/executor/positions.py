@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 from actors.domain.enums import Side
@@ -40,12 +41,14 @@ class Positions:
         self.unhedged_legs = 0  # legs whose unwind did not complete (recorded in the journal)
         self.cleared = 0  # shares of such legs sold later by `clear`
 
-    async def sell(self, token_id: str, limit: int, size: int, cid: str) -> Fill:
+    async def sell(self, token_id: str, limit: int, size: int, cid: str, settle: bool = True) -> Fill:
         """A FAK sale under the retry policy; after an error the venue is asked by
-        client id, so a sale that went through is never taken for "not sold"."""
+        client id, so a sale that went through is never taken for "not sold".
+        `settle=False`: the match only (provisional), for `venue.settle` later."""
         try:
             return await self.retry.run(lambda: self.venue.place(token_id, Side.SELL, limit, size, cid,
-                                                                 fill_and_kill=True), dependency="clob")
+                                                                 fill_and_kill=True, settle=settle),
+                                        dependency="clob")
         except OrderRejected:
             raise
         except Exception as exc:
@@ -55,19 +58,44 @@ class Positions:
             log.info("sale %s errored (%s) but the venue has it: %s filled", cid[:12], exc, found.filled)
             return found
 
-    async def unwind(self, key: str, legs: list[Leg]) -> list[Flow]:
+    async def _settled(self, fill: Fill, cid: str) -> Fill:
+        """A matched sale followed until its trade settles; after an error the venue is
+        asked by client id (as `sell` does): what it knows is what happened."""
+        try:
+            return await self.venue.settle(fill)  # type: ignore[attr-defined]
+        except Exception as exc:
+            found = await self.retry.run(lambda: self.venue.find(cid), dependency="clob")
+            if found is None:
+                raise
+            log.info("sale %s did not settle in time (%s); the venue says %s filled", cid[:12], exc, found.filled)
+            return found
+
+    async def unwind(self, key: str, legs: list[Leg],
+                     lock: Callable[[], AbstractAsyncContextManager[Any]] = nullcontext) -> list[Flow]:
         """Sell back what filled alone; returns the sales' cash flows. What does not
-        sell is recorded as held, once per leg whatever a replay does."""
+        sell is recorded as held, once per leg whatever a replay does. `lock` (the
+        market's) covers the sales' placement, not their settlement."""
         move = to_micro(self._config().executor.unwind_max_price_move)
+        follow = getattr(self.venue, "settle", None)
+        placed: list[Fill | BaseException] = []
+        async with lock():
+            for i, leg in enumerate(legs):
+                # From the leg's own (on-tick) limit, down to the 0.01 grid: an off-tick price is refused.
+                limit = max(TICK_GRID, (leg.limit_price - move) // TICK_GRID * TICK_GRID)
+                cid = client_id(key, i, "unwind")
+                placed_ms = self.clock.time_ns() // 1_000_000
+                try:
+                    f = await self.sell(leg.token_id, limit, leg.size, cid, settle=follow is None)
+                    self._touched([leg.token_id] if f.filled else [], placed_ms)
+                    placed.append(f)
+                except Exception as exc:
+                    placed.append(exc)
         proceeds, flows = 0, []
-        for i, leg in enumerate(legs):
-            # From the leg's own (on-tick) limit, down to the 0.01 grid: an off-tick price is refused.
-            limit = max(TICK_GRID, (leg.limit_price - move) // TICK_GRID * TICK_GRID)
-            cid = client_id(key, i, "unwind")
-            placed_ms = self.clock.time_ns() // 1_000_000
+        for i, (leg, got) in enumerate(zip(legs, placed, strict=True)):
             try:
-                f = await self.sell(leg.token_id, limit, leg.size, cid)
-                self._touched([leg.token_id] if f.filled else [], placed_ms)
+                if isinstance(got, BaseException):
+                    raise got
+                f = await self._settled(got, client_id(key, i, "unwind")) if follow is not None else got
             except Exception as exc:  # an unhedged leg stays recorded, and is retried
                 self.unhedged_legs += 1
                 log.error("unwind of %s failed, position left open: %s", leg.token_id[:12], exc)

@@ -113,8 +113,13 @@ class TxSender:
         self.gas_spent = 0
         self.unwind_loss = 0
         self.positions = Positions(venue, retry, journal, clock, config, self._touched)
-        self._event_ns: dict[str, int] = {}
+        self._event_ns: dict[str, tuple[int, int]] = {}  # key -> (the venue frame's receive, execute() start)
         self.tick_to_trade_ns: deque[int] = deque(maxlen=10_000)
+        # The same by strategy, and cut where the time goes: feed + router (to the signal), the second hop
+        # and the executor's queue (to execute()), the executor (to the order request).
+        self.tick_to_trade_by_kind: dict[str, deque[int]] = {}
+        self.tick_to_trade_parts: dict[str, deque[int]] = {
+            p: deque(maxlen=10_000) for p in ("to_signal", "to_execute", "to_order")}
         # From the router's signal to its merge/convert mined (a SELL_SET: its last leg settled).
         self.signal_to_settled_ns: deque[int] = deque(maxlen=10_000)
         self.leg_events = self.leg_events_ignored = 0
@@ -142,7 +147,7 @@ class TxSender:
     async def _execute(self, signal: Signal, attempt: int, event_ns: int | None) -> Execution:
         key = self.idem.generate(signal, exclude=VOLATILE)
         if event_ns:
-            self._event_ns[key] = event_ns
+            self._event_ns[key] = (event_ns, self.clock.time_ns())
         if self.clock.time_ns() > signal.expires_ns:
             return self.book(Execution(signal, key, attempt, TxStatus.EXPIRED, "signal expired before execution"))
         try:
@@ -307,9 +312,9 @@ class TxSender:
             fills, errors = await self._settle(signal, key, placed)  # the market is free meanwhile
             sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
             if any(sold) and not all(sold):
-                async with self._market(signal, fresh=False):  # the unwind sells into the book again
-                    unwound = await self.positions.unwind(key, [leg for leg, ok in zip(signal.legs, sold, strict=True)
-                                                                if not ok])
+                # The unwind sells into the book again: under the lock until its sales are placed.
+                unwound = await self.positions.unwind(key, [leg for leg, ok in zip(signal.legs, sold, strict=True)
+                                                            if not ok], lambda: self._market(signal, fresh=False))
         except Skipped as exc:  # split already: the set goes back
             skipped, fills, errors = exc, [], []
             sold = [False] * n
@@ -342,8 +347,7 @@ class TxSender:
         if not all(bought):
             held = [leg for leg, ok in zip(signal.legs, bought, strict=True) if ok]
             held_fills = [f for f, ok in zip(fills, bought, strict=True) if ok]
-            async with self._market(signal, fresh=False):
-                unwound = await self.positions.unwind(key, held)
+            unwound = await self.positions.unwind(key, held, lambda: self._market(signal, fresh=False))
             return self._partial(fills, fill_flows(held_fills) + unwound, errors)
         return fills
 
@@ -558,7 +562,7 @@ class TxSender:
         placed_ms = self.clock.time_ns() // 1_000_000  # books older than this cannot show our fills
         started = self._event_ns.pop(key, None)
         if started:
-            self.tick_to_trade_ns.append(self.clock.time_ns() - started)
+            self._tick_to_trade(signal, *started)
         first = await self._batch(signal, key)  # one request for the whole set
         if first is not None:
             for i, got in enumerate(first):
@@ -634,6 +638,15 @@ class TxSender:
         self.batches += 1
         return out
 
+    def _tick_to_trade(self, signal: Signal, event_ns: int, execute_ns: int) -> None:
+        now = self.clock.time_ns()
+        self.tick_to_trade_ns.append(now - event_ns)
+        self.tick_to_trade_by_kind.setdefault(str(signal.kind), deque(maxlen=10_000)).append(now - event_ns)
+        parts = self.tick_to_trade_parts
+        parts["to_signal"].append(signal.created_ns - event_ns)
+        parts["to_execute"].append(execute_ns - signal.created_ns)
+        parts["to_order"].append(now - execute_ns)
+
     def _touched(self, tokens: list[str], placed_ms: int) -> None:
         """Our orders on these books were placed at `placed_ms` and traded: a book
         older than that cannot show what they took."""
@@ -702,6 +715,9 @@ class TxSender:
             "leg_events_ignored": self.leg_events_ignored, "balance_waits": self.balance_waits,
             "balance_read_errors": self.balance_read_errors,
             "tick_to_trade_us": _percentiles_us(self.tick_to_trade_ns),
+            "tick_to_trade_by_strategy_us": {k: _percentiles_us(v)
+                                             for k, v in sorted(self.tick_to_trade_by_kind.items())},
+            "tick_to_trade_parts_us": {k: _percentiles_us(v) for k, v in self.tick_to_trade_parts.items()},
             "signal_to_settled_us": _percentiles_us(self.signal_to_settled_ns),
             "onchain": self.onchain.get_stats(),
             "retry_policy": self.retry.get_stats(),

@@ -597,6 +597,39 @@ async def test_the_market_is_free_for_the_next_signal_while_a_merge_is_mined(wor
     assert (await drive(world.clock, second)).status is TxStatus.SUCCESS
 
 
+async def test_the_market_is_free_while_an_unwinds_sale_settles(world, monkeypatch):
+    # Issue 13: the unwind placed its sale AND waited for the sale's trade to settle
+    # under the market lock (~2 s on the sandbox venue): every signal on the market
+    # queued behind it (tick-to-trade p99 2 s).
+    gate, sales = asyncio.Event(), set()
+    place_sync, settle = world.venue.place_sync, world.venue.settle
+
+    def placing(token_id, side, price, size, cid, fak):
+        if fak:
+            sales.add(cid)
+        return place_sync(token_id, side, price, size, cid, fak)
+
+    async def settling(fill):
+        if fill.client_id in sales:
+            await gate.wait()  # the sale's trade is not on chain yet
+        return await settle(fill)
+
+    monkeypatch.setattr(world.venue, "place_sync", placing)
+    monkeypatch.setattr(world.venue, "settle", settling)
+    world.venue.script["tok1"] = ["kill"]
+    first = asyncio.create_task(world.sender.execute(signal(world.clock)))
+    await until(lambda: bool(sales), "the unwind's sale placed")
+    world.clock.advance(0.01)
+    second = asyncio.create_task(world.sender.execute(signal(world.clock, prices=(440_000, 500_000),
+                                                             created_offset=1)))
+    await until(lambda: len(world.venue.calls) == 5, "the second execution's legs placed")
+    assert not first.done()  # its sale still settling, and the market free meanwhile
+    gate.set()
+    assert (await drive(world.clock, first)).status is TxStatus.PARTIAL_UNWOUND
+    assert (await drive(world.clock, second)).status is TxStatus.SUCCESS
+    assert world.journal.positions() == []  # the sale settled: nothing held
+
+
 async def test_a_crash_between_the_claim_and_the_journal_never_leaves_an_outcome_unbooked(world, monkeypatch):
     # Issue 12, sequence 4: the claim was completed in one SQLite file and the
     # outcome journaled in another; a crash between them left the execution
