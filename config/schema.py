@@ -52,6 +52,10 @@ class Trading(_Section):
     # Most collateral held in YES baskets waiting for their event's resolution (USDC): a basket
     # that would lock more is refused before any order.
     max_locked_capital: Usdc = Decimal("200")
+    # Complete sets kept split per market that had a SELL_SET (USDC; one set = 1): the next SELL_SET
+    # up to this size sells them at once instead of splitting first, and a background split tops
+    # them up. Counted against max_locked_capital; lowering it merges the excess back; 0 = off.
+    sell_reserve: Usdc = Decimal("0")
 
 
 class CircuitBreaker(_Section):

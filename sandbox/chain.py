@@ -74,7 +74,9 @@ def start_anvil(cfg: SandboxChain, chain_id: int = 137, *, port: int = 0,
     args = [a for a in anvil_args(cfg, chain_id, port=port) if a != "--silent"] + list(extra_args)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
+    said: list[bytes] = []
     for line in proc.stdout:
+        said.append(line)
         m = _LISTENING.search(line)
         if m:
             # Keep draining so anvil never blocks on a full pipe.
@@ -82,4 +84,5 @@ def start_anvil(cfg: SandboxChain, chain_id: int = 137, *, port: int = 0,
 
             threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()  # type: ignore[union-attr]
             return proc, f"http://{m.group(1).decode()}:{m.group(2).decode()}"
-    raise RuntimeError(f"anvil exited with {proc.wait()} before listening")
+    text = b"".join(said[-20:]).decode(errors="replace").strip()
+    raise RuntimeError(f"anvil exited with {proc.wait()} before listening: {text}")

@@ -186,6 +186,7 @@ class ExecutorActor(Actor):
                     self.reconciled += 1
                     if result is not None:
                         self._publish(result)
+                await self.sender.reserve.resume()  # top-ups and releases a crash left unfinished
                 if hasattr(self._chain, "collateral_balance"):
                     await self.reconciler.check()  # the books against the chain before the first trade
                 return
@@ -294,7 +295,10 @@ class ExecutorActor(Actor):
 
     async def stop(self) -> None:
         # In-flight executions are cancelled with the tasks: their claims stay
-        # IN_PROGRESS and the next start reconciles them from the journal.
+        # IN_PROGRESS and the next start reconciles them from the journal (the
+        # sell reserve's top-ups too: each is journaled before its split is sent).
+        if hasattr(self, "sender"):
+            await self.sender.reserve.close()
         for closer in (getattr(self._venue, "close", None), getattr(self._chain, "close", None)):
             if closer is not None:
                 await closer()

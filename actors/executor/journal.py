@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from actors.executor.legs import LegEvent, LegState, may_move
-from actors.executor.outcomes import GAS, Flow
+from actors.executor.outcomes import GAS, RESERVE, Flow
 from actors.runtime.storage import immediate, open_wal
 from bus.messages import Signal
 
@@ -70,6 +70,12 @@ CREATE TABLE IF NOT EXISTS cash_flows (
     amount INTEGER NOT NULL,
     ref TEXT NOT NULL,
     PRIMARY KEY (key, seq)
+);
+CREATE TABLE IF NOT EXISTS reserve (
+    ref TEXT PRIMARY KEY,
+    market TEXT NOT NULL,
+    sets INTEGER NOT NULL,
+    tokens TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS baskets (
     key TEXT PRIMARY KEY,
@@ -139,10 +145,11 @@ class Journal:
 
     def booked(self) -> int:
         """The collateral every booked outcome moved, micro-USDC: the sum of the recorded
-        cash flows, gas apart (it is paid in POL). An outcome an older version booked
+        cash flows, gas apart (it is paid in POL) and the sell reserve's transfers apart
+        (sets moving in or out of it move no collateral). An outcome an older version booked
         without flows counts as its P&L plus gas."""
-        flowed = self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM cash_flows WHERE kind != ?",
-                                  (GAS,)).fetchone()[0]
+        flowed = self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM cash_flows WHERE kind NOT IN (?, ?)",
+                                  (GAS, RESERVE)).fetchone()[0]
         with_flows = {k for (k,) in self._db.execute("SELECT DISTINCT key FROM cash_flows")}
         legacy = sum(pnl + gas for k, _, pnl, gas in self.outcomes() if k not in with_flows)
         return int(flowed) + legacy
@@ -213,11 +220,13 @@ class Journal:
 
     def positions(self) -> list[tuple[str, int, int, int]]:
         """(token_id, size, ref_price, attempts) of every open position for sale (the
-        tokens of YES baskets are held to their resolution, not sold)."""
+        tokens of YES baskets are held to their resolution, the sell reserve's for sale
+        sets: neither is for sale)."""
         return self._db.execute(
             "SELECT h.token_id, SUM(h.size), MAX(h.ref_price), COALESCE(t.attempts, 0) FROM holdings h "
             "LEFT JOIN position_tries t ON t.token_id = h.token_id WHERE h.source NOT LIKE 'basket:%' "
-            "AND h.source NOT LIKE 'redeemed:%' GROUP BY h.token_id HAVING SUM(h.size) > 0"
+            "AND h.source NOT LIKE 'redeemed:%' AND h.source NOT LIKE 'reserve:%' "
+            "GROUP BY h.token_id HAVING SUM(h.size) > 0"
         ).fetchall()
 
     def held_tokens(self) -> dict[str, int]:
@@ -241,8 +250,46 @@ class Journal:
         return [(k, m, json.loads(t), n, c) for k, m, t, n, c in rows]
 
     def locked_capital(self) -> int:
-        """What the held baskets cost (micro-USDC): capital until their events resolve."""
-        return int(self._db.execute("SELECT COALESCE(SUM(cost), 0) FROM baskets WHERE state='held'").fetchone()[0])
+        """What the held baskets cost and the sell reserve's sets are worth (micro-USDC):
+        capital that is not collateral until the events resolve or the sets are sold."""
+        baskets = self._db.execute("SELECT COALESCE(SUM(cost), 0) FROM baskets WHERE state='held'").fetchone()[0]
+        return int(baskets) + self.reserved()
+
+    # -- the sell reserve: complete sets split ahead of SELL_SETs (actors/executor/reserve.py).
+    # Each move is a row keyed by its cause (a top-up, a draw, a restock, a release), and its
+    # tokens are holdings rows `reserve:<ref>:<i>`: INSERT OR IGNORE, so a replay adds nothing.
+    def reserve_move(self, ref: str, market: str, tokens: list[str], sets: int) -> bool:
+        """`sets` complete sets of `market` into (+) or out of (-) the reserve, once."""
+        with immediate(self._db):
+            if not self._db.execute("INSERT OR IGNORE INTO reserve VALUES (?, ?, ?, ?)",
+                                    (ref, market, sets, json.dumps(tokens))).rowcount:
+                return False
+            for i, token in enumerate(tokens):
+                self.hold(f"reserve:{ref}:{i}", token, sets, 0)
+            return True
+
+    def reserved(self, market: str | None = None) -> int:
+        """Sets in the reserve: of one market, or of all."""
+        if market is None:
+            return int(self._db.execute("SELECT COALESCE(SUM(sets), 0) FROM reserve").fetchone()[0])
+        return int(self._db.execute("SELECT COALESCE(SUM(sets), 0) FROM reserve WHERE market=?",
+                                    (market,)).fetchone()[0])
+
+    def reserves(self) -> dict[str, int]:
+        """Sets in the reserve by market (markets with none left out)."""
+        return dict(self._db.execute("SELECT market, SUM(sets) FROM reserve GROUP BY market "
+                                     "HAVING SUM(sets) != 0").fetchall())
+
+    def reserve_tokens(self, market: str) -> list[str]:
+        """The market's tokens in outcome order, as its reserve moves recorded them."""
+        row = self._db.execute("SELECT tokens FROM reserve WHERE market=? LIMIT 1", (market,)).fetchone()
+        return json.loads(row[0]) if row else []
+
+    def unfinished(self, prefix: str) -> list[str]:
+        """Keys starting with `prefix` whose record is not done (oldest first)."""
+        return [k for (k,) in self._db.execute("SELECT key FROM executions WHERE key >= ? AND key < ? "
+                                               "AND state != 'done' ORDER BY updated_ns",
+                                               (prefix, prefix + "\uffff")).fetchall()]
 
     def basket_ended(self, key: str, state: str, payout: int, burnt: list[tuple[str, int]]) -> None:
         """A held basket redeemed (or its redemption failed): the tokens the redemption

@@ -34,12 +34,15 @@ class Flow:
     sum of these, so they can be rebuilt from the records and checked against the
     chain."""
 
-    kind: str  # buy, sell, fee, unwind, sale, split, merge, convert, redeem, gas
+    kind: str  # buy, sell, fee, unwind, sale, split, merge, convert, redeem, gas, reserve
     amount: int  # micro-USDC, + into the wallet; "gas" is paid in POL (its USDC value), never in pUSD
     ref: str
 
 
 GAS = "gas"
+# Sets moved into (+, their collateral value) or out of (-) the sell reserve: no collateral moves
+# (the split or merge that did is its own flow), so the books leave it out, the P&L does not.
+RESERVE = "reserve"
 
 
 def fill_flows(fills: list[Fill] | tuple[Fill, ...], kind: str | None = None) -> list[Flow]:

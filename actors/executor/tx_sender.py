@@ -46,6 +46,7 @@ from actors.executor.outcomes import (
 )
 from actors.executor.ports import ChainPort, Fill, OrderRejected, VenuePort
 from actors.executor.positions import Positions
+from actors.executor.reserve import SellReserve
 from actors.executor.retry_policy import RetryPolicy
 from actors.runtime.clock import doubling
 from bus.messages import Leg, Signal
@@ -113,6 +114,7 @@ class TxSender:
         self.gas_spent = 0
         self.unwind_loss = 0
         self.positions = Positions(venue, retry, journal, clock, config, self._touched)
+        self.reserve = SellReserve(journal, onchain, chain, clock, config, self._reserve_gas)
         self._event_ns: dict[str, tuple[int, int]] = {}  # key -> (the venue frame's receive, execute() start)
         self.tick_to_trade_ns: deque[int] = deque(maxlen=10_000)
         # The same by strategy, and cut where the time goes: feed + router (to the signal), the second hop
@@ -216,6 +218,12 @@ class TxSender:
             # it now would trade an old signal, whatever the breaker says: dropped.
             return self.book(Execution(signal, key, 1, TxStatus.EXPIRED, "not started before the restart: dropped"),
                               lambda: self.idem.fail(key, "not started before the restart"))
+        if state == "reserved":
+            # Its set drawn from the sell reserve, no order sent: the set goes back, nothing traded.
+            self.reserve.restock(key, signal)
+            return self.book(Execution(signal, key, 1, TxStatus.EXPIRED, "not started before the restart: its set "
+                                       "is back in the sell reserve"),
+                             lambda: self.idem.fail(key, "not started before the restart"))
         # No breaker permit: what was started must be finished whatever the breaker says.
         self._active.add(key)
         try:
@@ -230,6 +238,8 @@ class TxSender:
             result = await self.resume(rec.key)
             if result is not None:
                 out.append(result)
+        await self.reserve.resume()
+        self.reserve.release_excess()
         return out
 
     async def _run(self, signal: Signal, key: str, attempt: int, permit: Any) -> Execution:
@@ -296,16 +306,29 @@ class TxSender:
         return Ended(TxStatus.SUCCESS, Verdict.SUCCESS, None, tuple(flows), merge.tx_hash, merge.nonce, tuple(fills))
 
     async def _sell_set(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any], gas_hint: int) -> Ended:
-        """SELL_SET: split collateral into a set, then sell every outcome. Nothing sold:
-        the set is merged back; some sold: the rest is sold back (unwound)."""
+        """SELL_SET: a complete set, from the sell reserve or split now, then sell every
+        outcome. Nothing sold: the set goes back (into the reserve, or merged); some
+        sold: the rest is sold back (unwound)."""
+        try:
+            return await self._sell_set_legs(signal, key, fresh, done, gas_hint)
+        finally:
+            self.reserve.refill(signal)  # top the market's reserve up, in the background
+
+    async def _sell_set_legs(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any],
+                             gas_hint: int) -> Ended:
         n = len(signal.legs)
-        if fresh:  # judged before the split costs gas; once split, the legs' FOK limits are the guard
+        if fresh:  # judged before the set costs anything; once drawn or split, the legs' FOK limits guard
             self._judge(signal)
-        split = await self.onchain.send(key, "split", self.chain.split_call(signal.market, n, signal.size),
-                                        gas_hint, prior=done.get("split"))
+        drawn = bool(done.get("reserve")) or (fresh and self.reserve.draw(key, signal))
+        split = None
+        if drawn:
+            set_flows = [self.reserve.drawn_flow(signal)]
+        else:
+            split = await self.onchain.send(key, "split", self.chain.split_call(signal.market, n, signal.size),
+                                            gas_hint, prior=done.get("split"))
+            set_flows = tx_flows("split", -signal.size, split.tx_hash, split.gas_cost)
         skipped: Skipped | None = None
         unwound: list[Flow] = []
-        split_flows = tx_flows("split", -signal.size, split.tx_hash, split.gas_cost)
         try:
             async with self._market(signal, fresh=False):
                 placed = await self._place(signal, key, done.get("fills"), fresh)
@@ -315,24 +338,29 @@ class TxSender:
                 # The unwind sells into the book again: under the lock until its sales are placed.
                 unwound = await self.positions.unwind(key, [leg for leg, ok in zip(signal.legs, sold, strict=True)
                                                             if not ok], lambda: self._market(signal, fresh=False))
-        except Skipped as exc:  # split already: the set goes back
+        except Skipped as exc:  # the set is ours already: it goes back
             skipped, fills, errors = exc, [], []
             sold = [False] * n
+        tx_hash, nonce = (split.tx_hash, split.nonce) if split else (None, None)
         if all(sold):
-            return Ended(TxStatus.SUCCESS, Verdict.SUCCESS, None, tuple(split_flows + fill_flows(fills)),
-                         split.tx_hash, split.nonce, tuple(fills))
+            return Ended(TxStatus.SUCCESS, Verdict.SUCCESS, None, tuple(set_flows + fill_flows(fills)),
+                         tx_hash, nonce, tuple(fills))
         if not any(sold):
-            # Nothing sold: the set goes back into collateral, whatever killed the legs.
+            end = self._nothing_traded("sell", errors)
+            why = skipped.why if skipped else end.why
+            if drawn:  # the set is still in the wallet: back into the reserve, no transaction
+                self.reserve.restock(key, signal)
+                return Ended(end.status, end.verdict, why)
+            # Split for it: the set goes back into collateral, whatever killed the legs.
             whole = [Fill("", "", leg.token_id, Side.BUY, signal.size, 0, 0, "SPLIT") for leg in signal.legs]
             merge = await self._after_legs(key, signal, whole, lambda: self.onchain.send(
                 key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint,
                 prior=done.get("merge")))
             if isinstance(merge, Ended):  # reverted: the set is held, and the split paid for it
-                return replace(merge, flows=tuple(split_flows) + merge.flows)
-            end = self._nothing_traded("sell", errors)
-            flows = split_flows + tx_flows("merge", signal.size, merge.tx_hash, merge.gas_cost)
-            return Ended(end.status, end.verdict, skipped.why if skipped else end.why, tuple(flows))
-        return self._partial(fills, split_flows + fill_flows(fills) + unwound, errors)
+                return replace(merge, flows=tuple(set_flows) + merge.flows)
+            flows = set_flows + tx_flows("merge", signal.size, merge.tx_hash, merge.gas_cost)
+            return Ended(end.status, end.verdict, why, tuple(flows))
+        return self._partial(fills, set_flows + fill_flows(fills) + unwound, errors)
 
     async def _buy_all(self, signal: Signal, key: str, fresh: bool, done: dict[str, Any]) -> list[Fill] | Ended:
         """Every BUY leg placed under the market lock and settled outside it: the fills
@@ -504,7 +532,7 @@ class TxSender:
         """Nothing under way that moves money: the books can be compared with the chain."""
         pending = self._nonce_stats().get("pending_count", 0)
         return (self.in_flight == 0 and not self._active and not self._clearing and not pending
-                and not self.idem.in_progress())
+                and not self.idem.in_progress() and not self.reserve.busy())
 
     @staticmethod
     def _nothing_traded(side: str, errors: list[BaseException]) -> Ended:
@@ -638,6 +666,12 @@ class TxSender:
         self.batches += 1
         return out
 
+    def _reserve_gas(self, gas: int) -> None:
+        """A sell-reserve top-up or release was booked: its gas is this process's too."""
+        self.gas_spent += gas
+        self.realized_pnl -= gas
+        self.activity += 1
+
     def _tick_to_trade(self, signal: Signal, event_ns: int, execute_ns: int) -> None:
         now = self.clock.time_ns()
         self.tick_to_trade_ns.append(now - event_ns)
@@ -709,6 +743,7 @@ class TxSender:
             "locked_capital_micro": locked,
             "locked_capital_usdc": str(from_micro(locked)),
             "baskets_held": len(self.journal.baskets_held()),
+            "sell_reserve": self.reserve.get_stats(),
             "positions_cleared": self.positions.cleared,
             "batches": self.batches, "batch_fallbacks": self.batch_fallbacks,
             "legs_in_flight": self.journal.legs_in_flight(), "leg_events": self.leg_events,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,10 +94,20 @@ class RestartableAnvil:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> str:
+        """Started on its port; a bind refused while the killed anvil's connections are in
+        TIME_WAIT on it ("Address already in use") is tried again, for up to 20 s."""
         chain = load().sandbox.chain  # type: ignore[union-attr]
-        self.proc, url = start_anvil(chain.__class__(block_time_seconds=0, accounts=chain.accounts), 137,
-                                     port=self.port, extra_args=["--state", str(self.state), *self.extra_args])
-        return url
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.proc, url = start_anvil(chain.__class__(block_time_seconds=0, accounts=chain.accounts), 137,
+                                             port=self.port, extra_args=["--state", str(self.state),
+                                                                         *self.extra_args])
+                return url
+            except RuntimeError as exc:
+                if "in use" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -11,7 +11,14 @@ import pytest
 from sandbox.deploy import balances
 from tests.helpers import wait_until
 from tests.integration.conftest import POLYARB, RestartableAnvil
-from tests.integration.test_system import TRADER, Results, all_ended, journal_outcomes, snapshot, start_world
+from tests.integration.test_system import (
+    TRADER,
+    Results,
+    all_ended,
+    booked_collateral,
+    snapshot,
+    start_world,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -55,7 +62,7 @@ def test_anvil_killed_with_sigkill_restarts_on_its_state_and_the_system_converge
     nonce = stats["nonce"]["nonce"]
     settler = stats["venue"]["venue"]["clob"]["settler"]
     ex = stats["executor"]["executor"]
-    booked = sum(pnl + gas for _, _, pnl, gas in journal_outcomes(tmp_path))
+    booked = booked_collateral(tmp_path)
     print(f"nonce rewinds {nonce.get('chain_rewinds')}, rebroadcasts {nonce.get('rebroadcasts')}, "
           f"no-ops {nonce.get('noop_replacements')}, venue heals {settler['heals']} "
           f"({settler['rebroadcasts']} settlements), collateral delta {delta}, booked {booked}, "

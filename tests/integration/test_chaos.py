@@ -13,7 +13,15 @@ import pytest
 from sandbox.deploy import balances
 from tests.helpers import wait_until
 from tests.integration.conftest import POLYARB
-from tests.integration.test_system import TRADER, Results, all_ended, journal_outcomes, snapshot, start_world
+from tests.integration.test_system import (
+    TRADER,
+    Results,
+    all_ended,
+    booked_collateral,
+    journal_outcomes,
+    snapshot,
+    start_world,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -48,7 +56,7 @@ def test_sigkill_during_trading_loses_and_duplicates_nothing(tmp_path, anvil, pr
     # (the bus stream of TxResults can lose the last message of a killed process).
     outcomes = journal_outcomes(tmp_path)
     delta = balances(w3, dep, TRADER)["collateral"] - start
-    booked = sum(pnl + gas for _, _, pnl, gas in outcomes)
+    booked = booked_collateral(tmp_path)
     reported = [r.idempotency_key for r in results.items if r.status not in ("DUPLICATE", "REJECTED", "EXPIRED")]
     ex = snapshot(cfg)["executor"]["executor"]
     print(f"kills {kills}, outcomes {len(outcomes)}, results heard {len(results.items)}, delta {delta}, "

@@ -17,7 +17,16 @@ import pytest
 from sandbox.deploy import Deployment, balances
 from tests.helpers import wait_until
 from tests.integration.conftest import POLYARB
-from tests.integration.test_system import TRADER, Results, World, all_ended, journal_outcomes, snapshot, start_world
+from tests.integration.test_system import (
+    TRADER,
+    Results,
+    World,
+    all_ended,
+    booked_collateral,
+    journal_outcomes,
+    snapshot,
+    start_world,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -83,7 +92,7 @@ def test_no_baskets_are_bought_converted_and_booked_exactly(tmp_path, anvil, pro
     assert results.gaps == 0, "a TxResult was lost on the bus"
     assert {r.kind for r in results.items} == {"NO_BASKET"} and {r.market for r in results.items} == {world_cup}
     delta = balances(w3, dep, TRADER)["collateral"] - start
-    booked = sum(pnl + gas for _, _, pnl, gas in journal_outcomes(tmp_path))
+    booked = booked_collateral(tmp_path)
     heard = sum(r.realized_pnl + r.gas_cost for r in results.items)
     print(f"collateral delta {delta}, booked {booked}, heard {heard}, open positions {ex['open_positions']}, "
           f"by strategy {ex['by_strategy']}, results {len(results.items)}")
@@ -139,7 +148,7 @@ def test_yes_baskets_are_held_redeemed_after_the_resolution_and_booked_exactly(t
         assert w3.eth.get_transaction_receipt(r.tx_hash)["status"] == 1
         assert tx["to"].lower() == dep.neg_risk_adapter.lower()
     delta = balances(w3, dep, TRADER)["collateral"] - start
-    booked = sum(pnl + gas for _, _, pnl, gas in journal_outcomes(tmp_path))
+    booked = booked_collateral(tmp_path)
     outcomes = journal_outcomes(tmp_path)
     print(f"collateral delta {delta}, booked {booked}, held {len(held())}, outcomes "
           f"{Counter(s for _, s, _, _ in outcomes)}, open positions {ex['open_positions']}, by strategy "

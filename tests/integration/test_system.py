@@ -46,17 +46,34 @@ def journal_outcomes(tmp_path) -> list[tuple[str, str, int, int]]:
         journal.close()
 
 
+def booked_collateral(tmp_path) -> int:
+    """What the executor's books say the wallet's pUSD moved: every outcome's P&L plus its
+    gas (paid in POL, not pUSD), less the sets the sell reserve holds (collateral split
+    into tokens, not spent: worth one pUSD a set)."""
+    from actors.executor.journal import Journal
+    from actors.runtime.clock import SystemClock
+
+    [path] = (tmp_path / "state").glob("executor-*.sqlite")
+    journal = Journal(path, SystemClock())
+    try:
+        return sum(pnl + gas for _, _, pnl, gas in journal.outcomes()) - journal.reserved()
+    finally:
+        journal.close()
+
+
 def snapshot(cfg) -> dict:
     latest = asyncio.run(status.collect(cfg, 0.5))
     return {name: e["stats"] for name, e in latest.items()}
 
 
 def all_ended(cfg) -> bool:
-    """Nothing queued, running or left PENDING at the executor: every execution's money
-    is booked (PENDING ones are finished by its reconciliation, e.g. a merge whose nonce
-    a chain restart lost is sent again after the receipt timeout)."""
+    """Nothing queued, running or left PENDING at the executor, no sell-reserve top-up
+    under way: every execution's money is booked (PENDING ones are finished by its
+    reconciliation, e.g. a merge whose nonce a chain restart lost is sent again after
+    the receipt timeout)."""
     e = snapshot(cfg)["executor"]["executor"]
-    return e["queue_size"] == 0 and e["in_flight"] == 0 and e["idempotency"]["records"]["IN_PROGRESS"] == 0
+    return (e["queue_size"] == 0 and e["in_flight"] == 0 and e["idempotency"]["records"]["IN_PROGRESS"] == 0
+            and not e["sell_reserve"]["busy"])  # no top-up of the sell reserve under way or unfinished
 
 
 def edit(path, fn) -> None:
@@ -211,7 +228,7 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
     assert results.gaps == 0, "a TxResult was lost on the bus"
     delta = balances(w3, dep, TRADER)["collateral"] - start - INJECTED
     heard = sum(r.realized_pnl + r.gas_cost for r in results.items)
-    booked = sum(pnl + gas for _, _, pnl, gas in journal_outcomes(tmp_path))
+    booked = booked_collateral(tmp_path)
     print(f"collateral delta {delta}, booked {booked}, heard {heard}, unhedged legs {ex['unhedged_legs']}, "
           f"open positions {ex['open_positions']}, results {len(results.items)}")
     assert delta == booked  # open positions included: a partial fill books what its legs and unwind moved

@@ -4,6 +4,7 @@ the real nonce manager / breaker / retry policy / idempotency store and a test c
 import asyncio
 import random
 import sqlite3
+from decimal import Decimal
 
 import msgspec
 import pytest
@@ -79,7 +80,11 @@ async def drive(clock, task, step=0.25, limit=2000):
 
 @pytest.fixture
 async def world(tmp_path, sandbox_config):
-    w = World(tmp_path, sandbox_config)
+    # SELL_SETs split inline here, and no top-up moves money behind the tests' backs:
+    # test_sell_reserve.py has the reserve on.
+    cfg = msgspec.structs.replace(sandbox_config, trading=msgspec.structs.replace(
+        sandbox_config.trading, sell_reserve=Decimal(0)))
+    w = World(tmp_path, cfg)
     await w.nonces.initialize()
     return w
 
