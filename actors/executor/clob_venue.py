@@ -21,8 +21,10 @@ for reconciliation.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import ROUND_DOWN
 from typing import Any
@@ -75,6 +77,9 @@ class TradeUnsettled(Exception):
     """A matched trade neither settled nor failed in time: the outcome is not known yet."""
 
 
+HTTP_THREADS = 32  # concurrent CLOB requests (each in flight holds a thread)
+
+
 class ClobVenue:
     def __init__(self, host: str, wallet: Wallet, chain_id: int, clock: Clock | None = None,
                  settle_timeout_s: float = 60.0, user_ws_url: str = "") -> None:
@@ -91,7 +96,11 @@ class ClobVenue:
         self._builders = {neg: FastOrderBuilder(addr, chain_id, self._client.signer, wallet)
                           for neg, addr in ((False, contracts.exchange_v2), (True, contracts.neg_risk_exchange_v2))}
         self._neg_risk: dict[str, bool] = {}
-        self._call: Callable[..., Awaitable[Any]] = asyncio.to_thread  # the client is sync: its calls in a thread
+        # The client is sync: its calls run in threads of our own pool. asyncio's default pool
+        # has min(32, cpus + 4) threads (6 here): 64 executions in flight queued behind 6 HTTP
+        # calls, and at exit the interpreter ran the whole queue before it let the process go.
+        self._pool = ThreadPoolExecutor(max_workers=HTTP_THREADS, thread_name_prefix="clob")
+        self._call: Callable[..., Awaitable[Any]] = self._in_pool
         # Told every state a leg reaches (the executor persists them: actors/executor/legs.py).
         self.observer: Callable[[LegEvent], None] | None = None
         self._creds_lock = asyncio.Lock()
@@ -125,11 +134,15 @@ class ClobVenue:
         c = self._client.creds
         return c.api_key, c.api_secret, c.api_passphrase
 
+    async def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
+
     async def close(self) -> None:
         if self._channel_task is not None:
             self._channel_task.cancel()
             await asyncio.gather(self._channel_task, return_exceptions=True)
             self._channel_task = None
+        self._pool.shutdown(wait=False, cancel_futures=True)  # queued calls dropped: their tasks are gone
 
     async def _is_neg_risk(self, token_id: str) -> bool:
         if token_id not in self._neg_risk:  # the listing's flag, once per token
