@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -139,8 +140,20 @@ async def _serve(name: str, config_path: str | None) -> int:
 
 
 def run_actor(name: str, config_path: str | None = None) -> int:
+    """Serve the actor, then end the process at once: never `return` into an
+    interpreter exit that waits for threads. asyncio.run waits for every job queued
+    in the default thread pool, and the interpreter joins every pool thread: with
+    a backlog of blocking calls whose tasks are gone (the venue under load), an
+    actor that had logged "stopped" was still alive 60 s after SIGTERM. Every
+    state that must survive is committed by now (SQLite, one transaction per step)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     try:
-        return asyncio.run(_serve(name, config_path))
+        code = loop.run_until_complete(_serve(name, config_path))  # not asyncio.run: see above
     except ConfigError as exc:
         print(f"polyarb: {exc}", flush=True)
-        return 2
+        code = 2
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
