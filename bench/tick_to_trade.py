@@ -92,7 +92,7 @@ def system(samples: int = 1000, max_seconds: float = 300.0, markets: int = 24) -
                         sandbox={"venue": {"updates_per_second": 20, "markets": bench_markets(markets),
                                            "arbitrage": {"rate_per_minute": 480, "lifetime_seconds": 4,
                                                          "margin": "0.04", "sell_side_share": 0.4}}},
-                        trading={"max_in_flight": 32, "max_locked_capital": "5000"},
+                        trading={"max_in_flight": 96, "max_locked_capital": "5000"},  # ~2 s to settle each
                         runtime={"stats_interval_seconds": 0.5})
     cfg = load(path)
     polyarb = str(Path(sys.executable).with_name("polyarb"))
