@@ -1,10 +1,16 @@
-"""Shared bench helpers: percentiles and result files."""
+"""Shared bench helpers: percentiles, result files and a world of real actors."""
 
 from __future__ import annotations
 
 import json
 import platform
+import signal
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,3 +30,39 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2))
     return path
+
+
+@contextmanager
+def actor_world(names: tuple[str, ...], **sections: dict[str, Any]) -> Iterator[tuple[Any, Path]]:
+    """A sandbox world for a bench: anvil, a config from the test bed with `sections`
+    over it, and the real actor processes `names`, each logging to `<folder>/<name>.log`
+    (kept for a look after the run). Yields (config, folder). Stopped with SIGTERM; a
+    process still there after 30 s is said and killed, never left running."""
+    from config.loader import load
+    from sandbox.chain import start_anvil
+    from sandbox.testbed import write_config
+
+    folder = Path(tempfile.mkdtemp())
+    anvil, url = start_anvil(load().sandbox.chain.__class__(block_time_seconds=0), 137)  # type: ignore[union-attr]
+    logs = {name: (folder / f"{name}.log").open("wb") for name in names}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        path = write_config(folder, url, anvil_port=int(url.rsplit(":", 1)[1]), **sections)
+        polyarb = str(Path(sys.executable).with_name("polyarb"))
+        procs = [subprocess.Popen([polyarb, "--config", str(path), "actor", name], stdout=log,
+                                  stderr=subprocess.STDOUT) for name, log in logs.items()]
+        yield load(path), folder
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in [*procs, anvil]:
+            if p is anvil:
+                anvil.terminate()
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                print(f"{p.args[-1]} did not stop on SIGTERM within 30 s: killed", file=sys.stderr)
+                p.kill()
+                p.wait(10)
+        for log in logs.values():
+            log.close()

@@ -19,10 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,14 +30,13 @@ from actors.cli import status
 from actors.domain.money import to_micro
 from actors.domain.wallet import dev_account
 from actors.runtime.clock import SystemClock
-from bench.common import write_result
+from bench.common import actor_world, write_result
 from bench.tick_to_trade import bench_markets
 from bus import codec, topics
 from bus.codec import Stamper
 from bus.messages import Leg, Signal
 from config.loader import load
 from sandbox.chain import start_anvil
-from sandbox.testbed import write_config
 
 SIZE = 5_000_000  # 5 sets: the venue's minimum order size
 SLACK = 30_000  # 0.03 over the ask: the book may have moved a tick since it was read
@@ -116,19 +111,17 @@ async def _signals(clob_url: str, markets: list[tuple[str, list[str]]], n: int) 
 
 
 def system(n_signals: int, seconds: float, markets: int = 40) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp())
-    anvil, url = start_anvil(load().sandbox.chain.__class__(block_time_seconds=0), 137)  # type: ignore[union-attr]
-    path = write_config(tmp, url, anvil_port=int(url.rsplit(":", 1)[1]),
+    world = actor_world(("venue", "nonce", "executor"),
                         sandbox={"venue": {"updates_per_second": 1, "markets": bench_markets(markets), "events": [],
                                            "arbitrage": {"rate_per_minute": 0},
                                            "faults": {"settlement_latency_ms": 0, "inject_binary_gap": False}}},
                         trading={"max_in_flight": 64, "sell_reserve": "0"},
                         runtime={"stats_interval_seconds": 0.5})
-    cfg = load(path)
-    polyarb = str(Path(sys.executable).with_name("polyarb"))
-    logs = {name: (tmp / f"{name}.log").open("wb") for name in ("venue", "nonce", "executor")}
-    procs = [subprocess.Popen([polyarb, "--config", str(path), "actor", name], stdout=log, stderr=subprocess.STDOUT)
-             for name, log in logs.items()]
+    with world as (cfg, tmp):
+        return _saturate(cfg, tmp, n_signals, seconds, markets)
+
+
+def _saturate(cfg: Any, tmp: Path, n_signals: int, seconds: float, markets: int) -> dict[str, Any]:
     ctx = zmq.Context()
     pub = ctx.socket(zmq.XPUB)  # XPUB: the executor's subscription shows when it has joined
     pub.setsockopt(zmq.SNDHWM, 0)
@@ -175,19 +168,6 @@ def system(n_signals: int, seconds: float, markets: int = 40) -> dict[str, Any]:
     finally:
         pub.close(0)
         ctx.term()
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:  # reported, never left running
-                print(f"{p.args[-1]} did not stop on SIGTERM within 60 s: killed", file=sys.stderr)
-                p.kill()
-                p.wait(10)
-        anvil.terminate()
-        anvil.wait(10)
-        for log in logs.values():
-            log.close()
 
 
 def run(n_signals: int = 1500, seconds: float = 60.0) -> dict[str, Any]:

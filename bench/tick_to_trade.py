@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,10 +23,8 @@ from typing import Any
 import zmq
 
 from actors.cli import status
-from bench.common import percentiles_us
-from config.loader import load
-from sandbox.chain import start_anvil
-from sandbox.testbed import free_port, write_config
+from bench.common import actor_world, percentiles_us
+from sandbox.testbed import free_port
 
 RELAY = r'''
 import sys, zmq
@@ -86,69 +82,57 @@ def bench_markets(n: int) -> list[dict[str, Any]]:
 def system(samples: int = 1000, max_seconds: float = 300.0, markets: int = 24) -> dict[str, Any]:
     """The whole system on a world with `markets` binary markets and gaps at a steady
     rate it can take, until the executor has `samples` tick-to-trade samples."""
-    tmp = Path(tempfile.mkdtemp())
-    anvil, url = start_anvil(load().sandbox.chain.__class__(block_time_seconds=0), 137)  # type: ignore[union-attr]
-    path = write_config(tmp, url, anvil_port=int(url.rsplit(":", 1)[1]),
+    world = actor_world(("venue", "nonce", "feed", "router", "executor"),
                         sandbox={"venue": {"updates_per_second": 20, "markets": bench_markets(markets),
                                            "arbitrage": {"rate_per_minute": 480, "lifetime_seconds": 4,
                                                          "margin": "0.04", "sell_side_share": 0.4}}},
                         trading={"max_in_flight": 96, "max_locked_capital": "5000"},  # ~2 s to settle each
                         runtime={"stats_interval_seconds": 0.5})
-    cfg = load(path)
-    polyarb = str(Path(sys.executable).with_name("polyarb"))
-    logs = {name: (tmp / f"{name}.log").open("wb") for name in ("venue", "nonce", "feed", "router", "executor")}
-    procs = [subprocess.Popen([polyarb, "--config", str(path), "actor", name], stdout=log, stderr=subprocess.STDOUT)
-             for name, log in logs.items()]  # the logs stay in `tmp` for a look after the run
+    with world as (cfg, tmp):
+        return _measure(cfg, tmp, samples, max_seconds, markets)
 
+
+def _measure(cfg: Any, tmp: Path, samples: int, max_seconds: float, markets: int) -> dict[str, Any]:
     def stats() -> dict[str, Any]:
         return {k: v["stats"] for k, v in asyncio.run(status.collect(cfg, 0.8)).items()}
 
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            s = stats().get("executor", {}).get("executor", {})
-            if s.get("ready") and s.get("total_executions", 0) > 0:
-                break
-        first = stats()["executor"]["executor"]
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < max_seconds:  # until enough samples, within a bound
-            time.sleep(2.0)
-            ex = stats().get("executor", {}).get("executor", {})
-            if ex.get("tick_to_trade_us", {}).get("n", 0) >= samples:
-                break
-        last = stats()
-        ex = last["executor"]["executor"]
-        span = time.monotonic() - t0
-        done = ex["total_executions"] - first["total_executions"]
-        ok = ex["successful_executions"] - first["successful_executions"]
-        return {
-            "tick_to_trade_us": ex["tick_to_trade_us"],
-            "tick_to_trade_by_strategy_us": ex.get("tick_to_trade_by_strategy_us", {}),
-            "tick_to_trade_parts_us": ex.get("tick_to_trade_parts_us", {}),
-            "signal_to_settled_us": ex.get("signal_to_settled_us", {"n": 0}),
-            "batches": ex.get("batches"), "batch_fallbacks": ex.get("batch_fallbacks"),
-            "window_seconds": round(span, 1),
-            "executions_per_second": round(done / span, 2),
-            "successful_executions_per_second": round(ok / span, 2),
-            "by_status": {k: v for k, v in ex["by_status"].items() if v},
-            "sell_reserve": ex.get("sell_reserve"),
-            "realized_pnl_usdc": ex["realized_pnl_usdc"],
-            "venue_gaps_opened": last["venue"]["venue"]["simulator"]["gaps_opened"],
-            "venue_gaps_taken": last["venue"]["venue"]["simulator"]["gaps_taken"],
-            "router_signals": last["router"]["router"]["signals_published"],
-            "router_suppressed": last["router"]["router"].get("suppressed"),
-            "markets": markets,
-            "logs": str(tmp),
-        }
-    finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            p.wait(20)
-        anvil.terminate()
-        anvil.wait(10)
-        for log in logs.values():
-            log.close()
+    deadline = time.monotonic() + 180
+    while not ((s := stats().get("executor", {}).get("executor", {})).get("ready")
+               and s.get("total_executions", 0) > 0):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the system never traded; logs in {tmp}")
+        time.sleep(0.5)
+    first = stats()["executor"]["executor"]
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < max_seconds:  # until enough samples, within a bound
+        time.sleep(2.0)
+        ex = stats().get("executor", {}).get("executor", {})
+        if ex.get("tick_to_trade_us", {}).get("n", 0) >= samples:
+            break
+    last = stats()
+    ex = last["executor"]["executor"]
+    span = time.monotonic() - t0
+    done = ex["total_executions"] - first["total_executions"]
+    ok = ex["successful_executions"] - first["successful_executions"]
+    return {
+        "tick_to_trade_us": ex["tick_to_trade_us"],
+        "tick_to_trade_by_strategy_us": ex.get("tick_to_trade_by_strategy_us", {}),
+        "tick_to_trade_parts_us": ex.get("tick_to_trade_parts_us", {}),
+        "signal_to_settled_us": ex.get("signal_to_settled_us", {"n": 0}),
+        "batches": ex.get("batches"), "batch_fallbacks": ex.get("batch_fallbacks"),
+        "window_seconds": round(span, 1),
+        "executions_per_second": round(done / span, 2),
+        "successful_executions_per_second": round(ok / span, 2),
+        "by_status": {k: v for k, v in ex["by_status"].items() if v},
+        "sell_reserve": ex.get("sell_reserve"),
+        "realized_pnl_usdc": ex["realized_pnl_usdc"],
+        "venue_gaps_opened": last["venue"]["venue"]["simulator"]["gaps_opened"],
+        "venue_gaps_taken": last["venue"]["venue"]["simulator"]["gaps_taken"],
+        "router_signals": last["router"]["router"]["signals_published"],
+        "router_suppressed": last["router"]["router"].get("suppressed"),
+        "markets": markets,
+        "logs": str(tmp),
+    }
 
 
 def run() -> dict[str, Any]:
