@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS reserve (
     sets INTEGER NOT NULL,
     tokens TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS reserve_by_market ON reserve (market);
 CREATE TABLE IF NOT EXISTS baskets (
     key TEXT PRIMARY KEY,
     market_id TEXT NOT NULL,

@@ -30,7 +30,8 @@ class Verdict(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Flow:
     """One movement of money an execution caused, tied to what caused it: the
-    client id of a fill or a sale, or the hash of a transaction. The books are the
+    client id of a fill or a sale, the hash of a transaction, or (the sell reserve's
+    transfers) the reserve move it records. The books are the
     sum of these, so they can be rebuilt from the records and checked against the
     chain."""
 

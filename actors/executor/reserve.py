@@ -30,8 +30,9 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.domain.money import to_micro
+from actors.executor.errors import AmbiguousOutcome
 from actors.executor.journal import Journal
-from actors.executor.onchain import OnChainSender, TxReverted
+from actors.executor.onchain import OnChainSender, StuckTransaction, TxReverted
 from actors.executor.outcomes import GAS, RESERVE, Flow, tx_flows
 from actors.executor.ports import ChainPort
 from bus.messages import Leg, Signal
@@ -53,20 +54,29 @@ def _move_signal(market: str, tokens: list[str], sets: int, now_ns: int) -> Sign
 
 class SellReserve:
     def __init__(self, journal: Journal, onchain: OnChainSender, chain: ChainPort, clock: Any,
-                 config: Callable[[], Config], booked: Callable[[int], None]) -> None:
+                 config: Callable[[], Config], booked: Callable[[int, bool], None]) -> None:
         self.journal, self.onchain, self.chain, self.clock = journal, onchain, chain, clock
         self._config = config
-        self._booked = booked  # told the gas (micro-USDC) of every booked move
-        self._tasks: dict[str, asyncio.Task[None]] = {}  # market -> its top-up or release under way
+        self._booked = booked  # told the gas (micro-USDC) of every booked move, and whether it failed
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # market -> its top-up or release (for close)
         self._failed_ns: dict[str, int] = {}
-        self.counts = {"draws": 0, "restocks": 0, "top_ups": 0, "releases": 0, "failures": 0, "capped": 0}
+        self.counts = {"draws": 0, "restocks": 0, "top_ups": 0, "releases": 0, "failures": 0, "capped": 0,
+                       "resume_errors": 0}
 
     def target(self) -> int:
         return to_micro(self._config().trading.sell_reserve)
 
     def busy(self) -> bool:
-        """A top-up or release is under way, or one a crash left unfinished."""
-        return any(not t.done() for t in self._tasks.values()) or bool(self.journal.unfinished(PREFIX))
+        """A top-up or release is under way, or one a crash left unfinished (both are
+        unfinished journal records until booked)."""
+        return bool(self.journal.unfinished(PREFIX))
+
+    def _moving(self, market: str) -> bool:
+        return bool(self.journal.unfinished(f"{PREFIX}{market}:"))
+
+    def _pending_sets(self) -> int:
+        """Sets of top-ups not booked yet: locked capital as soon as they are started."""
+        return sum(max(0, e[0].size) for k in self.journal.unfinished(PREFIX) if (e := self.journal.get(k)))
 
     # -- the hot path: draw, or give back
     def draw(self, key: str, signal: Signal) -> bool:
@@ -74,6 +84,8 @@ class SellReserve:
         one transaction before any order (a resume reads it): False when the reserve
         cannot cover the whole size. Synchronous: nothing else runs between the check
         and the write."""
+        if self.journal.reserved(signal.market) < signal.size:  # read first: no write lock for a "no"
+            return False
         tokens = [leg.token_id for leg in signal.legs]
         with self.journal.step():
             if self.journal.reserved(signal.market) < signal.size:
@@ -90,22 +102,24 @@ class SellReserve:
             self.counts["restocks"] += 1
 
     @staticmethod
-    def drawn_flow(signal: Signal) -> Flow:
-        """What the drawn set cost, in the SELL_SET's P&L (as its own split would have)."""
-        return Flow(RESERVE, -signal.size, signal.market)
+    def drawn_flow(key: str, signal: Signal) -> Flow:
+        """What the drawn set cost, in the SELL_SET's P&L (as its own split would have),
+        tied to the draw's reserve move."""
+        return Flow(RESERVE, -signal.size, f"draw:{key}")
 
     # -- the background: top-ups and releases
     def refill(self, signal: Signal) -> None:
         """After a SELL_SET on this market: split what the reserve lacks, in the background."""
-        market = signal.market
-        target, have = self.target(), self.journal.reserved(market)
-        running = self._tasks.get(market)
-        if target <= have or (running is not None and not running.done()):
+        market, target = signal.market, self.target()
+        if target == 0:
+            return
+        have = self.journal.reserved(market)
+        if target <= have or self._moving(market):
             return
         if self.clock.monotonic_ns() - self._failed_ns.get(market, -RETRY_AFTER_NS) < RETRY_AFTER_NS:
             return
         cap = to_micro(self._config().trading.max_locked_capital)
-        if self.journal.locked_capital() + target - have > cap:
+        if self.journal.locked_capital() + self._pending_sets() + target - have > cap:
             self.counts["capped"] += 1
             return
         self._start(market, [leg.token_id for leg in signal.legs], target - have)
@@ -114,8 +128,7 @@ class SellReserve:
         """Merge back what exceeds the configured size (all of it when turned off)."""
         target = self.target()
         for market, sets in self.journal.reserves().items():
-            running = self._tasks.get(market)
-            if sets > target and (running is None or running.done()):
+            if sets > target and not self._moving(market):
                 tokens = self.journal.reserve_tokens(market)
                 if tokens:
                     self._start(market, tokens, target - sets)
@@ -138,14 +151,18 @@ class SellReserve:
             log.warning("sell reserve %s not finished: %s", key[:40], exc)
 
     async def resume(self) -> None:
-        """Finish every top-up or release a crash (or an error) left unfinished."""
+        """Finish every top-up or release a crash (or an error) left unfinished; one that
+        fails again is counted and left for the next round, never in the others' way."""
         for key in self.journal.unfinished(PREFIX):
             entry = self.journal.get(key)
-            market = entry[0].market if entry else ""
-            running = self._tasks.get(market)
+            running = self._tasks.get(entry[0].market) if entry else None
             if running is not None and not running.done():
                 continue
-            await self.finish(key)
+            try:
+                await self.finish(key)
+            except Exception as exc:
+                self.counts["resume_errors"] += 1
+                log.warning("sell reserve %s still not finished: %s", key[:40], exc)
 
     async def finish(self, key: str) -> None:
         entry = self.journal.get(key)
@@ -167,20 +184,29 @@ class SellReserve:
                     self.journal.reserve_move(f"{key}:back", market, tokens, -sets)
                 self.journal.finish(key, "FAILED", -exc.gas_cost, exc.gas_cost,
                                     [Flow(GAS, -exc.gas_cost, exc.receipt.tx_hash)])
-            self._booked(exc.gas_cost)
+            self._booked(exc.gas_cost, True)
             log.warning("sell reserve %s of %s reverted", purpose, market[:12])
             return
-        except Exception:
+        except (StuckTransaction, AmbiguousOutcome):  # maybe in the pool: unfinished, for reconciliation
             self.counts["failures"] += 1
             self._failed_ns[market] = self.clock.monotonic_ns()
             raise
-        flows = [*tx_flows(purpose, -sets, out.tx_hash, out.gas_cost), Flow(RESERVE, sets, out.tx_hash or "")]
+        except Exception as exc:  # refused before anything was broadcast (gas cap, the node said no)
+            self.counts["failures"] += 1
+            self._failed_ns[market] = self.clock.monotonic_ns()
+            with self.journal.step():
+                if sets < 0:
+                    self.journal.reserve_move(f"{key}:back", market, tokens, -sets)
+                self.journal.finish(key, "FAILED", 0, 0, [])
+            log.warning("sell reserve %s of %s not sent: %s", purpose, market[:12], exc)
+            return
+        flows = [*tx_flows(purpose, -sets, out.tx_hash, out.gas_cost), Flow(RESERVE, sets, key)]
         with self.journal.step():
             if sets > 0:  # the split mined: its sets are in the wallet, and in the reserve
                 self.journal.reserve_move(key, market, tokens, sets)
             self.journal.finish(key, "RESERVED" if sets > 0 else "RELEASED", -out.gas_cost, out.gas_cost, flows)
         self.counts["top_ups" if sets > 0 else "releases"] += 1
-        self._booked(out.gas_cost)
+        self._booked(out.gas_cost, False)
 
     async def close(self) -> None:
         for t in self._tasks.values():

@@ -322,7 +322,7 @@ class TxSender:
         drawn = bool(done.get("reserve")) or (fresh and self.reserve.draw(key, signal))
         split = None
         if drawn:
-            set_flows = [self.reserve.drawn_flow(signal)]
+            set_flows = [self.reserve.drawn_flow(key, signal)]
         else:
             split = await self.onchain.send(key, "split", self.chain.split_call(signal.market, n, signal.size),
                                             gas_hint, prior=done.get("split"))
@@ -330,7 +330,9 @@ class TxSender:
         skipped: Skipped | None = None
         unwound: list[Flow] = []
         try:
-            async with self._market(signal, fresh=False):
+            # A drawn set goes back for free: a signal that waited behind the market is judged
+            # again. A split one cost gas already: its legs' FOK limits are the guard.
+            async with self._market(signal, fresh=fresh and drawn):
                 placed = await self._place(signal, key, done.get("fills"), fresh)
             fills, errors = await self._settle(signal, key, placed)  # the market is free meanwhile
             sold = [f.filled == leg.size for f, leg in zip(fills, signal.legs, strict=True)]
@@ -341,6 +343,10 @@ class TxSender:
         except Skipped as exc:  # the set is ours already: it goes back
             skipped, fills, errors = exc, [], []
             sold = [False] * n
+        except (Unfinished, StuckTransaction, AmbiguousOutcome):
+            raise
+        except Exception as exc:  # the set is ours (drawn or split): never FAILED with it unbooked
+            raise Unfinished(f"set {'drawn' if drawn else 'split'}, then {type(exc).__name__}: {exc}") from exc
         tx_hash, nonce = (split.tx_hash, split.nonce) if split else (None, None)
         if all(sold):
             return Ended(TxStatus.SUCCESS, Verdict.SUCCESS, None, tuple(set_flows + fill_flows(fills)),
@@ -350,6 +356,8 @@ class TxSender:
             why = skipped.why if skipped else end.why
             if drawn:  # the set is still in the wallet: back into the reserve, no transaction
                 self.reserve.restock(key, signal)
+                if skipped:
+                    return Ended(skipped.status, Verdict.NONE, skipped.why)
                 return Ended(end.status, end.verdict, why)
             # Split for it: the set goes back into collateral, whatever killed the legs.
             whole = [Fill("", "", leg.token_id, Side.BUY, signal.size, 0, 0, "SPLIT") for leg in signal.legs]
@@ -666,16 +674,22 @@ class TxSender:
         self.batches += 1
         return out
 
-    def _reserve_gas(self, gas: int) -> None:
-        """A sell-reserve top-up or release was booked: its gas is this process's too."""
+    def _reserve_gas(self, gas: int, failed: bool) -> None:
+        """A sell-reserve top-up or release was booked: its gas is this process's too, and
+        the breaker's gas budget's."""
         self.gas_spent += gas
         self.realized_pnl -= gas
         self.activity += 1
+        if gas:
+            self.breaker.record_gas_cost(gas, failed=failed)
 
     def _tick_to_trade(self, signal: Signal, event_ns: int, execute_ns: int) -> None:
         now = self.clock.time_ns()
         self.tick_to_trade_ns.append(now - event_ns)
-        self.tick_to_trade_by_kind.setdefault(str(signal.kind), deque(maxlen=10_000)).append(now - event_ns)
+        by_kind = self.tick_to_trade_by_kind.get(signal.kind)
+        if by_kind is None:
+            by_kind = self.tick_to_trade_by_kind[str(signal.kind)] = deque(maxlen=10_000)
+        by_kind.append(now - event_ns)
         parts = self.tick_to_trade_parts
         parts["to_signal"].append(signal.created_ns - event_ns)
         parts["to_execute"].append(execute_ns - signal.created_ns)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from decimal import Decimal
 
 import msgspec
@@ -140,10 +142,7 @@ async def test_a_top_up_over_the_locked_capital_cap_is_not_split(tmp_path, sandb
 
 async def test_a_top_up_that_could_not_be_sent_is_finished_by_reconciliation(world):
     world.chain.automine = False
-    run = world.sender.execute(signal(world.clock, "SELL_SET", prices=SELL))
-    import asyncio
-
-    task = asyncio.create_task(run)
+    task = asyncio.create_task(world.sender.execute(signal(world.clock, "SELL_SET", prices=SELL)))
     await until(lambda: len(world.chain.sent) == 1, "the inline split sent")
     world.chain.mine()
     assert (await drive(world.clock, task)).status is TxStatus.SUCCESS
@@ -155,3 +154,68 @@ async def test_a_top_up_that_could_not_be_sent_is_finished_by_reconciliation(wor
     await world.sender.reconcile()  # the next round: the journaled hash is found mined
     assert world.journal.reserved(M) == 20_000_000 and len(sent(world, "split:")) == 2
     assert world.sender.quiet()
+
+
+async def test_a_top_up_refused_before_it_was_sent_is_booked_failed_and_blocks_nothing(world):
+    # Review: a top-up the gas cap refused raised out of every reconciliation round and
+    # stayed unfinished for ever: the executor was never quiet, the books never compared.
+    r = await world.sender.execute(signal(world.clock, "SELL_SET", prices=SELL))
+    assert r.status is TxStatus.SUCCESS
+    world.chain.base_fee = 10**13  # the top-up's split now costs more than trading.max_gas_cost
+    await until(lambda: world.sender.reserve.counts["failures"] == 1, "the top-up refused")
+    assert len(sent(world, "split:")) == 1 and world.journal.reserved() == 0
+    assert not world.sender.reserve.busy() and world.sender.quiet()
+    assert "FAILED" in [status for _, status, _, _ in world.journal.outcomes()]
+    assert await world.sender.reconcile() == []  # nothing left over, nothing raised
+
+
+async def test_a_drawn_sell_set_that_waited_behind_its_market_is_judged_again(world, monkeypatch):
+    await world.sender.execute(signal(world.clock, "SELL_SET", prices=SELL))
+    await topped_up(world, 1)
+    world.clock.advance(0.01)
+    gate = asyncio.Event()
+    batch = world.venue.place_batch
+
+    async def slow(orders, settle=True):
+        await gate.wait()  # the first execution's placement holds the market
+        return await batch(orders, settle)
+
+    monkeypatch.setattr(world.venue, "place_batch", slow)
+    first = asyncio.create_task(world.sender.execute(signal(world.clock, "SELL_SET", prices=SELL,
+                                                            created_offset=2)))
+    await until(lambda: world.journal.legs_in_flight(), "the first placing its legs")
+    world.clock.advance(0.01)  # other books: another opportunity
+    second = asyncio.create_task(world.sender.execute(signal(world.clock, "SELL_SET", prices=SELL,
+                                                             created_offset=1)))
+    await until(lambda: world.sender.reserve.counts["draws"] == 2, "the second drew its set")
+    world.clock.advance(3)  # its signal expires while it waits for the market
+    gate.set()
+    assert (await drive(world.clock, first)).status is TxStatus.SUCCESS
+    r = await drive(world.clock, second)
+    assert r.status is TxStatus.EXPIRED and "queued behind its market" in r.error
+    assert world.sender.reserve.counts["restocks"] == 1 and len(world.venue.batch_calls) == 2  # never placed
+    await topped_up(world, 2)  # what the first sold
+    assert world.journal.reserved(M) == 20_000_000
+
+
+async def test_an_unexpected_error_after_the_draw_leaves_the_execution_pending_not_failed(world, monkeypatch):
+    # Review: after its set was drawn (or split), any unexpected error was booked FAILED
+    # with no flow: the set gone from the books, the sale's proceeds never booked.
+    await world.sender.execute(signal(world.clock, "SELL_SET", prices=SELL))
+    await topped_up(world, 1)
+    world.clock.advance(0.01)
+    settle = world.sender._settle
+
+    async def broken(*args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(world.sender, "_settle", broken)
+    r = await world.sender.execute(signal(world.clock, "SELL_SET", prices=SELL, created_offset=1))
+    assert r.status is TxStatus.PENDING
+    monkeypatch.setattr(world.sender, "_settle", settle)
+    calls = len(world.venue.calls)
+    [done] = await world.sender.reconcile()
+    assert done.status is TxStatus.SUCCESS and len(world.venue.calls) == calls  # its legs read, not placed again
+    assert done.realized_pnl == 10_200_000 - 2_000 - SIZE
+    await topped_up(world, 2)
+    assert cash(world) == world.journal.booked() == -SIZE - 20_000_000 - SIZE + 2 * (10_200_000 - 2_000)
