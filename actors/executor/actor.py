@@ -181,12 +181,9 @@ class ExecutorActor(Actor):
         while True:
             try:
                 await self._approve()
-                for rec in self.idem.in_progress():
-                    result = await self.sender.resume(rec.key)
+                for result in await self.sender.reconcile():  # executions and reserve moves left unfinished
                     self.reconciled += 1
-                    if result is not None:
-                        self._publish(result)
-                await self.sender.reserve.resume()  # top-ups and releases a crash left unfinished
+                    self._publish(result)
                 if hasattr(self._chain, "collateral_balance"):
                     await self.reconciler.check()  # the books against the chain before the first trade
                 return

@@ -163,6 +163,7 @@ class RouterActor(Actor):
         self.reevaluations = 0  # markets judged again when a result released their opportunity
         self._released = ""  # the signal whose result is being handled (never re-sent as is)
         self._flush_open = False  # the last book said more books of its flush follow
+        self._releases: dict[str, str] = {}  # market -> released signal id, re-evaluated after the flush
         self.flushes_split = 0  # reads that ended inside a feed flush (events judged after it)
         self.snapshot_requests = self.snapshot_errors = self.snapshots_applied = 0
         self.discoveries = self.discovery_errors = 0
@@ -352,6 +353,9 @@ class RouterActor(Actor):
         if self._flush_open:
             self.flushes_split += 1
             return
+        releases, self._releases = self._releases, {}
+        for market, released in releases.items():
+            self._reevaluate(market, released)
         dirty, self._dirty_events = self._dirty_events, {}
         for event, trigger in dirty.items():
             try:
@@ -379,6 +383,7 @@ class RouterActor(Actor):
             if event is not None:
                 self._dirty_events.setdefault(event, None)
         self.snapshots_applied += 1
+        self._flush_open = False  # a snapshot is every book at once: no flush is half in
         for market in touched:
             self._evaluate(market, trigger=None)
         self.end_of_batch()
@@ -433,10 +438,14 @@ class RouterActor(Actor):
             self._reevaluate(body.market, body.signal_id)
 
     def _reevaluate(self, market: str, released: str) -> None:
-        """A released opportunity is judged again at once on the books we hold: what
-        is left of its gap may never bring a new book (the venue does not move a
-        market while it has a gap), and was suppressed as in flight until now. The
-        very signal just executed (the same books) is not sent again."""
+        """A released opportunity is judged again on the books we hold: what is left of
+        its gap may never bring a new book (the venue does not move a market while it
+        has a gap), and was suppressed as in flight until now. The very signal just
+        executed (the same books) is not sent again. In the middle of a feed flush it
+        waits for the flush's last book, like every other judgement."""
+        if self._flush_open:
+            self._releases[market] = released
+            return
         self.reevaluations += 1
         self._released = released
         try:
@@ -444,6 +453,9 @@ class RouterActor(Actor):
                 self._evaluate(market, None)
             elif market in self.baskets or market in self.yes_baskets:
                 self._evaluate_event(market, None)
+        except Exception:  # a bug on one market must not stop the router (this runs in the results task)
+            self.handler_errors += 1
+            log.exception("market %s not re-evaluated", market)
         finally:
             self._released = ""
 

@@ -311,10 +311,13 @@ async def test_a_result_without_a_gap_left_signals_nothing(make_world):
     w = await make_world()
     w.arbitrage()
     first = (await w.next_signal())[1].body
+    updates = w.actor.updates
     w.book("yes", asks=[(c(60), 100 * MICRO)])  # the gap closed
+    await eventually(lambda: w.actor.updates > updates)  # held before the result comes
     w.result(first.signal_id, "SUCCESS")
     await eventually(lambda: w.actor.get_stats()["reevaluations"] == 1)
-    assert w.actor.signals == 1
+    # Judged on the closed gap: no edge at all (not merely "the same signal again").
+    assert w.actor.signals == 1 and w.actor.suppressed["executed"] == 0
 
 
 async def test_a_different_price_is_a_different_opportunity(make_world):
@@ -611,6 +614,29 @@ async def test_an_event_is_judged_only_once_its_flush_is_all_in_even_across_read
     w.actor.end_of_batch()
     assert w.actor.get_stats()["neg_risk_events"]["evaluations"] == judged + 1
     assert w.actor.signals == 1  # judged once, on the whole flush: no basket
+
+
+async def test_a_result_in_the_middle_of_a_flush_is_judged_after_its_last_book(make_world):
+    # Review: the re-evaluation a result triggers ran at once, between two reads of one
+    # feed flush, on the new YES book next to the old NO book: the gap the flush closes.
+    w = await make_world()
+    w.arbitrage()
+    first = (await w.next_signal())[1].body
+    w.clock.advance(0.01)
+
+    def read(token, asks, more, flush_more):
+        body = BookUpdate(token_id=token, market=M, valid=True, bids=[(c(40), MICRO)], asks=asks,
+                          venue_ts_ms=w.now_ms(), recv_ns=w.clock.time_ns(), tick_size=c(1), more=more,
+                          flush_more=flush_more)
+        w.actor.on_book(w.feed.stamp(topics.book(token), body))
+
+    read("yes", [(c(45), 40 * MICRO)], more=True, flush_more=True)  # the read ends here
+    w.actor.on_result(w.executor.stamper.stamp(topics.tx_result(), TxResult(
+        signal_id=first.signal_id, idempotency_key="k", market=M, status="SUCCESS", success=True, attempt=1)))
+    assert w.actor.get_stats()["reevaluations"] == 0  # waits for the flush
+    read("no", [(c(60), 100 * MICRO)], more=False, flush_more=False)  # 1.05: the gap is gone
+    w.actor.end_of_batch()
+    assert w.actor.get_stats()["reevaluations"] == 1 and w.actor.signals == 1
 
 
 async def test_an_augmented_event_never_signals(make_world):
