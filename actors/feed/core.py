@@ -29,7 +29,6 @@ from actors.feed.dedup import DedupCache
 LOST_UPDATE = "best bid/ask disagree with the venue: an update was lost or is late"
 
 
-_NO_OBJECT: dict[str, object] = {}  # the fast path's events need no raw message for their identity
 
 @dataclass(slots=True)
 class TokenState:
@@ -50,7 +49,7 @@ class FeedCore:
         self.dedup = DedupCache(dedup_size)
         self.crossed_grace_ns = crossed_grace_ms * 1_000_000
         self.counts: dict[str, int] = {
-            "messages": 0, "frames": 0, "duplicates": 0, "out_of_order": 0, "sequence_gaps": 0,
+            "messages": 0, "frames": 0, "generic_path": 0, "duplicates": 0, "out_of_order": 0, "sequence_gaps": 0,
             "snapshots": 0, "price_changes": 0, "tick_size_changes": 0, "trades": 0,
             "unknown_events": 0, "ignored_events": 0, "unknown_fields": 0, "untracked": 0,
             "malformed": 0, "no_snapshot": 0, "best_mismatch": 0, "crossed": 0, "stale_levels": 0,
@@ -95,8 +94,9 @@ class FeedCore:
                 if isinstance(event, wire.Ignored):
                     self.counts["ignored_events"] += 1  # known (the fast path has no unknown event types)
                     continue
-                self._deliver(event, wire.identity(_NO_OBJECT, event), recv_ns, changed)
+                self._deliver(event, wire.identity(event), recv_ns, changed)
             return changed
+        self.counts["generic_path"] += 1  # not the venue's known events, or not well formed: read as dicts
         try:
             objs = wire.decode(text)
         except wire.WireError as exc:
@@ -115,7 +115,7 @@ class FeedCore:
                 known = event.event_type in wire.KNOWN_EVENTS
                 self.counts["ignored_events" if known else "unknown_events"] += 1
                 continue
-            self._deliver(event, wire.identity(obj, event), recv_ns, changed)
+            self._deliver(event, wire.identity(event), recv_ns, changed)
         return changed
 
     def _deliver(self, event: wire.Event, ident: tuple, recv_ns: int, changed: set[str]) -> None:

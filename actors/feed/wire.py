@@ -17,13 +17,6 @@ from actors.domain.money import MICRO, parse_decimal
 
 KNOWN_EVENTS = frozenset({"book", "price_change", "tick_size_change", "last_trade_price",
                           "best_bid_ask", "new_market", "market_resolved"})
-_BOOK_KEYS = frozenset({"event_type", "asset_id", "market", "bids", "asks", "buys", "sells", "timestamp", "hash",
-                        "tick_size", "min_order_size", "neg_risk", "last_trade_price"})
-_PC_KEYS = frozenset({"event_type", "market", "timestamp", "price_changes"})
-_PC_ENTRY_KEYS = frozenset({"asset_id", "price", "size", "side", "hash", "best_bid", "best_ask"})
-_TICK_KEYS = frozenset({"event_type", "asset_id", "market", "old_tick_size", "new_tick_size", "timestamp"})
-_TRADE_KEYS = frozenset({"event_type", "asset_id", "market", "price", "side", "size", "fee_rate_bps", "timestamp",
-                         "transaction_hash"})
 
 _decoder = msgspec.json.Decoder()
 
@@ -281,6 +274,14 @@ class _MarketResolved(msgspec.Struct, tag_field="event_type", tag="market_resolv
     pass
 
 
+# The fields the generic path knows (anything else is counted as unknown): the fast path's
+# Structs, so the two paths can never disagree on what the venue sends.
+_BOOK_KEYS = frozenset(_Book.__struct_fields__) | {"event_type", "buys", "sells"}
+_PC_KEYS = frozenset(_PriceChange.__struct_fields__) | {"event_type"}
+_PC_ENTRY_KEYS = frozenset(_Change.__struct_fields__)
+_TICK_KEYS = frozenset(_TickSizeChange.__struct_fields__) | {"event_type"}
+_TRADE_KEYS = frozenset(_LastTrade.__struct_fields__) | {"event_type"}
+
 _Msg = _Book | _PriceChange | _TickSizeChange | _LastTrade | _BestBidAsk | _NewMarket | _MarketResolved
 _fast = msgspec.json.Decoder(list[_Msg] | _Msg)
 
@@ -314,7 +315,7 @@ def decode_fast(text: str | bytes) -> list[Event] | None:
         return None
 
 
-def identity(obj: dict, event: Event) -> tuple:
+def identity(event: Event) -> tuple:
     """What makes two messages the same message (for the dedup cache)."""
     if isinstance(event, PriceChange):
         return event.identity
@@ -324,4 +325,4 @@ def identity(obj: dict, event: Event) -> tuple:
         return ("tick", event.asset_id, event.timestamp_ms, event.new_tick_size)
     if isinstance(event, LastTrade):
         return ("trade", event.asset_id, event.timestamp_ms, event.price, event.size, event.side)
-    return ("other", event.event_type, obj.get("asset_id"), obj.get("timestamp"))
+    raise TypeError(f"no identity for {type(event).__name__}: only book events are delivered")
