@@ -167,7 +167,7 @@ class ClobVenue:
         try:
             resp = await self._call(self._client.post_order, order, kind, False, True)  # defer_exec
         except PolyApiException as exc:
-            return await self._refused(exc, token_id, side, client_id)
+            return await self._refused(exc, token_id, side, client_id, settle)
         return await self._accepted(resp, token_id, side, client_id, settle)
 
     async def _accepted(self, resp: dict[str, Any], token_id: str, side: OrderSide, client_id: str,
@@ -192,7 +192,7 @@ class ClobVenue:
 
     async def settle(self, fill: Fill) -> Fill:
         """A provisional MATCHED fill (from `settle=False`) followed until its trades settle."""
-        if not fill.filled or fill.status != "MATCHED":
+        if not fill.filled or fill.status.upper() != "MATCHED":  # an order record's status may be "matched"
             return fill
         return await self._follow(fill)
 
@@ -229,7 +229,7 @@ class ClobVenue:
             text = str(resp.get("errorMsg") or resp.get("error") or "refused")
             if "duplicat" in text.lower():
                 self.counts["duplicates"] += 1
-                found = await self.find(client_id)
+                found = await self.find(client_id, settle)
                 if found is not None:
                     return found
             if any(k in text.lower() for k in _KILLED):
@@ -335,14 +335,15 @@ class ClobVenue:
         rows = page.get("data", []) if isinstance(page, dict) else []
         return str(rows[0].get("status", "")).upper() if rows else ""
 
-    async def _refused(self, exc: PolyApiException, token_id: str, side: OrderSide, client_id: str) -> Fill:
+    async def _refused(self, exc: PolyApiException, token_id: str, side: OrderSide, client_id: str,
+                       settle: bool = True) -> Fill:
         status, body = exc.status_code, exc.error_msg
         text = str(body.get("error", body) if isinstance(body, dict) else body)
         if status is None:  # no answer at all: transport error, safe to retry (metadata)
             raise ConnectionError(text)
         if "duplicat" in text.lower():
             self.counts["duplicates"] += 1
-            found = await self.find(client_id)
+            found = await self.find(client_id, settle)
             if found is not None:
                 return found
         if status == 400 and any(k in text.lower() for k in _KILLED):
@@ -367,7 +368,10 @@ class ClobVenue:
         self.counts["filled"] += 1
         return Fill(client_id, str(resp.get("orderID", "")), token_id, side, filled, cost, fee, "MATCHED")
 
-    async def find(self, client_id: str) -> Fill | None:
+    async def find(self, client_id: str, settle: bool = True) -> Fill | None:
+        """The order placed with this client id, followed until decided (and, unless
+        `settle` is off, its match until settled: a placement under the market lock
+        that met "Duplicated" must not wait for settlement there); None if unknown."""
         await self._ensure_creds()
         try:
             page = await self._l2_get("/data/orders", {"metadata": client_id})
@@ -380,8 +384,8 @@ class ClobVenue:
             return None
         o = rows[0]
         if str(o.get("status", "")).upper() in PENDING_ORDER:  # DELAYED: it may still match
-            return await self._await_order(str(o.get("id", "")), client_id)
-        return await self._from_record(o, client_id)
+            return await self._await_order(str(o.get("id", "")), client_id, settle)
+        return await self._from_record(o, client_id, settle)
 
     async def _from_record(self, o: dict[str, Any], client_id: str, settle: bool = True) -> Fill:
         """An order record (GET /data/order(s)) as a Fill, settled if it matched."""

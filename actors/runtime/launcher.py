@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 from actors.runtime.actor import RpcMethod
 from actors.runtime.clock import SystemClock
@@ -139,7 +139,7 @@ async def _serve(name: str, config_path: str | None) -> int:
     return code
 
 
-def run_actor(name: str, config_path: str | None = None) -> int:
+def run_actor(name: str, config_path: str | None = None) -> NoReturn:
     """Serve the actor, then end the process at once: never `return` into an
     interpreter exit that waits for threads. asyncio.run waits for every job queued
     in the default thread pool, and the interpreter joins every pool thread: with
