@@ -299,7 +299,8 @@ class TxSender:
             return fills
         # The market is free again: the merge touches no liquidity.
         merge = await self._after_legs(key, signal, fills, lambda: self.onchain.send(
-            key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint, prior=done.get("merge")))
+            key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint, prior=done.get("merge")),
+            sent=bool(done.get("merge")))
         if isinstance(merge, Ended):
             return merge
         flows = fill_flows(fills) + tx_flows("merge", signal.size, merge.tx_hash, merge.gas_cost)
@@ -363,7 +364,7 @@ class TxSender:
             whole = [Fill("", "", leg.token_id, Side.BUY, signal.size, 0, 0, "SPLIT") for leg in signal.legs]
             merge = await self._after_legs(key, signal, whole, lambda: self.onchain.send(
                 key, "merge", self.chain.merge_call(signal.market, n, signal.size), gas_hint,
-                prior=done.get("merge")))
+                prior=done.get("merge")), sent=bool(done.get("merge")))
             if isinstance(merge, Ended):  # reverted: the set is held, and the split paid for it
                 return replace(merge, flows=tuple(set_flows) + merge.flows)
             flows = set_flows + tx_flows("merge", signal.size, merge.tx_hash, merge.gas_cost)
@@ -425,7 +426,7 @@ class TxSender:
         # The event is free again: the convert touches no liquidity.
         convert = await self._after_legs(key, signal, fills, lambda: self.onchain.send(
             key, "convert", self.chain.convert_call(market_id, (1 << n) - 1, signal.size), gas_hint,
-            prior=done.get("convert")), purpose="convert")
+            prior=done.get("convert")), sent=bool(done.get("convert")), purpose="convert")
         if isinstance(convert, Ended):
             return convert
         flows = fill_flows(fills) + tx_flows("convert", convert_payout(n, signal.size, fee_bips), convert.tx_hash,
@@ -470,15 +471,15 @@ class TxSender:
         return terms
 
     async def _after_legs(self, key: str, signal: Signal, held: list[Fill], step: Callable[[], Any],
-                          purpose: str = "merge") -> Any:
+                          sent: bool, purpose: str = "merge") -> Any:
         """The on-chain step that follows traded legs (the merge, or a basket's convert):
         its result, or the outcome when it reverted. The legs are paid whatever it does:
         a reverted step leaves their tokens in the wallet, recorded as held (the books
         keep the cost, `clear_positions` sells them); any other error leaves the
         execution unfinished (PENDING), for reconciliation to finish it, never FAILED
-        with its side effects unbooked."""
-        entry = self.journal.get(key)
-        if not (entry and entry[2].get(purpose)):  # not sent yet (once sent, the tokens may be burnt)
+        with its side effects unbooked. `sent`: the journal holds an earlier attempt of it
+        (a resume): its tokens may be burnt already, so the balance check is skipped."""
+        if not sent:
             await self._tokens_on_chain(signal, held)
         try:
             return await step()
