@@ -9,6 +9,8 @@ import asyncio
 import json
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,32 +35,32 @@ TRADER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 INJECTED = 15_375_352  # pUSD sent to the trader behind the system's back
 
 
-def journal_outcomes(tmp_path) -> list[tuple[str, str, int, int]]:
-    """The executors' durable books: the final outcome of every execution."""
+@contextmanager
+def _journal(tmp_path) -> Iterator[Any]:
+    """The executor's journal in a finished test's state folder (read after the run)."""
     from actors.executor.journal import Journal
     from actors.runtime.clock import SystemClock
 
     [path] = (tmp_path / "state").glob("executor-*.sqlite")
     journal = Journal(path, SystemClock())
     try:
-        return journal.outcomes()
+        yield journal
     finally:
         journal.close()
+
+
+def journal_outcomes(tmp_path) -> list[tuple[str, str, int, int]]:
+    """The executors' durable books: the final outcome of every execution."""
+    with _journal(tmp_path) as journal:
+        return journal.outcomes()
 
 
 def booked_collateral(tmp_path) -> int:
     """What the executor's books say the wallet's pUSD moved: every outcome's P&L plus its
     gas (paid in POL, not pUSD), less the sets the sell reserve holds (collateral split
     into tokens, not spent: worth one pUSD a set)."""
-    from actors.executor.journal import Journal
-    from actors.runtime.clock import SystemClock
-
-    [path] = (tmp_path / "state").glob("executor-*.sqlite")
-    journal = Journal(path, SystemClock())
-    try:
+    with _journal(tmp_path) as journal:
         return sum(pnl + gas for _, _, pnl, gas in journal.outcomes()) - journal.reserved()
-    finally:
-        journal.close()
 
 
 def snapshot(cfg) -> dict:
