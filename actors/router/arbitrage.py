@@ -182,34 +182,34 @@ Ladders = dict[str, tuple[list[Level], list[Level]]]
 
 
 def _screen(books: Sequence[BookView], market: MarketParams | BasketParams, limits: Limits,
-            ) -> tuple[str | None, Ladders]:
-    """Why these books must not be traded on at all (or None), and the ladders built to
-    judge crossed books (the evaluation sweeps the same ladders instead of building them again)."""
+            ) -> tuple[str | None, Ladders, dict[str, int]]:
+    """Why these books must not be traded on at all (or None), the ladders built to
+    judge crossed books (the evaluation sweeps the same ladders instead of building
+    them again) and each book's venue time (the signal's `book_ts_ms`)."""
     if not market.complete:
-        return INCOMPLETE_SET, {}
+        return INCOMPLETE_SET, {}, {}
     by_token = {b.token_id: b for b in books}
     if any(t not in by_token for t in market.token_ids):
-        return INCOMPLETE_SET, {}
+        return INCOMPLETE_SET, {}, {}
     chosen = [by_token[t] for t in market.token_ids]
     if not all(b.valid for b in chosen):
-        return INVALID_BOOK, {}
+        return INVALID_BOOK, {}, {}
     if any(b.venue_ts_ms < limits.min_book_ts_ms for b in chosen):
-        return STALE_BOOK, {}
+        return STALE_BOOK, {}, {}
     ladders: Ladders = {}
     for b in chosen:
         bids, asks = _ladder(b.bids, Side.SELL), _ladder(b.asks, Side.BUY)
         if bids and asks and bids[0][0] >= asks[0][0]:
             # A crossed book is a local book that missed a change: do not trust it.
-            return CROSSED_BOOK, {}
+            return CROSSED_BOOK, {}, {}
         ladders[b.token_id] = (bids, asks)
-    return None, ladders
+    return None, ladders, {b.token_id: b.venue_ts_ms for b in chosen}
 
 
 def evaluate(books: Sequence[BookView], market: MarketParams, limits: Limits) -> Evaluation:
-    reason, built = _screen(books, market, limits)
+    reason, built, book_ts = _screen(books, market, limits)
     if reason is not None:
         return Evaluation(None, reason)
-    by_token = {b.token_id: b for b in books}
     best: Opportunity | None = None
     reasons: list[str] = []
     for kind in (SetKind.BUY_SET, SetKind.SELL_SET):
@@ -223,7 +223,7 @@ def evaluate(books: Sequence[BookView], market: MarketParams, limits: Limits) ->
             continue
         opp = Opportunity(
             market=market.market, kind=kind, size=found[0], legs=found[1], expected_profit=found[2],
-            book_ts_ms={t: by_token[t].venue_ts_ms for t in market.token_ids},
+            book_ts_ms=book_ts,
         )
         if best is None or opp.expected_profit > best.expected_profit:
             best = opp
@@ -247,10 +247,9 @@ def evaluate_yes_basket(books: Sequence[BookView], basket: BasketParams, limits:
 def _evaluate_basket(books: Sequence[BookView], basket: BasketParams, kind: SetKind, limits: Limits) -> Evaluation:
     if basket.kind != kind:  # a caller's bug: the other side's tokens would be priced with this payout
         raise ValueError(f"{basket.kind} params evaluated as a {kind}")
-    reason, built = _screen(books, basket, limits)
+    reason, built, book_ts = _screen(books, basket, limits)
     if reason is not None:
         return Evaluation(None, reason)
-    by_token = {b.token_id: b for b in books}
     ladders = [built[t][1] for t in basket.token_ids]
     terms = _Terms(kind, Side.BUY, basket.token_ids, basket.fee_rates_ppm, basket.min_order_size,
                    basket.size_step, basket)
@@ -259,7 +258,7 @@ def _evaluate_basket(books: Sequence[BookView], basket: BasketParams, kind: SetK
         return Evaluation(None, found)
     return Evaluation(Opportunity(
         market=basket.event, kind=kind, size=found[0], legs=found[1], expected_profit=found[2],
-        book_ts_ms={t: by_token[t].venue_ts_ms for t in basket.token_ids}, neg_risk_market_id=basket.event,
+        book_ts_ms=book_ts, neg_risk_market_id=basket.event,
         convert_fee_bips=basket.convert_fee_bips if kind == SetKind.NO_BASKET else 0))
 
 
