@@ -14,7 +14,7 @@ from actors.nonce.client import NonceClient
 from config.loader import load
 from tests.helpers import eventually
 from tests.integration.conftest import RestartableAnvil, write_config
-from tests.integration.test_nonce_authority import WALLET, with_client
+from tests.integration.test_nonce_authority import WALLET, confirmed, with_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -140,11 +140,11 @@ def test_blocks_lost_with_the_same_genesis_unconfirm_and_rebroadcast_the_lost_tr
     async def scenario(c: NonceClient):
         first, h0 = await send_through_the_authority(c, w3, "trade-0")
         rpc(w3, "anvil_mine", "0x1")
-        assert await c.mark_confirmed(first)
+        assert await confirmed(c, first)
         snapshot = rpc(w3, "evm_snapshot")
         merge, h1 = await send_through_the_authority(c, w3, "merge")
         rpc(w3, "anvil_mine", "0x1")
-        assert await c.mark_confirmed(merge)
+        assert await confirmed(c, merge)
 
         async def seen() -> bool:
             return (await c.get_stats())["chain_latest"] == merge + 1
