@@ -252,8 +252,8 @@ class NonceManager:
     async def mark_confirmed(self, nonce: int, tx_hash: str | None = None) -> bool:
         """Mined. A nonce the chain has not passed is never confirmed (the sender
         saw `nonce too high`, or its report is wrong): with no hash of it known
-        to the node it goes back to the pool, else reconciliation confirms it
-        once mined. `tx_hash`: the attempt whose receipt the sender holds; one of
+        to the node (and none named by the sender's receipt) it goes back to the
+        pool, else reconciliation confirms it once mined. `tx_hash`: the attempt whose receipt the sender holds; one of
         ours, it is the mined one, without asking the node (which may be going
         down: a confirm without the hash lost the signed transaction to a no-op
         when the chain then lost the block). False when nothing was confirmed."""
@@ -280,14 +280,19 @@ class NonceManager:
         if 0 <= latest <= nonce:
             async with self._lock:
                 self.unmined_confirms += 1
-                released = not known and self.ledger.is_pending(nonce)
+                # The sender's receipt names one of our signed transactions: it mined, in a
+                # block the chain has lost since (a restarted dev chain, a reorg). Never back
+                # to the pool (the next transaction would take the nonce and the step would
+                # never run): kept SENT, its signed transaction re-broadcast like any lost one.
+                released = not known and not ours and self.ledger.is_pending(nonce)
                 if released:
                     self.ledger.mark_failed(nonce)
                 self.chain_pending = pending
                 self._latest_seq = max(self._latest_seq, seq)
                 self.last_reconcile = self.ledger.reconcile(latest, pending)
-            log.warning("confirm of nonce %d refused: the chain has mined only %d; %s", nonce, latest,
-                        "back to the pool" if released else "a hash of it is known: left to reconciliation")
+            why = ("back to the pool" if released else "its signed transaction mined in a block the chain lost: "
+                   "kept, to re-broadcast" if ours and not known else "a hash of it is known: left to reconciliation")
+            log.warning("confirm of nonce %d refused: the chain has mined only %d; %s", nonce, latest, why)
             return False
         async with self._lock:
             done = self.ledger.mark_confirmed(nonce, mined)

@@ -601,3 +601,22 @@ async def test_a_confirm_with_the_senders_receipt_keeps_the_mined_hash_though_th
     clock.advance(RESEND + 1)
     report = await m.tick()
     assert report["recovered"] == [n] and chain.rebroadcasts == [h] and chain.self_transfers == []
+
+
+async def test_a_confirm_of_a_block_the_chain_then_lost_keeps_the_nonce_and_rebroadcasts_it(world):
+    # A fresh-clone CI run (issue 13 review): the executor's merge mined, anvil was SIGKILLed
+    # and came back without that block, and the receipt's confirm arrived after: "the chain
+    # has mined only 6: back to the pool". The nonce went to the next transaction and the
+    # merge never ran again: the books said merged, the wallet held the set (105.04 pUSD).
+    path, chain, clock = world
+    m = manager(path, chain, clock)
+    await m.initialize()
+    n, h, _ = await send(m, chain, "merge")
+    chain.mine()
+    assert chain.lose_blocks(1) == [n]  # before the authority heard of the receipt
+    assert await m.mark_confirmed(n, h) is False  # not mined now: nothing to confirm yet
+    assert m.is_pending(n) and await m.allocate_nonce("next") == n + 1  # never handed out again
+    await m.tick()  # unknown to the node from now
+    clock.advance(RESEND + 1)
+    await m.tick()
+    assert chain.rebroadcasts == [h] and chain.self_transfers == []  # the merge itself, never a no-op
