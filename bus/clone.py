@@ -48,7 +48,10 @@ class CloneStore:
 
 def snapshot_reply(store: CloneStore, params: dict[str, Any]) -> Any:
     """RPC handler body: the snapshot as plain builtins for the reply."""
-    return msgspec.to_builtins(store.snapshot(str(params.get("prefix", ""))))
+    prefix = params.get("prefix", "")
+    if not isinstance(prefix, str):
+        raise ValueError(f"prefix must be a string, got {type(prefix).__name__}")
+    return msgspec.to_builtins(store.snapshot(prefix))
 
 
 async def fetch_snapshot(client: RpcClient, prefix: str, subscriber: Subscriber | None = None) -> Snapshot:

@@ -18,6 +18,9 @@ from bus.messages import SCHEMA_VERSION, Body, Envelope
 _encoder = msgspec.msgpack.Encoder()
 _env_decoder = msgspec.msgpack.Decoder(Envelope)
 _body_decoder = msgspec.msgpack.Decoder(Body)
+# The message types bound every depth (actors.domain.values), so a deep value is a
+# ValidationError; RecursionError stays caught should a type ever lose its bound.
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
 class FrameError(ValueError):
@@ -76,7 +79,7 @@ def encode_body(body: Body) -> bytes:
 def decode_body(data: bytes) -> Body:
     try:
         return _body_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except _DECODE_ERRORS as exc:
         raise FrameError(str(exc)) from exc
 
 
@@ -95,7 +98,7 @@ def encode_payload(envelope: Envelope) -> bytes:
 def decode_payload(payload: bytes) -> Envelope:
     try:
         env = _env_decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except _DECODE_ERRORS as exc:
         raise FrameError(str(exc)) from exc
     if env.v != SCHEMA_VERSION:
         raise FrameError(f"unsupported schema version {env.v}")

@@ -9,13 +9,20 @@ Wire form: multipart `[topic, envelope]`, the envelope msgspec-encoded msgpack.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
 import msgspec
 
 from actors.domain.enums import CircuitState, SetKind, Side, TxStatus
+from actors.domain.values import Mapping, Value
 
 SCHEMA_VERSION = 1
+
+# A per-topic sequence number: a publisher counts from 1 per boot and never gets near
+# 2^53; a forged 2^64 - 1 once overflowed a subscriber's stats (its gap count).
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+# What the server's reply cache is keyed by: bounded, so its memory is.
+RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 
 
 class _Body(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -29,7 +36,7 @@ class Stats(_Body, tag="stats"):
     """
 
     actor: str
-    stats: dict[str, Any]
+    stats: Mapping
 
 
 class BreakerState(_Body, tag="breaker_state"):
@@ -53,8 +60,8 @@ class SnapshotRequest(_Body, tag="snapshot_request"):
 
 class SnapshotEntry(msgspec.Struct, frozen=True, kw_only=True):
     topic: str
-    seq: int  # the sequence number this value was published with
-    body: Body
+    seq: Seq  # the sequence number this value was published with
+    body: EntryBody  # never a snapshot: a snapshot in a snapshot would nest without bound
 
 
 class Snapshot(_Body, tag="snapshot"):
@@ -72,15 +79,15 @@ class Snapshot(_Body, tag="snapshot"):
 class RpcRequest(_Body, tag="rpc_request"):
     """A request: `request_id` makes retries idempotent (server replays its reply)."""
 
-    request_id: str
-    method: str
-    params: dict[str, Any] = {}
+    request_id: RequestId
+    method: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    params: Mapping = {}
 
 
 class RpcReply(_Body, tag="rpc_reply"):
     request_id: str
     ok: bool
-    result: Any = None
+    result: Value = None
     error: str | None = None
 
 
@@ -198,6 +205,9 @@ class TxResult(_Body, tag="tx_result"):
     kind: SetKind | None = None
 
 
+# The values a snapshot entry can carry (what publishers keep the latest of).
+EntryBody = Stats | BreakerState | BookUpdate | FeedStatus | Signal | TxResult
+
 Body = (Stats | BreakerState | SnapshotRequest | Snapshot | RpcRequest | RpcReply | BookUpdate | FeedStatus
         | Signal | TxResult)
 
@@ -214,7 +224,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     v: int
     source: str
     boot_id: str
-    seq: int
+    seq: Seq
     event_ns: int
     publish_ns: int
     trace_id: str

@@ -173,11 +173,15 @@ class RpcServer:
         stamper: Stamper,
         *,
         cache_size: int = 10_000,
+        cache_bytes: int = 32 << 20,
         max_message_bytes: int = 1 << 20,
     ) -> None:
         self._sock = ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self._sock.setsockopt(zmq.LINGER, 0)
+        # A reply that cannot be delivered (peer gone, its queue full) raises instead of
+        # vanishing, so it is counted.
+        self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._sock.bind(endpoint)
         self._sync = _sync_view(self._sock)
         self.endpoint = endpoint
@@ -185,12 +189,15 @@ class RpcServer:
         self._stamper = stamper
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_bytes = cache_bytes  # ids and replies: a count limit alone let 0.9 MB ids grow it by 180 MB
+        self._cached_bytes = 0
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests = 0
         self.replayed = 0
         self.malformed = 0
         self.errors = 0
+        self.replies_dropped = 0
 
     async def serve(self) -> None:
         while True:
@@ -208,7 +215,8 @@ class RpcServer:
         try:
             # ROUTER never blocks on send: skip an event-loop round trip.
             self._sync.send_multipart([*route, reply], zmq.NOBLOCK)
-        except zmq.ZMQError as exc:  # peer gone: its retry will hit the cache
+        except zmq.ZMQError as exc:  # peer gone or not reading: its retry will hit the cache
+            self.replies_dropped += 1
             log.debug("reply not sent: %s", exc)
 
     async def _reply_for(self, payload: bytes) -> bytes:
@@ -240,13 +248,18 @@ class RpcServer:
                 self.errors += 1
                 reply = self._encode(RpcReply(request_id=rid, ok=False, error=f"{type(exc).__name__}: {exc}"))
             else:
-                self._cache[rid] = reply
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+                self._remember(rid, reply)
             fut.set_result(reply)
             return reply
         finally:
             del self._inflight[rid]
+
+    def _remember(self, rid: str, reply: bytes) -> None:
+        self._cache[rid] = reply
+        self._cached_bytes += len(rid) + len(reply)
+        while len(self._cache) > self._cache_size or self._cached_bytes > self._cache_bytes:
+            old, data = self._cache.popitem(last=False)
+            self._cached_bytes -= len(old) + len(data)
 
     def _encode(self, body: Body) -> bytes:
         return codec.encode_payload(self._stamper.stamp(b"rpc", body))
@@ -257,7 +270,9 @@ class RpcServer:
             "replayed": self.replayed,
             "malformed": self.malformed,
             "errors": self.errors,
+            "replies_dropped": self.replies_dropped,
             "cached": len(self._cache),
+            "cached_bytes": self._cached_bytes,
         }
 
     def close(self) -> None:

@@ -35,6 +35,7 @@ from actors.executor.web3_chain import Web3Chain
 from actors.nonce.client import NonceClient
 from actors.runtime.actor import Actor, RpcMethod
 from actors.runtime.context import ActorContext
+from actors.runtime.params import opt_str
 from actors.runtime.storage import archive_state
 from bus import topics
 from bus.messages import BreakerState, Signal
@@ -303,11 +304,11 @@ class ExecutorActor(Actor):
     # -- control and reload
     def rpc_methods(self) -> dict[str, RpcMethod]:
         async def halt(p: dict[str, Any]) -> Any:
-            self.breaker.force_open(str(p.get("reason") or "operator halt"))
+            self.breaker.force_open(opt_str(p, "reason") or "operator halt")
             return {"state": str(self.breaker.state), "reason": self.breaker.reason}
 
         async def resume(p: dict[str, Any]) -> Any:
-            why = str(p.get("reason") or "operator resume")
+            why = opt_str(p, "reason") or "operator resume"
             accepted = self.reconciler.accept(why)  # a trip of the reconciler: the chain is the truth now
             self.breaker.reset(why)
             return {"state": str(self.breaker.state), **({"books_rebased": accepted} if accepted else {})}

@@ -27,11 +27,15 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import websockets
 
+from actors.domain.values import Value
 from actors.runtime.clock import Clock
 
 log = logging.getLogger(__name__)
+
+_decode = msgspec.json.Decoder(Value).decode  # bounded depth: a deep frame is counted malformed
 
 Creds = Callable[[], Awaitable[tuple[str, str, str]]]  # (api key, secret, passphrase)
 MAX_FRAME = 1 << 20  # one event is ~1 KB; a frame this large is hostile or broken
@@ -112,8 +116,8 @@ class UserChannel:
             self.counts["other_frames"] += 1  # PONG, INVALID OPERATION
             return
         try:
-            data = json.loads(text)
-        except ValueError:
+            data = _decode(text)
+        except (msgspec.DecodeError, msgspec.ValidationError):  # incl. nesting beyond the bound
             self.counts["malformed"] += 1
             return
         for event in data if isinstance(data, list) else [data]:

@@ -23,21 +23,26 @@ from actors.nonce.nonce_manager import NonceManager
 from actors.nonce.store import NonceStore
 from actors.runtime.actor import Actor, RpcMethod
 from actors.runtime.context import ActorContext
+from actors.runtime.params import ParamError, need_int, need_str, opt_int, opt_str
 from config.schema import Config
 
 log = logging.getLogger(__name__)
 
 
-def decode_raw(value: Any) -> bytes | None:
-    """A signed raw transaction from the wire: a 0x-hex string (or bytes)."""
-    if value is None or value == "":
+HASH_TEXT = 66  # 0x and 32 bytes in hex
+RAW_TEXT = 2 + 2 * 128 * 1024  # a signed transaction of up to 128 KB (a node's own limit), in hex
+
+
+def decode_raw(value: str | None) -> bytes | None:
+    """A signed raw transaction from the wire: a 0x-hex string."""
+    if not value:
         return None
-    if isinstance(value, bytes | bytearray):
-        return bytes(value)
-    text = str(value)
-    if not text.startswith(("0x", "0X")):
-        raise ValueError("raw must be a 0x-prefixed hex string")
-    return bytes.fromhex(text[2:])
+    if not value.startswith(("0x", "0X")):
+        raise ParamError("raw must be a 0x-prefixed hex string")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise ParamError("raw is not hex") from None
 
 
 def state_path(cfg: Config, address: str) -> Path:
@@ -110,26 +115,25 @@ class NonceActor(Actor):
         m = self.manager
 
         async def allocate(p: dict[str, Any]) -> Any:
-            rid = str(p["request_id"])
+            rid = need_str(p, "request_id")
             return {"nonce": await m.allocate_nonce(rid), "request_id": rid}
 
         async def mark_sent(p: dict[str, Any]) -> Any:
-            fee, tip = p.get("max_fee"), p.get("tip")
-            await m.mark_sent(int(p["nonce"]), str(p.get("tx_hash", "")),
-                              None if fee is None else int(fee), None if tip is None else int(tip),
-                              decode_raw(p.get("raw")))
+            await m.mark_sent(need_int(p, "nonce"), opt_str(p, "tx_hash", max_len=HASH_TEXT) or "",
+                              opt_int(p, "max_fee"), opt_int(p, "tip"),
+                              decode_raw(opt_str(p, "raw", max_len=RAW_TEXT)))
             return {"ok": True}
 
         async def confirm(p: dict[str, Any]) -> Any:
-            tx_hash = p.get("tx_hash")
-            return {"confirmed": await m.mark_confirmed(int(p["nonce"]), str(tx_hash) if tx_hash else None)}
+            return {"confirmed": await m.mark_confirmed(need_int(p, "nonce"),
+                                                        opt_str(p, "tx_hash", max_len=HASH_TEXT))}
 
         async def fail(p: dict[str, Any]) -> Any:
-            await m.mark_failed(int(p["nonce"]))
+            await m.mark_failed(need_int(p, "nonce"))
             return {"ok": True}
 
         async def is_pending(p: dict[str, Any]) -> Any:
-            return {"pending": m.is_pending(int(p["nonce"]))}
+            return {"pending": m.is_pending(need_int(p, "nonce"))}
 
         async def stats(p: dict[str, Any]) -> Any:
             return m.get_stats()

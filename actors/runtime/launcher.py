@@ -45,6 +45,16 @@ def rpc_handler(methods: dict[str, RpcMethod]) -> Callable[[str, dict[str, Any]]
 
 
 PARENT_POLL_SECONDS = 0.5
+# web3's py_ecc raises the recursion limit to 100,000 when it is imported, far past what a
+# C stack holds: a deeply nested value then overflows the stack (SIGSEGV) instead of
+# raising RecursionError. Our decoders bound depth by type; this bounds everything else
+# (a node's or a library's JSON, parsed by code we do not own).
+SAFE_RECURSION_LIMIT = 2000
+
+
+def bound_recursion() -> None:
+    if sys.getrecursionlimit() > SAFE_RECURSION_LIMIT:
+        sys.setrecursionlimit(SAFE_RECURSION_LIMIT)
 
 
 async def _watch_parent(watch: ParentWatch, clock: SystemClock, stop: asyncio.Event) -> None:
@@ -85,6 +95,7 @@ async def _serve(name: str, config_path: str | None) -> int:
     ctx = new_context()
     rt = ActorRuntime(name, watcher, ctx, clock)
     actor = actor_class(name)(rt)
+    bound_recursion()
 
     def on_config(old: Config, new: Config) -> None:
         logging.getLogger().setLevel(new.runtime.log_level)
@@ -102,6 +113,7 @@ async def _serve(name: str, config_path: str | None) -> int:
         if not started:
             log.info("stopped while starting")
             return code
+        bound_recursion()  # start() may have imported web3
         methods = actor.rpc_methods()
         if rt.rpc_endpoint and methods:
             cfg = rt.config

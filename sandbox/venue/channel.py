@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from actors.domain.values import Value
 from actors.runtime.clock import Clock
 from sandbox.venue.faults import ConnectionFaults, FaultInjector
 
@@ -28,7 +29,7 @@ INVALID_OPERATION = b"INVALID OPERATION"
 TEXT = "text"
 CLOSE_TIMEOUT = 2.0  # seconds a close handshake may take before the transport is dropped
 
-_decode = msgspec.json.Decoder().decode
+_decode = msgspec.json.Decoder(Value).decode  # bounded depth: a deep body is a decode error
 
 
 class Connection:

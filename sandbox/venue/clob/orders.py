@@ -41,6 +41,7 @@ from py_clob_client_v2.order_utils.model.order_data_v2 import OrderV2
 
 from actors.domain.fees import taker_fee
 from actors.domain.money import ONE, micro_to_str
+from actors.domain.values import Value
 from sandbox.venue.book import BUY, SELL
 
 UINT256 = 2**256
@@ -51,7 +52,7 @@ EOA = 0  # SignatureTypeV2.EOA: the only signature type an EOA trader uses
 OFF_TICK_TOLERANCE = 100  # r may be off the grid by at most tick / 100 (client rounding of amounts)
 _HEX32 = re.compile(r"^0x[0-9a-fA-F]{0,64}$")
 _SIG = re.compile(r"^0x[0-9a-fA-F]{130}$")
-_decode = msgspec.json.Decoder().decode
+_decode = msgspec.json.Decoder(Value).decode  # bounded depth: a deep body is a decode error
 
 FOK_KILLED = "order couldn't be fully filled. FOK orders are fully filled or killed."
 FAK_UNMATCHED = ("no orders found to match with FAK order. FAK orders are partially filled or killed if no "

@@ -45,12 +45,13 @@ import msgspec
 from aiohttp import web
 
 from actors.domain.money import micro_to_str
+from actors.domain.values import Value
 from sandbox.venue.clob.auth import AuthError, verify_l1
 from sandbox.venue.clob.service import ClobService
 
 END_CURSOR = "LTE="
 _encode = msgspec.json.Encoder(decimal_format="number").encode
-_decode = msgspec.json.Decoder().decode
+_decode = msgspec.json.Decoder(Value).decode  # bounded depth: a deep body is a decode error
 
 
 def reply(body: Any, status: int = 200) -> web.Response:

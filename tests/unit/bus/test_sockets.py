@@ -189,3 +189,20 @@ async def test_clone_snapshot_primes_the_tracker_so_covered_updates_are_dropped(
     assert [(e.topic, e.seq, e.body.stats["n"]) for e in snap.entries] == [("stats.a", 3, 2)]
     assert [(r.env.seq, r.arrival) for r in batch] == [(4, Arrival.IN_ORDER)]
     task.cancel()
+
+
+async def test_the_reply_cache_is_bounded_in_bytes_not_only_in_count():
+    ctx = FakeContext()
+
+    async def handler(method, params):
+        return "r" * 50_000  # a large reply, kept for replays
+
+    server, task = await serve(ctx, handler, cache_size=10_000, cache_bytes=1_000_000)
+    client = RpcClient(ctx, RPC, Stamper("cli", TestClock()), timeout_ms=500, retries=0)
+    for i in range(100):  # 5 MB of replies: once all kept (100 x 0.9 MB ids took an authority to 256 MB)
+        await client.call("big", request_id="i" * 500 + str(i))
+    stats = server.get_stats()
+    assert stats["cached_bytes"] <= 1_000_000
+    assert 15 <= stats["cached"] < 20  # the newest ones stay
+    assert await client.call("big", request_id="i" * 500 + "99") and server.get_stats()["replayed"] == 1
+    task.cancel()

@@ -122,3 +122,26 @@ async def test_hot_reload_changes_noop_after(served):
     new = msgspec.structs.replace(old, nonce=msgspec.structs.replace(old.nonce, noop_after_seconds=3.0))
     actor.on_config(old, new)
     assert actor.manager._noop_ns == 3 * 10**9
+
+
+@pytest.mark.parametrize("rid", [["x", 1], None, 7, "", {"a": 1}, "k" * 513])
+async def test_a_request_id_that_is_not_a_short_string_allocates_nothing(served, rid):
+    actor, client, chain, ctx, rt = served
+    # once: str(["x", 1]) and str(None) were request ids, and real nonces were leased for them
+    with pytest.raises(RpcError, match="request_id"):
+        await client._rpc.call("allocate", {"request_id": rid})
+    assert actor.manager.get_stats()["allocations"] == 0
+
+
+@pytest.mark.parametrize("method", ["fail", "confirm", "is_pending", "mark_sent"])
+@pytest.mark.parametrize("nonce", [3.9, True, "3", None, -1, [3]])
+async def test_a_nonce_that_is_not_a_plain_integer_changes_nothing(served, method, nonce):
+    actor, client, chain, ctx, rt = served
+    n = await client.allocate_nonce("exec-1")
+    assert n == 3
+    before = actor.manager.get_stats()
+    # int(3.9) and int(True) once named nonce 3 and 1: an anonymous `fail` could free a live one
+    with pytest.raises(RpcError, match="nonce"):
+        await client._rpc.call(method, {"nonce": nonce, "tx_hash": "0x" + "ab" * 32})
+    assert actor.manager.get_stats() == before
+    assert actor.manager.is_pending(3)
