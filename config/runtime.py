@@ -5,8 +5,10 @@
 file's DIRECTORY (editors save by writing a temp file and renaming it over the
 original), debounces bursts of events, validates the whole file and swaps it
 in one step, then calls the registered callbacks with (old, new). A bad file
-keeps the running config; the error is counted and logged. Restart-only
-sections are reported, not applied.
+keeps the running config; the error, of whatever kind, is counted and logged.
+Restart-only sections are reported, not applied. The watcher reads and parses
+in a worker thread (a hostile file must not freeze the actor's event loop);
+the swap and the callbacks run on the loop.
 """
 
 from __future__ import annotations
@@ -68,11 +70,28 @@ class ConfigReloader:
         """Re-read the file; True if a new config was applied."""
         try:
             new = load(self.path)
-        except ConfigError as exc:
-            self.reload_errors += 1
-            self.last_error = str(exc)
+        except Exception as exc:  # a ConfigError, or a loader bug: a rejection all the same
+            return self._reject(exc)
+        return self._apply(new, now_ns)
+
+    async def reload_async(self, now_ns: int | None = None) -> bool:
+        """`reload` with the reading and parsing in a worker thread; the swap stays on the loop."""
+        try:
+            new = await asyncio.to_thread(load, self.path)
+        except Exception as exc:
+            return self._reject(exc)
+        return self._apply(new, now_ns)
+
+    def _reject(self, exc: Exception) -> bool:
+        self.reload_errors += 1
+        self.last_error = str(exc) if isinstance(exc, ConfigError) else f"{self.path}: {type(exc).__name__}: {exc}"
+        if isinstance(exc, ConfigError):
             log.error("config reload rejected, keeping the running config: %s", exc)
-            return False
+        else:
+            log.error("config reload failed, keeping the running config", exc_info=exc)
+        return False
+
+    def _apply(self, new: Config, now_ns: int | None) -> bool:
         old = self.config
         held = {s: getattr(old, s) for s in RESTART_ONLY if getattr(new, s) != getattr(old, s)}
         self.pending_restart = sorted(held)
@@ -150,6 +169,8 @@ class ConfigWatcher(ConfigReloader):
         self._observer: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._reloading: asyncio.Task[None] | None = None
+        self._again = False  # a change arrived while a reload was reading the file
         self.events = 0
 
     async def start(self) -> None:
@@ -162,6 +183,9 @@ class ConfigWatcher(ConfigReloader):
     async def stop(self) -> None:
         if self._timer:
             self._timer.cancel()
+        if self._reloading is not None:
+            self._reloading.cancel()
+            await asyncio.gather(self._reloading, return_exceptions=True)
         if self._observer is not None:
             self._observer.stop()
             await asyncio.to_thread(self._observer.join, 2.0)
@@ -181,7 +205,18 @@ class ConfigWatcher(ConfigReloader):
 
     def _fire(self) -> None:
         self._timer = None
-        self.reload(self._clock.time_ns() if self._clock else None)
+        # One reload at a time, so an older read can never be swapped in after a newer one.
+        if self._reloading is not None and not self._reloading.done():
+            self._again = True
+            return
+        assert self._loop is not None
+        self._reloading = self._loop.create_task(self._reload_until_current(), name="config-reload")
+
+    async def _reload_until_current(self) -> None:
+        self._again = True
+        while self._again:
+            self._again = False
+            await self.reload_async(self._clock.time_ns() if self._clock else None)
 
     def get_stats(self) -> dict[str, Any]:
         return {**super().get_stats(), "fs_events": self.events}

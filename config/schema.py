@@ -10,18 +10,43 @@ binary float.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
 
+# Every amount (USDC or shares) is at most this unless its section's `_bounds` says less: far
+# above any sane trade, far below a typo or hostile edit ("1e9") applied live.
+MAX_AMOUNT = Decimal("1000000")
+PLACES = 6  # money is held in 1e-6 units: a seventh decimal cannot be represented
+
+
+def amount_problem(value: Decimal, bound: Decimal) -> str | None:
+    """Why `value` is not a usable amount, or None."""
+    if not value.is_finite():
+        return "must be a finite amount"
+    if value < 0:
+        return "must be a non-negative amount"
+    if value > bound:
+        return f"must be at most {bound}"
+    if value.as_tuple().exponent > 0:  # type: ignore[operator]  # finite: an int
+        return "must be a plain decimal, not exponent notation"
+    if value.normalize().as_tuple().exponent < -PLACES:  # type: ignore[operator]
+        return f"has more than {PLACES} decimal places"
+    return None
+
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Upper bounds of this section's amounts tighter than MAX_AMOUNT, by field name.
+    _bounds: ClassVar[dict[str, Decimal]] = {}
+
     def __post_init__(self) -> None:
+        # msgspec cannot bound Decimals; a ValueError here names the key (loader._name_key).
         for name in self.__struct_fields__:
             value = getattr(self, name)
-            if isinstance(value, Decimal) and (not value.is_finite() or value < 0):
-                raise ValueError(f"`{name}` must be a non-negative amount, got {value}")
+            for v in value if isinstance(value, list) else (value,):
+                if isinstance(v, Decimal) and (problem := amount_problem(v, self._bounds.get(name, MAX_AMOUNT))):
+                    raise ValueError(f"`{name}` {problem}, got {v}")
 
 
 PosInt = Annotated[int, Meta(ge=1)]
@@ -29,7 +54,7 @@ NonNegInt = Annotated[int, Meta(ge=0)]
 PosFloat = Annotated[float, Meta(gt=0)]
 NonNegFloat = Annotated[float, Meta(ge=0)]
 Ratio = Annotated[float, Meta(gt=0, le=1)]
-Usdc = Decimal  # msgspec cannot bound Decimals: _Section checks them
+Usdc = Decimal  # an amount: finite, >= 0, at most 6 decimals and MAX_AMOUNT (_Section checks them)
 
 Endpoint = Annotated[str, Meta(pattern=r"^(tcp|ipc|inproc)://.+")]
 
@@ -37,22 +62,25 @@ Endpoint = Annotated[str, Meta(pattern=r"^(tcp|ipc|inproc)://.+")]
 class Trading(_Section):
     """Sizing and profitability limits of one complete-set trade (USDC)."""
 
-    # Most collateral one trade may commit (USDC): the asks' cost of a buy-set, the size
-    # of a sell-set. The router sizes every signal within it.
+    _bounds: ClassVar[dict[str, Decimal]] = {"min_profit_threshold": Decimal(1), "max_gas_cost": Decimal(100)}
+
+    # Most collateral one trade may commit (USDC, at most 1000000): the asks' cost of a buy-set,
+    # the size of a sell-set. The router sizes every signal within it.
     max_position_size: Usdc = Decimal("100")
-    # Least expected profit per set (USDC per share), after taker fees, for the router to signal.
+    # Least expected profit per set (USDC per share, at most 1: a set pays 1), after taker fees,
+    # for the router to signal.
     min_profit_threshold: Usdc = Decimal("0.01")
-    # Most one on-chain transaction may cost (USDC: gas limit x fee cap x executor.pol_usdc_price):
-    # a costlier one is not sent, and a buy-set whose merge would be is not started.
+    # Most one on-chain transaction may cost (USDC, at most 100: gas limit x fee cap x
+    # executor.pol_usdc_price): a costlier one is not sent, and a buy-set whose merge would be is not started.
     max_gas_cost: Usdc = Decimal("0.50")
     # A signal expires this long after the router made it; the executor drops it unexecuted.
     signal_ttl_ms: PosInt = 2000
     # Signals the executor executes concurrently (worker tasks); read when the executor starts.
     max_in_flight: PosInt = 4
-    # Most collateral held in YES baskets waiting for their event's resolution (USDC): a basket
-    # that would lock more is refused before any order.
+    # Most collateral held in YES baskets waiting for their event's resolution (USDC, at most
+    # 1000000): a basket that would lock more is refused before any order.
     max_locked_capital: Usdc = Decimal("200")
-    # Complete sets kept split per market that had a SELL_SET (USDC; one set = 1): the next SELL_SET
+    # Complete sets kept split per market that had a SELL_SET (USDC, at most 1000000; one set = 1): the next SELL_SET
     # up to this size sells them at once instead of splitting first, and a background split tops
     # them up. Counted against max_locked_capital; lowering it merges the excess back; 0 = off.
     sell_reserve: Usdc = Decimal("0")
@@ -67,7 +95,8 @@ class CircuitBreaker(_Section):
     sliding_window_size: PosInt = 20  # the last N executions the failure rate (and gas trip) looks at
     # Executions needed in the window before the failure rate counts (capped at sliding_window_size).
     minimum_number_of_calls: PosInt = 10
-    # Gas burnt by failed transactions during the window's executions that trips it (USDC); 0 = off.
+    # Gas burnt by failed transactions during the window's executions that trips it (USDC, at most
+    # 1000000); 0 = off.
     gas_cost_threshold: Usdc = Decimal("2.0")
     open_timeout_seconds: PosFloat = 60.0  # time OPEN (no trading) before HALF_OPEN lets probes through
     # Probe executions allowed in HALF_OPEN: all succeed -> CLOSED, any failure -> OPEN again.
@@ -224,7 +253,7 @@ class Router(_Section):
     # The same opportunity (market, kind, prices) is not signalled again within
     # this window unless its execution result arrived.
     resignal_after_ms: PosInt = 3_000
-    size_step: Usdc = Decimal("0.01")  # order sizes are multiples of this (shares)
+    size_step: Usdc = Decimal("0.01")  # order sizes are multiples of this (shares, at most 1000000)
     # Period of re-reading the market listing (after a failure: backoff 0.2-5 s).
     discovery_refresh_seconds: PosFloat = 60.0
     # Signal YES baskets of neg-risk events (buy every YES, hold to the resolution): capital is
@@ -235,12 +264,14 @@ class Router(_Section):
 class Executor(_Section):
     """Signals -> CLOB orders and on-chain transactions."""
 
+    _bounds: ClassVar[dict[str, Decimal]] = {"pol_usdc_price": Decimal(1000), "unwind_max_price_move": Decimal(1)}
+
     # Directory of the executor's journal and idempotency store (SQLite, per chain id and address).
     state_dir: str = "run/state"
     clob_url: str = "http://127.0.0.1:8780"  # CLOB REST base the orders go to
     # The venue's user channel: the account's trades as they settle ("" = follow them over REST only).
     user_ws_url: str = "ws://127.0.0.1:8780/ws/user"
-    # POL priced in USDC to turn gas into money (live: keep it current).
+    # POL priced in USDC to turn gas into money (at most 1000; live: keep it current).
     pol_usdc_price: Usdc = Decimal("0.50")
     gas_limit_per_outcome: PosInt = 90_000  # merge/split gas budget before estimating
     receipt_timeout_seconds: PosFloat = 20.0  # a tx not mined by then is replaced with higher fees
@@ -257,7 +288,7 @@ class Executor(_Section):
     min_priority_fee_gwei: NonNegInt = 25  # Polygon's floor
     give_up_after_seconds: PosFloat = 300.0  # then the execution is left for reconciliation
     # Unwinding a leg that filled alone: sell it back at most this far below the leg's limit price
-    # (USDC per share); clearing a position left open widens that by this much per attempt.
+    # (USDC per share, at most 1); clearing a position left open widens that by this much per attempt.
     unwind_max_price_move: Usdc = Decimal("0.10")
     # A completed or failed execution's key is kept this long (the same signal is not run again
     # meanwhile); read when the executor starts.
@@ -303,6 +334,8 @@ class SandboxChain(_Section):
 
 
 Rate = Annotated[float, Meta(ge=0, le=1)]
+# Prices and fee rates are fractions of the 1 USDC a winning share pays; Polymarket's ticks are <= 0.1.
+_MARKET_BOUNDS = {"fee_rate": Decimal(1), "tick_size": Decimal("0.1"), "initial_prices": Decimal(1)}
 
 
 class VenueMarket(_Section):
@@ -310,18 +343,23 @@ class VenueMarket(_Section):
     books mirror each other (a bid for YES at p is an ask for NO at 1 - p). Its condition
     id and token ids are derived on chain from `slug`."""
 
+    _bounds: ClassVar[dict[str, Decimal]] = _MARKET_BOUNDS
+
     slug: str  # the market's unique name; its ids are derived from it
     question: str = ""  # the question shown in the market listing
     # Outcome names of the two tokens (YES first). Multi-outcome markets are `events`.
     outcomes: Annotated[list[str], Meta(min_length=2, max_length=2)] = msgspec.field(
         default_factory=lambda: ["Yes", "No"])
-    fee_rate: Usdc = Decimal("0.02")  # taker fee: shares * fee_rate * (p * (1 - p)) ^ fee_exponent
+    fee_rate: Usdc = Decimal("0.02")  # taker fee (at most 1): shares * fee_rate * (p * (1 - p)) ^ fee_exponent
     fee_exponent: Annotated[int, Meta(ge=1, le=4)] = 1  # the exponent of that formula (the listing's `fd.e`)
-    tick_size: Usdc = Decimal("0.01")  # price tick and mid step (a mid beyond 0.04-0.96 switches to 0.001)
-    min_order_size: Usdc = Decimal("5")  # smaller orders are rejected (shares); published in the listing
-    initial_prices: list[Usdc] | None = None  # mid prices of YES and NO (summing to 1); default 0.5 each
+    # Price tick and mid step, at most 0.1 (a mid beyond 0.04-0.96 switches to 0.001).
+    tick_size: Usdc = Decimal("0.01")
+    # Smaller orders are rejected (shares, at most 1000000); published in the listing.
+    min_order_size: Usdc = Decimal("5")
+    # Mid prices of YES and NO (each at most 1, summing to 1); default 0.5 each.
+    initial_prices: list[Usdc] | None = None
     depth_levels: PosInt = 5  # price levels per side of each token's book
-    level_size: Usdc = Decimal("200")  # shares per level
+    level_size: Usdc = Decimal("200")  # shares per level (at most 1000000)
     # Resolve on its own this long after the venue started (reported on chain, `market_resolved`
     # sent); none = only when the operator asks (POST /sandbox/resolve).
     resolve_after_seconds: PosFloat | None = None
@@ -333,6 +371,8 @@ class VenueEvent(_Section):
     `neg_risk_market_id` on the NegRiskAdapter and traded on the neg-risk exchange.
     Exactly one outcome resolves YES."""
 
+    _bounds: ClassVar[dict[str, Decimal]] = _MARKET_BOUNDS
+
     slug: str  # the event's unique name; its market id is derived from it
     outcomes: Annotated[list[str], Meta(min_length=2, max_length=255)]  # named outcomes, one binary market each
     title: str = ""  # the event's title; each outcome's question is "<title>: <outcome>?"
@@ -340,15 +380,15 @@ class VenueEvent(_Section):
     # changes as placeholders are named. Named YES prices then sum below 1 by design.
     placeholders: Annotated[int, Meta(ge=0, le=64)] = 0
     other: bool = False  # an "Other" outcome (augmented events)
-    fee_rate: Usdc = Decimal("0.02")  # taker fee rate of every outcome's market
+    fee_rate: Usdc = Decimal("0.02")  # taker fee rate of every outcome's market (at most 1)
     fee_exponent: Annotated[int, Meta(ge=1, le=4)] = 1  # its exponent
     convert_fee_bips: Annotated[int, Meta(ge=0, le=10_000)] = 0  # NegRiskAdapter feeBips of convertPositions
-    tick_size: Usdc = Decimal("0.01")  # price tick of every outcome's market
-    min_order_size: Usdc = Decimal("5")  # minimum order size (shares)
-    # YES mid prices of the named outcomes, then the placeholders and Other; default: equal shares.
+    tick_size: Usdc = Decimal("0.01")  # price tick of every outcome's market (at most 0.1)
+    min_order_size: Usdc = Decimal("5")  # minimum order size (shares, at most 1000000)
+    # YES mid prices (each at most 1) of the named outcomes, then the placeholders and Other; default: equal shares.
     initial_prices: list[Usdc] | None = None
     depth_levels: PosInt = 5  # price levels per side of each token's book
-    level_size: Usdc = Decimal("200")  # shares per level
+    level_size: Usdc = Decimal("200")  # shares per level (at most 1000000)
     resolve_after_seconds: PosFloat | None = None  # as for markets: resolve on its own after this
     winner: str | None = None  # the outcome that resolves YES then; none = the likeliest one then
 
@@ -358,8 +398,10 @@ class VenueArbitrage(_Section):
     YES basket) or the YES bids above 1 (so the NO asks sum below m - 1: a NO basket), by
     `margin`. Binary markets get gaps only while `faults.inject_binary_gap` is on."""
 
+    _bounds: ClassVar[dict[str, Decimal]] = {"margin": Decimal(1)}
+
     rate_per_minute: NonNegFloat = 6.0  # mean gaps opened per minute (Poisson), on a random market; 0 = none
-    margin: Usdc = Decimal("0.04")  # distance of the sum from 1 (USDC), rounded up to whole ticks
+    margin: Usdc = Decimal("0.04")  # distance of the sum from 1 (USDC, at most 1), rounded up to whole ticks
     lifetime_seconds: PosFloat = 5.0  # a gap not fully taken ends after this
     sell_side_share: Rate = 0.3  # fraction of gaps that are bids-above-1 (NO baskets; binary sell sets)
 
@@ -418,9 +460,11 @@ class Venue(_Section):
     heartbeat_timeout_seconds: PosFloat = 10.0
     arbitrage: VenueArbitrage = VenueArbitrage()
     faults: VenueFaults = VenueFaults()
-    # Collateral minted to the trading wallet once, when the sandbox world (a fresh chain) is created.
+    # Collateral minted to the trading wallet once, when the sandbox world (a fresh chain) is created
+    # (USDC, at most 1000000).
     trader_funding: Usdc = Decimal("10000")
-    # Complete sets the operator holds per market (split at bootstrap), plus as much collateral besides.
+    # Complete sets the operator holds per market (split at bootstrap, at most 1000000), plus as much
+    # collateral besides.
     operator_inventory: Usdc = Decimal("100000")
 
 
