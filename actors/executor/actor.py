@@ -198,6 +198,10 @@ class ExecutorActor(Actor):
         """The one-time approvals, through the nonce authority. Approving twice is
         harmless, so each start-up attempt uses a fresh key instead of replaying
         an earlier (possibly reverted) one."""
+        # An attempt a killed process left unfinished is over: this one checks the chain anew.
+        # (Approvals move no pUSD; their gas is POL, like every transaction's.)
+        for stale in self.journal.unfinished("approvals:"):
+            self.journal.finish(stale, "SUPERSEDED", 0, 0)
         missing = await self._chain.approvals_missing() if hasattr(self._chain, "approvals_missing") else []
         if not missing:
             return
@@ -206,9 +210,12 @@ class ExecutorActor(Actor):
         self.journal.put_value("approval_attempt", attempt)
         key = f"approvals:{self._chain.address.lower()}:{attempt}"
         self.journal.begin(key, _APPROVAL_SIGNAL)
+        gas = 0
         for name in missing:
             out = await self.onchain.send(key, name, calls[name], 100_000)
+            gas += out.gas_cost
             log.info("approval %s mined in %s", name, out.tx_hash)
+        self.journal.finish(key, "APPROVED", -gas, gas)  # done: never left looking in flight
 
     async def _intake(self) -> None:
         cfg = self.rt.config

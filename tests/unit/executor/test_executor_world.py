@@ -61,3 +61,39 @@ async def test_claims_of_the_older_separate_file_are_adopted_into_the_one_store(
     assert [r.key for r in again.idem.in_progress()] == ["left-in-progress"]
     assert not (tmp_path / "ex" / f"idempotency-{tag}.sqlite").exists()
     assert list((tmp_path / "ex" / "archive").glob(f"*/idempotency-{tag}.sqlite"))
+
+
+async def test_approvals_end_finished_and_a_killed_attempt_is_closed_by_the_next(sandbox_config, tmp_path):
+    # A chaos run found the approvals record left "approve_..._sent" forever: never
+    # finished when they were mined, nor when the process that sent them was killed.
+    from types import SimpleNamespace
+
+    from actors.executor.actor import _APPROVAL_SIGNAL
+
+    cfg = msgspec.structs.replace(sandbox_config, executor=msgspec.structs.replace(
+        sandbox_config.executor, state_dir=str(tmp_path / "ex")))
+    actor = await started(cfg, "0x" + "aa" * 32)
+    actor.journal.begin("approvals:0xdead:1", _APPROVAL_SIGNAL)  # what a SIGKILL left
+    sent = []
+
+    async def missing():
+        return [] if sent else ["approve_exchange", "approve_ctf"]
+
+    async def send(key, purpose, call, gas_hint, prior=None):
+        sent.append((key, purpose))
+        return SimpleNamespace(tx_hash="0x" + "11" * 32, gas_cost=7_000)
+
+    actor._chain.approvals_missing = missing
+    actor._chain.approval_calls = lambda: [("approve_exchange", {}), ("approve_ctf", {})]
+    actor.onchain = SimpleNamespace(send=send)
+
+    await actor._approve()
+
+    assert actor.journal.unfinished("approvals:") == []
+    outcomes = {k: (s, pnl, gas) for k, s, pnl, gas in actor.journal.outcomes()}
+    assert outcomes["approvals:0xdead:1"] == ("SUPERSEDED", 0, 0)
+    [(key, _)] = [(k, v) for k, v in outcomes.items() if v[0] == "APPROVED"]
+    assert outcomes[key] == ("APPROVED", -14_000, 14_000)  # no pUSD moved: P&L is the gas
+    assert [p for _, p in sent] == ["approve_exchange", "approve_ctf"]
+    actor.journal.close()
+    actor.idem.close()
