@@ -179,6 +179,11 @@ class ConfigWatcher(ConfigReloader):
         self._observer.schedule(_DirHandler(self.path, self._from_thread), str(self.path.parent.resolve()))
         self._observer.daemon = True
         self._observer.start()
+        # The file may have changed between the first read (at construction) and now: an
+        # edit there raised no event we could hear, and the process ran on the older
+        # config until the next edit (a venue restarted during a chaos run kept a fault
+        # on for 5 minutes). Read it once more, now that every later edit is heard.
+        self._schedule()
 
     async def stop(self) -> None:
         if self._timer:

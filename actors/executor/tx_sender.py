@@ -271,11 +271,18 @@ class TxSender:
         r = Execution.of(signal, key, attempt, end)
         if permit is not None and r.status is TxStatus.SUCCESS:
             self.signal_to_settled_ns.append(self.clock.time_ns() - signal.created_ns)
-        if r.success:
+        if r.success or self._traded(r):
+            # Its claim ends for good. An execution that reached the venue or the chain is
+            # never run again under its key: a second run would reuse its journal row, its
+            # cash flows' keys and its legs' client ids (a chaos run found keys run twice).
             return self.book(r, lambda: self.idem.complete(key, {
                 "status": r.status.value, "tx_hash": r.tx_hash, "pnl": r.realized_pnl, "gas": r.gas_cost}))
         why = end.why or r.status.value
-        return self.book(r, lambda: self.idem.fail(key, why))
+        return self.book(r, lambda: self.idem.fail(key, why))  # nothing happened: the key may be claimed again
+
+    def _traded(self, r: Execution) -> bool:
+        """Whether an execution moved money or sent an order (its legs are journaled before they go)."""
+        return bool(r.flows) or bool(self.journal.legs(r.idempotency_key))
 
     async def _pipeline(self, signal: Signal, key: str, fresh: bool) -> Ended:
         n = len(signal.legs)

@@ -128,3 +128,17 @@ def test_live_example_is_valid_and_has_no_key_in_it():
 
     cfg = load(d.with_name("polygon.yaml"))
     assert isinstance(cfg.chain.wallet, EnvWallet) and cfg.sandbox is None
+
+
+async def test_an_edit_between_the_first_read_and_the_watch_is_applied(tmp_path):
+    # A chaos run: the venue restarted while a fault was on; the fault was switched off
+    # after its config was read but before its watcher ran, and it stayed on for minutes.
+    path = tmp_path / "c.yaml"
+    path.write_text(SANDBOX)
+    w = ConfigWatcher(path, debounce_seconds=0.01)  # reads the file now
+    write(path, SANDBOX.replace("lease_seconds: 30", "lease_seconds: 35"))  # no one is watching yet
+    await w.start()
+    try:
+        await eventually(lambda: w.config.nonce.lease_seconds == 35.0, what="the edit made before start()")
+    finally:
+        await w.stop()

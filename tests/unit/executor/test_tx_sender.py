@@ -745,7 +745,10 @@ async def test_a_reverted_convert_holds_the_no_tokens_and_books_their_cost(world
     sources = [row[0] for row in world.journal.db.execute("SELECT source FROM holdings")]
     assert all(":convert_reverted:" in s for s in sources) and len(sources) == 4
     assert world.breaker.get_stats()["failure_count"] == 1
-    assert world.idem.get(r.idempotency_key).status.value == "FAILED"
+    # Its legs traded: the claim ends for good (a FAILED claim could be run again under the
+    # same key, reusing the legs' client ids); the outcome stays FAILED in the books.
+    assert world.idem.get(r.idempotency_key).status.value == "COMPLETED"
+    assert world.journal.get(r.idempotency_key)[2]["status"] == "FAILED"
 
 
 async def test_a_convert_that_cannot_be_sent_leaves_the_basket_pending_then_reconciled(world):
@@ -1113,3 +1116,26 @@ async def test_a_transactions_gas_limit_is_never_below_the_configured_budget(wor
     world.chain.gas_estimate = estimate
     r = await world.sender.execute(signal(world.clock))
     assert r.status is TxStatus.SUCCESS and world.chain.sent[0]["gas"] == limit  # budget: 90k x 2 outcomes
+
+
+async def test_an_execution_that_traded_is_never_run_again_under_its_key(world):
+    # A chaos run saw keys executed twice: a non-success outcome released its claim, and the
+    # router re-signalled the same opportunity (same books: the same key). The second run
+    # reused the journal row and the client ids of the first: its cash flows collided with
+    # the first's (lost from the books) and a "Duplicated" leg could adopt the first's fill.
+    world.venue.script["tok1"] = ["kill"]
+    first = await world.sender.execute(signal(world.clock))
+    assert first.status is TxStatus.PARTIAL_UNWOUND and world.journal.flows(first.idempotency_key)
+    calls = len(world.venue.calls)
+    again = await world.sender.execute(signal(world.clock, created_offset=5))  # re-signalled, same books
+    assert again.idempotency_key == first.idempotency_key
+    assert again.status is TxStatus.DUPLICATE and len(world.venue.calls) == calls
+    assert world.journal.booked() == first.realized_pnl + first.gas_cost
+
+
+async def test_an_execution_refused_before_any_order_may_run_again(world):
+    world.breaker.force_open("operator halt")
+    first = await world.sender.execute(signal(world.clock))
+    world.breaker.reset("operator resume")
+    again = await world.sender.execute(signal(world.clock, created_offset=5))
+    assert first.status is TxStatus.REJECTED and again.status is TxStatus.SUCCESS
