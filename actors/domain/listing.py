@@ -1,5 +1,12 @@
 """Token ids from the CLOB's market listing (`GET /markets`, cursor-paginated),
-exactly as the feed would discover them live."""
+exactly as the feed would discover them live.
+
+The listing is the venue's answer, not ours: a page that is not the paged
+object, a market whose tokens or fee are not what they should be, raises
+`ListingError` (a ValueError) for the whole listing, so the caller counts it,
+keeps the previous listing and asks again; never a TypeError that kills the
+actor (a crash loop, live).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,20 @@ from decimal import ROUND_DOWN
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from actors.domain.money import to_micro_or
+from actors.domain.values import Mapping
 
 END_CURSOR = "LTE="  # Polymarket's "no more pages"
+MAX_PAGE_BYTES = 64 * 1024 * 1024  # a page of 500 markets is about 1 MB
+MAX_FEE_BPS = 10_000
+
+_page_decoder = msgspec.json.Decoder(Mapping)  # bounded depth: a deep answer is a DecodeError
+
+
+class ListingError(ValueError):
+    """The market listing is malformed: refused as a whole."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +69,21 @@ AUGMENTED_TAGS = frozenset({"placeholder", "other"})
 
 
 def parse_market(m: dict[str, Any]) -> Market:
+    cid = m.get("condition_id")
     tokens = m.get("tokens") or []
+    if not isinstance(cid, str) or not cid:
+        raise ListingError(f"condition_id {cid!r:.80}")
+    if not isinstance(tokens, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("token_id"), str | int) and not isinstance(t["token_id"], bool)
+            for t in tokens):
+        raise ListingError(f"market {cid:.80}: tokens {tokens!r:.80}")
     return Market(
-        condition_id=str(m["condition_id"]),
+        condition_id=cid,
         question=str(m.get("question", "")),
         token_ids=tuple(str(t["token_id"]) for t in tokens),
         outcomes=tuple(str(t.get("outcome", "")) for t in tokens),
         active=bool(m.get("active", True)) and not bool(m.get("closed", False)),
-        fee_rate_bps=int(m.get("taker_base_fee") or 0),
+        fee_rate_bps=_fee_bps(cid, m.get("taker_base_fee")),
         tick_size=to_micro_or(m.get("minimum_tick_size"), 10_000, rounding=ROUND_DOWN),
         min_order_size=to_micro_or(m.get("minimum_order_size"), 0, rounding=ROUND_DOWN),
         neg_risk=bool(m.get("neg_risk", False)),
@@ -69,16 +93,40 @@ def parse_market(m: dict[str, Any]) -> Market:
     )
 
 
+def _fee_bps(cid: str, fee: object) -> int:
+    if fee is None or fee == "":
+        return 0
+    if isinstance(fee, str) and fee.isascii() and fee.isdigit() and len(fee) <= 5:
+        fee = int(fee)
+    if not isinstance(fee, int) or isinstance(fee, bool) or not 0 <= fee <= MAX_FEE_BPS:
+        raise ListingError(f"market {cid:.80}: taker_base_fee {fee!r:.80}")
+    return fee
+
+
 async def list_markets(session: aiohttp.ClientSession, clob_url: str, *, max_pages: int = 1000) -> list[Market]:
     out: list[Market] = []
     cursor = ""
-    for _ in range(max_pages):
+    for n in range(max_pages):
         params = {"next_cursor": cursor} if cursor else {}
         async with session.get(f"{clob_url.rstrip('/')}/markets", params=params) as resp:
             resp.raise_for_status()
-            page = await resp.json()
-        out.extend(parse_market(m) for m in page.get("data", []) if m.get("condition_id"))
-        cursor = page.get("next_cursor") or END_CURSOR
+            body = bytearray()
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                body += chunk
+                if len(body) > MAX_PAGE_BYTES:
+                    raise ListingError(f"page {n}: more than {MAX_PAGE_BYTES} bytes")
+        try:
+            page = _page_decoder.decode(body)
+        except msgspec.DecodeError as exc:  # not JSON, not an object, too deep
+            raise ListingError(f"page {n}: not the paged object: {exc}") from None
+        data, cursor = page.get("data", []), page.get("next_cursor") or END_CURSOR
+        if not isinstance(data, list) or not isinstance(cursor, str):
+            raise ListingError(f"page {n}: data {type(data).__name__}, next_cursor {type(cursor).__name__}")
+        for m in data:
+            if not isinstance(m, dict):
+                raise ListingError(f"page {n}: market {m!r:.80}")
+            if m.get("condition_id"):  # listings carry entries without one: not markets
+                out.append(parse_market(m))
         if cursor == END_CURSOR:
             break
     return out

@@ -10,7 +10,13 @@ its last book stopped being maintained.
 
 Publishing is coalesced: the reader marks tokens dirty and a flush scheduled
 with call_soon publishes each dirty book once, so a burst of frames for one
-token costs one bus message and the reader never waits on the bus.
+token costs one bus message and the reader never waits on the bus. A book
+that cannot be published (it does not encode) is counted, invalidated and
+published invalid and empty instead: the rest of its flush goes out.
+
+Discovery never stops the actor: a listing that fails (the venue is down or
+answers garbage) is counted and asked for again with backoff, the previous
+one in force.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import logging
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from actors.domain.listing import list_markets, select
-from actors.feed.core import FeedCore
+from actors.feed.core import FUTURE_TOLERANCE_MS, FeedCore, TokenState
 from actors.feed.polymarket_ws import PolymarketWSClient, WSOptions
 from actors.runtime.actor import Actor, RpcMethod
 from actors.runtime.context import ActorContext
@@ -34,6 +41,18 @@ from config.schema import Config, Feed
 log = logging.getLogger(__name__)
 
 UNSUBSCRIBED = "unsubscribed: not in feed.markets any more"
+UNPUBLISHABLE = "publish failed: awaiting snapshot"
+DISCOVERY_MIN_BACKOFF_S = 0.2
+DISCOVERY_MAX_BACKOFF_S = 5.0
+
+
+def book_update(asset_id: str, st: TokenState, depth: int, *, more: bool = False,
+                flush_more: bool = False) -> BookUpdate:
+    """What the feed publishes for a token's book."""
+    bids, asks = st.book.depth(depth)
+    return BookUpdate(token_id=asset_id, market=st.market, valid=st.valid, bids=bids, asks=asks,
+                      venue_ts_ms=st.book.last_ts, recv_ns=st.recv_ns, tick_size=st.book.tick_size,
+                      reason=st.reason, more=more, flush_more=flush_more)
 
 
 def ws_options(f: Feed) -> WSOptions:
@@ -52,7 +71,8 @@ class FeedActor(Actor):
         super().__init__(rt)
         self._list_markets = lister or list_markets  # injected in unit tests
         f = rt.config.feed
-        self.core = FeedCore(dedup_size=f.dedup_cache_size, crossed_grace_ms=f.crossed_grace_ms)
+        self.core = FeedCore(dedup_size=f.dedup_cache_size, crossed_grace_ms=f.crossed_grace_ms,
+                             max_future_ms=FUTURE_TOLERANCE_MS)
         kw = {"connect": connect} if connect is not None else {}
         self.client = PolymarketWSClient(f.ws_url, self.core, rt.clock, on_change=self._mark,
                                          options=ws_options(f), **kw)
@@ -62,6 +82,7 @@ class FeedActor(Actor):
         self._flush_scheduled = False
         self._pending_marks = 0
         self.published = 0
+        self.publish_errors = 0
         self.discoveries = 0
         self.discovery_errors = 0
         self._last_status: tuple[Any, ...] | None = None
@@ -77,7 +98,7 @@ class FeedActor(Actor):
 
     # -- discovery: the CLOB's market listing names the token ids
     async def _discover_forever(self) -> None:
-        delay = 0.2
+        delay = DISCOVERY_MIN_BACKOFF_S
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             while True:
                 f = self.rt.config.feed
@@ -86,10 +107,10 @@ class FeedActor(Actor):
                     self.client.set_assets(select(markets, f.markets))
                     self.discoveries += 1
                     delay = f.discovery_refresh_seconds
-                except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as exc:
+                except Exception as exc:  # down, or garbage (a crash loop, live): retry, never die
                     self.discovery_errors += 1
-                    log.warning("market discovery from %s failed: %s", f.clob_url, exc)
-                    delay = min(max(delay * 2, 0.2), 5.0)
+                    log.warning("market discovery from %s failed: %r", f.clob_url, exc)
+                    delay = min(max(delay * 2, DISCOVERY_MIN_BACKOFF_S), DISCOVERY_MAX_BACKOFF_S)
                 await self.rt.clock.sleep(delay)
 
     # -- publishing
@@ -131,14 +152,30 @@ class FeedActor(Actor):
                                   flush_more=flush_more)
             else:
                 self._market_of[asset_id] = st.market
-                bids, asks = st.book.depth(depth)
-                body = BookUpdate(token_id=asset_id, market=st.market, valid=st.valid, bids=bids, asks=asks,
-                                  venue_ts_ms=st.book.last_ts, recv_ns=st.recv_ns, tick_size=st.book.tick_size,
-                                  reason=st.reason, more=more, flush_more=flush_more)
-            topic = topics.book(asset_id)
+                body = book_update(asset_id, st, depth, more=more, flush_more=flush_more)
+            self._publish_book(body)
+        self._publish_status(force=False)
+
+    def _publish_book(self, body: BookUpdate) -> None:
+        topic = topics.book(body.token_id)
+        try:
             self.clone.record(topic, self.rt.publisher.publish(topic, body, event_ns=body.recv_ns or None))
             self.published += 1
-        self._publish_status(force=False)
+            return
+        except Exception:  # e.g. a value msgpack cannot encode: this book only, never the flush
+            self.publish_errors += 1
+            log.exception("book %s not published: said invalid instead", body.token_id)
+        # Its subscribers (and the clone store) still hold the book before it: say it is not to
+        # be trusted, and have it re-requested.
+        self.core.invalidate(body.token_id, UNPUBLISHABLE, self.rt.clock.time_ns())
+        gone = msgspec.structs.replace(body, valid=False, bids=[], asks=[], reason=UNPUBLISHABLE)
+        try:
+            self.clone.record(topic, self.rt.publisher.publish(topic, gone, event_ns=gone.recv_ns or None))
+            self.published += 1
+        except Exception:
+            self.publish_errors += 1
+            self.clone.forget(topic)
+            log.exception("book %s not published invalid either", body.token_id)
 
     def _publish_status(self, force: bool) -> None:
         c = self.client
@@ -176,12 +213,13 @@ class FeedActor(Actor):
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
                 self.client.set_assets(select(await self._list_markets(session, f.clob_url), f.markets))
-        except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as exc:
+        except Exception as exc:  # the discovery loop tries again
             self.discovery_errors += 1
-            log.warning("re-discovery after a config change failed: %s", exc)
+            log.warning("re-discovery after a config change failed: %r", exc)
 
     def get_stats(self) -> dict[str, Any]:
-        return {**self.client.get_stats(), "published": self.published, "discoveries": self.discoveries,
+        return {**self.client.get_stats(), "published": self.published, "publish_errors": self.publish_errors,
+                "discoveries": self.discoveries,
                 "discovery_errors": self.discovery_errors, "ws_url": self.rt.config.feed.ws_url}
 
     def summary(self) -> dict[str, Any]:

@@ -14,7 +14,14 @@ books, the dedup cache, ordering and validity:
   tick-size change, when a price change's best bid/ask disagree with ours
   (an update was lost, or is late: overtaken by this one), or when it stays
   crossed past a grace period; each invalidation counts as a sequence gap and
-  lasts until a fresh snapshot.
+  lasts until a fresh snapshot;
+- a message that would change a book but is refused invalidates that book
+  too (its update is lost): malformed (`wire` names its tokens), stamped more
+  than `max_future_ms` ahead of the receive clock (`future_stamped`: it would
+  pin the book, every honest message after it judged out of order), or with
+  a price off the book's tick (`off_tick`). A malformed frame whose tokens
+  cannot be read is counted and dropped. Books name the market the listing
+  gave them (`track`), never the wire's.
 """
 
 from __future__ import annotations
@@ -27,7 +34,12 @@ from actors.feed.book import LocalBook
 from actors.feed.dedup import DedupCache
 
 LOST_UPDATE = "best bid/ask disagree with the venue: an update was lost or is late"
-
+REFUSED = "a message for this book was refused ({}): awaiting snapshot"
+# How far a venue timestamp may run ahead of our receive clock (clock skew and
+# latency take a few ms; the router already needs clocks within seconds).
+FUTURE_TOLERANCE_MS = 60_000
+MAX_TEXT_KINDS = 64  # distinct text frames counted by name; a flood of unique ones shares one count
+_NO_HORIZON = 1 << 62
 
 
 @dataclass(slots=True)
@@ -43,7 +55,10 @@ class TokenState:
 
 
 class FeedCore:
-    def __init__(self, *, dedup_size: int = 10_000, crossed_grace_ms: int = 500) -> None:
+    def __init__(self, *, dedup_size: int = 10_000, crossed_grace_ms: int = 500,
+                 max_future_ms: int | None = None) -> None:
+        # None: no bound (replays of recorded sessions carry synthetic receive times); the actor sets it.
+        self.max_future_ms = max_future_ms
         self.tokens: dict[str, TokenState] = {}
         self._valid = 0  # how many tokens' books are valid: kept as they change, never counted by a scan
         self.dedup = DedupCache(dedup_size)
@@ -54,6 +69,7 @@ class FeedCore:
             "unknown_events": 0, "ignored_events": 0, "unknown_fields": 0, "untracked": 0,
             "malformed": 0, "no_snapshot": 0, "best_mismatch": 0, "crossed": 0, "stale_levels": 0,
             "repeats": 0,  # seen-before identities applied anyway: they still changed a book
+            "future_stamped": 0, "off_tick": 0,
         }
         self.malformed_kinds: dict[str, int] = {}
         self.text_frames: dict[str, int] = {}
@@ -81,11 +97,15 @@ class FeedCore:
     def on_text_frame(self, text: str) -> None:
         """PONG / INVALID OPERATION / NO NEW ASSETS: plain text, not JSON."""
         key = text if len(text) <= 32 else text[:32]
+        if key not in self.text_frames and len(self.text_frames) >= MAX_TEXT_KINDS:
+            key = "(other)"
         self.text_frames[key] = self.text_frames.get(key, 0) + 1
 
     def on_frame(self, text: str | bytes, recv_ns: int) -> set[str]:
         """Apply one JSON frame; returns the asset ids whose book changed."""
         self.counts["frames"] += 1
+        future = self.max_future_ms
+        horizon = recv_ns // 1_000_000 + future if future is not None else _NO_HORIZON
         fast = wire.decode_fast(text)
         if fast is not None:  # the venue's known events, well formed: no dicts
             changed: set[str] = set()
@@ -94,7 +114,7 @@ class FeedCore:
                 if isinstance(event, wire.Ignored):
                     self.counts["ignored_events"] += 1  # known (the fast path has no unknown event types)
                     continue
-                self._deliver(event, wire.identity(event), recv_ns, changed)
+                self._deliver(event, wire.identity(event), recv_ns, changed, horizon)
             return changed
         self.counts["generic_path"] += 1  # not the venue's known events, or not well formed: read as dicts
         try:
@@ -109,16 +129,22 @@ class FeedCore:
                 event, unknown = wire.parse_event(obj)
             except wire.WireError as exc:
                 self._malformed(exc.kind)
+                self._refuse(exc.assets, REFUSED.format(exc.kind), recv_ns, changed)
                 continue
             self.counts["unknown_fields"] += unknown
             if isinstance(event, wire.Ignored):
                 known = event.event_type in wire.KNOWN_EVENTS
                 self.counts["ignored_events" if known else "unknown_events"] += 1
                 continue
-            self._deliver(event, wire.identity(event), recv_ns, changed)
+            self._deliver(event, wire.identity(event), recv_ns, changed, horizon)
         return changed
 
-    def _deliver(self, event: wire.Event, ident: tuple, recv_ns: int, changed: set[str]) -> None:
+    def _deliver(self, event: wire.Event, ident: tuple, recv_ns: int, changed: set[str], horizon: int) -> None:
+        if event.timestamp_ms > horizon:  # type: ignore[union-attr] - Ignored never gets here
+            self.counts["future_stamped"] += 1
+            if not isinstance(event, wire.LastTrade):  # a trade changes no book
+                self._refuse(_assets(event), REFUSED.format("stamped in the future"), recv_ns, changed)
+            return
         if self.dedup.seen(ident):
             if not self._changes_something(event):
                 self.counts["duplicates"] += 1
@@ -156,6 +182,11 @@ class FeedCore:
         self.counts["malformed"] += 1
         self.malformed_kinds[kind] = self.malformed_kinds.get(kind, 0) + 1
 
+    def _refuse(self, assets: tuple[str, ...] | set[str], reason: str, now_ns: int, changed: set[str]) -> None:
+        for a in assets:
+            if self.invalidate(a, reason, now_ns):
+                changed.add(a)
+
     def _apply(self, event: wire.Event, recv_ns: int, changed: set[str]) -> None:
         if isinstance(event, wire.PriceChange):
             self.counts["price_changes"] += 1
@@ -169,10 +200,15 @@ class FeedCore:
             if st.valid and event.timestamp_ms < st.seen_ts:
                 self.counts["out_of_order"] += 1  # an old snapshot must not roll the book back
                 return
+            tick = event.tick_size or st.book.tick_size
+            if tick and any(p % tick for side in (event.bids, event.asks) for p, _ in side):
+                self.counts["off_tick"] += 1
+                self._refuse((event.asset_id,), REFUSED.format("price off the tick"), recv_ns, changed)
+                return
             st.book.load_snapshot(event.bids, event.asks, event.timestamp_ms, event.tick_size)
             st.seen_ts = event.timestamp_ms  # a new epoch: whatever is older than it is late
             self._valid += not st.valid
-            st.valid, st.reason, st.recv_ns, st.market = True, "", recv_ns, event.market
+            st.valid, st.reason, st.recv_ns = True, "", recv_ns
             st.crossed_since_ns = recv_ns if st.book.crossed() else None
             changed.add(event.asset_id)
         elif isinstance(event, wire.TickSizeChange):
@@ -203,6 +239,12 @@ class FeedCore:
             if not st.valid:
                 if st.book.snapshot_ts == 0:
                     self.counts["no_snapshot"] += 1
+                continue
+            tick = st.book.tick_size
+            if tick and ch.price % tick:
+                self.counts["off_tick"] += 1
+                self._refuse((ch.asset_id,), REFUSED.format("price off the tick"), recv_ns, changed)
+                touched.pop(ch.asset_id, None)
                 continue
             if not st.book.apply(ch.is_bid, ch.price, ch.size, ts):
                 self.counts["stale_levels"] += 1
@@ -253,3 +295,9 @@ class FeedCore:
     def get_stats(self) -> dict[str, Any]:
         return {**self.counts, "malformed_kinds": dict(self.malformed_kinds), "text_frames": dict(self.text_frames),
                 "tokens": len(self.tokens), "valid_books": self.valid_count()}
+
+
+def _assets(event: wire.Event) -> tuple[str, ...] | set[str]:
+    if isinstance(event, wire.PriceChange):
+        return {ch.asset_id for ch in event.changes}
+    return (event.asset_id,)  # type: ignore[union-attr]

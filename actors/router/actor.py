@@ -18,7 +18,8 @@ allow trading (`breaker_<STATE>`: OPEN, FORCED_OPEN or UNKNOWN), when the
 same opportunity (market, kind, leg prices) is still being executed
 (`duplicate`: until its TxResult arrives or `resignal_after_ms` passes), and
 when the books cannot be traded on (`incomplete_set`, `invalid_book`,
-`stale_book`, `crossed_book`) or the edge is too thin (`below_min_size`).
+`stale_book`, `future_book`, `crossed_book`) or the edge is too thin
+(`below_min_size`).
 
 Markets (outcome sets, fee rates, minimum sizes) come from the CLOB listing
 (`actors.domain.listing.list_markets`), refreshed periodically.
@@ -82,6 +83,10 @@ SNAPSHOT_MAX_BACKOFF_S = 10.0  # ...and slower while the feed does not answer
 DISCOVERY_MIN_BACKOFF_S = 0.2
 DISCOVERY_MAX_BACKOFF_S = 5.0
 DEDUP_PRUNE_AT = 1024  # in-flight entries kept before expired ones are swept
+# A book whose venue time is further ahead of our clock than this is not traded on
+# (`future_book`): clocks agree within milliseconds, and a stamp from the future
+# would otherwise pass the staleness check for as long as it lies.
+MAX_BOOK_AHEAD_MS = 5_000
 
 
 _GET_FEE_BIPS = function_signature_to_4byte_selector("getFeeBips(bytes32)")
@@ -461,9 +466,11 @@ class RouterActor(Actor):
 
     # -- evaluation and signalling
     def _limits(self, now_ns: int) -> Limits:
-        # The venue stamps books with its wall clock (ms): compare with ours.
+        # The venue stamps books with its wall clock (ms): compare with ours, both ways.
+        now_ms = now_ns // 1_000_000
         return Limits(max_position=self._max_position, min_profit=self._min_profit,
-                      min_book_ts_ms=now_ns // 1_000_000 - self.rt.config.router.stale_book_ms)
+                      min_book_ts_ms=now_ms - self.rt.config.router.stale_book_ms,
+                      max_book_ts_ms=now_ms + MAX_BOOK_AHEAD_MS)
 
     def _evaluate(self, market: str, trigger: BookUpdate | None) -> None:
         params = self.markets[market]

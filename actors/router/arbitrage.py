@@ -58,6 +58,7 @@ from bus.messages import Leg
 INCOMPLETE_SET = "incomplete_set"
 INVALID_BOOK = "invalid_book"
 STALE_BOOK = "stale_book"
+FUTURE_BOOK = "future_book"  # stamped ahead of our clock: a venue or feed that lies about time
 CROSSED_BOOK = "crossed_book"
 BELOW_MIN_SIZE = "below_min_size"
 NO_EDGE = "no_edge"
@@ -145,11 +146,13 @@ class BasketParams:
 class Limits:
     """max_position: collateral one trade may commit (micro-USDC); min_profit:
     required profit per set after fees (micro-USDC); min_book_ts_ms: books whose
-    last venue change is older are stale (the caller computes it from its clock)."""
+    last venue change is older are stale; max_book_ts_ms: books whose last venue
+    change is later are from the future (the caller computes both from its clock)."""
 
     max_position: int
     min_profit: int
     min_book_ts_ms: int = 0
+    max_book_ts_ms: int = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +199,8 @@ def _screen(books: Sequence[BookView], market: MarketParams | BasketParams, limi
         return INVALID_BOOK, {}, {}
     if any(b.venue_ts_ms < limits.min_book_ts_ms for b in chosen):
         return STALE_BOOK, {}, {}
+    if any(b.venue_ts_ms > limits.max_book_ts_ms for b in chosen):
+        return FUTURE_BOOK, {}, {}
     ladders: Ladders = {}
     for b in chosen:
         bids, asks = _ladder(b.bids, Side.SELL), _ladder(b.asks, Side.BUY)
