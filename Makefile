@@ -15,7 +15,7 @@ CONFIG ?= $(CURDIR)/config/sandbox.yaml
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration lint docs bench clean reset
+.PHONY: help install run test test-unit test-integration chaos lint docs bench clean reset
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -53,6 +53,11 @@ test-unit: install ## Run the unit tests only
 
 test-integration: install ## Run the integration tests only
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+SEED ?= 1
+CHAOS_SECONDS ?= 600
+chaos: install ## The whole-system chaos run (10 min; SEED=N, CHAOS_SECONDS=S); report under run/chaos/
+	$(BIN)/python -m tests.chaos --seconds $(CHAOS_SECONDS) --seed $(SEED)
 
 lint: install ## Lint with ruff
 	$(BIN)/ruff check .

@@ -1,0 +1,1 @@
+"""The whole-system chaos suite: `python -m tests.chaos` (see driver.py)."""
