@@ -154,7 +154,9 @@ def breaker(heard: Heard, windows: list[tuple[float, float]], closed_at: dict[st
     seen: list[dict[str, Any]] = []
     ok = bool(windows)
     for w0, w1 in windows:
-        trip = next(((t, s, r) for t, s, r in opened if w0 <= t <= w1 + 5), None)
+        before = [(t, s, r) for t, s, r in heard.transitions if t <= w0]
+        already = before[-1] if before and before[-1][1] in OPENISH else None  # open when it began
+        trip = already or next(((t, s, r) for t, s, r in opened if w0 <= t <= w1 + 5), None)
         if trip is None:
             ok = False
             seen.append({"window": [w0, w1], "opened": None})

@@ -35,6 +35,7 @@ from tests.chaos.observer import Observer
 from tests.chaos.world import ACTORS, BIN, PROGRAMS, ROOT, World
 
 ARBITRAGE_PER_MINUTE = 40
+REJECT_MAX_SECONDS = 40  # reject_orders stays on at most this long waiting for the breaker to trip
 REPORTS = ROOT / "run" / "chaos"
 
 
@@ -152,7 +153,14 @@ class Run:
         return {"trader": self.dep.trader, "start_collateral_micro": self.start_collateral,
                 "start_block": self.start_block, "venue_funding_usdc": str(self.cfg.sandbox.venue.trader_funding)}
 
-    def storm(self) -> list[Planned]:
+    def _tripped_since(self, obs: Observer, since: float) -> bool:
+        """Whether the executor's breaker opened after `since` (or was open then)."""
+        heard = obs.snapshot()
+        before = [s for t, s, _ in heard.transitions if t <= since]
+        return (bool(before) and before[-1] in checks.OPENISH) or any(
+            t > since and s in checks.OPENISH for t, s, _ in heard.transitions)
+
+    def storm(self, obs: Observer) -> list[Planned]:
         plan = schedule(self.seed, self.seconds)
         start = time.time()
         queue: list[tuple[float, int, str, Planned | str]] = []
@@ -172,6 +180,14 @@ class Run:
                     heapq.heappush(queue, (time.time() + item.duration, n, "end", item.kind))
             else:
                 assert isinstance(item, str)
+                if item == "reject_orders" and self.reject_windows:
+                    # On until the breaker trips (the issue's "long enough"): successes of
+                    # executions placed before it, or few signals, can delay the third failure.
+                    began = self.reject_windows[-1][0]
+                    if not self._tripped_since(obs, began) and time.time() - began < REJECT_MAX_SECONDS:
+                        n += 1
+                        heapq.heappush(queue, (time.time() + 1.0, n, "end", item))
+                        continue
                 active.discard(item)
                 self.end(item)
         return plan
@@ -280,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 1
     try:
         report["setup"] = run.setup(obs)
-        plan = run.storm()
+        plan = run.storm(obs)
         report["faults_planned"] = [[p.at, p.kind, p.duration] for p in plan]
         report["fault_kinds"] = sorted({p.kind for p in plan})
         report["recovery"] = recovered = run.recover(obs)

@@ -28,12 +28,16 @@ from typing import Any
 from actors.runtime.clock import Clock
 from sandbox.venue.book import BUY
 from sandbox.venue.clob.records import CONFIRMED, FAILED, MINED, RETRYING, T_MATCHED, TradeRecord
-from sandbox.venue.clob.settlement import SettlementFailed, Settler, settlement_call
+from sandbox.venue.clob.settlement import ChainUnavailable, SettlementFailed, Settler, settlement_call
 from sandbox.venue.clob.store import VenueStore
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # a reverted settlement is resubmitted once
+# The operator's node down (restarting, frozen): the settlement waits for it, then goes out.
+# Failing the trade instead would tell the trader "nothing moved" about a fill that the
+# chain could still mine from a pool the node kept.
+CHAIN_WAIT_SECONDS = 300.0
 TradeListener = Callable[[TradeRecord], None]
 
 
@@ -128,11 +132,24 @@ class TradeLifecycle:
             self._fail(self.store.trade(trade.id) or trade, f"{type(exc).__name__}: {exc}")
 
     async def _submit(self, trade: TradeRecord) -> None:
+        waited, delay = 0.0, 0.5
         while True:
             trade = self._set(trade, attempts=trade.attempts + 1)
             try:
                 tx_hash = await self.settler.submit(
                     self._call(trade), on_sent=lambda h, tid=trade.id: self._sent(tid, h))
+            except ChainUnavailable as exc:
+                trade = self.store.trade(trade.id) or trade
+                if waited >= CHAIN_WAIT_SECONDS:
+                    self._fail(trade, f"settlement failed: {exc}")
+                    return
+                if trade.status != RETRYING:
+                    trade = self._set(trade, status=RETRYING, error=f"waiting for the chain: {exc}")
+                trade = self.store.update_trade(trade, attempts=trade.attempts - 1)  # nothing was sent
+                self.counters["settlement_chain_waits"] += 1
+                await self.clock.sleep(delay)
+                waited, delay = waited + delay, min(delay * 2, 5.0)
+                continue
             except SettlementFailed as exc:
                 trade = self.store.trade(trade.id) or trade
                 if trade.attempts < MAX_ATTEMPTS:

@@ -166,7 +166,8 @@ class Settler:
         self._fees: tuple[int, int, int] | None = None  # (max fee, tip, fetched at monotonic ns)
         self._recent: OrderedDict[int, tuple[str, str]] = OrderedDict()  # nonce -> (hash, raw 0x hex), newest last
         self.stats = {"sent": 0, "mined_ok": 0, "reverted": 0, "send_errors": 0, "nonce_resyncs": 0,
-                      "receipt_timeouts": 0, "dropped": 0, "read_errors": 0, "heals": 0, "rebroadcasts": 0}
+                      "receipt_timeouts": 0, "dropped": 0, "read_errors": 0, "heals": 0, "rebroadcasts": 0,
+                      "chain_unreachable": 0}
 
     async def _connect(self) -> AsyncHTTPProvider:
         if self._provider is None:  # created on the running loop, at first use
@@ -235,18 +236,29 @@ class Settler:
         return self._fees[0], self._fees[1]
 
     async def _send(self, data: str, to: str | None = None) -> str:
-        """Allocate a nonce, sign and send, under the lock; one retry after a nonce resync."""
+        """Allocate a nonce, sign and send, under the lock; one retry after a nonce resync.
+        ChainUnavailable when the node cannot be reached: nothing was sent."""
         async with self._lock:
             for attempt in (1, 2):
-                if self._nonce is None:
-                    self._nonce = int(await self._rpc("eth_getTransactionCount", [self.operator, "pending"]), 16)
-                    self.stats["nonce_resyncs"] += 1
-                max_fee, tip = await self._fee_caps()
+                try:
+                    if self._nonce is None:
+                        self._nonce = int(await self._rpc("eth_getTransactionCount", [self.operator, "pending"]),
+                                          16)
+                        self.stats["nonce_resyncs"] += 1
+                    max_fee, tip = await self._fee_caps()
+                except (aiohttp.ClientConnectionError, OSError, TimeoutError) as exc:
+                    self.stats["chain_unreachable"] += 1
+                    self._nonce, self._fees = None, None
+                    raise ChainUnavailable(f"the node is unreachable: {_short(exc)}") from exc
                 tx = {"to": to or self.exchange, "data": data, "value": 0, "nonce": self._nonce, "gas": GAS_LIMIT,
                       "chainId": self.chain_id, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip, "type": 2}
                 raw = "0x" + self._account.sign_transaction(tx).raw_transaction.hex()
                 try:
                     tx_hash = str(await self._rpc("eth_sendRawTransaction", [raw]))
+                except aiohttp.ClientConnectorError as exc:  # no connection: the node never saw it
+                    self.stats["chain_unreachable"] += 1
+                    self._nonce, self._fees = None, None
+                    raise ChainUnavailable(f"the node is unreachable: {_short(exc)}") from exc
                 except Exception as exc:
                     self.stats["send_errors"] += 1
                     self._nonce, self._fees = None, None

@@ -498,3 +498,53 @@ def test_the_store_forgets_the_oldest_orders_and_their_metadata():
     store.check_new("0x9", TRADER.address, records[0].metadata)  # free again
     with pytest.raises(DuplicateOrder):
         store.check_new("0x9", TRADER.address, records[1].metadata)
+
+
+async def test_a_settlement_waits_for_an_unreachable_chain_instead_of_failing_the_trade(
+        service, state, settler, clock):
+    # A chaos run: anvil SIGKILLed, the venue failed every trade it was settling, with a
+    # Traceback, although the fill could still be mined once the node came back.
+    from sandbox.venue.clob.settlement import ChainUnavailable
+
+    down = {"calls": 0}
+    real_submit = settler.submit
+
+    async def submit(call, on_sent=None):
+        if down["calls"] < 4:
+            down["calls"] += 1
+            raise ChainUnavailable("the node is unreachable: connection refused")
+        return await real_submit(call, on_sent)
+
+    settler.submit = submit
+    status, body = await post(service, clock, limit_order(BUY, 0.45, 10, metadata=META))
+    assert status == 200 and body["status"] == "matched"
+
+    async def confirmed():
+        clock.advance(1)
+        return trade_of(service, body).status == "CONFIRMED"
+
+    await eventually(confirmed, what="the settlement after the chain came back")
+    trade = trade_of(service, body)
+    assert trade.events == ("MATCHED", "RETRYING", "MINED", "CONFIRMED") and trade.attempts == 1
+    assert len(settler.settled) == 1 and down["calls"] == 4
+    assert service.trades_flow.counters["settlement_chain_waits"] == 4
+
+
+async def test_a_chain_unreachable_for_too_long_fails_the_trade_and_returns_the_liquidity(
+        service, state, settler, clock):
+    from sandbox.venue.clob import lifecycle
+    from sandbox.venue.clob.settlement import ChainUnavailable
+
+    async def submit(call, on_sent=None):
+        raise ChainUnavailable("the node is unreachable: connection refused")
+
+    settler.submit = submit
+    before = state.book(YES).levels(SELL)
+    status, body = await post(service, clock, limit_order(BUY, 0.45, 10, metadata=META))
+
+    async def failed():
+        clock.advance(lifecycle.CHAIN_WAIT_SECONDS / 20)
+        return trade_of(service, body).status == "FAILED"
+
+    await eventually(failed, what="the trade failed after the wait")
+    assert "unreachable" in trade_of(service, body).error and state.book(YES).levels(SELL) == before
