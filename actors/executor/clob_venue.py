@@ -346,6 +346,9 @@ class ClobVenue:
             found = await self.find(client_id, settle)
             if found is not None:
                 return found
+            # The venue says an order with our client id exists but does not show it yet: never
+            # "rejected" (a chaos run booked such a leg as unfilled while its fill was on chain).
+            raise ConnectionError(f"duplicated client id {client_id[:12]}, but its order is not found yet")
         if status == 400 and any(k in text.lower() for k in _KILLED):
             self.counts["killed"] += 1
             order_id = body.get("orderID", "") if isinstance(body, dict) else ""
@@ -376,8 +379,8 @@ class ClobVenue:
         try:
             page = await self._l2_get("/data/orders", {"metadata": client_id})
         except PolyApiException as exc:
-            if exc.status_code is None or exc.status_code >= 500:
-                raise ConnectionError(str(exc.error_msg)) from None
+            if exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429:
+                raise ConnectionError(str(exc.error_msg)) from None  # not known this time: ask again
             return None
         rows = page.get("data", []) if isinstance(page, dict) else []
         if not rows:

@@ -208,6 +208,10 @@ class TxSender:
         or one left PENDING (reconciliation while running). None if it is running."""
         if key in self._active:
             return None
+        claim = self.idem.get(key)
+        if claim is not None and claim.status.value != "IN_PROGRESS":
+            # It ended after the round listed it (it was running then): never run it again.
+            return None
         entry = self.journal.get(key)
         if entry is None:
             self.idem.fail(key, "no journal entry: nothing was done")

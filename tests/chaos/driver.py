@@ -17,6 +17,7 @@ import heapq
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -288,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the world's folder even if every check holds")
     a = ap.parse_args(argv)
+    # SIGTERM (a CI timeout, Ctrl-C's cousin) still stops the world and writes the report.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     folder = Path(tempfile.mkdtemp(prefix=f"polyarb-chaos-{a.seed}-"))
     run = Run(a.seconds, a.seed, folder)
     rerun = f"python -m tests.chaos --seconds {a.seconds:g} --seed {a.seed}"
@@ -305,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 0 if all(c.ok for c in results) else 1
         for c in results:
             log(f"check {c.number} {'OK  ' if c.ok else 'FAIL'} {c.name}: {json.dumps(c.figures)[:600]}")
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         report["error"] = f"{type(exc).__name__}: {exc}"
         log(f"run failed: {report['error']}")
     finally:

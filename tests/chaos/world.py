@@ -63,7 +63,12 @@ class World:
     def start(self) -> None:
         env = {**os.environ, "POLYARB_CONFIG": str(self.config_path)}
         log = open(self.folder / "run" / "supervisord.out", "ab")
-        self.sup = subprocess.Popen([str(BIN / "supervisord"), "-n", "-c", str(self.supervisord_conf)], env=env,
+        # Its own session (our signals reach it alone), and dies with the driver (never a world left running).
+        # The parent-death signal is kept across exec: set it, then become supervisord.
+        become = "import os, sys; from actors.runtime.parent import die_with_parent; die_with_parent(); " \
+                 "os.execv(sys.argv[1], sys.argv[1:])"
+        self.sup = subprocess.Popen([sys.executable, "-c", become, str(BIN / "supervisord"), "-n", "-c",
+                                     str(self.supervisord_conf)], env=env, cwd=ROOT,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 

@@ -212,3 +212,44 @@ async def test_with_the_user_channel_down_rest_is_polled_until_settled():
     fill = await place(venue, clock)
     assert fill.filled == 5 * M and client.polls == 4
     assert [e.state for e in events] == [S.MATCHED, S.CONFIRMED]
+
+
+class RateLimitedOnce(FakeClob):
+    """/data/orders answers 429 the first time (the venue's rate limit), then the record."""
+
+    def __init__(self, answer: Any) -> None:
+        super().__init__(answer)
+        self.limited = 1
+
+    def _get(self, url: str, headers: Any = None, params: Any = None) -> Any:
+        if url.endswith("/data/orders") and self.limited:
+            self.limited -= 1
+            raise PolyApiException(httpx.Response(429, json={"error": "Too Many Requests"}))
+        return super()._get(url, headers, params)
+
+
+async def test_a_duplicated_leg_whose_lookup_is_rate_limited_is_asked_again_never_rejected():
+    # A chaos run: an executor restarted mid-execution re-placed a leg (same client id),
+    # met "Duplicated", its lookup met a 429 and answered "unknown": the leg was booked as
+    # rejected and unfilled while its fill was on chain (books 49.99 pUSD and 105.26 shares off).
+    body = httpx.Response(400, json={"error": "order 0xc2 is invalid. Duplicated. (metadata 0xc1.. was used by "
+                                              "order o7)"})
+    client = RateLimitedOnce(PolyApiException(body))
+    cid = "0x" + "c1" * 32
+    client.orders[cid] = [{"id": "o7", "status": "MATCHED", "side": "BUY", "asset_id": "123", "size_matched": "5",
+                           "cost": "2.25", "fee": "0.01", "associate_trades": ["t7"]}]
+    client.trades["t7"] = ["MINED"]
+    venue, events, clock = venue_with(client)
+    with pytest.raises(ConnectionError):  # transient: the retry policy places it again
+        await place(venue, clock)
+    assert S.REJECTED not in [e.state for e in events]
+    fill = await place(venue, clock)  # again: Duplicated, and the lookup answers
+    assert fill.filled == 5 * M and fill.order_id == "o7"
+
+
+async def test_a_duplicated_leg_whose_order_is_not_shown_is_never_rejected():
+    body = httpx.Response(400, json={"error": "order 0xc2 is invalid. Duplicated."})
+    venue, events, clock = venue_with(FakeClob(PolyApiException(body)))  # /data/orders: no rows
+    with pytest.raises(ConnectionError):
+        await place(venue, clock)
+    assert S.REJECTED not in [e.state for e in events] and venue.counts["rejected"] == 0

@@ -1139,3 +1139,15 @@ async def test_an_execution_refused_before_any_order_may_run_again(world):
     world.breaker.reset("operator resume")
     again = await world.sender.execute(signal(world.clock, created_offset=5))
     assert first.status is TxStatus.REJECTED and again.status is TxStatus.SUCCESS
+
+
+async def test_an_execution_that_ended_after_the_reconciliation_listed_it_is_not_run_again(world):
+    # A chaos run: "reconciliation round failed: completed: ... is COMPLETED, not IN_PROGRESS":
+    # a round listed an execution while it ran, reached it after it ended, and ran its
+    # pipeline again in resume mode (a second unwind of a finished PARTIAL_UNWOUND, ...).
+    world.venue.script["tok1"] = ["kill"]
+    done = await world.sender.execute(signal(world.clock))
+    assert done.status is TxStatus.PARTIAL_UNWOUND
+    calls, flows = len(world.venue.calls), world.journal.flows(done.idempotency_key)
+    assert await world.sender.resume(done.idempotency_key) is None
+    assert len(world.venue.calls) == calls and world.journal.flows(done.idempotency_key) == flows
