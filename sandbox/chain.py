@@ -6,12 +6,17 @@ anvil's real pid, so `polyarb chain` execs the platform binary in place.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
+import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from actors.runtime.parent import die_with_parent
 from config.schema import Config, SandboxChain
@@ -48,11 +53,71 @@ def anvil_args(cfg: SandboxChain, chain_id: int, *, port: int | None = None) -> 
     return args
 
 
+def good_copy(state_file: str | os.PathLike[str]) -> Path:
+    return Path(str(state_file) + ".good")
+
+
+def keep_good_state(state_file: str | os.PathLike[str]) -> str:
+    """Before anvil loads its state: anvil rewrites the file in place every few seconds, so a
+    SIGKILL in the middle of a dump leaves it cut, and anvil then starts a NEW chain (another
+    genesis: every store of the world is archived; a chaos run lost its world twice so). A
+    readable file is copied to `<file>.good`; a cut one is replaced by that last good copy
+    (the blocks since are lost, as when any node restarts from an older state)."""
+    path, good = Path(state_file), good_copy(state_file)
+    if not path.exists():
+        return "new world"
+    if not _is_whole(path):
+        if not good.exists():
+            return f"{path} is unreadable and there is no good copy: anvil starts a new chain"
+        shutil.copyfile(good, path)
+        return f"{path} was cut by a kill in the middle of a dump: continuing from {good}"
+    tmp = good.with_name(good.name + ".tmp")
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, good)
+    return "state loaded"
+
+
+def _is_whole(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            json.load(f)  # ~30 ms for a 4 MB state
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def copy_good_states(state_file: str, interval: float) -> NoReturn:
+    """A child of `polyarb chain` that outlives the exec into anvil and dies with it: each
+    dump anvil finishes is copied to `<file>.good`, so a cut dump costs seconds of blocks,
+    not everything since the last start."""
+    die_with_parent(signal.SIGKILL)
+    path, good, seen = Path(state_file), good_copy(state_file), 0.0
+    while True:
+        time.sleep(interval)
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            continue
+        # Settled (not being written now: older than a moment) and new since the last copy.
+        if mtime != seen and time.time() - mtime > 0.5 and _is_whole(path):
+            tmp = good.with_name(good.name + ".tmp")
+            try:
+                shutil.copyfile(path, tmp)
+                if path.stat().st_mtime == mtime:  # not rewritten while we copied
+                    os.replace(tmp, good)
+                    seen = mtime
+            except OSError:
+                pass
+
+
 def exec_anvil(cfg: SandboxChain, chain_id: int) -> None:
     args = anvil_args(cfg, chain_id)
     if cfg.state_file:  # the world continues: loaded now, written on exit and periodically
         Path(cfg.state_file).parent.mkdir(parents=True, exist_ok=True)
+        print(f"polyarb chain: {keep_good_state(cfg.state_file)}", flush=True)
         args += ["--state", cfg.state_file, "--state-interval", str(cfg.state_interval_seconds)]
+        if os.fork() == 0:  # the copier: anvil stays this process, with the pid supervisord holds
+            copy_good_states(cfg.state_file, max(1.0, cfg.state_interval_seconds))
     os.execv(args[0], args)  # noqa: S606 - replace this process so supervisord holds anvil's pid
 
 

@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 
 from config.schema import Config
+from sandbox.chain import good_copy
 
 
 def world_paths(cfg: Config) -> list[Path]:
@@ -23,6 +24,7 @@ def world_paths(cfg: Config) -> list[Path]:
     paths = {Path(cfg.nonce.state_dir), Path(cfg.executor.state_dir), Path(cfg.sandbox.venue.state_dir)}
     if cfg.sandbox.chain.state_file:
         paths.add(Path(cfg.sandbox.chain.state_file))
+        paths.add(good_copy(cfg.sandbox.chain.state_file))
     return sorted(paths)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -49,6 +50,7 @@ from actors.runtime.clock import Clock, SystemClock, doubling
 
 log = logging.getLogger(__name__)
 
+UNANSWERED_KEEP = 10_000
 _KILLED = ("fully filled or killed", "couldn't be fully filled", "no orders found to match", "fak")
 
 
@@ -104,6 +106,9 @@ class ClobVenue:
         # Told every state a leg reaches (the executor persists them: actors/executor/legs.py).
         self.observer: Callable[[LegEvent], None] | None = None
         self._creds_lock = asyncio.Lock()
+        # Client ids a placement of which got no answer (a timeout): the venue may take that
+        # request later, so "no such order" right after proves nothing (see TxSender._settle).
+        self._unanswered: OrderedDict[str, None] = OrderedDict()
         self.counts = {"placed": 0, "filled": 0, "killed": 0, "duplicates": 0, "rejected": 0, "http_errors": 0,
                        "trades_failed": 0, "trades_unsettled": 0, "delayed": 0, "orders_undecided": 0,
                        "trade_polls": 0, "batches": 0, "leg_events_unrecorded": 0}
@@ -213,9 +218,11 @@ class ClobVenue:
         except PolyApiException as exc:
             status = exc.status_code
             if status is None:
+                self._unsure(*(o[4] for o in orders))
                 raise ConnectionError(str(exc.error_msg)) from None
             raise VenueHttpError(status, str(exc.error_msg)) from None
         if not isinstance(answers, list) or len(answers) != len(orders):
+            self._unsure(*(o[4] for o in orders))
             raise ConnectionError(f"POST /orders answered {str(answers)[:200]}")  # unknown: ask order by order
         return list(await asyncio.gather(*(self._answer(a, o[0], o[1], o[4], settle)
                                            for a, o in zip(answers, orders, strict=True)), return_exceptions=True))
@@ -232,6 +239,7 @@ class ClobVenue:
                 found = await self.find(client_id, settle)
                 if found is not None:
                     return found
+                raise ConnectionError(f"duplicated client id {client_id[:12]}, but its order is not found yet")
             if any(k in text.lower() for k in _KILLED):
                 self.counts["killed"] += 1
                 return self._told(Fill(client_id, str(resp.get("orderID", "")), token_id, side, 0, 0, 0, "KILLED"),
@@ -340,6 +348,7 @@ class ClobVenue:
         status, body = exc.status_code, exc.error_msg
         text = str(body.get("error", body) if isinstance(body, dict) else body)
         if status is None:  # no answer at all: transport error, safe to retry (metadata)
+            self._unsure(client_id)
             raise ConnectionError(text)
         if "duplicat" in text.lower():
             self.counts["duplicates"] += 1
@@ -403,6 +412,17 @@ class ClobVenue:
         # Decided without a match: a delayed order that did not match, or a killed one.
         return self._told(fill, LegState.UNMATCHED if fill.status.upper() in ("UNMATCHED", "CANCELED")
                           else LegState.KILLED)
+
+    def _unsure(self, *client_ids: str) -> None:
+        for cid in client_ids:
+            self._unanswered[cid] = None
+            self._unanswered.move_to_end(cid)
+        while len(self._unanswered) > UNANSWERED_KEEP:
+            self._unanswered.popitem(last=False)
+
+    def unanswered(self, client_id: str) -> bool:
+        """Whether a placement with this client id went unanswered (it may still be taken)."""
+        return client_id in self._unanswered
 
     def get_stats(self) -> dict[str, Any]:
         return {**self.counts, **({"user_channel": self.channel.get_stats()} if self.channel else {})}

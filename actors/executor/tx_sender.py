@@ -658,6 +658,12 @@ class TxSender:
                 found = await self.retry.run(lambda cid=cid: self.venue.find(cid), dependency="clob")
             except Exception as exc:
                 raise AmbiguousOutcome(self.retry.classify(exc), 1, "clob") from out
+            unanswered = getattr(self.venue, "unanswered", None)
+            if found is None and unanswered is not None and unanswered(cid):
+                # A request of this leg timed out: the venue may take it later (a chaos run: a
+                # batch held up by a frozen chain matched after its retries were refused and
+                # the leg was booked unfilled). "Not found" now proves nothing: pending, asked again.
+                raise AmbiguousOutcome(self.retry.classify(out), 1, "clob") from out
             fills.append(found or Fill(cid, "", leg.token_id, leg.side, 0, 0, 0, f"ERROR: {out}"))
             if found is None:
                 errors.append(out)

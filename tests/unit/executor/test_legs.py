@@ -253,3 +253,19 @@ async def test_a_duplicated_leg_whose_order_is_not_shown_is_never_rejected():
     with pytest.raises(ConnectionError):
         await place(venue, clock)
     assert S.REJECTED not in [e.state for e in events] and venue.counts["rejected"] == 0
+
+
+class TimingOut(FakeClob):
+    def post_orders(self, args: Any, post_only: bool, defer_exec: bool) -> Any:
+        raise PolyApiException(error_msg="Request exception!")  # no answer: the venue may take it later
+
+
+async def test_a_placement_without_an_answer_is_remembered_as_unanswered():
+    venue, events, clock = venue_with(TimingOut(PolyApiException(error_msg="Request exception!")))
+    orders = [("123", Side.BUY, 450_000, 5 * M, "0x" + "c1" * 32), ("124", Side.BUY, 500_000, 5 * M, "0x" + "c2" * 32)]
+    with pytest.raises(ConnectionError):
+        await venue.place_batch(orders, settle=False)
+    assert venue.unanswered("0x" + "c1" * 32) and venue.unanswered("0x" + "c2" * 32)
+    with pytest.raises(ConnectionError):
+        await place(venue, clock)  # alone, no answer either
+    assert not venue.unanswered("0x" + "c3" * 32)

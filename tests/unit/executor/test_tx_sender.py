@@ -1151,3 +1151,48 @@ async def test_an_execution_that_ended_after_the_reconciliation_listed_it_is_not
     calls, flows = len(world.venue.calls), world.journal.flows(done.idempotency_key)
     assert await world.sender.resume(done.idempotency_key) is None
     assert len(world.venue.calls) == calls and world.journal.flows(done.idempotency_key) == flows
+
+
+class LateBatchVenue(FakeVenue):
+    """POST /orders times out (the venue is held up); it takes the batch later, after the
+    legs' own retries were refused (503) and a lookup found nothing yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.late: list[tuple[str, str, int, int, str]] = []
+        self.unsure: set[str] = set()
+
+    async def place_batch(self, orders, settle=True):
+        self.batch_calls.append([o[4] for o in orders])
+        self.late = list(orders)
+        self.unsure |= {o[4] for o in orders}
+        raise ConnectionError("Request exception!")  # no answer
+
+    def unanswered(self, cid):
+        return cid in self.unsure
+
+    def take_the_late_batch(self):
+        for token_id, side, price, size, cid in self.late:
+            self.script[token_id].insert(0, "fill")
+            self.place_sync(token_id, side, price, size, cid, False)
+
+
+async def test_legs_whose_batch_timed_out_are_never_booked_unfilled_on_a_lookup_that_finds_nothing_yet(tmp_path,
+                                                                                                      world):
+    # A chaos run (anvil frozen by SIGSTOP): the venue took a timed-out batch after the legs'
+    # single retries met 503 and the lookup found nothing yet: FAILED, nothing booked, and
+    # the fills' tokens (and their cost) landed in the wallet: books 201 pUSD off the chain.
+    world.venue = LateBatchVenue()
+    world.venue.wallet = world.chain.tokens
+    world.build()
+    for t in ("tok0", "tok1"):
+        world.venue.script[t] = ["http500"] * 10  # every single retry refused
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.PENDING, r.error  # not FAILED: the batch may still be taken
+    assert world.idem.get(r.idempotency_key).status.value == "IN_PROGRESS"
+
+    world.venue.take_the_late_batch()  # the venue matched it after all
+    [done] = await world.sender.reconcile()
+    assert done.status is TxStatus.SUCCESS  # adopted by client id, merged
+    assert [f.kind for f in world.journal.flows(done.idempotency_key)][:4] == ["buy", "fee", "buy", "fee"]
+    assert world.journal.booked() == done.realized_pnl + done.gas_cost and world.journal.held_tokens() == {}

@@ -1,0 +1,34 @@
+"""anvil's state file survives a kill in the middle of a dump (sandbox/chain.py)."""
+
+import json
+
+import pytest
+
+from sandbox.chain import good_copy, keep_good_state
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_whole_state_is_kept_as_the_good_copy(tmp_path):
+    state = tmp_path / "anvil-state.json"
+    state.write_text(json.dumps({"block": {"number": "0x10"}}))
+    assert keep_good_state(state) == "state loaded"
+    assert json.loads(good_copy(state).read_text())["block"]["number"] == "0x10"
+
+
+def test_a_dump_cut_by_a_kill_is_replaced_by_the_last_good_copy(tmp_path):
+    # A chaos run: anvil SIGKILLed while it rewrote its 4 MB state; it then started a new
+    # chain (another genesis) and every store of the world was archived, twice in one run.
+    state = tmp_path / "anvil-state.json"
+    state.write_text(json.dumps({"block": {"number": "0x10"}}))
+    keep_good_state(state)
+    state.write_text('{"block": {"number": "0x2')  # cut
+    assert "cut by a kill" in keep_good_state(state)
+    assert json.loads(state.read_text())["block"]["number"] == "0x10"
+
+
+def test_a_cut_dump_without_a_good_copy_says_so(tmp_path):
+    state = tmp_path / "anvil-state.json"
+    state.write_text("")
+    assert "no good copy" in keep_good_state(state)
+    assert keep_good_state(tmp_path / "none.json") == "new world"
