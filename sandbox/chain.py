@@ -13,11 +13,12 @@ import re
 import shutil
 import signal
 import subprocess
-import time
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from actors.runtime.clock import SystemClock
 from actors.runtime.parent import die_with_parent
 from config.schema import Config, SandboxChain
 
@@ -91,19 +92,20 @@ def copy_good_states(state_file: str, interval: float) -> NoReturn:
     dump anvil finishes is copied to `<file>.good`, so a cut dump costs seconds of blocks,
     not everything since the last start."""
     die_with_parent(signal.SIGKILL)
-    path, good, seen = Path(state_file), good_copy(state_file), 0.0
+    clock, pause = SystemClock(), threading.Event()
+    path, good, seen = Path(state_file), good_copy(state_file), 0
     while True:
-        time.sleep(interval)
+        pause.wait(interval)  # never set: a plain pause that reads no clock
         try:
-            mtime = path.stat().st_mtime
+            mtime = path.stat().st_mtime_ns
         except OSError:
             continue
         # Settled (not being written now: older than a moment) and new since the last copy.
-        if mtime != seen and time.time() - mtime > 0.5 and _is_whole(path):
+        if mtime != seen and clock.time_ns() - mtime > 500_000_000 and _is_whole(path):
             tmp = good.with_name(good.name + ".tmp")
             try:
                 shutil.copyfile(path, tmp)
-                if path.stat().st_mtime == mtime:  # not rewritten while we copied
+                if path.stat().st_mtime_ns == mtime:  # not rewritten while we copied
                     os.replace(tmp, good)
                     seen = mtime
             except OSError:

@@ -27,6 +27,6 @@ def nested(depth: int) -> Any:
 
 # Deep enough for every message we send (an actor's stats: sections of counters,
 # connections and their books); a level more is refused, never followed.
-MAX_DEPTH = 12
+MAX_DEPTH = 8
 Value = nested(MAX_DEPTH)
 Mapping = dict[str, Value]  # type: ignore[valid-type]

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.domain.enums import CircuitState, SetKind, Side, TxStatus
+from actors.domain.values import MAX_DEPTH
 from actors.runtime.clock import TestClock
 from bus import codec
 from bus.codec import FrameError, Stamper
@@ -75,7 +76,7 @@ def test_a_value_nested_50000_deep_is_a_frame_error_even_under_web3s_recursion_l
     assert out.stdout.startswith("FrameError")
 
 
-@pytest.mark.parametrize("depth", [14, 1_000, 20_000])
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 2, 1_000, 20_000])
 def test_deep_values_in_every_free_form_field_are_refused(depth):
     for body in (Stats(actor="a", stats={"x": 0}), RpcReply(request_id="r", ok=True, result={"x": 0})):
         good = codec.encode_payload(stamper.stamp(b"t", body))
@@ -87,7 +88,7 @@ def test_deep_values_in_every_free_form_field_are_refused(depth):
 
 def test_values_as_deep_as_our_own_stats_still_decode():
     deep: object = 1
-    for _ in range(10):
+    for _ in range(MAX_DEPTH - 1):  # our stats nest 4-6 deep; the bound leaves room
         deep = {"k": [deep]} if isinstance(deep, int) else {"k": deep}
     env = codec.decode_payload(codec.encode_payload(stamper.stamp(b"s", Stats(actor="a", stats={"x": deep}))))
     assert env.body.stats["x"] == deep
