@@ -72,10 +72,39 @@ def keep_good_state(state_file: str | os.PathLike[str]) -> str:
             return f"{path} is unreadable and there is no good copy: anvil starts a new chain"
         shutil.copyfile(good, path)
         return f"{path} was cut by a kill in the middle of a dump: continuing from {good}"
+    kept = _one_genesis(path)
     tmp = good.with_name(good.name + ".tmp")
     shutil.copyfile(path, tmp)
     os.replace(tmp, good)
-    return "state loaded"
+    return "state loaded" + (f"; {kept}" if kept else "")
+
+
+def _one_genesis(path: Path) -> str:
+    """anvil adds a block 0 of its own (a new timestamp) at every start and dumps it with the
+    loaded blocks; with several in the file, which one a later load takes varies, and the
+    chain's genesis hash (every store's world identity) changed under a running world (a
+    chaos run archived every store, twice). The first world's block 0, the earliest, stays."""
+    with open(path, "rb") as f:
+        state = json.load(f)
+    blocks = state.get("blocks") if isinstance(state, dict) else None
+    if not isinstance(blocks, list):
+        return ""
+    zeros = [b for b in blocks if _number(b) == 0]
+    if len(zeros) <= 1:
+        return ""
+    first = min(zeros, key=lambda b: _number(b, "timestamp"))
+    state["blocks"] = [b for b in blocks if _number(b) != 0 or b is first]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, path)
+    return f"{len(zeros) - 1} later genesis blocks dropped"
+
+
+def _number(block: object, field: str = "number") -> int:
+    try:
+        return int(block["header"][field], 16)  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return -1
 
 
 def _is_whole(path: Path) -> bool:

@@ -32,3 +32,19 @@ def test_a_cut_dump_without_a_good_copy_says_so(tmp_path):
     state.write_text("")
     assert "no good copy" in keep_good_state(state)
     assert keep_good_state(tmp_path / "none.json") == "new world"
+
+
+def test_only_the_first_worlds_genesis_block_is_kept(tmp_path):
+    # anvil adds a block 0 of its own at every start and dumps them all; a later load took one
+    # of them, and the genesis hash (every store's world identity) changed: stores archived.
+    def block(n, ts):
+        return {"header": {"number": hex(n), "timestamp": hex(ts)}}
+
+    state = tmp_path / "anvil-state.json"
+    blocks = [block(0, 300), block(1, 101), block(0, 100), block(2, 102), block(0, 200)]
+    state.write_text(json.dumps({"block": {}, "blocks": blocks}))
+    assert "2 later genesis blocks dropped" in keep_good_state(state)
+    kept = json.loads(state.read_text())["blocks"]
+    assert [(int(b["header"]["number"], 16), int(b["header"]["timestamp"], 16)) for b in kept] == [
+        (1, 101), (0, 100), (2, 102)]
+    assert keep_good_state(state) == "state loaded"  # nothing more to drop
