@@ -16,6 +16,7 @@ from pathlib import Path
 
 from config.schema import Config
 from sandbox.chain import good_copy
+from sandbox.chain_log import block_log
 
 
 def world_paths(cfg: Config) -> list[Path]:
@@ -25,6 +26,7 @@ def world_paths(cfg: Config) -> list[Path]:
     if cfg.sandbox.chain.state_file:
         paths.add(Path(cfg.sandbox.chain.state_file))
         paths.add(good_copy(cfg.sandbox.chain.state_file))
+        paths.add(block_log(cfg.sandbox.chain.state_file))
     return sorted(paths)
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from sandbox.chain import good_copy, keep_good_state
+from sandbox.chain_log import block_log, prune, read_blocks
 
 pytestmark = pytest.mark.unit
 
@@ -48,3 +49,19 @@ def test_only_the_first_worlds_genesis_block_is_kept(tmp_path):
     assert [(int(b["header"]["number"], 16), int(b["header"]["timestamp"], 16)) for b in kept] == [
         (1, 101), (0, 100), (2, 102)]
     assert keep_good_state(state) == "state loaded"  # nothing more to drop
+
+
+def test_the_block_log_skips_a_line_cut_by_a_kill_and_prunes_what_the_good_copy_holds(tmp_path):
+    state = tmp_path / "anvil-state.json"
+    log = block_log(state)
+    log.write_text('{"n":5,"raws":["0x01"]}\n{"n":6,"raws":["0x02","0x03"]}\nnot json\n{"n":7,"raws":["0x0')
+    assert read_blocks(log) == [(5, ["0x01"]), (6, ["0x02", "0x03"])]
+    prune(log, 5)
+    assert read_blocks(log) == [(6, ["0x02", "0x03"])]
+
+
+def test_a_new_world_never_mines_another_worlds_logged_blocks(tmp_path):
+    state = tmp_path / "anvil-state.json"
+    block_log(state).write_text('{"n":5,"raws":["0x01"]}\n')
+    assert keep_good_state(state) == "new world"
+    assert not block_log(state).exists()

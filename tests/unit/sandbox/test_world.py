@@ -25,7 +25,7 @@ def config_in(tmp_path, port=1):
 def test_reset_removes_the_chain_state_and_every_state_folder(tmp_path):
     cfg = config_in(tmp_path)
     for p in world_paths(cfg):
-        if p.suffix in (".json", ".good"):  # the chain's state and its last good copy
+        if p.suffix in (".json", ".good", ".blocks"):  # the chain's state, its good copy, its block log
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text("{}")
         else:
@@ -38,7 +38,7 @@ def test_reset_removes_the_chain_state_and_every_state_folder(tmp_path):
     assert reset(cfg, out) == 0
 
     assert not any(p.exists() for p in world_paths(cfg)) and keep.exists()
-    assert out[0] == "removing the sandbox world:" and len(out) == 2 + 4  # four paths listed, then done
+    assert out[0] == "removing the sandbox world:" and len(out) == 2 + 5  # five paths listed, then done
     assert reset(cfg, out) == 0 and out[-1] == "the sandbox world is already empty"
 
 
