@@ -24,7 +24,7 @@ from actors.runtime.clock import SystemClock
 from config.loader import load
 from sandbox.deploy import Deployment, balances, bootstrap, connect, contract, contract_addresses, market_infos
 from sandbox.venue.clob.orders import FOK_KILLED
-from sandbox.venue.clob.settlement import SettlementFailed, Settler
+from sandbox.venue.clob.settlement import ChainUnavailable, SettlementFailed, Settler
 from tests.helpers import eventually
 from tests.integration.conftest import free_port, write_config
 
@@ -291,6 +291,42 @@ async def test_settlements_the_chain_lost_are_broadcast_again_and_mine_with_the_
         assert all(w3.eth.get_transaction_receipt(h)["status"] == 1 for h in lost)
         assert balances(w3, deployment, trader.address) == after
         await settler.settle(b"\x20" * 32, trader.address, int(token), True, M, M // 2, 0)  # the counter is right
+    finally:
+        await settler.close()
+
+
+async def test_settlements_the_chain_lost_while_the_node_was_unreachable_are_not_overwritten(anvil):
+    """Chaos seed 41: the chain was killed with settlements the venue had reported MINED;
+    a settlement tried while it was down forgot the operator's counter, the resync took the
+    node's count, the next settlement reused a lost one's nonce, and the lost BUY (reported
+    CONFIRMED) never delivered its shares: books 105.26 shares and 48.94 pUSD from the chain."""
+    deployment = await asyncio.to_thread(bootstrap, load(), anvil)
+    w3, trader, operator = connect(anvil), dev_account(1), dev_account(0)
+    approve(w3, deployment, trader.address)
+    settler = Settler(anvil, operator, chain_id=137, exchange=deployment.exchange, collateral=deployment.collateral,
+                      ctf=deployment.ctf, clock=SystemClock(), timeout_s=2)
+    token = deployment.markets[0].token_ids[0]
+    try:
+        await settler.settle(b"\x30" * 32, trader.address, int(token), True, 10 * M, 5 * M, 0)
+        snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+        lost = [await settler.settle(bytes([0x31 + i]) * 32, trader.address, int(token), True, M, M // 2, 0)
+                for i in range(2)]
+        after = balances(w3, deployment, trader.address)
+        w3.provider.make_request("evm_revert", [snapshot])  # the chain lost their blocks
+
+        settler.rpc_url = "http://127.0.0.1:9"  # ...and was unreachable when a settlement was tried
+        await settler.close()
+        with pytest.raises(ChainUnavailable):
+            await settler.settle(b"\x40" * 32, trader.address, int(token), True, M, M // 2, 0)
+        assert settler.get_stats()["nonce"] is None  # the counter is forgotten
+        settler.rpc_url = anvil
+        await settler.close()
+
+        new = await settler.settle(b"\x41" * 32, trader.address, int(token), True, M, M // 2, 0)
+
+        assert all(w3.eth.get_transaction_receipt(h)["status"] == 1 for h in [*lost, new])
+        assert balances(w3, deployment, trader.address)[token] == after[token] + M
+        assert settler.stats["rebroadcasts"] == 2
     finally:
         await settler.close()
 

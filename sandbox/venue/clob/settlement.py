@@ -242,9 +242,9 @@ class Settler:
             for attempt in (1, 2):
                 try:
                     if self._nonce is None:
-                        self._nonce = int(await self._rpc("eth_getTransactionCount", [self.operator, "pending"]),
-                                          16)
+                        pending = int(await self._rpc("eth_getTransactionCount", [self.operator, "pending"]), 16)
                         self.stats["nonce_resyncs"] += 1
+                        await self._restore(pending)
                     max_fee, tip = await self._fee_caps()
                 except (aiohttp.ClientConnectionError, OSError, TimeoutError) as exc:
                     self.stats["chain_unreachable"] += 1
@@ -275,39 +275,53 @@ class Settler:
         raise AssertionError("unreachable")
 
     async def heal(self) -> list[int]:
-        """Re-broadcast what the node lost: every nonce between its pending count and
-        ours that we hold the raw transaction of, lowest first. With a hole we cannot
-        fill, the counter resyncs from the node, so the next settlement fills it.
-        Returns the nonces re-broadcast."""
-        if self._nonce is None:
+        """Re-broadcast what the node lost: every nonce from its pending count up that we
+        hold the raw transaction of, lowest first (`_restore`). Returns the nonces sent."""
+        top = self._top()
+        if top is None:
             return []
         pending = int(await self._rpc("eth_getTransactionCount", [self.operator, "pending"]), 16)
-        if pending >= self._nonce:
+        if pending >= top:
             return []
         async with self._lock:
-            if self._nonce is None:
-                return []
-            lost = list(range(pending, self._nonce))
-            sent = []
-            for n in lost:
-                known = self._recent.get(n)
-                if known is None:
+            return await self._restore(pending)
+
+    def _top(self) -> int | None:
+        """One past the highest nonce sent: the counter, or, once it was forgotten (a send
+        error resyncs it), the highest raw transaction held."""
+        if self._nonce is not None:
+            return self._nonce
+        return max(self._recent) + 1 if self._recent else None
+
+    async def _restore(self, pending: int) -> list[int]:
+        """Under the lock: the node's pending count is `pending`; re-broadcast the raw
+        transactions held from there up, in nonce order, and continue the counter after
+        them. A chain that lost its last seconds while the counter was forgotten (a send to
+        the unreachable node resets it) lost settlements the venue had reported MINED; a
+        resync straight to the node's count reused their nonces and they never came back
+        (a chaos run: a BUY reported CONFIRMED, 105.26 shares never delivered)."""
+        top = self._top()
+        sent: list[int] = []
+        n = pending
+        while top is not None and n < top and n in self._recent:
+            try:
+                await self._rpc("eth_sendRawTransaction", [self._recent[n][1]])
+            except Exception as exc:
+                text = str(exc).lower()
+                if "already" not in text and "nonce too low" not in text:
+                    log.warning("re-broadcast of operator nonce %d failed: %s", n, _short(exc))
                     break
-                try:
-                    await self._rpc("eth_sendRawTransaction", [known[1]])
-                except Exception as exc:
-                    text = str(exc).lower()
-                    if "already" not in text and "nonce too low" not in text:
-                        log.warning("re-broadcast of operator nonce %d failed: %s", n, _short(exc))
-                        break
-                sent.append(n)
-            if len(sent) < len(lost):
-                self._nonce = None  # a hole we cannot fill: the next send takes the node's count
-        self.stats["heals"] += 1
-        self.stats["rebroadcasts"] += len(sent)
-        log.warning("the chain lost operator transactions %d..%d (node's pending count %d): re-broadcast %d of them",
-                    lost[0], lost[-1], pending, len(sent),
-                    extra={"fields": {"lost": [lost[0], lost[-1]], "rebroadcast": len(sent)}})
+            sent.append(n)
+            n += 1
+        # A hole we cannot fill (a nonce given up): the counter starts at the first one, so
+        # the next settlement fills it and the held ones above mine after it.
+        self._nonce = n
+        if sent:
+            self.stats["heals"] += 1
+            self.stats["rebroadcasts"] += len(sent)
+            log.warning("the chain lost operator transactions %d..%d (node's pending count %d): re-broadcast %d "
+                        "of them", pending, (top or n) - 1, pending, len(sent),
+                        extra={"fields": {"lost": [pending, (top or n) - 1], "rebroadcast": len(sent)}})
         return sent
 
     async def _receipt(self, tx_hash: str) -> dict[str, Any] | None:
@@ -385,11 +399,11 @@ class Settler:
             try:
                 await self._rpc("anvil_dropTransaction", [tx_hash])
                 self.stats["dropped"] += 1
-                for n, (h, _) in list(self._recent.items()):
-                    if h == tx_hash:  # given up: `heal` must not bring it back
-                        del self._recent[n]
             except Exception as exc:
                 log.warning("could not drop %s: %s", tx_hash, _short(exc))
+            for n, (h, _) in list(self._recent.items()):
+                if h == tx_hash:  # given up either way: never re-broadcast by `heal`
+                    del self._recent[n]
             self._nonce = None  # the dropped nonce must be reused
 
     async def _why(self, data: str, to: str | None = None) -> str:
