@@ -16,7 +16,9 @@ and web3's hidden retries are off (a retried send must be our decision).
 
 Operator nonces: one asyncio lock around "allocate nonce, sign, send"; the
 local counter starts from the chain's pending count and is resynced from it
-after any send error (a nonce error is retried once right away). The receipt
+after any send error (a nonce error is retried once right away). A resync
+first re-broadcasts the raw transactions held from the node's count up, so a
+settlement the chain lost while the node was unreachable keeps its nonce. The receipt
 is awaited OUTSIDE the lock, so with a block time settlements pipeline: many
 in flight, one block. Fee caps are cached for FEE_TTL_NS.
 
