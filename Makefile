@@ -26,7 +26,7 @@ $(PY_STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -c "import zmq, msgspec, web3, websockets, coincurve, py_clob_client_v2, pytest, hypothesis"
+	$(BIN)/python -c "import zmq, msgspec, web3, websockets, coincurve, py_clob_client_v2, prometheus_client, pytest, hypothesis"
 	@touch $@
 
 $(ANVIL_STAMP):
@@ -62,8 +62,9 @@ chaos: install ## The whole-system chaos run (10 min; SEED=N, CHAOS_SECONDS=S); 
 lint: install ## Lint with ruff
 	$(BIN)/ruff check .
 
-docs: install ## Regenerate docs/configuration.md from config/schema.py
+docs: install ## Regenerate docs/configuration.md and docs/metrics.md from the code
 	$(BIN)/python -m config.reference --write
+	$(BIN)/python -m actors.cli.metrics_doc --write
 
 bench: install ## Run the benchmarks; JSON results in bench/results/
 	$(BIN)/python -m bench

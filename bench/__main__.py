@@ -9,7 +9,7 @@ import sys
 from bench.common import write_result
 
 BENCHES = ["bench.nonce_rpc", "bench.bench_resilience", "bench.feed_throughput", "bench.venue_ws", "bench.venue_orders",
-           "bench.tick_to_trade", "bench.executor_saturation"]
+           "bench.tick_to_trade", "bench.executor_saturation", "bench.metrics_cost"]
 
 
 def main() -> int:

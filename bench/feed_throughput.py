@@ -65,8 +65,9 @@ async def _bare(url: str, assets: list[str]) -> tuple[int, float]:
         return n, time.perf_counter() - t0
 
 
-async def _feed(url: str, assets: list[str], connections: int) -> dict[str, Any]:
-    """The real FeedActor, publishing to a real ZeroMQ PUB socket."""
+async def _feed(url: str, assets: list[str], connections: int, scrape_every: float | None = None) -> dict[str, Any]:
+    """The real FeedActor, publishing to a real ZeroMQ PUB socket; with `scrape_every`,
+    its Prometheus metrics rendered that often meanwhile (what a scraper costs it)."""
     import msgspec
 
     from actors.domain.listing import Market
@@ -93,16 +94,39 @@ async def _feed(url: str, assets: list[str], connections: int) -> dict[str, Any]
     cpu0, t0 = time.process_time(), time.perf_counter()
     await actor.start()
     run = asyncio.create_task(actor.run())
+    scrapes: list[float] = []
+    scraper = asyncio.create_task(_scrape(rt, actor, scrape_every, scrapes)) if scrape_every else None
     core = actor.core
     while not actor.client.connections or core.text_frames.get("DONE", 0) < len(actor.client.connections):
         await asyncio.sleep(0.05)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     frames = core.counts["frames"] - len(actor.client.connections)  # minus the snapshot arrays
+    if scraper is not None:
+        scraper.cancel()
     run.cancel()
     await actor.stop()
     rt.close()
     ctx.destroy(0)
-    return {"frames": frames, "seconds": wall, "cpu_seconds": cpu, "published": actor.published}
+    return {"frames": frames, "seconds": wall, "cpu_seconds": cpu, "published": actor.published,
+            "scrapes": len(scrapes), "scrape_ms_p50": round(sorted(scrapes)[len(scrapes) // 2] * 1e3, 3)
+            if scrapes else None}
+
+
+async def _scrape(rt: Any, actor: Any, every: float, took: list[float]) -> None:
+    """What a Prometheus scrape does in the actor: collect and render every series."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
+    from actors.runtime.metrics import ActorCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ActorCollector("feed", lambda: rt.stats_message(actor).stats, actor.metric_series(),
+                                     actor.histograms, actor.breaker_state))
+    while True:
+        await asyncio.sleep(every)
+        t0 = time.perf_counter()
+        generate_latest(registry)
+        took.append(time.perf_counter() - t0)
 
 
 def _serve(frames_per_conn: int) -> tuple[subprocess.Popen[bytes], str]:

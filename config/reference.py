@@ -36,6 +36,7 @@ ALIASES = {
     "Rate": "number in [0, 1]",
     "Usdc": "decimal",
     "Endpoint": "endpoint (tcp:// ipc:// inproc://)",
+    "MetricsAddress": "host:port",
     "str": "string",
     "bool": "bool",
     "int": "int",

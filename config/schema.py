@@ -57,6 +57,9 @@ Ratio = Annotated[float, Meta(gt=0, le=1)]
 Usdc = Decimal  # an amount: finite, >= 0, at most 6 decimals and MAX_AMOUNT (_Section checks them)
 
 Endpoint = Annotated[str, Meta(pattern=r"^(tcp|ipc|inproc)://.+")]
+# host:port of an HTTP listener (a name or an IPv4 address; port 1-65535).
+_PORT = r"(6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3})"
+MetricsAddress = Annotated[str, Meta(pattern=r"^[A-Za-z0-9.\-]+:" + _PORT + "$")]
 
 
 class Trading(_Section):
@@ -141,6 +144,8 @@ class Endpoints(_Section):
     # The actor's RPC server socket (ROUTER, bound by it); none = no RPC server. The executor needs
     # the nonce's; the router uses the feed's for snapshots; the CLI uses them all.
     rpc: Endpoint | None = None
+    # Prometheus `/metrics` and `/healthz` over HTTP ("host:port", loopback unless you mean it); none = off.
+    metrics: MetricsAddress | None = None
 
 
 class Bus(_Section):

@@ -61,7 +61,8 @@ def write_config(folder: Path, rpc_url: str, anvil_port: int = 0, **sections: di
     raw = yaml.safe_load(DEFAULT_PATH.read_text())
     for name in raw["bus"]["endpoints"]:
         raw["bus"]["endpoints"][name] = {"pub": f"tcp://127.0.0.1:{free_port()}",
-                                         "rpc": f"tcp://127.0.0.1:{free_port()}"}
+                                         "rpc": f"tcp://127.0.0.1:{free_port()}",
+                                         "metrics": f"127.0.0.1:{free_port()}"}
     raw["chain"]["rpc_url"] = rpc_url
     raw["nonce"]["state_dir"] = str(folder / "state")
     raw["nonce"]["chain_poll_seconds"] = 0.2

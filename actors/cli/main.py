@@ -95,6 +95,33 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trades(args: argparse.Namespace) -> int:
+    from actors.cli import history
+
+    print(history.render_trades(_config(args), journal=args.journal, since=args.since, status=args.status or [],
+                                fmt=_format(args), bookkeeping=args.all))
+    return 0
+
+
+def cmd_pnl(args: argparse.Namespace) -> int:
+    from actors.cli import history
+
+    print(history.render_pnl(_config(args), journal=args.journal, since=args.since, by=args.by, fmt=_format(args)))
+    return 0
+
+
+def _format(args: argparse.Namespace) -> str:
+    return "json" if args.json else "csv" if args.csv else "table"
+
+
+def _history_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", help="30m, 3h, 2d, or an ISO date/time (UTC)")
+    p.add_argument("--journal", help="the executor's journal file (default: found in executor.state_dir)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", action="store_true")
+
+
 def cmd_plugin(args: argparse.Namespace) -> int:
     """A command another package registers (`polyarb.commands`), e.g. the sandbox's `chain`."""
     from importlib.metadata import entry_points
@@ -125,6 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.add_argument("--seconds", type=float, help="how long to listen (default 2.5 stats intervals)")
     st.set_defaults(func=cmd_status)
+
+    t = sub.add_parser("trades", help="finished executions from the executor's books")
+    _history_options(t)
+    t.add_argument("--status", action="append", help="only this status (repeatable), e.g. SUCCESS, PARTIAL_UNWOUND")
+    t.add_argument("--all", action="store_true", help="also the book-keeping records (approvals, sell reserve)")
+    t.set_defaults(func=cmd_trades)
+
+    pn = sub.add_parser("pnl", help="realized P&L from the executor's books, grouped")
+    _history_options(pn)
+    pn.add_argument("--by", choices=["day", "market", "strategy"], default="day")
+    pn.set_defaults(func=cmd_pnl)
 
     c = sub.add_parser("chain", help="run the sandbox anvil (exec, keeps the pid)")
     c.set_defaults(func=cmd_plugin, plugin="chain")

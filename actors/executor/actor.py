@@ -25,6 +25,7 @@ from actors.domain.wallet import load_wallet
 from actors.executor.circuit_breaker import CircuitBreaker
 from actors.executor.idempotency import IdempotencyStore
 from actors.executor.journal import Journal
+from actors.executor.metrics import SERIES
 from actors.executor.onchain import OnChainSender
 from actors.executor.outcomes import Execution
 from actors.executor.reconciler import Reconciler
@@ -35,6 +36,7 @@ from actors.executor.web3_chain import Web3Chain
 from actors.nonce.client import NonceClient
 from actors.runtime.actor import Actor, RpcMethod
 from actors.runtime.context import ActorContext
+from actors.runtime.metrics import Latency, Series
 from actors.runtime.params import opt_str
 from actors.runtime.storage import archive_state
 from bus import topics
@@ -79,7 +81,7 @@ class ExecutorActor(Actor):
             ep = cfg.bus.endpoints["nonce"].rpc
             assert ep is not None, "bus.endpoints.nonce.rpc is required"
             self._nonces = NonceClient(rt.ctx, ep, rt.stamper, timeout_ms=cfg.bus.rpc_timeout_ms,
-                                       retries=cfg.bus.rpc_retries)
+                                       retries=cfg.bus.rpc_retries, clock=rt.clock)
         tag = f"{cfg.chain.chain_id}-{self._chain.address.lower()}"
         # One file: journal, claims, positions and the breaker snapshot, so each step commits once.
         # `idempotency-<tag>.sqlite` is where the claims lived before; read once, then archived.
@@ -340,6 +342,27 @@ class ExecutorActor(Actor):
                 "venue": self._venue.get_stats() if hasattr(self._venue, "get_stats") else {},
                 "reconcile_errors": self.reconcile_errors, "signals_received": self.signals_received,
                 "dropped_bodies": self.dropped_bodies, "idempotency": self.idem.get_stats()}
+
+    def metric_series(self) -> tuple[Series, ...]:
+        return SERIES
+
+    def histograms(self) -> tuple[Latency, ...]:
+        if not hasattr(self, "sender"):
+            return ()
+        allocate = getattr(self._nonces, "allocate_latency", None)  # a fake authority in tests has none
+        return (self.sender.tick_to_trade_latency, self.sender.signal_to_settled_latency,
+                *((allocate,) if allocate is not None else ()))
+
+    def breaker_state(self) -> str | None:
+        return self.breaker.state.value  # the source of the broadcast: its own state, not a follower's
+
+    def health(self) -> dict[str, Any]:
+        """Running; start-up reconciliation done (the chain, the nonce authority and the venue
+        answered); the nonce authority answered its last poll; the venue's user channel up."""
+        channel = getattr(self._venue, "get_stats", dict)().get("user_channel", {})
+        return {"running": True, "ready": self.ready,
+                **({"nonce_authority": "error" not in self._last_nonce_stats} if self._last_nonce_stats else {}),
+                **({"user_channel": bool(channel.get("connected"))} if channel else {})}
 
     def summary(self) -> dict[str, Any]:
         if not hasattr(self, "sender"):

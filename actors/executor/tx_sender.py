@@ -31,6 +31,7 @@ from actors.executor.errors import AmbiguousOutcome
 from actors.executor.idempotency import IdempotencyStore, content_hash
 from actors.executor.journal import Journal
 from actors.executor.legs import FINAL, SETTLED, LegEvent, client_id
+from actors.executor.metrics import latencies
 from actors.executor.onchain import GasTooExpensive, OnChainSender, StuckTransaction, TxReverted
 from actors.executor.outcomes import (
     GAS,
@@ -124,6 +125,7 @@ class TxSender:
             p: deque(maxlen=10_000) for p in ("to_signal", "to_execute", "to_order")}
         # From the router's signal to its merge/convert mined (a SELL_SET: its last leg settled).
         self.signal_to_settled_ns: deque[int] = deque(maxlen=10_000)
+        self.tick_to_trade_latency, self.signal_to_settled_latency = latencies()  # the same, for /metrics
         self.leg_events = self.leg_events_ignored = 0
         self.balance_waits = 0  # merges/converts that waited for the node to show a leg's tokens
         self.balance_read_errors = 0
@@ -274,7 +276,9 @@ class TxSender:
             self.breaker.record_gas_cost(end.gas, failed=end.verdict is Verdict.FAILURE)
         r = Execution.of(signal, key, attempt, end)
         if permit is not None and r.status is TxStatus.SUCCESS:
-            self.signal_to_settled_ns.append(self.clock.time_ns() - signal.created_ns)
+            settled_ns = self.clock.time_ns() - signal.created_ns
+            self.signal_to_settled_ns.append(settled_ns)
+            self.signal_to_settled_latency.observe_ns(settled_ns)
         if r.success or self._traded(r):
             # Its claim ends for good. An execution that reached the venue or the chain is
             # never run again under its key: a second run would reuse its journal row, its
@@ -704,6 +708,7 @@ class TxSender:
     def _tick_to_trade(self, signal: Signal, event_ns: int, execute_ns: int) -> None:
         now = self.clock.time_ns()
         self.tick_to_trade_ns.append(now - event_ns)
+        self.tick_to_trade_latency.observe_ns(now - event_ns)
         by_kind = self.tick_to_trade_by_kind.get(signal.kind)
         if by_kind is None:
             by_kind = self.tick_to_trade_by_kind[str(signal.kind)] = deque(maxlen=10_000)

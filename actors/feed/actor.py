@@ -30,9 +30,11 @@ import msgspec
 
 from actors.domain.listing import list_markets, select
 from actors.feed.core import FUTURE_TOLERANCE_MS, FeedCore, TokenState
+from actors.feed.metrics import SERIES
 from actors.feed.polymarket_ws import PolymarketWSClient, WSOptions
 from actors.runtime.actor import Actor, RpcMethod
 from actors.runtime.context import ActorContext
+from actors.runtime.metrics import Series
 from bus import topics
 from bus.clone import CloneStore, snapshot_reply
 from bus.messages import BookUpdate, FeedStatus
@@ -221,6 +223,13 @@ class FeedActor(Actor):
         return {**self.client.get_stats(), "published": self.published, "publish_errors": self.publish_errors,
                 "discoveries": self.discoveries,
                 "discovery_errors": self.discovery_errors, "ws_url": self.rt.config.feed.ws_url}
+
+    def metric_series(self) -> tuple[Series, ...]:
+        return SERIES
+
+    def health(self) -> dict[str, Any]:
+        """Running, and every market-channel connection up."""
+        return {"running": True, "market_channel": bool(self.client.get_stats()["connected"])}
 
     def summary(self) -> dict[str, Any]:
         s = self.client.get_stats()

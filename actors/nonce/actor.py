@@ -19,10 +19,12 @@ from typing import Any
 
 from actors.domain.wallet import load_wallet
 from actors.nonce.chain import Web3NonceChain
+from actors.nonce.metrics import SERIES
 from actors.nonce.nonce_manager import NonceManager
 from actors.nonce.store import NonceStore
 from actors.runtime.actor import Actor, RpcMethod
 from actors.runtime.context import ActorContext
+from actors.runtime.metrics import Series
 from actors.runtime.params import ParamError, need_int, need_str, opt_int, opt_str
 from config.schema import Config
 
@@ -156,6 +158,15 @@ class NonceActor(Actor):
             "resend_after_seconds": cfg.resend_after_seconds,
             "noop_after_seconds": cfg.noop_after_seconds,
         }
+
+    def metric_series(self) -> tuple[Series, ...]:
+        return SERIES
+
+    def health(self) -> dict[str, Any]:
+        """Running, synced with the chain at start, and the chain answered its last poll."""
+        s = self.manager.get_stats()
+        return {"running": True, "chain_synced": bool(s["initialized"]),
+                "chain_reachable": bool(s["chain_ok"])}
 
     def summary(self) -> dict[str, Any]:
         s = self.manager.get_stats()

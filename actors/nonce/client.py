@@ -9,17 +9,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.runtime.clock import Clock
+from actors.runtime.metrics import Latency
 from bus.codec import Stamper
 from bus.sockets import RpcClient, new_request_id
 
+# A nonce allocation's round trip: ~0.2-0.5 ms on loopback; a timeout and retry takes seconds.
+ALLOCATE_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0, 5.0)
+
+
+def allocate_latency(actor: str) -> Latency:
+    return Latency("polyarb_nonce_allocate_seconds", "a nonce allocation's round trip to the authority",
+                   ALLOCATE_BUCKETS, actor)
+
 
 class NonceClient:
-    def __init__(self, ctx: Any, endpoint: str, stamper: Stamper, *, timeout_ms: int = 1000, retries: int = 3) -> None:
+    def __init__(self, ctx: Any, endpoint: str, stamper: Stamper, *, timeout_ms: int = 1000, retries: int = 3,
+                 clock: Clock | None = None) -> None:
         self._rpc = RpcClient(ctx, endpoint, stamper, timeout_ms=timeout_ms, retries=retries)
+        self._clock = clock
+        self.allocate_latency = allocate_latency(stamper.source)
 
     async def allocate_nonce(self, request_id: str | None = None) -> int:
         rid = request_id or new_request_id()
+        start = self._clock.monotonic_ns() if self._clock else 0
         reply = await self._rpc.call("allocate", {"request_id": rid}, request_id=f"allocate:{rid}")
+        if self._clock:
+            self.allocate_latency.observe_ns(self._clock.monotonic_ns() - start)
         return int(reply["nonce"])
 
     get_nonce = allocate_nonce

@@ -84,6 +84,7 @@ class NonceManager:
         self.initialized = False
         self.chain_pending = 0
         self.chain_errors = 0
+        self.chain_ok = False  # the last periodic resync reached the chain (`/healthz`)
         self.gap_fill_errors = 0
         self.recoveries = 0  # rebroadcasts + noop_replacements
         self.rebroadcasts = 0
@@ -119,7 +120,7 @@ class NonceManager:
         """Recover: the persisted ledger of THIS chain, aligned with the chain's counts."""
         await self.check_identity()
         report = await self.resync()
-        self.initialized = True
+        self.initialized = self.chain_ok = True
         log.info("nonce authority recovered: next nonce %d", self.ledger.next_nonce,
                  extra={"fields": {"reconcile": report}})
         return report
@@ -331,8 +332,10 @@ class NonceManager:
             await self.resync()
         except Exception as exc:  # the node is down: keep serving from the ledger
             self.chain_errors += 1
+            self.chain_ok = False
             log.warning("chain unreachable during nonce resync: %s", exc)
             return {"error": str(exc)}
+        self.chain_ok = True
         async with self._lock:
             reclaimed = self.ledger.reclaim_expired()
             gaps = []
@@ -553,6 +556,7 @@ class NonceManager:
             "chain_pending": self.chain_pending,
             "initialized": self.initialized,
             "chain_errors": self.chain_errors,
+            "chain_ok": self.chain_ok,
             "gap_fill_errors": self.gap_fill_errors,
             "recoveries": self.recoveries,
             "rebroadcasts": self.rebroadcasts,

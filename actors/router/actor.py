@@ -66,8 +66,10 @@ from actors.domain.money import to_micro
 from actors.router import arbitrage as arb
 from actors.router import events as ev
 from actors.router.arbitrage import BasketParams, Evaluation, Limits, MarketParams, Opportunity
+from actors.router.metrics import SERIES
 from actors.runtime.actor import Actor
 from actors.runtime.context import ActorContext
+from actors.runtime.metrics import Series
 from bus import topics
 from bus.clone import fetch_snapshot
 from bus.codec import new_trace_id
@@ -560,6 +562,9 @@ class RouterActor(Actor):
         mono = self.rt.clock.monotonic_ns()
         window = self.rt.config.router.resignal_after_ms * 1_000_000
         return sum(1 for _, t in self._inflight.values() if mono - t < window)
+
+    def metric_series(self) -> tuple[Series, ...]:
+        return SERIES
 
     def get_stats(self) -> dict[str, Any]:
         def sub(s: Subscriber | None) -> dict[str, int] | None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from actors.runtime.context import ActorContext
+    from actors.runtime.metrics import Latency, Series
     from config.schema import Config
 
 RpcMethod = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -47,3 +48,19 @@ class Actor:
     def summary(self) -> dict[str, Any]:
         """A few key figures for `polyarb status`."""
         return {}
+
+    def metric_series(self) -> tuple[Series, ...]:
+        """The Prometheus series read from `get_stats()` (actors.runtime.metrics)."""
+        return ()
+
+    def histograms(self) -> tuple[Latency, ...]:
+        """Latency histograms the actor observes itself."""
+        return ()
+
+    def breaker_state(self) -> str | None:
+        """The breaker state to export, when the actor knows better than its follower."""
+        return None
+
+    def health(self) -> dict[str, Any]:
+        """`/healthz`: each dependency's check (True = reachable); all True answers 200."""
+        return {"running": True}

@@ -125,6 +125,7 @@ async def _serve(name: str, config_path: str | None) -> int:
             rt.spawn(rt.rpc_server.serve(), "rpc")
         rt.spawn(rt.follow_breaker(), "breaker")
         rt.spawn(rt.publish_stats(actor), "stats")
+        rt.serve_metrics(actor)
         rt.spawn(actor.run(), "run")
         log.info("started", extra={"fields": {"pid": os.getpid(), "boot_id": rt.boot_id}})
         stopper = asyncio.create_task(stop.wait())

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from actors.runtime.actor import Actor
 from actors.runtime.breaker_follower import BreakerFollower
 from actors.runtime.clock import Clock
+from actors.runtime.metrics import ActorCollector, MetricsServer
 from bus import topics
 from bus.codec import Stamper
 from bus.messages import Stats
@@ -43,6 +46,9 @@ class ActorRuntime:
             raise ConfigError(f"{watcher.path}: key 'bus.endpoints.{name}' is missing")
         self.publisher = Publisher(ctx, endpoints.pub, self.stamper, hwm=cfg.bus.send_hwm, linger_ms=cfg.bus.linger_ms)
         self.rpc_endpoint = endpoints.rpc
+        self.metrics_address = endpoints.metrics
+        self.metrics_server: MetricsServer | None = None
+        self.last_stats: Mapping[str, Any] = {}  # what the last stats message carried (the metrics read it)
         cb = cfg.circuit_breaker
         self.breaker = BreakerFollower(clock, cb.heartbeat_interval_seconds, cb.unknown_after_missed_heartbeats)
         self._breaker_sub: Subscriber | None = None
@@ -82,6 +88,7 @@ class ActorRuntime:
                     "boot_id": self.boot_id,
                     "started_ns": self.started_ns,
                     "uptime_seconds": round((self.clock.time_ns() - self.started_ns) / 1e9, 1),
+                    "metrics": self.metrics_server.get_stats() if self.metrics_server else None,
                 },
                 "config": self.watcher.get_stats(),
                 "breaker": self.breaker.get_stats(),
@@ -93,9 +100,23 @@ class ActorRuntime:
             },
         )
 
+    def serve_metrics(self, actor: Actor) -> None:
+        """`/metrics` and `/healthz` on `bus.endpoints.<name>.metrics`, when configured."""
+        if not self.metrics_address:
+            return
+        registry = CollectorRegistry(auto_describe=False)
+        # The stats the last stats message carried: a scrape does no work on the actor's loop
+        # (the executor's stats read its journal), and matches what `polyarb status` saw.
+        registry.register(ActorCollector(self.name, lambda: self.last_stats, actor.metric_series(),
+                                         actor.histograms, actor.breaker_state))
+        self.metrics_server = MetricsServer(self.metrics_address, registry, actor.health)
+        self.spawn(self.metrics_server.serve(self.clock.sleep), "metrics")
+
     async def publish_stats(self, actor: Actor) -> None:
         while True:
-            self.publisher.publish(topics.stats(self.name), self.stats_message(actor))
+            message = self.stats_message(actor)
+            self.last_stats = message.stats
+            self.publisher.publish(topics.stats(self.name), message)
             await self.clock.sleep(self.config.runtime.stats_interval_seconds)
 
     def close(self) -> None:

@@ -334,6 +334,10 @@ class VenueActor(Actor):
             "user_ws": user_hub.get_stats() if (user_hub := getattr(self.clob, "user_hub", None)) else None,
         }
 
+    def health(self) -> dict[str, Any]:
+        """Running, and its chain side ready (contracts found, the operator funded)."""
+        return {"running": True, "chain": bool(self.chain_ready)}
+
     def summary(self) -> dict[str, Any]:
         ws, sim = self.hub.get_stats(), self.sim.get_stats()
         return {

@@ -27,6 +27,7 @@ from bus.sockets import Subscriber
 from config.loader import DEFAULT_PATH, load
 from sandbox.deploy import Deployment, MarketInfo, balances, contract
 from tests.helpers import wait_until
+from tests.integration import scrape
 from tests.integration.conftest import POLYARB, ROOT, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -165,11 +166,32 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
         ex = snapshot(cfg)["executor"]["executor"]
         assert ex["successful_executions"] >= 2 and ex["realized_pnl_micro"] > 0
         wait_until(lambda: snapshot(cfg)["executor"]["executor"]["queue_size"] == 0, timeout=30)
+        # Every actor serves its metrics and is healthy.
+        names = ("venue", "nonce", "feed", "router", "executor")
+        wait_until(lambda: all(scrape.health(cfg, a) == 200 for a in names), timeout=30, what="every /healthz 200")
+        from actors.executor.metrics import SERIES as EXECUTOR
+        from actors.feed.metrics import SERIES as FEED
+        from actors.nonce.metrics import SERIES as NONCE
+        from actors.router.metrics import SERIES as ROUTER
+
+        # Every declared figure is there (a path that matches no stats key never has a sample).
+        no_rpc = ["polyarb_rpc_requests_total", "polyarb_rpc_malformed_total", "polyarb_rpc_errors_total"]
+        follower = ["polyarb_breaker_transitions_seen_total", "polyarb_breaker_heard_seconds_ago"]
+        for actor, series, allowed in (("executor", EXECUTOR, follower), ("nonce", NONCE, []), ("feed", FEED, []),
+                                       ("router", ROUTER, no_rpc), ("venue", (), no_rpc)):  # no RPC methods
+            assert [n for n in scrape.missing(cfg, actor, series) if n not in allowed] == [], actor
+        m = scrape.metrics(cfg, "executor")
+        assert m[("polyarb_executions_total", (("status", "SUCCESS"),))] >= 2
+        assert m[("polyarb_tick_to_trade_seconds_count", ())] >= 2
+        trips = m[("polyarb_breaker_trips_total", ())]
 
         # 2. The order endpoint fails: the breaker opens and every actor sees it.
         edit(path, lambda raw: raw["sandbox"]["venue"]["faults"].update(reject_orders=True))
         wait_until(lambda: all(s.get("breaker", {}).get("state") == "OPEN" for s in snapshot(cfg).values()),
                    timeout=120, what="every actor sees OPEN")
+        wait_until(lambda: all(scrape.breaker(cfg, a) == "OPEN" for a in names), timeout=10,
+                   what="every actor's polyarb_breaker_state says OPEN")
+        assert scrape.metrics(cfg, "executor")[("polyarb_breaker_trips_total", ())] >= trips + 1
         router = snapshot(cfg)["router"]["router"]
         assert any(k.startswith("breaker_") for k in router["suppressed"])
         sent = router["signals_published"]
@@ -180,6 +202,8 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
         wait_until(lambda: snapshot(cfg)["executor"]["breaker"]["state"] == "CLOSED", timeout=150,
                    what="probes succeeded")
         assert snapshot(cfg)["router"]["router"]["signals_published"] > sent
+        wait_until(lambda: all(scrape.breaker(cfg, a) == "CLOSED" for a in names), timeout=10,
+                   what="every actor's polyarb_breaker_state says CLOSED")
 
         # 4. The kill switch: FORCED_OPEN everywhere within a second or so, then resume.
         out = subprocess.run([POLYARB, "--config", str(path), "halt", "--reason", "test halt"],
