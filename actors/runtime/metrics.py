@@ -3,8 +3,9 @@
 `bus.endpoints.<actor>.metrics` ("host:port", loopback by default; none = off)
 names where. The figures are the actor's last stats message (the shell keeps
 it): a scrape only renders them, so nothing is counted twice and the actor's
-loop computes nothing for it (the executor's stats read its journal). Each actor declares its series as `Series` specs over its
-stats (`Actor.metric_series`), plus any histogram it observes itself
+loop computes nothing for it (the executor's stats read its journal). Each
+actor declares its series as `Series` specs over its stats
+(`Actor.metric_series`), plus any histogram it observes itself
 (`Actor.histograms`: latencies, which a stats summary cannot rebuild).
 
 Money is an integer of micro-USDC everywhere in the books; a metric is a
