@@ -219,3 +219,28 @@ async def test_an_unexpected_error_after_the_draw_leaves_the_execution_pending_n
     assert done.realized_pnl == 10_200_000 - 2_000 - SIZE
     await topped_up(world, 2)
     assert cash(world) == world.journal.booked() == -SIZE - 20_000_000 - SIZE + 2 * (10_200_000 - 2_000)
+
+
+async def test_a_split_mined_while_the_nonce_authority_did_not_answer_its_confirm_is_booked(world):
+    # The CI chaos profile: the authority was slow (the chain had just restarted) and the
+    # `confirm` of a mined top-up split timed out; the reserve took it for "not sent" and
+    # booked nothing, and the chain held 100 sets the books did not (100 pUSD apart).
+    from bus.sockets import RpcTimeout
+
+    confirm = world.nonces.mark_confirmed
+    calls = []
+
+    async def times_out_once(nonce, tx_hash=None):
+        calls.append(nonce)
+        if len(calls) == 2:  # the inline split confirms; the top-up's confirm gets no reply
+            raise RpcTimeout("confirm to tcp://nonce: no reply after 4 attempts")
+        return await confirm(nonce, tx_hash)
+
+    world.nonces.mark_confirmed = times_out_once
+    first = await world.sender.execute(signal(world.clock, "SELL_SET", prices=SELL))
+    assert first.status is TxStatus.SUCCESS
+    await topped_up(world, 1)
+    assert len(calls) >= 2 and len(sent(world, "split:")) == 2  # the top-up's split was sent and mined
+    assert world.journal.reserved(M) == 20_000_000  # ...and is in the books
+    assert cash(world) == world.journal.booked() == -SIZE - 20_000_000 + 10_200_000 - 2_000
+    assert world.onchain.counts["confirm_errors"] == 1
