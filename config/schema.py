@@ -480,6 +480,24 @@ class Sandbox(_Section):
     venue: Venue = Venue()
 
 
+WebhookUrl = Annotated[str, Meta(pattern=r"^https?://[^\s]+$", max_length=2048)]
+
+
+class Alerts(_Section):
+    """Alerts to webhooks (Slack and Discord incoming webhooks accept them), sent by the
+    `alerts` program: a breaker transition, the books apart from the chain, a position
+    left open, an actor gone silent, a nonce stuck. Hot-reloadable."""
+
+    webhooks: list[WebhookUrl] = []  # URLs each alert is POSTed to as JSON; none = alerts kept, not sent
+    state_dir: str = "run/state"  # directory of the alert outbox (`alerts.sqlite`): unsent alerts survive restarts
+    actor_silent_seconds: PosFloat = 30.0  # an actor whose stats were not heard for this long
+    position_open_minutes: PosFloat = 10.0  # an open position (an unsold unhedged leg) held this long
+    nonce_stuck_seconds: PosFloat = 120.0  # a nonce pending at the authority this long
+    max_per_minute: PosInt = 20  # sends per webhook per minute; beyond, alerts wait their turn (never dropped)
+    timeout_seconds: PosFloat = 5.0  # one POST
+    max_backoff_seconds: PosFloat = 300.0  # a failed POST is retried with doubling waits up to this
+
+
 class Config(_Section):
     """The whole file."""
 
@@ -493,6 +511,7 @@ class Config(_Section):
     router: Router = Router()
     executor: Executor = Executor()
     runtime: Runtime = Runtime()
+    alerts: Alerts = Alerts()
     sandbox: Sandbox | None = None
 
 
@@ -507,6 +526,7 @@ READ_AT_START: dict[str, tuple[str, ...]] = {
     "trading": ("max_in_flight",),
     "runtime": ("config_debounce_ms",),
     "feed": ("ws_url",),
+    "alerts": ("state_dir",),
     "sandbox": ("chain",),
     "sandbox.venue": ("host", "port", "seed", "operator_index", "markets", "events", "state_dir", "trader_funding",
                       "operator_inventory"),

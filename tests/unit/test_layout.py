@@ -29,7 +29,7 @@ ALL = [p for d in PACKAGES for p in (ROOT / d).rglob("*.py")]
 CLOCK_EXEMPT = {"actors/runtime/clock.py", "actors/cli/main.py", "actors/cli/status.py", "actors/cli/history.py",
                 "bus/sniffer.py",
                 "actors/runtime/logs.py"}
-ROLES = ("actors.feed", "actors.router", "actors.nonce", "actors.executor")
+ROLES = ("actors.feed", "actors.router", "actors.nonce", "actors.executor", "actors.alerts")
 # The units of each layer, lowest layer first.
 LAYERS: list[tuple[str, ...]] = [
     ("config",),

@@ -1,0 +1,1 @@
+"""The alerts program: watches the bus and POSTs alerts to the configured webhooks."""
