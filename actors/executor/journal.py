@@ -88,6 +88,12 @@ CREATE TABLE IF NOT EXISTS baskets (
     payout INTEGER NOT NULL DEFAULT 0,
     updated_ns INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sales_in_doubt (
+    cid TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    token_id TEXT NOT NULL,
+    size INTEGER NOT NULL
+);
 """
 _sig_decoder = msgspec.msgpack.Decoder(Signal)
 
@@ -307,11 +313,28 @@ class Journal:
         row = self._db.execute("SELECT attempts FROM position_tries WHERE token_id=?", (token_id,)).fetchone()
         return int(row[0]) if row else 0
 
+    # -- sales whose outcome is not known yet: placed (or errored) and not booked. While
+    # one is, the books may be behind the chain by exactly that sale, so the reconciler
+    # waits and no other sale of the token is placed.
+    def doubt_sale(self, cid: str, key: str, token_id: str, size: int) -> None:
+        self._db.execute("INSERT OR IGNORE INTO sales_in_doubt VALUES (?, ?, ?, ?)", (cid, key, token_id, size))
+
+    def sales_in_doubt(self) -> list[tuple[str, str, str, int]]:
+        """(client id, key to book it under, token, size) of each."""
+        return self._db.execute("SELECT cid, key, token_id, size FROM sales_in_doubt ORDER BY cid").fetchall()
+
+    def drop_doubt(self, cid: str) -> None:
+        """The venue does not have it: nothing was sold."""
+        self._db.execute("DELETE FROM sales_in_doubt WHERE cid=?", (cid,))
+
     def record_sale(self, key: str, signal: Signal, token_id: str, sold: int, proceeds: int,
-                    flows: Iterable[Flow] = ()) -> None:
+                    flows: Iterable[Flow] = (), cid: str = "") -> None:
         """One sale attempt's outcome, in ONE transaction: the tokens gone, the attempt
-        counted and, if anything sold, the proceeds booked as an outcome of its own."""
+        counted, its doubt (`cid`) resolved and, if anything sold, the proceeds booked
+        as an outcome of its own."""
         with immediate(self._db):
+            if cid:
+                self.drop_doubt(cid)
             self._db.execute("INSERT INTO position_tries VALUES (?, 1) ON CONFLICT(token_id) "
                              "DO UPDATE SET attempts = attempts + 1", (token_id,))
             if sold:

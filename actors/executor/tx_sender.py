@@ -246,6 +246,14 @@ class TxSender:
                 out.append(result)
         await self.reserve.resume()
         self.reserve.release_excess()
+        if self.journal.sales_in_doubt() and not self._clearing:  # before the books are compared
+            self._clearing = True
+            self.activity += 1
+            try:
+                self.realized_pnl += await self.positions.resolve()
+            finally:
+                self._clearing = False
+                self.activity += 1
         return out
 
     async def _run(self, signal: Signal, key: str, attempt: int, permit: Any) -> Execution:
@@ -556,7 +564,7 @@ class TxSender:
         """Nothing under way that moves money: the books can be compared with the chain."""
         pending = self._nonce_stats().get("pending_count", 0)
         return (self.in_flight == 0 and not self._active and not self._clearing and not pending
-                and not self.idem.in_progress() and not self.reserve.busy())
+                and not self.idem.in_progress() and not self.reserve.busy() and not self.journal.sales_in_doubt())
 
     @staticmethod
     def _nothing_traded(side: str, errors: list[BaseException]) -> Ended:
@@ -782,6 +790,8 @@ class TxSender:
             "baskets_held": len(self.journal.baskets_held()),
             "sell_reserve": self.reserve.get_stats(),
             "positions_cleared": self.positions.cleared,
+            "sales_in_doubt": len(self.journal.sales_in_doubt()),
+            "sale_lookup_errors": self.positions.resolve_errors,
             "batches": self.batches, "batch_fallbacks": self.batch_fallbacks,
             "legs_in_flight": self.journal.legs_in_flight(), "leg_events": self.leg_events,
             "leg_events_ignored": self.leg_events_ignored, "balance_waits": self.balance_waits,

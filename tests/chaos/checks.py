@@ -142,8 +142,12 @@ def finished(journal_db: Path) -> Check:
                    if json.loads(d).get("status") in ("PENDING", "IN_PROGRESS")]
         by_status = Counter(json.loads(d).get("status") for (d,) in db.execute(
             "SELECT data FROM executions WHERE state='done'"))
-    return Check(6, "no execution left IN_PROGRESS or PENDING", not left and not pending,
-                 {"unfinished": left[:20], "pending": pending[:20], "outcomes": dict(by_status)})
+        has_doubts = db.execute("SELECT 1 FROM sqlite_master WHERE name='sales_in_doubt'").fetchone()
+        doubts = db.execute("SELECT cid, token_id FROM sales_in_doubt").fetchall() if has_doubts else []
+    return Check(6, "no execution left IN_PROGRESS or PENDING, no sale in doubt",
+                 not left and not pending and not doubts,
+                 {"unfinished": left[:20], "pending": pending[:20], "sales_in_doubt": doubts[:20],
+                  "outcomes": dict(by_status)})
 
 
 def breaker(heard: Heard, windows: list[tuple[float, float]], closed_at: dict[str, float] | None,

@@ -29,6 +29,7 @@ class FakeVenue:
         self.wallet: dict[str, int] | None = None  # a FakeChain's token balances: fills move them
         self.observer: Any = None  # told each leg's states, as ClobVenue tells them
         self.settled: list[str] = []  # client ids followed to settlement after the market was freed
+        self.find_errors = 0  # lookups by client id that fail (the venue unreachable) before one answers
 
     def place_sync(self, token_id: str, side: str, price: int, size: int, cid: str, fak: bool) -> Fill:
         self.calls.append((token_id, side, price, size, cid, fak))
@@ -66,6 +67,9 @@ class FakeVenue:
         return fill  # the fake's fills are final when placed
 
     async def find(self, client_id: str) -> Fill | None:
+        if self.find_errors:
+            self.find_errors -= 1
+            raise ConnectionError("venue unreachable")
         return self.orders.get(client_id)
 
     async def place_batch(self, orders: list[tuple[str, str, int, int, str]], settle: bool = True) -> list[Any]:

@@ -101,3 +101,102 @@ async def test_the_journals_placeholder_signals_do_not_stop_the_check(world):
 
     world.journal.begin("approvals:0xabc:1", _APPROVAL_SIGNAL)
     assert await world.reconciler.check() == []
+
+
+async def test_a_position_sale_the_venue_could_not_confirm_holds_the_check_until_it_is_booked(world):
+    # Chaos seed 44: an open position's sale went through at the venue, but its reply
+    # was an HTTP 5xx and so was the lookup; the executor restarted, the reconciler
+    # compared, found the chain ahead of the books by that sale (pUSD +58.43, the
+    # token -105.26) and forced the breaker open for good, though the next clearing
+    # round booked the sale and the books were equal to the chain again.
+    asset = "555"
+    await world.reconciler.check()
+    world.journal.hold("k:unwind:0", asset, SIZE, 450_000)
+    world.chain.tokens[asset] = SIZE
+    world.venue.script[asset] = ["lost_reply"]  # sold, the answer lost
+    place = world.venue.place
+
+    async def unreachable_after(*a, **kw):  # the venue answers nothing more, for now
+        world.venue.place = down
+        return await place(*a, **kw)
+
+    async def down(*a, **kw):
+        raise ConnectionError("HTTP 503")
+
+    world.venue.place = unreachable_after
+    world.venue.find_errors = 10**6  # the lookups fail too
+    assert await world.sender.clear_positions() == 0
+    sale = world.venue.orders[next(iter(world.venue.orders))]
+    world.chain.collateral += sale.cost - sale.fee  # the sale settled on chain
+
+    assert world.journal.sales_in_doubt() and world.sender.get_stats()["sales_in_doubt"] == 1
+    for _ in range(3):  # rounds, and a restart's first check: not quiet, nothing compared
+        assert await world.reconciler.check() is None
+    assert world.breaker.state is CircuitState.CLOSED
+    world.venue.place = place  # the order side answers, the lookups still fail
+    await world.sender.clear_positions()  # still in doubt: no second sale of the token either
+    assert len({c[4] for c in world.venue.calls if c[1] == "SELL"}) == 1 and world.journal.positions()
+
+    world.venue.find_errors = 0  # the venue answers again
+    await world.sender.reconcile()  # each round (and the start) resolves what is in doubt first
+    assert world.journal.sales_in_doubt() == [] and world.journal.positions() == []
+    assert await world.reconciler.check() == [] and world.breaker.state is CircuitState.CLOSED
+    assert [s for _, s, _, _ in world.journal.outcomes()] == ["POSITION_SOLD"]
+
+
+async def test_a_sale_the_venue_does_not_have_leaves_doubt_and_the_position_is_sold_again(world):
+    world.journal.hold("k:unwind:0", "555", SIZE, 450_000)
+    world.chain.tokens["555"] = SIZE
+    world.venue.script["555"] = ["error"] * 100  # never reached the venue
+    await world.sender.clear_positions()
+    assert world.journal.sales_in_doubt() == [] and world.journal.positions() == [("555", SIZE, 450_000, 0)]
+    assert await world.reconciler.check() == []  # quiet: nothing in doubt, books equal to the chain
+
+
+async def test_a_clearing_sale_is_in_doubt_from_before_its_order_until_it_is_booked(world):
+    # SIGKILL between the order and its booking: the next start must ask, not compare.
+    world.journal.hold("k:unwind:0", "555", SIZE, 450_000)
+    seen = []
+    place = world.venue.place
+
+    async def placing(*a, **kw):
+        seen.append(list(world.journal.sales_in_doubt()))
+        return await place(*a, **kw)
+
+    world.venue.place = placing
+    await world.sender.clear_positions()
+    [[(cid, key, token, size)]] = seen
+    assert key.startswith("position:555:") and (token, size) == ("555", SIZE)
+    assert world.journal.sales_in_doubt() == [] and world.journal.positions() == []
+
+
+async def test_an_unwind_whose_outcome_the_venue_could_not_tell_is_booked_when_it_can(world):
+    # The unwind's sale went through, its reply and the lookup failed: the leg is held
+    # (it may not have sold) and in doubt (it may have), never sold twice.
+    world.venue.script["tok0"] = ["fill", "lost_reply"]
+    world.venue.script["tok1"] = ["kill"]
+    real_place, real_find, down = world.venue.place, world.venue.find, []
+
+    async def place(token_id, side, *a, **kw):
+        if down:
+            raise ConnectionError("HTTP 503")
+        if (token_id, side) == ("tok0", "SELL"):
+            down.append(True)  # the unwind's sale goes through; then nothing answers
+        return await real_place(token_id, side, *a, **kw)
+
+    async def find(cid):
+        if down:
+            raise ConnectionError("venue unreachable")
+        return await real_find(cid)
+
+    world.venue.place, world.venue.find = place, find
+    r = await world.sender.execute(signal(world.clock))
+    assert r.status is TxStatus.PARTIAL_UNWOUND
+    [(_, key, doubted, _)] = world.journal.sales_in_doubt()
+    assert doubted == "tok0" and key.endswith(":unwind:0:late")
+    assert world.sender.quiet() is False
+
+    down.clear()
+    await world.sender.clear_positions()  # resolves first: the sale is found, nothing sold again
+    assert world.journal.sales_in_doubt() == [] and world.journal.positions() == []
+    assert len({c[4] for c in world.venue.calls if c[:2] == ("tok0", "SELL")}) == 1  # one sale, found
