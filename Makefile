@@ -9,18 +9,20 @@ ANVIL_VERSION := 1.7.1
 SOLC_VERSION := 0.8.30
 PY_STAMP := $(VENV)/.installed
 ANVIL_STAMP := $(TOOLS)/.npm-anvil-$(ANVIL_VERSION)-solc-$(SOLC_VERSION)
+UPLOT_VERSION := 1.6.32
+WEB_STAMP := $(TOOLS)/.npm-uplot-$(UPLOT_VERSION)
 CONTRACTS := $(wildcard sandbox/contracts/*.sol)
 CONTRACTS_STAMP := $(TOOLS)/contracts/.built
 CONFIG ?= $(CURDIR)/config/sandbox.yaml
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration chaos lint docs bench clean reset
+.PHONY: help install browser run test test-unit test-integration chaos lint docs bench clean reset
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-install: $(PY_STAMP) $(ANVIL_STAMP) $(CONTRACTS_STAMP) ## Create .venv (editable, dev extras), install anvil and solc locally, compile the contracts
+install: $(PY_STAMP) $(ANVIL_STAMP) $(WEB_STAMP) $(CONTRACTS_STAMP) browser ## Create .venv (editable, dev extras), install anvil, solc and the dashboard's chart library locally, compile the contracts
 
 $(PY_STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +38,25 @@ $(ANVIL_STAMP):
 	$(BIN)/python -c "from sandbox.chain import anvil_path; print('anvil:', anvil_path())" || \
 	  $(PYTHON) -c "import pathlib,sys; sys.exit(0 if list(pathlib.Path('$(TOOLS)').glob('node_modules/@foundry-rs/anvil-*/bin/anvil')) else 1)"
 	@touch $@
+
+# The dashboard's chart library, served by the dashboard itself: nothing is fetched at run time.
+$(WEB_STAMP):
+	@mkdir -p $(TOOLS)
+	@test -f $(TOOLS)/package.json || echo '{"private": true}' > $(TOOLS)/package.json
+	cd $(TOOLS) && npm install --no-audit --no-fund --loglevel=error uplot@$(UPLOT_VERSION)
+	@touch $@
+
+# Debian's chromium and chromium-driver, for the dashboard's headless-browser test, when
+# this machine lets us (root and apt-get); without them that test is skipped, except in CI.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium and chromium-driver (the dashboard's browser test)"; \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver \
+	      >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1; }; } \
+	  || echo "chromium could not be installed: the dashboard's browser test will be skipped"; \
+	else echo "no chromium/chromedriver (installing them needs root and apt-get): the dashboard's browser test will be skipped"; fi
 
 $(CONTRACTS_STAMP): $(CONTRACTS) sandbox/contracts/build.py $(PY_STAMP) $(ANVIL_STAMP)
 	$(BIN)/python -m sandbox.contracts.build --out $(TOOLS)/contracts

@@ -188,7 +188,9 @@ class TxResult(_Body, tag="tx_result"):
     status: a TxStatus (SUCCESS, REJECTED, EXPIRED, STALE, FAILED, PARTIAL_UNWOUND,
     DUPLICATE, PENDING). realized_pnl and gas_cost in micro-USDC.
     kind: the signal's strategy (BUY_SET, SELL_SET, NO_BASKET); None from an
-    executor that did not say.
+    executor that did not say. legs: the signal's leg count; latency_us: from the
+    signal's creation to this result (wall clocks of two processes), None if unknown.
+    Both default, so older messages still decode.
     """
 
     signal_id: str
@@ -203,6 +205,8 @@ class TxResult(_Body, tag="tx_result"):
     realized_pnl: int = 0
     gas_cost: int = 0
     kind: SetKind | None = None
+    legs: int = 0
+    latency_us: int | None = None
 
 
 # The values a snapshot entry can carry (what publishers keep the latest of).

@@ -498,6 +498,17 @@ class Alerts(_Section):
     max_backoff_seconds: PosFloat = 300.0  # a failed POST is retried with doubling waits up to this
 
 
+class Dashboard(_Section):
+    """The `dashboard` program: one live web page of the whole system, fed from the bus."""
+
+    listen: MetricsAddress = "127.0.0.1:7160"  # host:port of the page (loopback: a proxy with auth to share it)
+    silent_seconds: PosFloat = 5.0  # an actor whose stats were not heard for this long is shown silent
+    push_interval_seconds: PosFloat = 0.5  # how often the page is sent the state
+    pnl_points: PosInt = 5000  # points of the P&L chart kept
+    executions_shown: PosInt = 50  # latest executions listed
+    transitions_shown: PosInt = 50  # latest breaker transitions listed
+
+
 class Config(_Section):
     """The whole file."""
 
@@ -512,6 +523,7 @@ class Config(_Section):
     executor: Executor = Executor()
     runtime: Runtime = Runtime()
     alerts: Alerts = Alerts()
+    dashboard: Dashboard = Dashboard()
     sandbox: Sandbox | None = None
 
 
@@ -527,6 +539,7 @@ READ_AT_START: dict[str, tuple[str, ...]] = {
     "runtime": ("config_debounce_ms",),
     "feed": ("ws_url",),
     "alerts": ("state_dir",),
+    "dashboard": ("listen",),
     "sandbox": ("chain",),
     "sandbox.venue": ("host", "port", "seed", "operator_index", "markets", "events", "state_dir", "trader_funding",
                       "operator_inventory"),

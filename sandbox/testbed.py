@@ -73,6 +73,7 @@ def write_config(folder: Path, rpc_url: str, anvil_port: int = 0, **sections: di
     raw["sandbox"]["chain"]["state_file"] = str(folder / "state" / "anvil-state.json")
     raw["sandbox"]["venue"]["state_dir"] = str(folder / "state")  # never the repo's run/state
     raw.setdefault("alerts", {})["state_dir"] = str(folder / "state")
+    raw.setdefault("dashboard", {})["listen"] = f"127.0.0.1:{free_port()}"
     venue = free_port()
     raw["sandbox"]["venue"]["port"] = venue
     raw["feed"]["ws_url"] = f"ws://127.0.0.1:{venue}/ws/market"

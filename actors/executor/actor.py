@@ -252,7 +252,9 @@ class ExecutorActor(Actor):
         body = TxResultMsg(signal_id=r.signal.signal_id, idempotency_key=r.idempotency_key, market=r.signal.market,
                            status=r.status, success=r.success, attempt=r.attempt, tx_hash=r.tx_hash,
                            nonce=r.nonce, error=r.error, realized_pnl=r.realized_pnl, gas_cost=r.gas_cost,
-                           kind=SetKind(kind) if kind is not None else None)
+                           kind=SetKind(kind) if kind is not None else None, legs=len(r.signal.legs),
+                           latency_us=(self.rt.clock.time_ns() - r.signal.created_ns) // 1000
+                           if r.signal.created_ns > 0 else None)
         self.rt.publisher.publish(topics.tx_result(), body)
 
     async def _reconcile_forever(self) -> None:

@@ -19,9 +19,7 @@ stop trading.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -34,13 +32,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from actors.domain.money import from_micro
+from actors.runtime.http import BIND_RETRY_SECONDS, HttpServer
 
-log = logging.getLogger(__name__)
 disable_created_metrics()  # no `_created` series beside each histogram: nothing here reads them
 
 _DECIMAL = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,9})?$")
 BREAKER_STATES = ("CLOSED", "OPEN", "HALF_OPEN", "FORCED_OPEN", "UNKNOWN")
-BIND_RETRY_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,11 +184,10 @@ class MetricsServer:
 
     def __init__(self, address: str, registry: CollectorRegistry,
                  health: Callable[[], Mapping[str, Any]]) -> None:
-        host, _, port = address.rpartition(":")
-        self.host, self.port = host, int(port)
         self.registry, self._health = registry, health
-        self._runner: web.AppRunner | None = None
-        self.stats = {"scrapes": 0, "health_checks": 0, "bind_errors": 0, "bound": False, "last_error": ""}
+        self.http = HttpServer(address, self._app, "metrics and /healthz")
+        self.host, self.port = self.http.host, self.http.port
+        self.stats = {"scrapes": 0, "health_checks": 0}
 
     def _app(self) -> web.Application:
         app = web.Application()
@@ -212,40 +208,13 @@ class MetricsServer:
                             text=json.dumps({"ok": ok, "checks": checks}, default=str))
 
     async def serve(self, sleep: Callable[[float], Any], retry_seconds: float = BIND_RETRY_SECONDS) -> None:
-        """Bind, trying again while the port is taken (or anything else fails: metrics
-        never end the actor); then serve until cancelled."""
-        if not _loopback(self.host):
-            log.warning("metrics and /healthz served on %s: not loopback, anyone who reaches it reads the "
-                        "figures (P&L, capital); no authentication", self.host)
-        while self._runner is None:
-            runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
-            try:
-                await runner.setup()
-                await web.TCPSite(runner, self.host, self.port).start()
-            except Exception as exc:
-                await runner.cleanup()
-                self.stats["bind_errors"] += 1
-                self.stats["last_error"] = str(exc)[:200]
-                if self.stats["bind_errors"] == 1:
-                    log.error("metrics not served on %s:%d: %s; trying again every %.0f s", self.host, self.port,
-                              exc, retry_seconds)
-                await sleep(retry_seconds)
-                continue
-            self._runner = runner
-            self.stats["bound"] = True
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.close()
+        """Bind, trying again while the port is taken (metrics never end the actor); serve until cancelled."""
+        await self.http.serve(sleep, retry_seconds)
 
     async def close(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        await self.http.close()
 
     def get_stats(self) -> dict[str, Any]:
-        return dict(self.stats)
+        return {**self.stats, **self.http.stats}
 
 
-def _loopback(host: str) -> bool:
-    return host == "localhost" or host.startswith("127.")

@@ -38,7 +38,7 @@ async def test_metrics_parse_and_health_says_which_dependency_is_down():
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
-            await eventually(lambda: server.stats["bound"], timeout=10)
+            await eventually(lambda: server.get_stats()["bound"], timeout=10)
             status, text = await get(session, f"{base}/metrics")
             samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
             assert status == 200 and samples["polyarb_nonce_allocations_total"] == 1
@@ -65,10 +65,10 @@ async def test_a_taken_port_is_counted_and_tried_again_never_fatal():
     server = MetricsServer(f"127.0.0.1:{port}", registry({}), lambda: {"running": True})
     task = asyncio.create_task(server.serve(asyncio.sleep, retry_seconds=0.05))
     try:
-        await eventually(lambda: server.stats["bind_errors"] >= 2, timeout=10, what="bind tried again")
-        assert not task.done() and not server.stats["bound"]
+        await eventually(lambda: server.get_stats()["bind_errors"] >= 2, timeout=10, what="bind tried again")
+        assert not task.done() and not server.get_stats()["bound"]
         squatter.close()
-        await eventually(lambda: server.stats["bound"], timeout=10, what="bound once the port was free")
+        await eventually(lambda: server.get_stats()["bound"], timeout=10, what="bound once the port was free")
         async with aiohttp.ClientSession() as session:
             assert (await get(session, f"http://127.0.0.1:{port}/healthz"))[0] == 200
     finally:

@@ -6,6 +6,7 @@ the router stops signalling, and trading resumes after HALF_OPEN."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -28,12 +29,14 @@ from config.loader import DEFAULT_PATH, load
 from sandbox.deploy import Deployment, MarketInfo, balances, contract
 from tests.helpers import wait_until
 from tests.integration import scrape
+from tests.integration.browser import chromium, console_errors, text
 from tests.integration.conftest import POLYARB, ROOT, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 TRADER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 INJECTED = 15_375_352  # pUSD sent to the trader behind the system's back
+SCREENSHOTS = ROOT / "run" / "screenshots"
 
 
 @contextmanager
@@ -126,6 +129,18 @@ class World:
     start: int  # the trader's collateral before any trade
 
 
+def badge_within_2_s(driver, state: str) -> None:
+    """The page's breaker badge showed `state` within 2 s of the executor's transition
+    (the page logs when it showed each state, next to the transition's time)."""
+    def shown():
+        log = driver.execute_script("return window.polyarbBadgeLog") or []
+        return next((e for e in reversed(log) if e[1] == state), None)
+
+    wait_until(shown, timeout=10, what=f"the page's badge says {state}")
+    shown_ms, _, since_ms = shown()
+    assert shown_ms - since_ms <= 2000, f"the badge said {state} {shown_ms - since_ms} ms after the transition"
+
+
 def start_world(tmp_path, anvil, procs, arbitrage_per_minute: int, *, arbitrage: dict | None = None,
                 venue_faults: dict | None = None, **sections) -> World:
     """anvil + venue + nonce + feed + router as real processes (the executor is
@@ -160,9 +175,18 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
     path, cfg, w3, dep, start = world.path, world.cfg, world.w3, world.dep, world.start
     results = Results(cfg)
     procs("--config", str(path), "actor", "executor", name="executor")
+    procs("--config", str(path), "actor", "dashboard", name="dashboard")
+    page = contextlib.ExitStack()
     try:
         # 1. Arbitrage found, executed, settled; the chain agrees with the books.
         wait_until(lambda: sum(r.success for r in results.items) >= 2, timeout=120, what="two successful trades")
+        # The dashboard's page, in a real browser: every running actor up, the trades listed.
+        driver = page.enter_context(chromium(tmp_path / "browser"))
+        driver.get(f"http://{cfg.dashboard.listen}/")
+        running = ("venue", "nonce", "feed", "router", "executor")
+        wait_until(lambda: all((text(driver, f"actor-{a}") or "").split("\t")[1:2] == ["up"] for a in running),
+                   timeout=30, what="the page shows every running actor up")
+        wait_until(lambda: "SUCCESS" in (text(driver, "executions") or ""), timeout=30, what="trades on the page")
         ex = snapshot(cfg)["executor"]["executor"]
         assert ex["successful_executions"] >= 2 and ex["realized_pnl_micro"] > 0
         wait_until(lambda: snapshot(cfg)["executor"]["executor"]["queue_size"] == 0, timeout=30)
@@ -189,6 +213,7 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
         edit(path, lambda raw: raw["sandbox"]["venue"]["faults"].update(reject_orders=True))
         wait_until(lambda: all(s.get("breaker", {}).get("state") == "OPEN" for s in snapshot(cfg).values()),
                    timeout=120, what="every actor sees OPEN")
+        badge_within_2_s(driver, "OPEN")
         wait_until(lambda: all(scrape.breaker(cfg, a) == "OPEN" for a in names), timeout=10,
                    what="every actor's polyarb_breaker_state says OPEN")
         assert scrape.metrics(cfg, "executor")[("polyarb_breaker_trips_total", ())] >= trips + 1
@@ -201,6 +226,11 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
         wait_until(lambda: snapshot(cfg)["executor"]["breaker"]["state"] in ("HALF_OPEN", "CLOSED"), timeout=30)
         wait_until(lambda: snapshot(cfg)["executor"]["breaker"]["state"] == "CLOSED", timeout=150,
                    what="probes succeeded")
+        badge_within_2_s(driver, "CLOSED")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SCREENSHOTS / "dashboard-system-test.png"))
+        assert console_errors(driver) == []
+        page.close()
         assert snapshot(cfg)["router"]["router"]["signals_published"] > sent
         wait_until(lambda: all(scrape.breaker(cfg, a) == "CLOSED" for a in names), timeout=10,
                    what="every actor's polyarb_breaker_state says CLOSED")
@@ -245,6 +275,7 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
         ex = snapshot(cfg)["executor"]["executor"]
         wait_until(lambda: len(results.items) >= ex["total_executions"], timeout=10, what="every TxResult heard")
     finally:
+        page.close()
         results.stop()
 
     # The wallet's collateral moved by exactly what the executor booked:

@@ -29,7 +29,7 @@ ALL = [p for d in PACKAGES for p in (ROOT / d).rglob("*.py")]
 CLOCK_EXEMPT = {"actors/runtime/clock.py", "actors/cli/main.py", "actors/cli/status.py", "actors/cli/history.py",
                 "bus/sniffer.py",
                 "actors/runtime/logs.py"}
-ROLES = ("actors.feed", "actors.router", "actors.nonce", "actors.executor", "actors.alerts")
+ROLES = ("actors.feed", "actors.router", "actors.nonce", "actors.executor", "actors.alerts", "actors.dashboard")
 # The units of each layer, lowest layer first.
 LAYERS: list[tuple[str, ...]] = [
     ("config",),
@@ -40,8 +40,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("actors.cli",),
     ("bench",),
 ]
-# A published client of another role's service may be used across roles.
-CROSS_ROLE_ALLOWED = {"actors.nonce.client"}
+# A published client of another role's service may be used across roles, and the
+# executor's books read back (read-only) by the dashboard.
+CROSS_ROLE_ALLOWED = {"actors.nonce.client", "actors.executor.history"}
 
 
 def rel(p: Path) -> str:
