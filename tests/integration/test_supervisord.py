@@ -34,7 +34,7 @@ def supervised(tmp_path):
     return sup, ctl, cfg
 
 
-PROGRAMS = ("nonce", "venue", "feed", "router", "executor", "alerts", "chain")
+PROGRAMS = ("nonce", "venue", "feed", "router", "executor", "alerts", "dashboard", "chain")
 
 
 def test_make_run_programs_start_survive_kill9_and_stop_cleanly(tmp_path):
