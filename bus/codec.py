@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from bus import trace
 from bus.messages import SCHEMA_VERSION, Body, Envelope
 
 _encoder = msgspec.msgpack.Encoder()
@@ -57,7 +58,7 @@ class Stamper:
             seq=seq,
             event_ns=now if event_ns is None else event_ns,
             publish_ns=now,
-            trace_id=trace_id,
+            trace_id=trace_id or trace.current.get(),  # a message sent for a traced task carries its trace
             body=body,
         )
 

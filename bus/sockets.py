@@ -22,6 +22,7 @@ from bus import codec
 from bus.codec import FrameError, Stamper
 from bus.messages import Body, Envelope, RpcReply, RpcRequest
 from bus.sequence import Arrival, SequenceTracker
+from bus.trace import tracing
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,8 @@ class RpcServer:
 
     async def _reply_for(self, payload: bytes) -> bytes:
         try:
-            body = codec.decode_payload(payload).body
+            env = codec.decode_payload(payload)
+            body = env.body
             if not isinstance(body, RpcRequest):
                 raise FrameError(f"expected rpc_request, got {type(body).__name__}")
         except FrameError as exc:
@@ -242,7 +244,8 @@ class RpcServer:
         try:
             self.requests += 1
             try:
-                result = await self._handler(body.method, body.params)
+                with tracing(env.trace_id):  # the handler's log lines carry the caller's trace
+                    result = await self._handler(body.method, body.params)
                 reply = self._encode(RpcReply(request_id=rid, ok=True, result=result))
             except Exception as exc:  # the handler's failure is the client's answer (this time)
                 self.errors += 1

@@ -317,6 +317,9 @@ class Runtime(_Section):
 
     stats_interval_seconds: PosFloat = 1.0  # period of each actor's stats message on the bus
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # level of the root logger
+    # One actor's level instead, e.g. {feed: DEBUG}: the feed then logs each flush of books with
+    # its trace id (`polyarb trace` finds where an execution's books came from).
+    log_levels: dict[str, Literal["DEBUG", "INFO", "WARNING", "ERROR"]] = {}
     # Quiet time after the last change to the config file before it is reloaded (ms); read when
     # the process starts.
     config_debounce_ms: NonNegInt = 300

@@ -110,6 +110,14 @@ def cmd_pnl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    from actors.cli import trace
+
+    text, code = trace.render(_config(args), args.id, logs=args.logs, journal=args.journal, as_json=args.json)
+    print(text)
+    return code
+
+
 def _format(args: argparse.Namespace) -> str:
     return "json" if args.json else "csv" if args.csv else "table"
 
@@ -163,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     _history_options(pn)
     pn.add_argument("--by", choices=["day", "market", "strategy"], default="day")
     pn.set_defaults(func=cmd_pnl)
+
+    tr = sub.add_parser("trace", help="every log line of every actor about one execution")
+    tr.add_argument("id", help="a trace id, or an execution's idempotency key (or its first 12 characters)")
+    tr.add_argument("--logs", default="run/logs", help="the folder of the actors' logs (default run/logs)")
+    tr.add_argument("--journal", help="the executor's journal file (default: found in executor.state_dir)")
+    tr.add_argument("--json", action="store_true", help="the lines as they are, one JSON object each")
+    tr.set_defaults(func=cmd_trace)
 
     c = sub.add_parser("chain", help="run the sandbox anvil (exec, keeps the pid)")
     c.set_defaults(func=cmd_plugin, plugin="chain")

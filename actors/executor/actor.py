@@ -39,10 +39,11 @@ from actors.runtime.context import ActorContext
 from actors.runtime.metrics import Latency, Series
 from actors.runtime.params import opt_str
 from actors.runtime.storage import archive_state
-from bus import topics
+from bus import topics, trace
 from bus.messages import BreakerState, Signal
 from bus.messages import TxResult as TxResultMsg
 from bus.sockets import Subscriber
+from bus.trace import tracing
 from config.schema import Config
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class ExecutorActor(Actor):
         self.reconcile_errors = 0
         self.signals_received = 0
         self.dropped_bodies = 0
-        self._queue: asyncio.Queue[tuple[Signal, int]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Signal, int, str]] = asyncio.Queue()
         self._last_nonce_stats: dict[str, Any] = {}
 
     async def start(self) -> None:
@@ -229,7 +230,7 @@ class ExecutorActor(Actor):
                 for r in await sub.recv_batch():
                     if isinstance(r.env.body, Signal):
                         self.signals_received += 1
-                        self._queue.put_nowait((r.env.body, r.env.event_ns))
+                        self._queue.put_nowait((r.env.body, r.env.event_ns, r.env.trace_id))
                     else:
                         self.dropped_bodies += 1
                 self.sender.queue_size = self._queue.qsize()
@@ -238,14 +239,15 @@ class ExecutorActor(Actor):
 
     async def _worker(self, n: int) -> None:
         while True:
-            signal, event_ns = await self._queue.get()
+            signal, event_ns, trace_id = await self._queue.get()
             self.sender.queue_size = self._queue.qsize()
-            try:
-                result = await self.sender.execute(signal, event_ns=event_ns)
-            except Exception:  # a bug in one execution must not stop the others
-                log.exception("execution of %s crashed", signal.signal_id)
-                continue
-            self._publish(result)
+            with tracing(trace_id):  # every log line of this execution (and of its tasks) carries it
+                try:
+                    result = await self.sender.execute(signal, event_ns=event_ns)
+                except Exception:  # a bug in one execution must not stop the others
+                    log.exception("execution of %s crashed", signal.signal_id)
+                    continue
+                self._publish(result)
 
     def _publish(self, r: Execution) -> None:
         kind = r.signal.kind if r.signal.kind in _STRATEGIES else None
@@ -255,7 +257,8 @@ class ExecutorActor(Actor):
                            kind=SetKind(kind) if kind is not None else None, legs=len(r.signal.legs),
                            latency_us=(self.rt.clock.time_ns() - r.signal.created_ns) // 1000
                            if r.signal.created_ns > 0 else None)
-        self.rt.publisher.publish(topics.tx_result(), body)
+        trace_id = trace.current.get() or self.journal.trace_of(r.idempotency_key)
+        self.rt.publisher.publish(topics.tx_result(), body, trace_id=trace_id)
 
     async def _reconcile_forever(self) -> None:
         """Finish what was left PENDING (a merge that could not be sent, a stuck

@@ -23,6 +23,7 @@ import msgspec
 from actors.executor.legs import LegEvent, LegState, may_move
 from actors.executor.outcomes import GAS, RESERVE, Flow
 from actors.runtime.storage import immediate, open_wal
+from bus import trace
 from bus.messages import Signal
 
 _SCHEMA = """
@@ -115,10 +116,18 @@ class Journal:
         return immediate(self._db)
 
     def begin(self, key: str, signal: Signal) -> None:
+        """The execution's row; with the trace id it runs under (`polyarb trace`, a resume's logs)."""
+        tid = trace.current.get()
         self._db.execute(
-            "INSERT OR IGNORE INTO executions VALUES (?, ?, 'started', '{}', ?)",
-            (key, msgspec.msgpack.encode(signal), self._clock.time_ns()),
+            "INSERT OR IGNORE INTO executions VALUES (?, ?, 'started', ?, ?)",
+            (key, msgspec.msgpack.encode(signal), json.dumps({"trace_id": tid}) if tid else "{}",
+             self._clock.time_ns()),
         )
+
+    def trace_of(self, key: str) -> str:
+        row = self._db.execute("SELECT json_extract(data, '$.trace_id') FROM executions WHERE key=?",
+                               (key,)).fetchone()
+        return str(row[0]) if row and row[0] else ""
 
     def update(self, key: str, state: str, **data: Any) -> None:
         """Merge `data` into the execution's record and set its state, atomically."""

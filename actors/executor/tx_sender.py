@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from actors.domain.enums import SetKind, Side, TxStatus
-from actors.domain.money import from_micro, to_micro
+from actors.domain.money import format_usdc, from_micro, to_micro
 from actors.executor.circuit_breaker import CircuitBreaker, CircuitOpenError
 from actors.executor.errors import AmbiguousOutcome
 from actors.executor.idempotency import IdempotencyStore, content_hash
@@ -51,6 +51,7 @@ from actors.executor.reserve import SellReserve
 from actors.executor.retry_policy import RetryPolicy
 from actors.runtime.clock import doubling
 from bus.messages import Leg, Signal
+from bus.trace import tracing
 from config.schema import Config
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,8 @@ class TxSender:
         """Finish every unfinished execution that is not running now."""
         out = []
         for rec in self.idem.in_progress():
-            result = await self.resume(rec.key)
+            with tracing(self.journal.trace_of(rec.key)):  # its log lines carry the trace it began under
+                result = await self.resume(rec.key)
             if result is not None:
                 out.append(result)
         await self.reserve.resume()
@@ -273,6 +275,9 @@ class TxSender:
             end = Ended(TxStatus.FAILED, Verdict.FAILURE, f"{type(exc).__name__}: {exc}", flows)
         if end.verdict is not Verdict.SUCCESS and end.why:
             log.info("execution %s: %s: %s", key[:12], end.status, end.why)
+        elif end.verdict is Verdict.SUCCESS:  # one line per execution: `polyarb trace` finds its end
+            log.info("execution %s: %s %s, pnl %s USDC, gas %s", key[:12], end.status, signal.kind,
+                     format_usdc(end.pnl), format_usdc(end.gas))
         if permit is not None:
             if end.verdict is Verdict.SUCCESS:
                 self.breaker.on_success(permit)

@@ -37,6 +37,7 @@ from actors.runtime.context import ActorContext
 from actors.runtime.metrics import Series
 from bus import topics
 from bus.clone import CloneStore, snapshot_reply
+from bus.codec import new_trace_id
 from bus.messages import BookUpdate, FeedStatus
 from config.schema import Config, Feed
 
@@ -84,6 +85,7 @@ class FeedActor(Actor):
         self._flush_scheduled = False
         self._pending_marks = 0
         self.published = 0
+        self._trace = ""  # the trace id of the flush being published
         self.publish_errors = 0
         self.discoveries = 0
         self.discovery_errors = 0
@@ -139,6 +141,11 @@ class FeedActor(Actor):
         # judges a market only once all of its books from these frames are in.
         market = {a: (st.market if (st := self.core.tokens.get(a)) else self._market_of.get(a, "")) for a in dirty}
         ordered = sorted(dirty, key=lambda a: (market[a], a))
+        # One trace id per flush: a signal these books reveal, and what is done with it, carry it.
+        self._trace = new_trace_id()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("books published: %s", " ".join(a[:12] for a in ordered),
+                      extra={"fields": {"trace_id": self._trace}})
         for i, asset_id in enumerate(ordered):
             more = i + 1 < len(ordered) and market[ordered[i + 1]] == market[asset_id]
             flush_more = i + 1 < len(ordered)  # whatever the market: the flush's last book ends it
@@ -161,7 +168,8 @@ class FeedActor(Actor):
     def _publish_book(self, body: BookUpdate) -> None:
         topic = topics.book(body.token_id)
         try:
-            self.clone.record(topic, self.rt.publisher.publish(topic, body, event_ns=body.recv_ns or None))
+            self.clone.record(topic, self.rt.publisher.publish(topic, body, event_ns=body.recv_ns or None,
+                                                               trace_id=self._trace))
             self.published += 1
             return
         except Exception:  # e.g. a value msgpack cannot encode: this book only, never the flush

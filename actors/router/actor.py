@@ -62,7 +62,7 @@ from py_clob_client_v2.config import get_contract_config
 
 from actors.domain.enums import SetKind
 from actors.domain.listing import Market, list_markets, select
-from actors.domain.money import to_micro
+from actors.domain.money import format_usdc, from_micro, to_micro
 from actors.router import arbitrage as arb
 from actors.router import events as ev
 from actors.router.arbitrage import BasketParams, Evaluation, Limits, MarketParams, Opportunity
@@ -155,6 +155,7 @@ class RouterActor(Actor):
         self.event_evaluations = self.yes_evaluations = 0  # baskets judged (all kinds), of them YES
         self.books: dict[str, BookUpdate] = {}
         self._book_seq: dict[str, tuple[str, int]] = {}  # token -> (feed boot id, seq) applied
+        self._book_trace: dict[str, str] = {}  # token -> the trace id of its latest book
         # dedup: key -> (signal id, monotonic ns sent); signal id -> key
         self._inflight: dict[tuple[Any, ...], tuple[str, int]] = {}
         self._inflight_ids: dict[str, tuple[Any, ...]] = {}
@@ -340,6 +341,7 @@ class RouterActor(Actor):
         self._flush_open = body.flush_more
         self.books[body.token_id] = body
         self._book_seq[body.token_id] = (env.boot_id, env.seq)
+        self._book_trace[body.token_id] = env.trace_id
         market = self._market_of.get(body.token_id)
         event = self._event_of.get(body.token_id)
         if market is None and event is None:
@@ -536,7 +538,11 @@ class RouterActor(Actor):
         # event_ns: when the feed received the book that revealed the gap, so
         # the signal's latency can be measured end to end.
         event_ns = trigger.recv_ns if trigger is not None and trigger.recv_ns > 0 else None
-        self.rt.publisher.publish(topics.signal(opp.market), body, event_ns=event_ns, trace_id=new_trace_id())
+        # The trace id of the feed's flush that revealed the gap: one trace from the books to the result.
+        trace_id = (self._book_trace.get(trigger.token_id) if trigger is not None else None) or new_trace_id()
+        self.rt.publisher.publish(topics.signal(opp.market), body, event_ns=event_ns, trace_id=trace_id)
+        log.info("signal %s: %s %s, size %s, expected profit %s USDC", sid[:12], opp.kind, opp.market[:12],
+                 from_micro(opp.size), format_usdc(opp.expected_profit), extra={"fields": {"trace_id": trace_id}})
         self.signals += 1
         self.signals_by_kind[opp.kind] += 1
         self._remember(key, sid, mono)

@@ -81,11 +81,15 @@ async def _until_stopped(coro: Coroutine[Any, Any, Any], stop: asyncio.Event) ->
     return False
 
 
+def _level(cfg: Config, name: str) -> str:
+    return cfg.runtime.log_levels.get(name, cfg.runtime.log_level)
+
+
 async def _serve(name: str, config_path: str | None) -> int:
     clock = SystemClock()
     watch = ParentWatch()
     watcher = ConfigWatcher(config_path, clock=clock)
-    setup_logging(name, watcher.config.runtime.log_level)
+    setup_logging(name, _level(watcher.config, name))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -98,7 +102,7 @@ async def _serve(name: str, config_path: str | None) -> int:
     bound_recursion()
 
     def on_config(old: Config, new: Config) -> None:
-        logging.getLogger().setLevel(new.runtime.log_level)
+        logging.getLogger().setLevel(_level(new, name))
         cb = new.circuit_breaker
         rt.breaker.configure(cb.heartbeat_interval_seconds, cb.unknown_after_missed_heartbeats)
         actor.on_config(old, new)

@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from bus import trace
+
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, actor: str) -> None:
@@ -22,6 +24,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        tid = trace.current.get()
+        if tid:
+            entry["trace_id"] = tid
         fields = getattr(record, "fields", None)
         if fields:
             entry.update(fields)

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ class Results:
         import threading
 
         self.items: list[TxResult] = []
+        self.traces: dict[str, str] = {}  # idempotency key -> the trace id its result came with
         self.gaps = 0
         self._stop = False
         self._t = threading.Thread(target=lambda: asyncio.run(self._run(cfg)), daemon=True)
@@ -111,6 +113,8 @@ class Results:
             except TimeoutError:
                 continue
             self.items += [r.env.body for r in batch if isinstance(r.env.body, TxResult)]
+            self.traces.update({r.env.body.idempotency_key: r.env.trace_id for r in batch
+                                if isinstance(r.env.body, TxResult)})
         self.gaps = sub.tracker.gaps
         sub.close()
         destroy(ctx, 0)
@@ -129,12 +133,13 @@ class World:
     start: int  # the trader's collateral before any trade
 
 
-def badge_within_2_s(driver, state: str) -> None:
+def badge_within_2_s(driver, state: str, after_ms: int) -> None:
     """The page's breaker badge showed `state` within 2 s of the executor's transition
-    (the page logs when it showed each state, next to the transition's time)."""
+    to it at or after `after_ms` (the page logs when it showed each state, next to the
+    transition's time)."""
     def shown():
         log = driver.execute_script("return window.polyarbBadgeLog") or []
-        return next((e for e in reversed(log) if e[1] == state), None)
+        return next((e for e in log if e[1] == state and e[2] is not None and e[2] >= after_ms), None)
 
     wait_until(shown, timeout=10, what=f"the page's badge says {state}")
     shown_ms, _, since_ms = shown()
@@ -154,7 +159,7 @@ def start_world(tmp_path, anvil, procs, arbitrage_per_minute: int, *, arbitrage:
         tmp_path, anvil, anvil_port=int(anvil.rsplit(":", 1)[1]),
         sandbox={"venue": venue},
         retry_policy={"max_retries": 1, "base_delay_ms": 20, "max_delay_ms": 100},
-        runtime={"stats_interval_seconds": 0.25},
+        runtime={"stats_interval_seconds": 0.25, "log_levels": {"feed": "DEBUG"}},  # the feed's flushes, traced
         executor={"reconcile_seconds": 1, **sections.pop("executor", {})}, **sections,
     )
     cfg = load(path)
@@ -210,10 +215,11 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
         trips = m[("polyarb_breaker_trips_total", ())]
 
         # 2. The order endpoint fails: the breaker opens and every actor sees it.
+        rejecting_ms = time.time_ns() // 1_000_000
         edit(path, lambda raw: raw["sandbox"]["venue"]["faults"].update(reject_orders=True))
         wait_until(lambda: all(s.get("breaker", {}).get("state") == "OPEN" for s in snapshot(cfg).values()),
                    timeout=120, what="every actor sees OPEN")
-        badge_within_2_s(driver, "OPEN")
+        badge_within_2_s(driver, "OPEN", rejecting_ms)
         wait_until(lambda: all(scrape.breaker(cfg, a) == "OPEN" for a in names), timeout=10,
                    what="every actor's polyarb_breaker_state says OPEN")
         assert scrape.metrics(cfg, "executor")[("polyarb_breaker_trips_total", ())] >= trips + 1
@@ -222,11 +228,12 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
         sent = router["signals_published"]
 
         # 3. Recovery: HALF_OPEN probes, then CLOSED, trading again.
+        healed_ms = time.time_ns() // 1_000_000
         edit(path, lambda raw: raw["sandbox"]["venue"]["faults"].update(reject_orders=False))
         wait_until(lambda: snapshot(cfg)["executor"]["breaker"]["state"] in ("HALF_OPEN", "CLOSED"), timeout=30)
         wait_until(lambda: snapshot(cfg)["executor"]["breaker"]["state"] == "CLOSED", timeout=150,
                    what="probes succeeded")
-        badge_within_2_s(driver, "CLOSED")
+        badge_within_2_s(driver, "CLOSED", healed_ms)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(SCREENSHOTS / "dashboard-system-test.png"))
         assert console_errors(driver) == []
@@ -283,6 +290,19 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
     # unwind did not complete leaves tokens instead of collateral: then only
     # the direction can be checked.
     assert results.gaps == 0, "a TxResult was lost on the bus"
+    # `polyarb trace` over this run's logs: one successful execution, from the feed's flush
+    # of books that revealed it to its result, in the feed's, router's and executor's lines.
+    traced = next(r for r in results.items if r.success and results.traces.get(r.idempotency_key))
+    tid = results.traces[traced.idempotency_key]
+    out = subprocess.run([POLYARB, "--config", str(path), "trace", tid, "--logs", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    head = out.stdout.splitlines()[0]
+    assert all(a in head for a in ("feed", "router", "executor")), out.stdout[:3000]
+    by_key = subprocess.run([POLYARB, "--config", str(path), "trace", traced.idempotency_key[:12], "--logs",
+                             str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert by_key.returncode == 0, by_key.stdout + by_key.stderr
+    assert by_key.stdout.startswith(f"trace {tid} (execution {traced.idempotency_key})"), by_key.stdout[:2000]
     delta = balances(w3, dep, TRADER)["collateral"] - start - INJECTED
     heard = sum(r.realized_pnl + r.gas_cost for r in results.items)
     booked = booked_collateral(tmp_path)
