@@ -118,6 +118,18 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from actors.cli import top
+
+    try:
+        asyncio.run(top.run(_config(args), once=args.once, seconds=args.seconds, refresh=args.refresh))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _format(args: argparse.Namespace) -> str:
     return "json" if args.json else "csv" if args.csv else "table"
 
@@ -178,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--journal", help="the executor's journal file (default: found in executor.state_dir)")
     tr.add_argument("--json", action="store_true", help="the lines as they are, one JSON object each")
     tr.set_defaults(func=cmd_trace)
+
+    tp = sub.add_parser("top", help="a live terminal view of the whole system (Ctrl-C ends it)")
+    tp.add_argument("--once", action="store_true", help="listen --seconds, print one frame, end")
+    tp.add_argument("--seconds", type=float, default=3.0, help="how long --once listens (default 3)")
+    tp.add_argument("--refresh", type=float, default=0.5, help="seconds between frames (default 0.5)")
+    tp.set_defaults(func=cmd_top)
 
     c = sub.add_parser("chain", help="run the sandbox anvil (exec, keeps the pid)")
     c.set_defaults(func=cmd_plugin, plugin="chain")

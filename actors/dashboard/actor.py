@@ -21,13 +21,9 @@ from actors.runtime.actor import Actor
 from actors.runtime.context import ActorContext
 from actors.runtime.http import HttpServer
 from bus import topics
-from bus.messages import BreakerState, Stats, TxResult
 from bus.sockets import Subscriber
 
 log = logging.getLogger(__name__)
-
-BREAKER_SOURCE = "executor"
-
 
 class DashboardActor(Actor):
     name = "dashboard"
@@ -78,21 +74,10 @@ class DashboardActor(Actor):
         while True:
             for r in await self._sub.recv_batch():
                 try:
-                    self._on(r.env)
+                    self.board.on_envelope(r.env, self.rt.clock.time_ns())
                 except Exception:  # one odd message must not stop the page: counted
                     self.handler_errors += 1
                     log.exception("dashboard: a message could not be shown")
-
-    def _on(self, env: Any) -> None:
-        body, now = env.body, self.rt.clock.time_ns()
-        if isinstance(body, Stats) and body.actor == env.source:
-            self.board.on_stats(body.actor, body.stats, now, env.boot_id)
-        elif isinstance(body, BreakerState) and env.source == BREAKER_SOURCE:
-            self.board.on_breaker(str(body.state), body.reason, body.since_ns, body.until_ns)
-        elif isinstance(body, TxResult) and env.source == BREAKER_SOURCE:
-            self.board.on_result(key=body.idempotency_key, strategy=str(body.kind or "?"), market=body.market,
-                                 status=str(body.status), pnl=body.realized_pnl, gas=body.gas_cost, legs=body.legs,
-                                 latency_us=body.latency_us, error=body.error, trace_id=env.trace_id, now_ns=now)
 
     async def stop(self) -> None:
         self.page.close()

@@ -15,8 +15,10 @@ from typing import Any
 
 from actors.domain.money import format_usdc
 from actors.executor.history import Trade
+from bus.messages import BreakerState, Envelope, Stats, TxResult
 
 NS = 1_000_000_000
+EXECUTOR = "executor"  # the breaker's owner, and the results' publisher
 MS = NS // 1000  # ns per ms
 
 
@@ -52,6 +54,18 @@ class Board:
         self._seen_keys: deque[str] = deque(maxlen=4 * limits.executions)
 
     # -- what is heard
+    def on_envelope(self, env: Envelope, now_ns: int) -> None:
+        """Any bus message: stats of their own publisher, the executor's breaker and results."""
+        body = env.body
+        if isinstance(body, Stats) and body.actor == env.source:
+            self.on_stats(body.actor, body.stats, now_ns, env.boot_id)
+        elif isinstance(body, BreakerState) and env.source == EXECUTOR:
+            self.on_breaker(str(body.state), body.reason, body.since_ns, body.until_ns)
+        elif isinstance(body, TxResult) and env.source == EXECUTOR:
+            self.on_result(key=body.idempotency_key, strategy=str(body.kind or "?"), market=body.market,
+                           status=str(body.status), pnl=body.realized_pnl, gas=body.gas_cost, legs=body.legs,
+                           latency_us=body.latency_us, error=body.error, trace_id=env.trace_id, now_ns=now_ns)
+
     def on_stats(self, actor: str, stats: Mapping[str, Any], now_ns: int, boot_id: str) -> None:
         self.heard[actor] = _Heard(now_ns, boot_id, stats)
 

@@ -192,6 +192,12 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
         wait_until(lambda: all((text(driver, f"actor-{a}") or "").split("\t")[1:2] == ["up"] for a in running),
                    timeout=30, what="the page shows every running actor up")
         wait_until(lambda: "SUCCESS" in (text(driver, "executions") or ""), timeout=30, what="trades on the page")
+        # `polyarb top`, the same facts in a terminal: one frame.
+        top = subprocess.run([POLYARB, "--config", str(path), "top", "--once", "--seconds", "1.5"],
+                             capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+        assert top.returncode == 0, top.stderr
+        assert "CLOSED" in top.stdout and "realized P&L" in top.stdout and "SUCCESS" in top.stdout, top.stdout
+        assert all(f"{a} " in top.stdout for a in running), top.stdout
         ex = snapshot(cfg)["executor"]["executor"]
         assert ex["successful_executions"] >= 2 and ex["realized_pnl_micro"] > 0
         wait_until(lambda: snapshot(cfg)["executor"]["executor"]["queue_size"] == 0, timeout=30)
