@@ -48,7 +48,9 @@ def reset(cfg: Config, out: list[str]) -> int:
         out.append(f"polyarb: the sandbox chain answers on {cfg.sandbox.chain.host}:{cfg.sandbox.chain.port}: "
                    "stop `make run` first")
         return 1
-    found = [p for p in world_paths(cfg) if p.exists()]
+    paths = world_paths(cfg)
+    # A path inside another one (the chain's state in the actors' state folder) goes with it.
+    found = [p for p in paths if p.exists() and not any(q != p and q in p.parents for q in paths)]
     if not found:
         out.append("the sandbox world is already empty")
         return 0

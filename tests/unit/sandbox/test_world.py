@@ -51,3 +51,18 @@ def test_reset_refuses_while_the_chain_runs_and_for_a_live_config(tmp_path):
         assert reset(cfg, out) == 1 and "stop `make run` first" in out[0]
     live = msgspec.structs.replace(cfg, sandbox=None)
     assert reset(live, out) == 2 and "never wiped" in out[-1]
+
+
+def test_reset_of_the_default_layout_where_the_chain_state_is_inside_the_state_folder(tmp_path):
+    # config/sandbox.yaml keeps anvil's state in run/state, the actors' folder: `make reset`
+    # removed the folder, then failed on the chain's file inside it (already gone).
+    cfg = config_in(tmp_path)
+    inside = str(tmp_path / "state" / "anvil-state.json")
+    cfg = msgspec.structs.replace(cfg, sandbox=msgspec.structs.replace(
+        cfg.sandbox, chain=msgspec.structs.replace(cfg.sandbox.chain, state_file=inside)))
+    (tmp_path / "state").mkdir()
+    for name in ("anvil-state.json", "anvil-state.json.good", "x.sqlite"):
+        (tmp_path / "state" / name).write_text("{}")
+    out: list[str] = []
+    assert reset(cfg, out) == 0, out
+    assert not (tmp_path / "state").exists() and out[-1].startswith("done")
