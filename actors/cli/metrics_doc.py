@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from actors.executor.metrics import SERIES as EXECUTOR
-from actors.executor.metrics import latencies
+from actors.executor.metrics import latencies, retry_latency
 from actors.feed.metrics import SERIES as FEED
 from actors.nonce.client import allocate_latency
 from actors.nonce.metrics import SERIES as NONCE
@@ -71,8 +71,9 @@ def render() -> str:
                      f"this actor sees it: 1 for the current state of {', '.join(BREAKER_STATES)} (the executor: "
                      f"its own) |")
     lines += _table("Executor", EXECUTOR)
-    for h in (*latencies(), allocate_latency("executor")):
-        lines.insert(-1, f"| `{h.name}` | histogram | actor, le | {h.help} (seconds; buckets "
+    for h in (*latencies(), retry_latency(), allocate_latency("executor")):
+        labels = ", ".join(("actor", *h.labels, "le"))
+        lines.insert(-1, f"| `{h.name}` | histogram | {labels} | {h.help} (seconds; buckets "
                          f"{', '.join(f'{b:g}' for b in h.buckets)}) |")
     lines += _table("Nonce authority", NONCE)
     lines += _table("Feed", FEED)

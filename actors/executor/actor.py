@@ -25,7 +25,7 @@ from actors.domain.wallet import load_wallet
 from actors.executor.circuit_breaker import CircuitBreaker
 from actors.executor.idempotency import IdempotencyStore
 from actors.executor.journal import Journal
-from actors.executor.metrics import SERIES
+from actors.executor.metrics import SERIES, retry_latency
 from actors.executor.onchain import OnChainSender
 from actors.executor.outcomes import Execution
 from actors.executor.reconciler import Reconciler
@@ -58,6 +58,7 @@ class ExecutorActor(Actor):
         self.ready = False
         self.archived_state: list[str] = []  # books of another chain moved aside at start
         self.reconciled = 0
+        self.chain_reachable: bool | None = None  # the last probe's answer (None: none yet)
         self.reconcile_errors = 0
         self.signals_received = 0
         self.dropped_bodies = 0
@@ -112,6 +113,7 @@ class ExecutorActor(Actor):
             self.breaker.restore(snap)  # never silently closes an open breaker
         self.breaker.add_listener(self._on_transition)
         self.retry = RetryPolicy.from_config(cfg.retry_policy, clock=rt.clock)
+        self.retry.latency = retry_latency()
         self.onchain = OnChainSender(self._chain, self._nonces, self.retry, rt.clock, self.journal,
                                      lambda: self.rt.config)
         self.sender = TxSender(venue=self._venue, chain=self._chain, onchain=self.onchain, breaker=self.breaker,
@@ -265,6 +267,7 @@ class ExecutorActor(Actor):
         transaction) while running, not only at the next start."""
         while True:
             await self.rt.clock.sleep(self.rt.config.executor.reconcile_seconds)
+            await self._probe_chain()
             try:
                 for result in await self.sender.reconcile():
                     self.reconciled += 1
@@ -279,6 +282,16 @@ class ExecutorActor(Actor):
             except Exception as exc:  # the chain or the venue is down: next round
                 self.reconcile_errors += 1
                 log.warning("reconciliation round failed: %s", exc)
+
+    async def _probe_chain(self) -> None:
+        """`/healthz` says whether the chain answered lately, not only at start-up."""
+        try:
+            await self._chain.nonce_latest()
+            self.chain_reachable = True
+        except Exception as exc:
+            if self.chain_reachable is not False:
+                log.warning("the chain does not answer: %s", exc)
+            self.chain_reachable = False
 
     async def _clear_positions(self) -> None:
         """Keep trying to sell what failed unwinds left open: the system's aim is flat."""
@@ -341,7 +354,8 @@ class ExecutorActor(Actor):
     def get_stats(self) -> dict[str, Any]:
         if not hasattr(self, "sender"):
             return {"ready": False}
-        return {**self.sender.get_stats(), "ready": self.ready, "reconciled": self.reconciled,
+        return {**self.sender.get_stats(), "ready": self.ready, "chain_reachable": self.chain_reachable,
+                "reconciled": self.reconciled,
                 "archived_state": self.archived_state, "reconciler": self.reconciler.get_stats(),
                 "redemptions": self.redeemer.get_stats(),
                 "venue": self._venue.get_stats() if hasattr(self._venue, "get_stats") else {},
@@ -355,7 +369,7 @@ class ExecutorActor(Actor):
         if not hasattr(self, "sender"):
             return ()
         allocate = getattr(self._nonces, "allocate_latency", None)  # a fake authority in tests has none
-        return (self.sender.tick_to_trade_latency, self.sender.signal_to_settled_latency,
+        return (self.sender.tick_to_trade_latency, self.sender.signal_to_settled_latency, self.retry.latency,
                 *((allocate,) if allocate is not None else ()))
 
     def breaker_state(self) -> str | None:
@@ -363,9 +377,11 @@ class ExecutorActor(Actor):
 
     def health(self) -> dict[str, Any]:
         """Running; start-up reconciliation done (the chain, the nonce authority and the venue
-        answered); the nonce authority answered its last poll; the venue's user channel up."""
+        answered); the chain answered its last probe (each reconciliation round); the nonce
+        authority answered its last poll; the venue's user channel up."""
         channel = getattr(self._venue, "get_stats", dict)().get("user_channel", {})
         return {"running": True, "ready": self.ready,
+                **({"chain": self.chain_reachable} if self.chain_reachable is not None else {}),
                 **({"nonce_authority": "error" not in self._last_nonce_stats} if self._last_nonce_stats else {}),
                 **({"user_channel": bool(channel.get("connected"))} if channel else {})}
 

@@ -10,11 +10,21 @@ TICK_TO_TRADE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 SIGNAL_TO_SETTLED_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 
 
+# A call through the retry policy, its retries and waits included (the venue's REST, the chain's RPC).
+RETRY_CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
 def latencies() -> tuple[Latency, Latency]:
     return (Latency("polyarb_tick_to_trade_seconds", "from the book update to the orders sent",
                     TICK_TO_TRADE_BUCKETS, "executor"),
             Latency("polyarb_signal_to_settled_seconds", "from the signal to a SUCCESS settled",
                     SIGNAL_TO_SETTLED_BUCKETS, "executor"))
+
+
+def retry_latency() -> Latency:
+    return Latency("polyarb_retry_call_seconds", "a call through the retry policy, its retries and waits "
+                   "included, by dependency and outcome (success or failure)", RETRY_CALL_BUCKETS, "executor",
+                   labels=("dependency", "outcome"))
 
 
 SERIES = (
@@ -48,6 +58,12 @@ SERIES = (
     counter("polyarb_retry_attempts_total", "calls through the retry policy", "retry_policy", "attempts"),
     counter("polyarb_retries_total", "retries", "retry_policy", "retries"),
     counter("polyarb_retry_give_ups_total", "calls the retry policy gave up", "retry_policy", "give_ups"),
+    counter("polyarb_retry_calls_by_dependency_total", "calls through the retry policy, by dependency",
+            "retry_policy", "by_dependency", label="dependency", field="calls"),
+    counter("polyarb_retry_attempts_by_dependency_total", "attempts (first tries and retries), by dependency",
+            "retry_policy", "by_dependency", label="dependency", field="attempts"),
+    counter("polyarb_retry_failures_by_dependency_total", "calls that failed after their retries, by dependency",
+            "retry_policy", "by_dependency", label="dependency", field="failures"),
     counter("polyarb_retry_errors_total", "retries, by the error class retried", "retry_policy", "by_error_class",
             label="error_class", field="retries"),
     counter("polyarb_orders_placed_total", "orders placed", "venue", "placed"),

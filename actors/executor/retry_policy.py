@@ -170,6 +170,9 @@ class RetryPolicy:
         names = ("attempts", "successes", "retries", "give_ups", "exhausted", "throttled", "ambiguous")
         self._counts: dict[str, int] = dict.fromkeys((*names, "already_sent"), 0)
         self._by_class: dict[str, dict[str, int]] = {}
+        self._by_dependency: dict[str, dict[str, int]] = {}
+        # Observes each call's whole time by dependency and outcome (a metrics histogram), if set.
+        self.latency: Any = None
 
     @classmethod
     def from_config(cls, section: RetryPolicyConfig, **kwargs: Any) -> RetryPolicy:
@@ -270,9 +273,13 @@ class RetryPolicy:
         pause = sleep if sleep is not None else self._sleep
         previous: float | None = None
         number = 0
+        began = self._clock.monotonic_ns() if self.latency is not None else 0
+        dep = self._by_dependency.setdefault(dependency, {"calls": 0, "attempts": 0, "retries": 0, "failures": 0})
+        dep["calls"] += 1
         while True:
             number += 1
             self._counts["attempts"] += 1
+            dep["attempts"] += 1
             try:
                 result = await op()
             except Exception as error:
@@ -281,6 +288,10 @@ class RetryPolicy:
                 delay = None
                 if outcome == "retry":
                     delay = self.calculate_delay(number - 1, previous, found.retry_after_seconds)
+                    dep["retries"] += 1
+                else:
+                    dep["failures"] += 1
+                    self._observe(began, dependency, "failure")
                 self._record(found.error_class, outcome)
                 report = Attempt(dependency, number, outcome, found.error_class, found.remedy, delay)
                 await _notify(on_attempt, report)
@@ -298,6 +309,7 @@ class RetryPolicy:
                 continue
             budget.on_success()
             self._counts["successes"] += 1
+            self._observe(began, dependency, "success")
             if on_attempt is not None:
                 await _notify(on_attempt, Attempt(dependency, number, "success"))
             return result
@@ -314,6 +326,11 @@ class RetryPolicy:
         if not budget.try_spend():
             return "throttled"
         return "retry"
+
+    def _observe(self, began: int, dependency: str, outcome: str) -> None:
+        """The call's whole time through the policy (its retries and waits too)."""
+        if self.latency is not None:
+            self.latency.observe_ns(self._clock.monotonic_ns() - began, dependency, outcome)
 
     def _record(self, error_class: str, outcome: Outcome) -> None:
         row = self._by_class.setdefault(error_class, {"attempts": 0, "retries": 0, "give_ups": 0})
@@ -335,6 +352,7 @@ class RetryPolicy:
             "config": dict(self._config),
             **self._counts,
             "by_error_class": {name: dict(row) for name, row in sorted(self._by_class.items())},
+            "by_dependency": {name: dict(row) for name, row in sorted(self._by_dependency.items())},
             "budgets": self.budgets.get_stats(),
         }
 

@@ -19,8 +19,9 @@ ALLOCATE_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5,
 
 
 def allocate_latency(actor: str) -> Latency:
-    return Latency("polyarb_nonce_allocate_seconds", "a nonce allocation's round trip to the authority",
-                   ALLOCATE_BUCKETS, actor)
+    return Latency("polyarb_nonce_allocate_seconds", "a nonce allocation's round trip to the authority, by "
+                   "outcome (ok, or error: refused or no reply after the RPC retries)", ALLOCATE_BUCKETS, actor,
+                   labels=("outcome",))
 
 
 class NonceClient:
@@ -33,9 +34,13 @@ class NonceClient:
     async def allocate_nonce(self, request_id: str | None = None) -> int:
         rid = request_id or new_request_id()
         start = self._clock.monotonic_ns() if self._clock else 0
-        reply = await self._rpc.call("allocate", {"request_id": rid}, request_id=f"allocate:{rid}")
-        if self._clock:
-            self.allocate_latency.observe_ns(self._clock.monotonic_ns() - start)
+        outcome = "error"
+        try:
+            reply = await self._rpc.call("allocate", {"request_id": rid}, request_id=f"allocate:{rid}")
+            outcome = "ok"
+        finally:  # a timed-out allocation is the slowest of all: observed too
+            if self._clock:
+                self.allocate_latency.observe_ns(self._clock.monotonic_ns() - start, outcome)
         return int(reply["nonce"])
 
     get_nonce = allocate_nonce

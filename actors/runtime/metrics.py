@@ -151,13 +151,17 @@ class Latency:
     """A histogram an actor observes itself, in seconds; in no global registry (each
     instance is its own: tests build many), collected by the actor's collector."""
 
-    def __init__(self, name: str, help_: str, buckets: tuple[float, ...], actor: str) -> None:
-        self.name, self.help, self.buckets = name, help_, buckets
-        self.histogram = Histogram(name, help_, ["actor"], buckets=buckets, registry=None)
-        self._child = self.histogram.labels(actor)
+    def __init__(self, name: str, help_: str, buckets: tuple[float, ...], actor: str,
+                 labels: tuple[str, ...] = ()) -> None:
+        self.name, self.help, self.buckets, self.labels = name, help_, buckets, labels
+        self.histogram = Histogram(name, help_, ["actor", *labels], buckets=buckets, registry=None)
+        self._actor = actor
+        self._child = self.histogram.labels(actor) if not labels else None
 
-    def observe_ns(self, ns: int) -> None:
-        self._child.observe(ns / 1e9)
+    def observe_ns(self, ns: int, *values: str) -> None:
+        """One observation; `values` for the extra labels, in their order."""
+        child = self._child if self._child is not None else self.histogram.labels(self._actor, *values)
+        child.observe(ns / 1e9)
 
 
 class ActorCollector:

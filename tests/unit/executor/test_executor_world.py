@@ -97,3 +97,18 @@ async def test_approvals_end_finished_and_a_killed_attempt_is_closed_by_the_next
     assert [p for _, p in sent] == ["approve_exchange", "approve_ctf"]
     actor.journal.close()
     actor.idem.close()
+
+
+async def test_healthz_says_when_the_chain_stops_answering_after_start(sandbox_config, tmp_path):
+    cfg = msgspec.structs.replace(sandbox_config, executor=msgspec.structs.replace(
+        sandbox_config.executor, state_dir=str(tmp_path / "ex")))
+    actor = await started(cfg, "0x" + "aa" * 32)
+    await actor._probe_chain()
+    assert actor.health()["chain"] is True
+
+    async def down() -> int:
+        raise ConnectionError("connection refused")
+
+    actor._chain.nonce_latest = down
+    await actor._probe_chain()
+    assert actor.health()["chain"] is False and actor.get_stats()["chain_reachable"] is False

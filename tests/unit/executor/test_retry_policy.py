@@ -514,3 +514,43 @@ class DelayMachine(RuleBasedStateMachine):
 
 DelayMachine.TestCase.settings = settings(max_examples=75, stateful_step_count=30, deadline=None)
 test_delay_state_machine = DelayMachine.TestCase
+
+
+async def test_each_call_is_timed_by_dependency_and_outcome_waits_included():
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.registry import CollectorRegistry
+
+    from actors.executor.metrics import retry_latency
+
+    clock = TestClock()
+
+    async def waited(seconds: float) -> None:  # the wait passes on the test clock
+        clock.advance(seconds)
+
+    p = policy(jitter=False, clock=clock, sleep=waited)
+    p.latency = retry_latency()
+    failures = [ConnectionError("reset"), ConnectionError("reset")]
+
+    async def flaky():
+        if failures:
+            raise failures.pop()
+        return "ok"
+
+    async def down():
+        raise ConnectionError("refused")
+
+    assert await p.run(flaky, dependency="clob") == "ok"  # two waits: 0.1 s and 0.2 s
+    with pytest.raises(ConnectionError):
+        await p.run(down, dependency="rpc")
+    registry = CollectorRegistry()
+    registry.register(p.latency.histogram)
+    samples = {(s.name, s.labels.get("dependency"), s.labels.get("outcome")): s.value
+               for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples
+               if s.name.endswith(("_sum", "_count"))}
+    assert samples[("polyarb_retry_call_seconds_count", "clob", "success")] == 1
+    assert samples[("polyarb_retry_call_seconds_sum", "clob", "success")] == pytest.approx(0.3)
+    assert samples[("polyarb_retry_call_seconds_count", "rpc", "failure")] == 1
+    stats = p.get_stats()["by_dependency"]
+    assert stats["clob"] == {"calls": 1, "attempts": 3, "retries": 2, "failures": 0}
+    assert stats["rpc"] == {"calls": 1, "attempts": 4, "retries": 3, "failures": 1}

@@ -87,7 +87,7 @@ def _exposed(series) -> list[str]:
 
 
 @pytest.mark.parametrize("series,histograms", [
-    (EXECUTOR_SERIES, [h.name for h in latencies()] + ["polyarb_nonce_allocate_seconds"]),
+    (EXECUTOR_SERIES, [h.name for h in latencies()] + ["polyarb_nonce_allocate_seconds", "polyarb_retry_call_seconds"]),
     (NONCE_SERIES, []), (FEED_SERIES, []), (ROUTER_SERIES, [])])
 def test_no_two_families_of_one_actor_share_a_name(series, histograms):
     from actors.runtime.metrics import COMMON
