@@ -33,11 +33,13 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
 
 
 @contextmanager
-def actor_world(names: tuple[str, ...], **sections: dict[str, Any]) -> Iterator[tuple[Any, Path]]:
+def actor_world(names: tuple[str, ...], *, metrics: bool = True,
+                **sections: dict[str, Any]) -> Iterator[tuple[Any, Path]]:
     """A sandbox world for a bench: anvil, a config from the test bed with `sections`
     over it, and the real actor processes `names`, each logging to `<folder>/<name>.log`
     (kept for a look after the run). Yields (config, folder). Stopped with SIGTERM; a
-    process still there after 30 s is said and killed, never left running."""
+    process still there after 30 s is said and killed, never left running.
+    `metrics=False`: no actor serves /metrics (the baseline of the metrics' cost)."""
     from config.loader import load
     from sandbox.chain import start_anvil
     from sandbox.testbed import write_config
@@ -48,6 +50,13 @@ def actor_world(names: tuple[str, ...], **sections: dict[str, Any]) -> Iterator[
     procs: list[subprocess.Popen[bytes]] = []
     try:
         path = write_config(folder, url, anvil_port=int(url.rsplit(":", 1)[1]), **sections)
+        if not metrics:
+            import yaml
+
+            raw = yaml.safe_load(path.read_text())
+            for endpoint in raw["bus"]["endpoints"].values():
+                endpoint.pop("metrics", None)
+            path.write_text(yaml.safe_dump(raw, sort_keys=False))
         polyarb = str(Path(sys.executable).with_name("polyarb"))
         procs = [subprocess.Popen([polyarb, "--config", str(path), "actor", name], stdout=log,
                                   stderr=subprocess.STDOUT) for name, log in logs.items()]

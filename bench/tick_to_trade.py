@@ -79,17 +79,23 @@ def bench_markets(n: int) -> list[dict[str, Any]]:
     return out
 
 
-def system(samples: int = 1000, max_seconds: float = 300.0, markets: int = 24) -> dict[str, Any]:
+def system(samples: int = 1000, max_seconds: float = 300.0, markets: int = 24, *, metrics: bool = True,
+           during: Any = None) -> dict[str, Any]:
     """The whole system on a world with `markets` binary markets and gaps at a steady
-    rate it can take, until the executor has `samples` tick-to-trade samples."""
-    world = actor_world(("venue", "nonce", "feed", "router", "executor"),
+    rate it can take, until the executor has `samples` tick-to-trade samples.
+    `metrics=False`: no actor serves /metrics; `during(cfg)`: a context manager run
+    around the measurement (a scraper)."""
+    world = actor_world(("venue", "nonce", "feed", "router", "executor"), metrics=metrics,
                         sandbox={"venue": {"updates_per_second": 20, "markets": bench_markets(markets),
                                            "arbitrage": {"rate_per_minute": 480, "lifetime_seconds": 4,
                                                          "margin": "0.04", "sell_side_share": 0.4}}},
                         trading={"max_in_flight": 96, "max_locked_capital": "5000"},  # ~2 s to settle each
                         runtime={"stats_interval_seconds": 0.5})
     with world as (cfg, tmp):
-        return _measure(cfg, tmp, samples, max_seconds, markets)
+        if during is None:
+            return _measure(cfg, tmp, samples, max_seconds, markets)
+        with during(cfg):
+            return _measure(cfg, tmp, samples, max_seconds, markets)
 
 
 def _measure(cfg: Any, tmp: Path, samples: int, max_seconds: float, markets: int) -> dict[str, Any]:
