@@ -769,6 +769,7 @@ class TxSender:
         attempted = ok + self.counts[TxStatus.FAILED] + self.counts[TxStatus.PARTIAL_UNWOUND]
         bstats = self.breaker.get_stats()
         locked = self.journal.locked_capital()
+        open_positions = self.journal.positions()
         return {
             "total_executions": self.total,
             "successful_executions": ok,
@@ -789,7 +790,9 @@ class TxSender:
             "gas_spent_micro": self.gas_spent,
             "unwind_loss_micro": self.unwind_loss,
             "unhedged_legs": self.positions.unhedged_legs,
-            "open_positions": [{"token_id": t, "size": s, "attempts": a} for t, s, _, a in self.journal.positions()],
+            "open_positions": [{"token_id": t, "size": s, "attempts": a} for t, s, _, a in open_positions],
+            "open_positions_count": len(open_positions),
+            "open_position_micro_shares": sum(s for _, s, _, _ in open_positions),
             "locked_capital_micro": locked,
             "locked_capital_usdc": str(from_micro(locked)),
             "baskets_held": len(self.journal.baskets_held()),
