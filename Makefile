@@ -64,6 +64,7 @@ $(CONTRACTS_STAMP): $(CONTRACTS) sandbox/contracts/build.py $(PY_STAMP) $(ANVIL_
 
 run: install ## Start the whole system under supervisord (Ctrl-C stops it)
 	@mkdir -p run/logs run/state
+	@$(BIN)/polyarb --config $(CONFIG) keys init  # the bus's CurveZMQ keys, once: created when missing
 	POLYARB_CONFIG=$(CONFIG) $(BIN)/supervisord -n -c supervisord.conf
 
 test: install ## Run the whole test suite

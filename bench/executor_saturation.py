@@ -34,6 +34,7 @@ from bench.common import actor_world, write_result
 from bench.tick_to_trade import bench_markets
 from bus import codec, topics
 from bus.codec import Stamper
+from bus.curve import for_config
 from bus.messages import Leg, Signal
 from config.loader import load
 from sandbox.chain import start_anvil
@@ -125,6 +126,8 @@ def _saturate(cfg: Any, tmp: Path, n_signals: int, seconds: float, markets: int)
     ctx = zmq.Context()
     pub = ctx.socket(zmq.XPUB)  # XPUB: the executor's subscription shows when it has joined
     pub.setsockopt(zmq.SNDHWM, 0)
+    if (security := for_config(cfg, "router")) is not None:
+        security.serve(pub)  # the executor pins the router's key: this socket speaks as the router
     pub.bind(cfg.bus.endpoints["router"].pub)
 
     def executor() -> dict[str, Any]:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import zmq
 import zmq.asyncio
 
+from bus.curve import BusSecurity, attach
 
-def new_context() -> zmq.asyncio.Context:
-    return zmq.asyncio.Context()
+
+def new_context(security: BusSecurity | None = None) -> zmq.asyncio.Context:
+    """A context; with `security`, every bus socket made from it speaks CurveZMQ (bus.curve)."""
+    ctx = zmq.asyncio.Context()
+    if security is not None:
+        attach(ctx, security)
+    return ctx
 
 
 def destroy(ctx: object, linger_ms: int = 200) -> None:

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import msgspec
 
 from bus.context import destroy, new_context
+from bus.curve import for_reader
 from bus.sockets import Received, Subscriber
 from config.schema import Config
 
@@ -49,7 +50,7 @@ async def sniff(
     as_json: bool = False,
     out: TextIO = sys.stdout,
 ) -> dict[str, Any]:
-    ctx = new_context()
+    ctx = new_context(for_reader(cfg))
     endpoints = [e.pub for e in cfg.bus.endpoints.values()]
     sub = Subscriber(ctx, endpoints, [topic.encode()], max_message_bytes=cfg.bus.max_message_bytes)
     seen = 0

@@ -18,8 +18,9 @@ from typing import Any
 
 import zmq
 
-from bus import codec
+from bus import codec, curve
 from bus.codec import FrameError, Stamper
+from bus.curve import security_of
 from bus.messages import Body, Envelope, RpcReply, RpcRequest
 from bus.sequence import Arrival, SequenceTracker
 from bus.trace import tracing
@@ -50,6 +51,8 @@ class Publisher:
         self._sock = ctx.socket(zmq.PUB)
         self._sock.setsockopt(zmq.SNDHWM, hwm)
         self._sock.setsockopt(zmq.LINGER, linger_ms)
+        if (security := security_of(ctx)) is not None:
+            security.serve(self._sock)  # only the configured identities may subscribe
         self._sock.bind(endpoint)
         self._sync = _sync_view(self._sock)
         self.sent = 0
@@ -109,6 +112,8 @@ class Subscriber:
             self._sock.setsockopt(zmq.SUBSCRIBE, p)
         self.endpoints = list(endpoints)
         for ep in self.endpoints:
+            if (security := security_of(ctx)) is not None:
+                security.client(self._sock, ep)  # the publisher bound there, and no other, is heard
             self._sock.connect(ep)
         self._sync = _sync_view(self._sock)
         self.tracker = SequenceTracker()
@@ -183,6 +188,9 @@ class RpcServer:
         # A reply that cannot be delivered (peer gone, its queue full) raises instead of
         # vanishing, so it is counted.
         self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._security = security_of(ctx)
+        if self._security is not None:
+            self._security.serve(self._sock)  # only the configured identities connect; methods by identity
         self._sock.bind(endpoint)
         self._sync = _sync_view(self._sock)
         self.endpoint = endpoint
@@ -202,17 +210,23 @@ class RpcServer:
 
     async def serve(self) -> None:
         while True:
-            frames = await self._sock.recv_multipart()
+            if self._security is None:
+                frames = await self._sock.recv_multipart()
+                caller = ""
+            else:  # the caller's identity, as the ZAP handler named its key
+                raw = await self._sock.recv_multipart(copy=False)
+                caller = raw[-1].get("User-Id") or ""
+                frames = [f.bytes for f in raw]
             if len(frames) < 3 or frames[-2] != b"":
                 self.malformed += 1
                 continue
             route, payload = frames[:-1], frames[-1]
-            task = asyncio.create_task(self._answer(route, payload))
+            task = asyncio.create_task(self._answer(route, payload, caller))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, route: list[bytes], payload: bytes) -> None:
-        reply = await self._reply_for(payload)
+    async def _answer(self, route: list[bytes], payload: bytes, caller: str = "") -> None:
+        reply = await self._reply_for(payload, caller)
         try:
             # ROUTER never blocks on send: skip an event-loop round trip.
             self._sync.send_multipart([*route, reply], zmq.NOBLOCK)
@@ -220,7 +234,7 @@ class RpcServer:
             self.replies_dropped += 1
             log.debug("reply not sent: %s", exc)
 
-    async def _reply_for(self, payload: bytes) -> bytes:
+    async def _reply_for(self, payload: bytes, caller: str = "") -> bytes:
         try:
             env = codec.decode_payload(payload)
             body = env.body
@@ -230,6 +244,12 @@ class RpcServer:
             self.malformed += 1
             return self._encode(RpcReply(request_id="", ok=False, error=f"malformed request: {exc}"))
         rid = body.request_id
+        if self._security is not None and not self._security.may_call(caller, body.method):
+            self._security.refused += 1  # never run, never cached: counted and said
+            log.warning("rpc %s refused: %r may not call it", body.method, caller)
+            return self._encode(RpcReply(request_id=rid, ok=False,
+                                         error=f"not authorized: {caller or 'an unnamed key'} may not call "
+                                               f"{body.method}"))
         cached = self._cache.get(rid)
         if cached is not None:
             self.replayed += 1
@@ -245,7 +265,11 @@ class RpcServer:
             self.requests += 1
             try:
                 with tracing(env.trace_id):  # the handler's log lines carry the caller's trace
-                    result = await self._handler(body.method, body.params)
+                    who = curve.caller.set(caller)
+                    try:
+                        result = await self._handler(body.method, body.params)
+                    finally:
+                        curve.caller.reset(who)
                 reply = self._encode(RpcReply(request_id=rid, ok=True, result=result))
             except Exception as exc:  # the handler's failure is the client's answer (this time)
                 self.errors += 1
@@ -325,6 +349,8 @@ class RpcClient:
             sock = self._ctx.socket(zmq.REQ)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.MAXMSGSIZE, self._max_bytes)
+            if (security := security_of(self._ctx)) is not None:
+                security.client(sock, self.endpoint)  # the actor bound there, and no squatter
             sock.connect(self.endpoint)
             self._sock = sock
             self._sync = _sync_view(sock)

@@ -148,16 +148,54 @@ class Endpoints(_Section):
     metrics: MetricsAddress | None = None
 
 
+# Who may call what, by server actor: client identity -> its methods ("*": all). The CLI's
+# `halt`/`resume` speak as `operator`; `status`, `sniff` and `top` only subscribe.
+DEFAULT_RPC_ALLOW: dict[str, dict[str, list[str]]] = {
+    "nonce": {"executor": ["*"], "operator": ["stats", "is_pending"]},
+    "executor": {"operator": ["halt", "resume", "breaker"], "reader": ["breaker"]},
+    "feed": {"router": ["snapshot"], "operator": ["snapshot"], "reader": ["snapshot"]},
+}
+
+
+class BusSecurity(_Section):
+    """CurveZMQ on every bus socket (restart-only): each actor and the CLI have a key pair
+    (`polyarb keys init`), servers admit only the configured identities' keys and clients
+    pin the key of the actor bound at each endpoint."""
+
+    enabled: bool = False  # on: every socket is CurveZMQ; required to bind anything but loopback
+    keys_dir: str = "run/keys"  # <identity>.key (secret, 0600) and <identity>.pub (public) of every identity
+    # Public keys (z85) given here instead of <keys_dir>/<identity>.pub: the keys of another host's actors.
+    public_keys: dict[str, Annotated[str, Meta(pattern=r"^[0-9A-Za-z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")]] = {}
+    # Per server actor, which client identity may call which RPC methods ("*": all of them).
+    rpc_allow: dict[str, dict[str, list[str]]] = msgspec.field(
+        default_factory=lambda: {k: {c: list(m) for c, m in v.items()} for k, v in DEFAULT_RPC_ALLOW.items()})
+    # Identities of people and tools, beside the actors.
+    clients: list[str] = msgspec.field(default_factory=lambda: ["operator", "reader"])
+
+
 class Bus(_Section):
     """ZeroMQ endpoints (restart-only) and socket limits."""
 
     endpoints: dict[str, Endpoints]  # per actor name: its sockets (each entry below)
+    security: BusSecurity = BusSecurity()  # CurveZMQ (below)
     # ZMQ_MAXMSGSIZE of receiving sockets: a larger message drops the sender's connection.
     max_message_bytes: PosInt = 1 << 20
     send_hwm: PosInt = 100_000  # messages a PUB socket queues per subscriber; beyond, sends are dropped (counted)
     rpc_timeout_ms: PosInt = 1000  # wait for an RPC reply, per attempt (ms)
     rpc_retries: NonNegInt = 3  # resends (same request id, fresh socket) after a timeout
     linger_ms: NonNegInt = 200  # at shutdown, how long unsent messages may still be flushed (ms)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.security.enabled:
+            return
+        for actor, ep in self.endpoints.items():
+            for kind, address in (("pub", ep.pub), ("rpc", ep.rpc)):
+                host = (address or "").removeprefix("tcp://").rpartition(":")[0].strip("[]")
+                if address and not (host.startswith("127.") or host in ("localhost", "::1")):
+                    raise ValueError(f"`endpoints.{actor}.{kind}` is {address}, not loopback: anyone who reaches it "
+                                     "could read the bus and call the actors; turn bus.security on (CurveZMQ) "
+                                     "to bind it")
 
 
 class DevMnemonicWallet(_Section, tag="dev_mnemonic", tag_field="source"):

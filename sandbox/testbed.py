@@ -74,6 +74,7 @@ def write_config(folder: Path, rpc_url: str, anvil_port: int = 0, **sections: di
     raw["sandbox"]["venue"]["state_dir"] = str(folder / "state")  # never the repo's run/state
     raw.setdefault("alerts", {})["state_dir"] = str(folder / "state")
     raw.setdefault("dashboard", {})["listen"] = f"127.0.0.1:{free_port()}"
+    raw["bus"].setdefault("security", {})["keys_dir"] = str(folder / "keys")  # CurveZMQ as configured, own keys
     venue = free_port()
     raw["sandbox"]["venue"]["port"] = venue
     raw["feed"]["ws_url"] = f"ws://127.0.0.1:{venue}/ws/market"
@@ -91,4 +92,18 @@ def write_config(folder: Path, rpc_url: str, anvil_port: int = 0, **sections: di
     tmp = path.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
     os.replace(tmp, path)
+    from bus.curve import KeyStore, identities
+    from config.loader import load
+
+    cfg = load(path)
+    KeyStore(cfg.bus.security.keys_dir).init(identities(cfg))  # every identity's pair, as `polyarb keys init`
     return path
+
+
+def context_as(cfg: Any, identity: str) -> Any:
+    """A ZeroMQ context whose bus sockets speak as `identity` (its Curve keys when
+    bus.security is on): a test's own publishers, subscribers and clients."""
+    from bus.context import new_context
+    from bus.curve import for_config
+
+    return new_context(for_config(cfg, identity))

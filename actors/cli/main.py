@@ -60,6 +60,8 @@ def _executor_call(args: argparse.Namespace, method: str, params: dict) -> dict:
     from actors.runtime.clock import SystemClock
     from bus.codec import Stamper
     from bus.context import destroy, new_context
+    from bus.curve import KeyError_ as CurveKeyError
+    from bus.curve import for_config
     from bus.sockets import RpcClient, RpcError, RpcTimeout
 
     cfg = _endpoints_config(args)
@@ -67,8 +69,13 @@ def _executor_call(args: argparse.Namespace, method: str, params: dict) -> dict:
     if ep is None:
         raise SystemExit("polyarb: bus.endpoints.executor.rpc is not configured")
 
+    try:
+        security = for_config(cfg, "operator")  # halt and resume: the operator's key
+    except CurveKeyError as exc:
+        raise SystemExit(f"polyarb: bus.security: {exc}") from None
+
     async def call() -> dict:
-        ctx = new_context()
+        ctx = new_context(security)
         client = RpcClient(ctx, ep, Stamper("cli", SystemClock()), timeout_ms=cfg.bus.rpc_timeout_ms,
                            retries=cfg.bus.rpc_retries)
         try:
@@ -127,6 +134,14 @@ def cmd_top(args: argparse.Namespace) -> int:
         asyncio.run(top.run(_config(args), once=args.once, seconds=args.seconds, refresh=args.refresh))
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from actors.cli import keys
+
+    cfg = _config(args)
+    print(keys.init(cfg) if args.action == "init" else keys.show(cfg))
     return 0
 
 
@@ -196,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--seconds", type=float, default=3.0, help="how long --once listens (default 3)")
     tp.add_argument("--refresh", type=float, default=0.5, help="seconds between frames (default 0.5)")
     tp.set_defaults(func=cmd_top)
+
+    k = sub.add_parser("keys", help="the bus's CurveZMQ key pairs: `init` creates the missing ones, `show` prints "
+                                    "the public keys")
+    k.add_argument("action", choices=["init", "show"])
+    k.set_defaults(func=cmd_keys)
 
     c = sub.add_parser("chain", help="run the sandbox anvil (exec, keeps the pid)")
     c.set_defaults(func=cmd_plugin, plugin="chain")

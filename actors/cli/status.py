@@ -9,6 +9,7 @@ from typing import Any
 
 from bus import topics
 from bus.context import destroy, new_context
+from bus.curve import for_reader
 from bus.messages import Stats
 from bus.sockets import Subscriber
 from config.schema import Config
@@ -16,7 +17,7 @@ from config.schema import Config
 
 async def collect(cfg: Config, seconds: float) -> dict[str, dict[str, Any]]:
     """Listen to every stats topic for `seconds`; the last message per actor wins."""
-    ctx = new_context()
+    ctx = new_context(for_reader(cfg))
     sub = Subscriber(ctx, [e.pub for e in cfg.bus.endpoints.values()], [topics.prefix(topics.STATS)])
     latest: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + seconds

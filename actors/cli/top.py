@@ -23,6 +23,7 @@ from actors.dashboard.board import NS, Board, Limits
 from actors.executor.history import find_journal, open_read_only, trades
 from bus import topics
 from bus.context import destroy, new_context
+from bus.curve import for_reader
 from bus.sockets import Subscriber
 from config.schema import Config
 
@@ -101,7 +102,7 @@ async def run(cfg: Config, *, once: bool, seconds: float, refresh: float, consol
     console = console or Console()
     board = _board(cfg)
     world = f"{'sandbox' if cfg.sandbox is not None else 'live'} · chain {cfg.chain.chain_id} · {cfg.executor.clob_url}"
-    ctx = new_context()
+    ctx = new_context(for_reader(cfg))
     sub = Subscriber(ctx, [e.pub for e in cfg.bus.endpoints.values()],
                      [topics.prefix(topics.STATS), topics.breaker_state(), topics.tx_result()],
                      max_message_bytes=cfg.bus.max_message_bytes)

@@ -39,7 +39,7 @@ from actors.runtime.context import ActorContext
 from actors.runtime.metrics import Latency, Series
 from actors.runtime.params import opt_str
 from actors.runtime.storage import archive_state
-from bus import topics, trace
+from bus import curve, topics, trace
 from bus.messages import BreakerState, Signal
 from bus.messages import TxResult as TxResultMsg
 from bus.sockets import Subscriber
@@ -331,11 +331,11 @@ class ExecutorActor(Actor):
     # -- control and reload
     def rpc_methods(self) -> dict[str, RpcMethod]:
         async def halt(p: dict[str, Any]) -> Any:
-            self.breaker.force_open(opt_str(p, "reason") or "operator halt")
+            self.breaker.force_open(_by(opt_str(p, "reason") or "operator halt"))
             return {"state": str(self.breaker.state), "reason": self.breaker.reason}
 
         async def resume(p: dict[str, Any]) -> Any:
-            why = opt_str(p, "reason") or "operator resume"
+            why = _by(opt_str(p, "reason") or "operator resume")
             accepted = self.reconciler.accept(why)  # a trip of the reconciler: the chain is the truth now
             self.breaker.reset(why)
             return {"state": str(self.breaker.state), **({"books_rebased": accepted} if accepted else {})}
@@ -410,3 +410,9 @@ RECONCILE_CONFIRM_S = 5.0  # a difference is read again after this before it tri
 # The journal keys approvals like executions; this placeholder is their "signal".
 _APPROVAL_SIGNAL = Signal(signal_id="approvals", market="", kind="APPROVALS", legs=[], size=0, expected_profit=0,
                           book_ts_ms={}, created_ns=0, expires_ns=0)
+
+
+def _by(reason: str) -> str:
+    """A halt's or resume's reason, with who asked (the caller's bus identity, when known)."""
+    who = curve.caller.get()
+    return f"{reason} (by {who})" if who else reason

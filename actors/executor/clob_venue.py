@@ -34,6 +34,7 @@ from py_clob_client_v2.client import ClobClient
 from py_clob_client_v2.clob_types import OrderType, PostOrdersV2Args
 from py_clob_client_v2.config import get_contract_config
 from py_clob_client_v2.exceptions import PolyApiException
+from py_clob_client_v2.order_builder.builder import OrderBuilder
 from py_clob_client_v2.order_utils.model.order_data_v2 import OrderDataV2
 from py_clob_client_v2.order_utils.model.side import Side
 from py_clob_client_v2.order_utils.model.signature_type_v2 import SignatureTypeV2
@@ -82,6 +83,31 @@ class TradeUnsettled(Exception):
 HTTP_THREADS = 32  # concurrent CLOB requests (each in flight holds a thread)
 
 
+class WalletSigner:
+    """py-clob-client-v2's `Signer`, delegating to our wallet."""
+
+    def __init__(self, wallet: Wallet, chain_id: int) -> None:
+        self._wallet, self._chain_id = wallet, chain_id
+
+    def address(self) -> str:
+        return self._wallet.address
+
+    def get_chain_id(self) -> int:
+        return self._chain_id
+
+    def sign(self, message_hash: bytes) -> str:
+        return self._wallet.sign_digest(bytes(message_hash)).hex()
+
+    @property
+    def private_key(self) -> Any:
+        """Only the library's POLY_1271 (deposit wallet) order path reads it: the wallet's
+        own key object, handed over for that one signature, never stored here."""
+        return self._wallet.account.key
+
+    def __repr__(self) -> str:
+        return f"WalletSigner({self._wallet.address})"
+
+
 class ClobVenue:
     def __init__(self, host: str, wallet: Wallet, chain_id: int, clock: Clock | None = None,
                  settle_timeout_s: float = 60.0, user_ws_url: str = "") -> None:
@@ -90,8 +116,11 @@ class ClobVenue:
         # The user channel tells a trade's settlement as it happens; REST is the fallback.
         self.channel = UserChannel(user_ws_url, self._creds, self._clock) if user_ws_url else None
         self._channel_task: asyncio.Task[None] | None = None
-        # The key stays inside the client's signer object, in this process.
-        self._client = ClobClient(host, key="0x" + bytes(wallet.account.key).hex(), chain_id=chain_id)
+        # The client signs through the wallet (its L1 auth): the key stays in the wallet
+        # object, never copied into the client as the hex string its own Signer keeps.
+        self._client = ClobClient(host, chain_id=chain_id)
+        self._client.signer = WalletSigner(wallet, chain_id)
+        self._client.builder = OrderBuilder(signer=self._client.signer)
         self._address = wallet.address
         contracts = get_contract_config(chain_id)
         # A neg-risk token's orders are signed for the neg-risk exchange's EIP-712 domain.

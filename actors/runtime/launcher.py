@@ -24,6 +24,8 @@ from actors.runtime.parent import ParentWatch, die_with_parent
 from actors.runtime.registry import actor_class
 from actors.runtime.shell import ActorRuntime
 from bus.context import destroy, new_context
+from bus.curve import KeyError_ as CurveKeyError
+from bus.curve import for_config, start_authenticator
 from bus.sockets import RpcServer
 from config.loader import ConfigError
 from config.runtime import ConfigWatcher
@@ -96,8 +98,14 @@ async def _serve(name: str, config_path: str | None) -> int:
         loop.add_signal_handler(sig, stop.set)
     die_with_parent(signal.SIGTERM)
     parent_watch = asyncio.create_task(_watch_parent(watch, clock, stop), name="parent")
-    ctx = new_context()
+    try:  # CurveZMQ: this actor's key pair, the keys it admits and pins (None when off)
+        security = for_config(watcher.config, name)
+    except CurveKeyError as exc:
+        raise ConfigError(f"bus.security: {exc}") from None
+    ctx = new_context(security)
+    zap = start_authenticator(ctx, security) if security is not None else None  # before any bind
     rt = ActorRuntime(name, watcher, ctx, clock)
+    rt.security = security
     actor = actor_class(name)(rt)
     bound_recursion()
 
@@ -151,6 +159,8 @@ async def _serve(name: str, config_path: str | None) -> int:
         await asyncio.gather(parent_watch, *rt._tasks, return_exceptions=True)
         await watcher.stop()
         rt.close()
+        if zap is not None:
+            zap.stop()
         destroy(ctx, rt.config.bus.linger_ms)
         log.info("stopped", extra={"fields": {"exit_code": code}})
     return code

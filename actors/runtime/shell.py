@@ -47,6 +47,7 @@ class ActorRuntime:
         self.publisher = Publisher(ctx, endpoints.pub, self.stamper, hwm=cfg.bus.send_hwm, linger_ms=cfg.bus.linger_ms)
         self.rpc_endpoint = endpoints.rpc
         self.metrics_address = endpoints.metrics
+        self.security: Any = None  # bus.curve.BusSecurity when bus.security is on (set by the launcher)
         self.metrics_server: MetricsServer | None = None
         self.last_stats: Mapping[str, Any] = {}  # what the last stats message carried (the metrics read it)
         cb = cfg.circuit_breaker
@@ -93,6 +94,7 @@ class ActorRuntime:
                 "config": self.watcher.get_stats(),
                 "breaker": self.breaker.get_stats(),
                 "bus": {
+                    "security": self.security.get_stats() if self.security is not None else {"enabled": False},
                     "publisher": self.publisher.get_stats(),
                     "rpc_server": self.rpc_server.get_stats() if self.rpc_server else None,
                     "breaker_subscriber": self._breaker_sub.get_stats() if self._breaker_sub else None,

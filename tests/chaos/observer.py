@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bus import topics
-from bus.context import destroy, new_context
+from bus.context import destroy
 from bus.messages import BreakerState, Stats, TxResult
 from bus.sockets import Subscriber
 from config.schema import Config
+from sandbox.testbed import context_as
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Observer:
         self._thread.start()
 
     async def _run(self) -> None:
-        ctx = new_context()
+        ctx = context_as(self.cfg, "reader")
         pubs = [e.pub for e in self.cfg.bus.endpoints.values()]
         sub = Subscriber(ctx, pubs, [topics.prefix(topics.STATS), topics.prefix(topics.BREAKER),
                                      topics.prefix(topics.TX)])

@@ -15,11 +15,11 @@ from actors.domain.enums import CircuitState
 from actors.runtime.clock import SystemClock
 from bus import topics
 from bus.codec import Stamper
-from bus.context import destroy, new_context
+from bus.context import destroy
 from bus.messages import BreakerState
 from bus.sockets import Publisher
 from config.loader import load
-from sandbox.testbed import free_port, write_config
+from sandbox.testbed import context_as, free_port, write_config
 from tests.helpers import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -55,7 +55,7 @@ async def test_one_alert_per_transition_retried_after_a_500_and_none_repeated_af
         "webhooks": [f"http://127.0.0.1:{sink.port}/hook/secret-token"], "state_dir": str(tmp_path / "state"),
         "actor_silent_seconds": 3600})
     cfg = load(path)
-    ctx = new_context()
+    ctx = context_as(cfg, "executor")  # the test speaks as the executor (its Curve keys)
     executor = Publisher(ctx, cfg.bus.endpoints["executor"].pub, Stamper("executor", SystemClock()))
     state = {"now": BreakerState(state=CircuitState.CLOSED, reason="initial", since_ns=1)}
 

@@ -19,11 +19,11 @@ from actors.domain.enums import CircuitState, TxStatus
 from actors.runtime.clock import SystemClock
 from bus import topics
 from bus.codec import Stamper
-from bus.context import destroy, new_context
+from bus.context import destroy
 from bus.messages import BreakerState, Stats, TxResult
 from bus.sockets import Publisher
 from config.loader import load
-from sandbox.testbed import write_config
+from sandbox.testbed import context_as, write_config
 from tests.helpers import eventually
 from tests.integration.browser import chromium, console_errors, text
 from tests.integration.conftest import ROOT
@@ -42,8 +42,8 @@ def get_json(url: str) -> dict:
 async def test_the_page_shows_every_actor_and_the_breaker_within_2_s(tmp_path: Path, procs):
     path = write_config(tmp_path, "http://127.0.0.1:9", dashboard={"push_interval_seconds": 0.2})
     cfg = load(path)
-    ctx = new_context()
-    pubs = {a: Publisher(ctx, cfg.bus.endpoints[a].pub, Stamper(a, SystemClock())) for a in ACTORS}
+    ctxs = {a: context_as(cfg, a) for a in ACTORS}  # each publisher speaks as its actor (its Curve keys)
+    pubs = {a: Publisher(ctxs[a], cfg.bus.endpoints[a].pub, Stamper(a, SystemClock())) for a in ACTORS}
     breaker = {"now": BreakerState(state=CircuitState.CLOSED, reason="initial", since_ns=time.time_ns())}
 
     async def actors_publish() -> None:  # stats as every actor does, and the executor's breaker broadcast
@@ -110,4 +110,5 @@ async def test_the_page_shows_every_actor_and_the_breaker_within_2_s(tmp_path: P
         beat.cancel()
         for pub in pubs.values():
             pub.close(0)
-        destroy(ctx, 0)
+        for ctx in ctxs.values():
+            destroy(ctx, 0)

@@ -34,12 +34,13 @@ from actors.runtime.clock import SystemClock
 from bus import topics
 from bus.clone import fetch_snapshot
 from bus.codec import Stamper
-from bus.context import destroy, new_context
+from bus.context import destroy
 from bus.messages import BookUpdate, Stats
 from bus.sequence import Arrival
 from bus.sockets import RpcClient, Subscriber
 from config.loader import load
 from config.schema import VenueFaults
+from sandbox.testbed import context_as
 from tests.helpers import eventually, wait_until
 from tests.integration.conftest import Proc, free_port, write_config
 
@@ -132,7 +133,7 @@ class Observer:
 
     def __init__(self, world: World) -> None:
         self.world = world
-        self.ctx = new_context()
+        self.ctx = context_as(load(world.path), "reader")
         self.sub = Subscriber(self.ctx, [world.feed_pub, world.venue_pub], [topics.prefix(topics.STATS)])
         self.rpc = RpcClient(self.ctx, world.feed_rpc, Stamper("test", SystemClock()), timeout_ms=2000, retries=2)
         self.latest: dict[str, dict[str, Any]] = {}

@@ -11,8 +11,9 @@ from actors.domain.wallet import dev_account
 from actors.nonce.client import NonceClient
 from actors.runtime.clock import SystemClock
 from bus.codec import Stamper
-from bus.context import destroy, new_context
+from bus.context import destroy
 from config.loader import load
+from sandbox.testbed import context_as
 from tests.helpers import eventually
 from tests.integration.conftest import write_config
 
@@ -28,7 +29,7 @@ def send_tx(w3: Web3, nonce: int) -> str:
 
 
 async def with_client(cfg, fn):
-    ctx = new_context()
+    ctx = context_as(cfg, "executor")  # the authority's one allowed client
     client = NonceClient(ctx, cfg.bus.endpoints["nonce"].rpc, Stamper("test", SystemClock()),
                          timeout_ms=500, retries=40)
     try:

@@ -23,11 +23,12 @@ from web3 import Web3
 
 from actors.cli import status
 from bus import topics
-from bus.context import destroy, new_context
+from bus.context import destroy
 from bus.messages import TxResult
 from bus.sockets import Subscriber
 from config.loader import DEFAULT_PATH, load
 from sandbox.deploy import Deployment, MarketInfo, balances, contract
+from sandbox.testbed import context_as
 from tests.helpers import wait_until
 from tests.integration import scrape
 from tests.integration.browser import chromium, console_errors, text
@@ -105,7 +106,7 @@ class Results:
         self._t.start()
 
     async def _run(self, cfg) -> None:
-        ctx = new_context()
+        ctx = context_as(cfg, "reader")
         sub = Subscriber(ctx, [cfg.bus.endpoints["executor"].pub], [topics.prefix(topics.TX)])
         while not self._stop:
             try:

@@ -22,10 +22,11 @@ import websockets
 import yaml
 
 from bus import topics
-from bus.context import destroy, new_context
+from bus.context import destroy
 from bus.sockets import Subscriber
 from config.loader import DEFAULT_PATH, load
 from config.schema import VenueFaults
+from sandbox.testbed import context_as
 from tests.helpers import eventually, wait_until
 from tests.integration.conftest import Proc, free_port, write_config
 
@@ -87,7 +88,7 @@ def venue(tmp_path_factory):
 @pytest.fixture
 async def stats(venue):
     """Latest venue stats from the bus: `await stats.until(pred)`."""
-    reader = StatsReader(venue.stats_endpoint)
+    reader = StatsReader(venue.stats_endpoint, load(venue.path))
     yield reader
     reader.close()
 
@@ -99,8 +100,8 @@ def no_faults_after(venue):
 
 
 class StatsReader:
-    def __init__(self, endpoint: str) -> None:
-        self.ctx = new_context()
+    def __init__(self, endpoint: str, cfg: Any) -> None:
+        self.ctx = context_as(cfg, "reader")
         self.sub = Subscriber(self.ctx, [endpoint], [topics.stats("venue")])
 
     async def latest(self) -> dict[str, Any]:

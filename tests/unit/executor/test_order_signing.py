@@ -52,3 +52,36 @@ def test_the_wallet_never_shows_its_key() -> None:
     assert key not in repr(WALLET) and key not in str(WALLET)
     with pytest.raises(AttributeError):
         WALLET.__dict__  # noqa: B018 - slots only: no attribute dump either
+
+
+def test_the_clob_client_signs_through_the_wallet_and_holds_no_copy_of_the_key():
+    # Issue 16 (hygiene): the client kept the key as a hex string in its own Signer.
+    import os
+
+    from py_clob_client_v2.signer import Signer
+
+    from actors.domain.wallet import Wallet, dev_account
+    from actors.executor.clob_venue import ClobVenue
+
+    account = dev_account(1)
+    venue = ClobVenue("http://clob", Wallet(account), 137)
+    key_hex = bytes(account.key).hex()
+
+    def strings(obj, seen, depth=0):
+        if id(obj) in seen or depth > 4:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, str):
+            yield obj
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                yield from strings(v, seen, depth + 1)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            for v in vars(obj).values():
+                yield from strings(v, seen, depth + 1)
+
+    assert not any(key_hex in s for s in strings(venue._client, set()))
+    digest = os.urandom(32)
+    library = Signer("0x" + key_hex, 137)
+    assert venue._client.signer.sign(digest) == library.sign(digest).removeprefix("0x")
+    assert venue._client.signer.address() == library.address() and key_hex not in repr(venue._client.signer)
