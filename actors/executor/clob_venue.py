@@ -95,8 +95,12 @@ class WalletSigner:
     def get_chain_id(self) -> int:
         return self._chain_id
 
-    def sign(self, message_hash: bytes) -> str:
-        return self._wallet.sign_digest(bytes(message_hash)).hex()
+    def sign(self, message_hash: bytes | str) -> str:
+        """As the library's: the hash as bytes or as "0x" hex (its L1 auth passes hex)."""
+        if isinstance(message_hash, str):
+            return self._wallet.sign_digest(bytes.fromhex(message_hash.removeprefix("0x"))).hex()
+        digest = bytes(message_hash)
+        return self._wallet.sign_digest(digest).hex()
 
     @property
     def private_key(self) -> Any:

@@ -84,4 +84,6 @@ def test_the_clob_client_signs_through_the_wallet_and_holds_no_copy_of_the_key()
     digest = os.urandom(32)
     library = Signer("0x" + key_hex, 137)
     assert venue._client.signer.sign(digest) == library.sign(digest).removeprefix("0x")
+    as_hex = "0x" + digest.hex()  # how the library's L1 auth (eip712.sign_clob_auth_message) passes it
+    assert venue._client.signer.sign(as_hex) == library.sign(as_hex).removeprefix("0x")
     assert venue._client.signer.address() == library.address() and key_hex not in repr(venue._client.signer)
