@@ -171,6 +171,8 @@ class BusSecurity(_Section):
         default_factory=lambda: {k: {c: list(m) for c, m in v.items()} for k, v in DEFAULT_RPC_ALLOW.items()})
     # Identities of people and tools, beside the actors.
     clients: list[str] = msgspec.field(default_factory=lambda: ["operator", "reader"])
+    # On: a halt is resumed only by the identity that halted (several operators, each their key).
+    resume_by_halting_identity: bool = False
 
 
 class Bus(_Section):

@@ -332,9 +332,15 @@ class ExecutorActor(Actor):
     def rpc_methods(self) -> dict[str, RpcMethod]:
         async def halt(p: dict[str, Any]) -> Any:
             self.breaker.force_open(_by(opt_str(p, "reason") or "operator halt"))
+            self.journal.put_value(HALTED_BY, curve.caller.get())  # who may resume, when that is enforced
             return {"state": str(self.breaker.state), "reason": self.breaker.reason}
 
         async def resume(p: dict[str, Any]) -> Any:
+            halter, who = self.journal.get_value(HALTED_BY) or "", curve.caller.get()
+            if self.rt.config.bus.security.resume_by_halting_identity and halter and who != halter:
+                raise PermissionError(f"halted by {halter}: only {halter} may resume (bus.security."
+                                      "resume_by_halting_identity)")
+            self.journal.put_value(HALTED_BY, "")
             why = _by(opt_str(p, "reason") or "operator resume")
             accepted = self.reconciler.accept(why)  # a trip of the reconciler: the chain is the truth now
             self.breaker.reset(why)
@@ -410,6 +416,9 @@ RECONCILE_CONFIRM_S = 5.0  # a difference is read again after this before it tri
 # The journal keys approvals like executions; this placeholder is their "signal".
 _APPROVAL_SIGNAL = Signal(signal_id="approvals", market="", kind="APPROVALS", legs=[], size=0, expected_profit=0,
                           book_ts_ms={}, created_ns=0, expires_ns=0)
+
+
+HALTED_BY = "halted_by"  # journal key: the identity of the last operator halt
 
 
 def _by(reason: str) -> str:

@@ -112,3 +112,32 @@ async def test_healthz_says_when_the_chain_stops_answering_after_start(sandbox_c
     actor._chain.nonce_latest = down
     await actor._probe_chain()
     assert actor.health()["chain"] is False and actor.get_stats()["chain_reachable"] is False
+
+
+async def test_a_halt_records_who_and_can_require_that_identity_to_resume(sandbox_config, tmp_path):
+    from bus import curve
+
+    security = msgspec.structs.replace(sandbox_config.bus.security, resume_by_halting_identity=True)
+    cfg = msgspec.structs.replace(sandbox_config, bus=msgspec.structs.replace(sandbox_config.bus, security=security),
+                                  executor=msgspec.structs.replace(sandbox_config.executor,
+                                                                   state_dir=str(tmp_path / "ex")))
+    actor = await started(cfg, "0x" + "aa" * 32)
+    rpc = actor.rpc_methods()
+    token = curve.caller.set("alice")
+    try:
+        out = await rpc["halt"]({"reason": "checking the venue"})
+    finally:
+        curve.caller.reset(token)
+    assert out["state"] == "FORCED_OPEN" and out["reason"].endswith("checking the venue (by alice)")
+    token = curve.caller.set("bob")
+    try:
+        with pytest.raises(PermissionError, match="only alice may resume"):
+            await rpc["resume"]({"reason": "not mine"})
+    finally:
+        curve.caller.reset(token)
+    assert str(actor.breaker.state) == "FORCED_OPEN"
+    token = curve.caller.set("alice")
+    try:
+        assert (await rpc["resume"]({"reason": "done"}))["state"] == "CLOSED"
+    finally:
+        curve.caller.reset(token)
