@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any
 
 from actors.alerts.delivery import Sender
@@ -18,6 +17,7 @@ from actors.alerts.outbox import Outbox
 from actors.alerts.rules import NS, Alert, Thresholds, Watch
 from actors.runtime.actor import Actor
 from actors.runtime.context import ActorContext
+from actors.runtime.storage import inside
 from bus import topics
 from bus.messages import BreakerState, Stats
 from bus.sockets import Subscriber
@@ -37,7 +37,7 @@ class AlertsActor(Actor):
         cfg = rt.config
         watched = [a for a in cfg.bus.endpoints if a != self.name]
         self.watch = Watch(watched, rt.clock.time_ns())
-        self.outbox = Outbox(Path(cfg.alerts.state_dir) / "alerts.sqlite")
+        self.outbox = Outbox(inside(cfg.alerts.state_dir, "alerts.sqlite"))
         self.sender = Sender(self.outbox, rt.clock, lambda: self.rt.config.alerts)
         mmb = cfg.bus.max_message_bytes
         pubs = [e.pub for a, e in cfg.bus.endpoints.items() if a != self.name]

@@ -38,7 +38,7 @@ from actors.runtime.actor import Actor, RpcMethod
 from actors.runtime.context import ActorContext
 from actors.runtime.metrics import Latency, Series
 from actors.runtime.params import opt_str
-from actors.runtime.storage import archive_state
+from actors.runtime.storage import archive_state, inside
 from bus import curve, topics, trace
 from bus.messages import BreakerState, Signal
 from bus.messages import TxResult as TxResultMsg
@@ -87,7 +87,7 @@ class ExecutorActor(Actor):
         tag = f"{cfg.chain.chain_id}-{self._chain.address.lower()}"
         # One file: journal, claims, positions and the breaker snapshot, so each step commits once.
         # `idempotency-<tag>.sqlite` is where the claims lived before; read once, then archived.
-        files = (state / f"executor-{tag}.sqlite", state / f"idempotency-{tag}.sqlite")
+        files = (inside(state, f"executor-{tag}.sqlite"), inside(state, f"idempotency-{tag}.sqlite"))
         world = await self._chain_identity()
         self.journal = Journal(files[0], rt.clock)
         recorded = self.journal.get_value("world")

@@ -26,6 +26,7 @@ from actors.runtime.actor import Actor, RpcMethod
 from actors.runtime.context import ActorContext
 from actors.runtime.metrics import Series
 from actors.runtime.params import ParamError, need_int, need_str, opt_int, opt_str
+from actors.runtime.storage import inside
 from config.schema import Config
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def decode_raw(value: str | None) -> bytes | None:
 
 
 def state_path(cfg: Config, address: str) -> Path:
-    return Path(cfg.nonce.state_dir) / f"nonce-{cfg.chain.chain_id}-{address.lower()}.sqlite"
+    return inside(cfg.nonce.state_dir, f"nonce-{cfg.chain.chain_id}-{address.lower()}.sqlite")
 
 
 class NonceActor(Actor):

@@ -16,6 +16,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+class StorageError(RuntimeError):
+    """A state file that would live outside its configured folder."""
+
+
+def inside(folder: str | os.PathLike[str], name: str) -> Path:
+    """`folder/name`, resolved, and refused unless it stays inside `folder` (a name built
+    from outside data, or a state file that is a symlink to elsewhere, never writes out of it)."""
+    root = Path(folder).resolve()
+    path = (root / name).resolve()
+    if root != path.parent and root not in path.parents:
+        raise StorageError(f"{Path(folder) / name} resolves to {path}, outside {root}: refused")
+    return path
+
+
 def open_wal(path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -18,13 +18,13 @@ set as `venue.clob`, whose `get_stats()` the venue reports under "clob".
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from py_clob_client_v2.config import get_contract_config
 
 from actors.domain.wallet import ANVIL_MNEMONIC, dev_account
+from actors.runtime.storage import inside
 from sandbox.venue.clob.auth import ApiKeys, venue_secret
 from sandbox.venue.clob.routes import add_routes
 from sandbox.venue.clob.service import ClobService
@@ -50,7 +50,7 @@ def build_service(venue: Any) -> ClobService:
                       neg_risk_exchange=get_contract_config(cfg.chain.chain_id).neg_risk_exchange_v2,
                       neg_risk_adapter=get_contract_config(cfg.chain.chain_id).neg_risk_adapter)
     keys = ApiKeys(venue_secret(bytes(operator.key)), cfg.chain.chain_id)
-    store = VenueStore(str(Path(v.state_dir) / f"venue-{cfg.chain.chain_id}-{operator.address.lower()}.sqlite"))
+    store = VenueStore(str(inside(v.state_dir, f"venue-{cfg.chain.chain_id}-{operator.address.lower()}.sqlite")))
 
     def config() -> Any:
         return venue.rt.config.sandbox.venue  # hot: read at every use
