@@ -57,11 +57,15 @@ def free_port() -> int:
     raise RuntimeError(f"no free loopback port in {LOWEST_PORT}..{top - 1}")
 
 
-def write_config(folder: Path, rpc_url: str, anvil_port: int = 0, **sections: dict[str, Any]) -> Path:
+def write_config(folder: Path, rpc_url: str, anvil_port: int = 0, *, own_hosts: bool = False,
+                 **sections: dict[str, Any]) -> Path:
+    """A test's config on free ports. `own_hosts`: each actor's bus sockets on an address of
+    its own (127.0.0.2, 127.0.0.3, ...), as on separate hosts."""
     raw = yaml.safe_load(DEFAULT_PATH.read_text())
-    for name in raw["bus"]["endpoints"]:
-        raw["bus"]["endpoints"][name] = {"pub": f"tcp://127.0.0.1:{free_port()}",
-                                         "rpc": f"tcp://127.0.0.1:{free_port()}",
+    for i, name in enumerate(raw["bus"]["endpoints"]):
+        host = f"127.0.0.{i + 2}" if own_hosts else "127.0.0.1"
+        raw["bus"]["endpoints"][name] = {"pub": f"tcp://{host}:{free_port()}",
+                                         "rpc": f"tcp://{host}:{free_port()}",
                                          "metrics": f"127.0.0.1:{free_port()}"}
     raw["chain"]["rpc_url"] = rpc_url
     raw["nonce"]["state_dir"] = str(folder / "state")

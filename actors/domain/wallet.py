@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import coincurve
@@ -74,8 +75,13 @@ def load_wallet(cfg: Config) -> Wallet:
         password = os.environ.get(src.password_env_var)
         if password is None:
             raise WalletError(f"environment variable {src.password_env_var} is not set")
+        path = Path(src.path).resolve()  # followed once, here: what is read is what is checked
+        if not path.is_file():
+            raise WalletError(f"keystore {src.path} (resolved {path}) is not a regular file")
+        if path.stat().st_mode & 0o077:
+            raise WalletError(f"keystore {path} is readable by others: chmod 600 it")
         try:
-            with open(src.path) as f:
+            with open(path) as f:
                 key = Account.decrypt(json.load(f), password)
         except Exception as exc:
             raise WalletError(f"cannot decrypt keystore {src.path}: {type(exc).__name__}") from None

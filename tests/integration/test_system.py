@@ -23,7 +23,7 @@ from web3 import Web3
 
 from actors.cli import status
 from bus import topics
-from bus.context import destroy
+from bus.context import destroy, new_context
 from bus.messages import TxResult
 from bus.sockets import Subscriber
 from config.loader import DEFAULT_PATH, load
@@ -134,6 +134,47 @@ class World:
     start: int  # the trader's collateral before any trade
 
 
+def stranger_hears_and_gets_nothing(cfg) -> tuple[int, int]:
+    """(messages heard, RPC answers) of a peer whose Curve key no config names, subscribed to
+    every actor and calling every RPC server (a halt, an allocation): both must be 0."""
+    import dataclasses
+
+    import zmq
+
+    from actors.runtime.clock import SystemClock
+    from bus.codec import Stamper
+    from bus.curve import KeyPair, for_config
+    from bus.sockets import RpcClient, RpcTimeout
+
+    async def run() -> tuple[int, int]:
+        public, secret = zmq.curve_keypair()
+        ctx = new_context(dataclasses.replace(for_config(cfg, "reader"), own=KeyPair(public, secret)))
+        heard = answered = 0
+        try:
+            sub = Subscriber(ctx, [e.pub for e in cfg.bus.endpoints.values()], [b""])
+            try:
+                heard = len(await asyncio.wait_for(sub.recv_batch(), 1.5))
+            except TimeoutError:
+                pass
+            sub.close()
+            for name, e in cfg.bus.endpoints.items():
+                if e.rpc is None:
+                    continue
+                client = RpcClient(ctx, e.rpc, Stamper("stranger", SystemClock()), timeout_ms=300, retries=0)
+                try:
+                    await client.call("halt" if name == "executor" else "allocate", {"request_id": "x"})
+                    answered += 1
+                except RpcTimeout:
+                    pass
+                finally:
+                    client.close()
+        finally:
+            destroy(ctx, 0)
+        return heard, answered
+
+    return asyncio.run(run())
+
+
 def badge_within_2_s(driver, state: str, after_ms: int) -> None:
     """The page's breaker badge showed `state` within 2 s of the executor's transition
     to it at or after `after_ms` (the page logs when it showed each state, next to the
@@ -157,7 +198,7 @@ def start_world(tmp_path, anvil, procs, arbitrage_per_minute: int, *, arbitrage:
     if venue_faults:
         venue["faults"] = {**yaml.safe_load(DEFAULT_PATH.read_text())["sandbox"]["venue"]["faults"], **venue_faults}
     path = write_config(
-        tmp_path, anvil, anvil_port=int(anvil.rsplit(":", 1)[1]),
+        tmp_path, anvil, anvil_port=int(anvil.rsplit(":", 1)[1]), own_hosts=True,  # as on separate hosts
         sandbox={"venue": venue},
         retry_policy={"max_retries": 1, "base_delay_ms": 20, "max_delay_ms": 100},
         runtime={"stats_interval_seconds": 0.25, "log_levels": {"feed": "DEBUG"}},  # the feed's flushes, traced
@@ -199,6 +240,11 @@ def test_trades_settle_on_chain_and_the_breaker_halts_and_resumes(tmp_path, anvi
         assert top.returncode == 0, top.stderr
         assert "CLOSED" in top.stdout and "realized P&L" in top.stdout and "SUCCESS" in top.stdout, top.stdout
         assert all(f"{a} " in top.stdout for a in running), top.stdout
+        # CurveZMQ: a stranger's key (no config names it) is refused by every server, counted by each.
+        assert stranger_hears_and_gets_nothing(cfg) == (0, 0)
+        wait_until(lambda: all(snapshot(cfg)[a]["bus"]["security"]["zap_denied"] >= 1 for a in running),
+                   timeout=15, what="every actor counted the stranger")
+        assert all(snapshot(cfg)[a]["bus"]["security"]["rpc_refused"] == 0 for a in running)
         ex = snapshot(cfg)["executor"]["executor"]
         assert ex["successful_executions"] >= 2 and ex["realized_pnl_micro"] > 0
         wait_until(lambda: snapshot(cfg)["executor"]["executor"]["queue_size"] == 0, timeout=30)
