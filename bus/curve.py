@@ -62,17 +62,22 @@ class KeyStore:
         made = []
         for name in identities:
             if (self.folder / f"{name}.key").exists():
+                if not (self.folder / f"{name}.pub").exists():  # a crash between the two writes: repaired
+                    self._write_public(name, zmq.curve_public(_read_key(self.folder / f"{name}.key", secret=True)))
                 continue
             public, secret = zmq.curve_keypair()
             key = self.folder / f"{name}.key"
             fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(secret + b"\n")
-            tmp = self.folder / f".{name}.pub.tmp"
-            tmp.write_bytes(public + b"\n")
-            os.replace(tmp, self.folder / f"{name}.pub")
+            self._write_public(name, public)
             made.append(name)
         return made
+
+    def _write_public(self, name: str, public: bytes) -> None:
+        tmp = self.folder / f".{name}.pub.tmp"
+        tmp.write_bytes(public + b"\n")
+        os.replace(tmp, self.folder / f"{name}.pub")
 
     def public(self, name: str) -> bytes:
         return _read_key(self.folder / f"{name}.pub", secret=False)
@@ -110,9 +115,12 @@ class BusSecurity:
     denied: int = 0  # connections refused by the ZAP handler (an unknown key)
     refused: int = 0  # RPC calls refused by method (a known key, not allowed that method)
 
-    def serve(self, sock: Any) -> None:
-        """A bound socket (PUB, ROUTER): a Curve server that asks the ZAP handler."""
+    def serve(self, sock: Any, *, enforce: bool = True) -> None:
+        """A bound socket (PUB, ROUTER): a Curve server that asks the ZAP handler. `enforce`:
+        with no handler running in the context, refuse every peer (libzmq would admit any
+        key); off only for a bench's raw socket."""
         sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+        sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1 if enforce else 0)
         sock.setsockopt(zmq.CURVE_SECRETKEY, self.own.secret)
         sock.setsockopt(zmq.CURVE_PUBLICKEY, self.own.public)
         sock.setsockopt(zmq.CURVE_SERVER, 1)
@@ -202,6 +210,10 @@ def for_config(cfg: Any, identity: str) -> BusSecurity | None:
             if name in cfg.bus.endpoints:  # an actor we may talk to: its key must be known
                 raise
             log.warning("bus: no public key for the client %s, it cannot connect: %s", name, exc)
+    shared = {k for k in publics.values() if list(publics.values()).count(k) > 1}
+    if shared:
+        names = sorted(n for n, k in publics.items() if k in shared)
+        raise KeyError_(f"identities {', '.join(names)} share one public key: each needs its own pair")
     servers: dict[str, bytes] = {}
     for name, ep in cfg.bus.endpoints.items():
         for address in (ep.pub, ep.rpc):

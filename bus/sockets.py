@@ -215,7 +215,10 @@ class RpcServer:
                 caller = ""
             else:  # the caller's identity, as the ZAP handler named its key
                 raw = await self._sock.recv_multipart(copy=False)
-                caller = raw[-1].get("User-Id") or ""
+                try:
+                    caller = raw[-1].get("User-Id") or ""
+                except zmq.ZMQError:  # no mechanism named the peer (inproc): an unnamed caller, refused
+                    caller = ""
                 frames = [f.bytes for f in raw]
             if len(frames) < 3 or frames[-2] != b"":
                 self.malformed += 1
@@ -243,24 +246,26 @@ class RpcServer:
         except FrameError as exc:
             self.malformed += 1
             return self._encode(RpcReply(request_id="", ok=False, error=f"malformed request: {exc}"))
+        # A request id is the caller's own: another identity reusing it neither reads nor joins its reply.
         rid = body.request_id
+        key = f"{caller}\x00{rid}" if self._security is not None else rid
         if self._security is not None and not self._security.may_call(caller, body.method):
             self._security.refused += 1  # never run, never cached: counted and said
             log.warning("rpc %s refused: %r may not call it", body.method, caller)
             return self._encode(RpcReply(request_id=rid, ok=False,
                                          error=f"not authorized: {caller or 'an unnamed key'} may not call "
                                                f"{body.method}"))
-        cached = self._cache.get(rid)
+        cached = self._cache.get(key)
         if cached is not None:
             self.replayed += 1
-            self._cache.move_to_end(rid)
+            self._cache.move_to_end(key)
             return cached
-        running = self._inflight.get(rid)
+        running = self._inflight.get(key)
         if running is not None:
             self.replayed += 1
             return await asyncio.shield(running)
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._inflight[rid] = fut
+        self._inflight[key] = fut
         try:
             self.requests += 1
             try:
@@ -275,11 +280,11 @@ class RpcServer:
                 self.errors += 1
                 reply = self._encode(RpcReply(request_id=rid, ok=False, error=f"{type(exc).__name__}: {exc}"))
             else:
-                self._remember(rid, reply)
+                self._remember(key, reply)
             fut.set_result(reply)
             return reply
         finally:
-            del self._inflight[rid]
+            del self._inflight[key]
 
     def _remember(self, rid: str, reply: bytes) -> None:
         self._cache[rid] = reply

@@ -157,6 +157,19 @@ DEFAULT_RPC_ALLOW: dict[str, dict[str, list[str]]] = {
 }
 
 
+def _loopback(address: str) -> bool:
+    """A tcp:// endpoint on a loopback address (ipc:// and inproc:// never leave the host)."""
+    import ipaddress
+
+    host = address.removeprefix("tcp://").rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name or "*": may be reachable from elsewhere
+        return False
+
+
 class BusSecurity(_Section):
     """CurveZMQ on every bus socket (restart-only): each actor and the CLI have a key pair
     (`polyarb keys init`), servers admit only the configured identities' keys and clients
@@ -193,8 +206,7 @@ class Bus(_Section):
             return
         for actor, ep in self.endpoints.items():
             for kind, address in (("pub", ep.pub), ("rpc", ep.rpc)):
-                host = (address or "").removeprefix("tcp://").rpartition(":")[0].strip("[]")
-                if address and not (host.startswith("127.") or host in ("localhost", "::1")):
+                if address and address.startswith("tcp://") and not _loopback(address):
                     raise ValueError(f"`endpoints.{actor}.{kind}` is {address}, not loopback: anyone who reaches it "
                                      "could read the bus and call the actors; turn bus.security on (CurveZMQ) "
                                      "to bind it")

@@ -106,7 +106,8 @@ def write_config(folder: Path, rpc_url: str, anvil_port: int = 0, *, own_hosts: 
 
 def context_as(cfg: Any, identity: str) -> Any:
     """A ZeroMQ context whose bus sockets speak as `identity` (its Curve keys when
-    bus.security is on): a test's own publishers, subscribers and clients."""
+    bus.security is on): a test's own publishers, subscribers and clients. A server
+    (PUB, ROUTER) bound in it admits no one until `bus.curve.start_authenticator` runs."""
     from bus.context import new_context
     from bus.curve import for_config
 

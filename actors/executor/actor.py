@@ -331,8 +331,9 @@ class ExecutorActor(Actor):
     # -- control and reload
     def rpc_methods(self) -> dict[str, RpcMethod]:
         async def halt(p: dict[str, Any]) -> Any:
+            if not self.journal.get_value(HALTED_BY):  # the first halt's identity holds until a resume
+                self.journal.put_value(HALTED_BY, curve.caller.get())  # who may resume, when that is enforced
             self.breaker.force_open(_by(opt_str(p, "reason") or "operator halt"))
-            self.journal.put_value(HALTED_BY, curve.caller.get())  # who may resume, when that is enforced
             return {"state": str(self.breaker.state), "reason": self.breaker.reason}
 
         async def resume(p: dict[str, Any]) -> Any:

@@ -16,6 +16,7 @@ from actors.runtime.clock import SystemClock
 from bus import topics
 from bus.codec import Stamper
 from bus.context import destroy
+from bus.curve import for_config, start_authenticator
 from bus.messages import BreakerState
 from bus.sockets import Publisher
 from config.loader import load
@@ -56,6 +57,7 @@ async def test_one_alert_per_transition_retried_after_a_500_and_none_repeated_af
         "actor_silent_seconds": 3600})
     cfg = load(path)
     ctx = context_as(cfg, "executor")  # the test speaks as the executor (its Curve keys)
+    zap = start_authenticator(ctx, for_config(cfg, "executor"))  # a server admits only known keys
     executor = Publisher(ctx, cfg.bus.endpoints["executor"].pub, Stamper("executor", SystemClock()))
     state = {"now": BreakerState(state=CircuitState.CLOSED, reason="initial", since_ns=1)}
 
@@ -94,5 +96,6 @@ async def test_one_alert_per_transition_retried_after_a_500_and_none_repeated_af
     finally:
         beat.cancel()
         executor.close(0)
+        zap.stop()
         destroy(ctx, 0)
         await runner.cleanup()

@@ -64,6 +64,14 @@ def test_a_config_with_a_non_loopback_endpoint_and_security_off_is_refused(tmp_p
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(ValueError, match=r"not loopback.*turn bus.security on"):
         load(path)
+    raw["bus"]["endpoints"]["nonce"]["rpc"] = "tcp://127.evil.example:7102"  # a name, not an address
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ValueError, match="not loopback"):
+        load(path)
+    for local in ("ipc:///tmp/polyarb-nonce.sock", "tcp://[::1]:7102", "tcp://localhost:7102"):
+        raw["bus"]["endpoints"]["nonce"]["rpc"] = local  # never leaves the host: allowed without security
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        assert load(path).bus.endpoints["nonce"].rpc == local
 
 
 async def test_allowed_calls_work_unknown_keys_and_forbidden_methods_are_refused(tmp_path):
@@ -173,3 +181,43 @@ async def _bind_when_free(ctx, endpoint: str) -> Publisher:
         except zmq.ZMQError:
             await asyncio.sleep(0.05)  # the closed socket lets the port go
     raise AssertionError(f"{endpoint} never free")
+
+
+async def test_a_server_with_no_zap_handler_admits_no_one_and_request_ids_are_per_caller(tmp_path):
+    # libzmq admits any Curve key when no ZAP handler runs in the context; bus servers refuse.
+    cfg = secure_config(tmp_path)
+    nonce = for_config(cfg, "nonce")
+    server_ctx = new_context(nonce)  # no authenticator started
+
+    async def handler(method: str, params: dict) -> dict:
+        return {"nonce": 7, "method": method}
+
+    server = RpcServer(server_ctx, cfg.bus.endpoints["nonce"].rpc, handler, Stamper("nonce", SystemClock()))
+    serving = asyncio.create_task(server.serve())
+    client_ctx = new_context(for_config(cfg, "executor"))
+    try:
+        with pytest.raises(RpcTimeout):
+            await RpcClient(client_ctx, cfg.bus.endpoints["nonce"].rpc, Stamper("x", SystemClock()),
+                            timeout_ms=500, retries=0).call("allocate", {"request_id": "r"})
+    finally:
+        serving.cancel()
+        server.close()
+        destroy(client_ctx, 0)
+        destroy(server_ctx, 0)
+    # With the handler: one identity's request id does not hand another its cached reply.
+    server_ctx = new_context(nonce)
+    zap = start_authenticator(server_ctx, nonce)
+    server = RpcServer(server_ctx, cfg.bus.endpoints["nonce"].rpc, handler, Stamper("nonce", SystemClock()))
+    serving = asyncio.create_task(server.serve())
+    ctxs = [new_context(for_config(cfg, who)) for who in ("operator", "executor")]
+    try:
+        operator, executor = (RpcClient(c, cfg.bus.endpoints["nonce"].rpc, Stamper("x", SystemClock()),
+                                        timeout_ms=1000, retries=0) for c in ctxs)
+        assert (await operator.call("stats", {}, request_id="allocate:k"))["method"] == "stats"
+        assert (await executor.call("allocate", {}, request_id="allocate:k"))["method"] == "allocate"
+    finally:
+        serving.cancel()
+        server.close()
+        zap.stop()
+        for c in [*ctxs, server_ctx]:
+            destroy(c, 0)

@@ -20,6 +20,7 @@ from actors.runtime.clock import SystemClock
 from bus import topics
 from bus.codec import Stamper
 from bus.context import destroy
+from bus.curve import for_config, start_authenticator
 from bus.messages import BreakerState, Stats, TxResult
 from bus.sockets import Publisher
 from config.loader import load
@@ -43,6 +44,7 @@ async def test_the_page_shows_every_actor_and_the_breaker_within_2_s(tmp_path: P
     path = write_config(tmp_path, "http://127.0.0.1:9", dashboard={"push_interval_seconds": 0.2})
     cfg = load(path)
     ctxs = {a: context_as(cfg, a) for a in ACTORS}  # each publisher speaks as its actor (its Curve keys)
+    zaps = [start_authenticator(ctxs[a], for_config(cfg, a)) for a in ACTORS]  # servers admit known keys only
     pubs = {a: Publisher(ctxs[a], cfg.bus.endpoints[a].pub, Stamper(a, SystemClock())) for a in ACTORS}
     breaker = {"now": BreakerState(state=CircuitState.CLOSED, reason="initial", since_ns=time.time_ns())}
 
@@ -110,5 +112,7 @@ async def test_the_page_shows_every_actor_and_the_breaker_within_2_s(tmp_path: P
         beat.cancel()
         for pub in pubs.values():
             pub.close(0)
+        for zap in zaps:
+            zap.stop()
         for ctx in ctxs.values():
             destroy(ctx, 0)
