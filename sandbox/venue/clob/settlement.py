@@ -168,8 +168,8 @@ class Settler:
         self._fees: tuple[int, int, int] | None = None  # (max fee, tip, fetched at monotonic ns)
         self._recent: OrderedDict[int, tuple[str, str]] = OrderedDict()  # nonce -> (hash, raw 0x hex), newest last
         self.stats = {"sent": 0, "mined_ok": 0, "reverted": 0, "send_errors": 0, "nonce_resyncs": 0,
-                      "receipt_timeouts": 0, "dropped": 0, "read_errors": 0, "heals": 0, "rebroadcasts": 0,
-                      "chain_unreachable": 0}
+                      "restore_errors": 0, "receipt_timeouts": 0, "dropped": 0, "read_errors": 0, "heals": 0,
+                      "rebroadcasts": 0, "chain_unreachable": 0}
 
     async def _connect(self) -> AsyncHTTPProvider:
         if self._provider is None:  # created on the running loop, at first use
@@ -311,6 +311,7 @@ class Settler:
             except Exception as exc:
                 text = str(exc).lower()
                 if "already" not in text and "nonce too low" not in text:
+                    self.stats["restore_errors"] += 1  # the hole stays: counted, and the next resync tries again
                     log.warning("re-broadcast of operator nonce %d failed: %s", n, _short(exc))
                     break
             sent.append(n)
