@@ -17,7 +17,7 @@ CONFIG ?= $(CURDIR)/config/sandbox.yaml
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run test test-unit test-integration chaos lint docs bench clean reset
+.PHONY: help install browser run live doctor test test-unit test-integration chaos lint docs bench clean reset
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -66,6 +66,17 @@ run: install ## Start the whole system under supervisord (Ctrl-C stops it)
 	@mkdir -p run/logs run/state
 	@$(BIN)/polyarb --config $(CONFIG) keys init  # the bus's CurveZMQ keys, once: created when missing
 	POLYARB_CONFIG=$(CONFIG) $(BIN)/supervisord -n -c supervisord.conf
+
+LIVE_CONFIG ?= $(CURDIR)/config/polygon.yaml
+live: install ## Trade for real (docs/going-live.md): polyarb doctor first, then only the trader's programs
+	@mkdir -p run/live/logs run/live/state
+	@$(BIN)/polyarb --config $(LIVE_CONFIG) keys init
+	$(BIN)/polyarb --config $(LIVE_CONFIG) doctor
+	@$(BIN)/polyarb supervisor-conf --live --out run/live/supervisord.conf
+	POLYARB_CONFIG=$(LIVE_CONFIG) $(BIN)/supervisord -n -c run/live/supervisord.conf
+
+doctor: install ## The preflight of a config (CONFIG=...): every check OK or FAIL with its fix
+	$(BIN)/polyarb --config $(CONFIG) doctor
 
 test: install ## Run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -240,11 +240,35 @@ class Chain(_Section):
     """The Ethereum node and the trading wallet (restart-only)."""
 
     rpc_url: str = "http://127.0.0.1:8545"  # JSON-RPC (HTTP) URL of the node: nonce, executor, sandbox venue
+    # The name of an environment variable holding the node's URL instead (a provider's URL carries
+    # its API key: kept out of the file, never logged); set, it wins over rpc_url.
+    rpc_url_env: str | None = None
     # The node must report this id (else the nonce authority exits); also selects the contract
     # addresses, signs transactions and names the state files.
     chain_id: PosInt = 137
     wallet: Wallet = DevMnemonicWallet()  # where the trading key comes from, by `source` (see below)
     request_timeout_seconds: PosFloat = 10.0  # HTTP timeout of one JSON-RPC request
+
+    def url(self) -> str:
+        """The node's URL: from `rpc_url_env` when named, else `rpc_url`."""
+        if self.rpc_url_env is None:
+            return self.rpc_url
+        import os
+
+        value = os.environ.get(self.rpc_url_env, "").strip()
+        if not value:
+            raise RuntimeError(f"chain.rpc_url_env: the environment variable {self.rpc_url_env} (the node's "
+                               "JSON-RPC URL) is not set")
+        return value
+
+    def host(self) -> str:
+        """The node's host:port for logs and status: a provider's URL carries its key in the path."""
+        from urllib.parse import urlsplit
+
+        try:
+            return urlsplit(self.url()).netloc.rpartition("@")[2] or "?"
+        except RuntimeError:
+            return f"${self.rpc_url_env} (not set)"
 
 
 class Nonce(_Section):
@@ -362,6 +386,34 @@ class Executor(_Section):
     # Before a merge/convert, every leg's tokens must show in the wallet's ERC-1155 balance
     # (the node may lag the venue's "mined"): waited for at most this long, then PENDING.
     balance_wait_seconds: PosFloat = 15.0
+
+
+class UnwindLoss(_Section):
+    """What unwinding unhedged legs may cost (USDC, each at most 1000000; none = no limit)."""
+
+    # One execution's unwind losing more halts trading until an operator `resume`: nobody expected it.
+    execution: Usdc | None = None
+    # Today's unwinds (00:00 UTC on) losing more in total halts trading until the next day or a higher limit.
+    day: Usdc | None = None
+
+
+class Risk(_Section):
+    """Portfolio limits (docs/going-live.md), hot-reloadable, checked before every execution,
+    after every outcome and each second. A breach forces the breaker open with the limit's
+    name and the figures; once back within (a new day, positions sold, a deposit, a quiet
+    minute, a raised limit) the executor closes it again. Every limit: none = off."""
+
+    # Realized P&L since 00:00 UTC (fees and gas included) below minus this halts trading (USDC).
+    daily_loss_limit: Usdc | None = None
+    # Capital in open positions (unhedged legs not sold yet, at their price) plus the legs of
+    # running executions (USDC). A signal that would go past it is refused (nothing traded);
+    # positions alone past it halt trading.
+    max_exposure: Usdc | None = None
+    max_unwind_loss: UnwindLoss = UnwindLoss()  # per execution and per day (below)
+    # The wallet's pUSD (as the reconciler last read it, plus what was booked since) below this halts trading.
+    min_collateral_balance: Usdc | None = None
+    # Executions started in the last 60 s at this many halts trading until the minute has fewer (a runaway loop).
+    max_executions_per_minute: PosInt | None = None
 
 
 class Runtime(_Section):
@@ -576,6 +628,7 @@ class Config(_Section):
     feed: Feed = Feed()
     router: Router = Router()
     executor: Executor = Executor()
+    risk: Risk = Risk()
     runtime: Runtime = Runtime()
     alerts: Alerts = Alerts()
     dashboard: Dashboard = Dashboard()

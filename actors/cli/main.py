@@ -7,7 +7,7 @@ import asyncio
 import sys
 import time
 
-from config.loader import ConfigError, load, load_lenient
+from config.loader import ConfigError, load, load_lenient, resolve_path
 
 
 def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -47,12 +47,14 @@ def cmd_sniff(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from actors.cli import status
+    from config.world import world
 
     cfg = _endpoints_config(args)
     seconds = args.seconds if args.seconds is not None else 2.5 * cfg.runtime.stats_interval_seconds
     latest = asyncio.run(status.collect(cfg, seconds))
-    rep = status.report(cfg, latest, time.time_ns())
-    print(status.to_json(rep) if args.json else status.render(rep))
+    here = world(cfg, resolve_path(args.config))
+    rep = status.report(cfg, latest, time.time_ns(), here)
+    print(status.to_json(rep) if args.json else status.render(rep, here))
     return 0 if any(r["up"] for r in rep.values()) else 1
 
 
@@ -167,6 +169,35 @@ def cmd_plugin(args: argparse.Namespace) -> int:
     return int(next(iter(found)).load()(_config(args), *getattr(args, "plugin_args", [])) or 0)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from actors.cli import doctor
+
+    path = resolve_path(args.config)
+    try:
+        cfg = load(path)
+    except ConfigError as exc:
+        print(doctor.Check("config", "FAIL", str(exc), "correct the file; the message names the key").render())
+        return 1
+    code, text = doctor.run(cfg, path)
+    print(text)
+    return code
+
+
+def cmd_supervisor_conf(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from actors.cli.supervisor_conf import live_conf
+
+    root = Path(args.root)
+    text = live_conf((root / "supervisord.conf").read_text(), root, args.run_dir)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="polyarb", description=__doc__)
     p.add_argument("--config", help="config file (default: $POLYARB_CONFIG or config/sandbox.yaml)")
@@ -216,6 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the public keys")
     k.add_argument("action", choices=["init", "show"])
     k.set_defaults(func=cmd_keys)
+
+    d = sub.add_parser("doctor", help="the preflight before trading: every check OK or FAIL with its fix; "
+                                      "sends nothing")
+    d.set_defaults(func=cmd_doctor)
+
+    sc = sub.add_parser("supervisor-conf", help="supervisord.conf without the sandbox's programs (make live)")
+    sc.add_argument("--live", action="store_true", required=True, help="the live profile's programs")
+    sc.add_argument("--root", default=".", help="the checkout holding supervisord.conf (default .)")
+    sc.add_argument("--run-dir", default="run/live", help="logs, socket and pid file under this (default run/live)")
+    sc.add_argument("--out", help="write it here instead of standard output")
+    sc.set_defaults(func=cmd_supervisor_conf)
 
     c = sub.add_parser("chain", help="run the sandbox anvil (exec, keeps the pid)")
     c.set_defaults(func=cmd_plugin, plugin="chain")

@@ -13,6 +13,7 @@ from bus.curve import for_reader
 from bus.messages import Stats
 from bus.sockets import Subscriber
 from config.schema import Config
+from config.world import line, same_world
 
 
 async def collect(cfg: Config, seconds: float) -> dict[str, dict[str, Any]]:
@@ -41,7 +42,10 @@ async def collect(cfg: Config, seconds: float) -> dict[str, dict[str, Any]]:
     return latest
 
 
-def report(cfg: Config, latest: dict[str, dict[str, Any]], now_ns: int) -> dict[str, Any]:
+def report(cfg: Config, latest: dict[str, dict[str, Any]], now_ns: int,
+           here: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per actor: up or silent, its breaker and figures; `here` (config.world) marks an actor
+    that reports another world than this config's (another profile's actors on these ports)."""
     silent_after = 3 * cfg.runtime.stats_interval_seconds
     out: dict[str, Any] = {}
     for name in cfg.bus.endpoints:
@@ -59,13 +63,16 @@ def report(cfg: Config, latest: dict[str, dict[str, Any]], now_ns: int) -> dict[
             "breaker_reason": s.get("breaker", {}).get("reason"),
             "summary": s.get("summary", {}),
             "config": {k: s.get("config", {}).get(k) for k in ("reloads", "reload_errors", "last_error")},
+            "world": s.get("world"),
+            "other_world": bool(here and s.get("world") and not same_world(here, s["world"])),
             "stats": s,
         }
     return out
 
 
-def render(rep: dict[str, Any]) -> str:
-    lines = [f"{'actor':<10} {'state':<7} {'seen':>6}  {'breaker':<11} key figures"]
+def render(rep: dict[str, Any], here: dict[str, Any] | None = None) -> str:
+    lines = [line(here)] if here else []
+    lines.append(f"{'actor':<10} {'state':<7} {'seen':>6}  {'breaker':<11} key figures")
     for name, r in rep.items():
         if r["last_seen_seconds"] is None:
             lines.append(f"{name:<10} {'silent':<7} {'-':>6}  {'-':<11} (no stats received)")
@@ -78,6 +85,8 @@ def render(rep: dict[str, Any]) -> str:
         lines.append(f"{name:<10} {state:<7} {r['last_seen_seconds']:>5}s  {r['breaker'] or '-':<11} {figures}")
         if cfg.get("last_error"):
             lines.append(f"{'':<10} config rejected: {cfg['last_error']}")
+        if r.get("other_world"):
+            lines.append(f"{'':<10} ANOTHER WORLD: {line(r['world'])}")
     return "\n".join(lines)
 
 

@@ -71,7 +71,7 @@ class ExecutorActor(Actor):
         wallet = None
         if self._chain is None:
             wallet = load_wallet(cfg)
-            self._chain = Web3Chain(cfg.chain.rpc_url, wallet, cfg.chain.chain_id,
+            self._chain = Web3Chain(cfg.chain.url(), wallet, cfg.chain.chain_id,
                                     timeout=cfg.chain.request_timeout_seconds)
         if self._venue is None:
             from actors.executor.clob_venue import ClobVenue
@@ -176,6 +176,7 @@ class ExecutorActor(Actor):
             self.ready = True
             tasks.append(asyncio.create_task(self._clear_positions(), name="open-positions"))
             tasks.append(asyncio.create_task(self._reconcile_forever(), name="reconcile"))
+            tasks.append(asyncio.create_task(self._watch_risk(), name="risk-limits"))
             workers = [asyncio.create_task(self._worker(i)) for i in range(self.rt.config.trading.max_in_flight)]
             await asyncio.gather(self._intake(), *workers, *tasks)
         finally:
@@ -283,6 +284,22 @@ class ExecutorActor(Actor):
                 self.reconcile_errors += 1
                 log.warning("reconciliation round failed: %s", exc)
 
+    async def _watch_risk(self) -> None:
+        """The standing risk limits each second, from the journal: a breach halts even when no
+        signal comes (positions left open), and the breaker the guard opened closes once the
+        account is back within (a new day, a deposit, a sale) without waiting for a signal."""
+        risk = self.sender.risk
+        while True:
+            try:
+                if risk.collateral is None and risk.limits.min_collateral_balance is not None \
+                        and hasattr(self._chain, "collateral_balance"):
+                    risk.chain_collateral(await self._chain.collateral_balance())
+                risk.refresh()
+                risk.evaluate()
+            except Exception as exc:  # the chain is down: the reconciler's next read gives the balance
+                log.warning("risk limits not evaluated: %s", exc)
+            await self.rt.clock.sleep(RISK_EVERY_S)
+
     async def _probe_chain(self) -> None:
         """`/healthz` says whether the chain answered lately, not only at start-up."""
         try:
@@ -355,6 +372,8 @@ class ExecutorActor(Actor):
     def on_config(self, old: Config, new: Config) -> None:
         self.breaker.update_config(new.circuit_breaker)
         self.retry.update_config(new.retry_policy)
+        if hasattr(self, "sender"):
+            self.sender.risk.evaluate()  # a raised limit releases now, a lowered one halts now
         if hasattr(self._venue, "settle_timeout_s"):
             self._venue.settle_timeout_s = new.executor.settle_timeout_seconds
 
@@ -413,6 +432,7 @@ class ExecutorActor(Actor):
 
 _STRATEGIES = frozenset(k.value for k in SetKind)
 RECONCILE_CONFIRM_S = 5.0  # a difference is read again after this before it trips the breaker
+RISK_EVERY_S = 1.0  # the standing risk limits are evaluated this often (and before every signal)
 
 # The journal keys approvals like executions; this placeholder is their "signal".
 _APPROVAL_SIGNAL = Signal(signal_id="approvals", market="", kind="APPROVALS", legs=[], size=0, expected_profit=0,

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS executions (
     data TEXT NOT NULL,
     updated_ns INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS executions_by_end ON executions (state, updated_ns);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS positions (
     token_id TEXT PRIMARY KEY,
@@ -158,6 +159,15 @@ class Journal:
         """(key, status, pnl, gas) of every finished execution."""
         rows = self._db.execute("SELECT key, data FROM executions WHERE state='done'").fetchall()
         return [(k, d["status"], d.get("pnl", 0), d.get("gas", 0)) for k, d in ((k, json.loads(v)) for k, v in rows)]
+
+    def day_figures(self, since_ns: int) -> tuple[int, int]:
+        """(P&L, what unwinds lost) of the executions finished since `since_ns`, micro-USDC
+        (the risk limits' day; an indexed range, not the whole journal)."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(json_extract(data, '$.pnl')), 0), COALESCE(SUM(CASE WHEN json_extract(data, "
+            "'$.status') = 'PARTIAL_UNWOUND' AND json_extract(data, '$.pnl') < 0 THEN -json_extract(data, '$.pnl') "
+            "ELSE 0 END), 0) FROM executions WHERE state = 'done' AND updated_ns >= ?", (since_ns,)).fetchone()
+        return int(row[0]), int(row[1])
 
     def booked(self) -> int:
         """The collateral every booked outcome moved, micro-USDC: the sum of the recorded

@@ -86,4 +86,16 @@ SERIES = (
     gauge("polyarb_executor_nonce_pending", "the authority's pending nonces, as the executor last polled them",
           "nonce_manager_stats", "pending_count"),
     gauge("polyarb_ready", "start-up reconciliation done: trading may run", "ready"),
+    gauge("polyarb_risk_pnl_today_usdc", "realized P&L since 00:00 UTC, gas included (risk.daily_loss_limit)",
+          "risk", "pnl_today_micro", usdc=True),
+    gauge("polyarb_risk_unwind_loss_today_usdc", "what today's unwinds lost (risk.max_unwind_loss.day)",
+          "risk", "unwind_loss_today_micro", usdc=True),
+    gauge("polyarb_risk_exposure_usdc", "open positions plus the legs of running executions (risk.max_exposure)",
+          "risk", "exposure_micro", usdc=True),
+    gauge("polyarb_risk_executions_last_minute", "executions started in the last 60 s "
+          "(risk.max_executions_per_minute)", "risk", "executions_last_minute"),
+    counter("polyarb_risk_trips_total", "times a risk limit halted trading, by limit", "risk", "trips_by_limit",
+            label="limit"),
+    counter("polyarb_risk_refused_total", "signals refused because their cost would pass risk.max_exposure",
+            "risk", "refused"),
 )

@@ -70,6 +70,7 @@ class Reconciler:
             self.skipped += 1  # something moved while we read: the next round decides
             return None
         self.checks += 1
+        self.sender.risk.chain_collateral(collateral)  # risk.min_collateral_balance reads it
         booked = self.journal.booked()
         base = self.journal.get_value(BASELINE)
         if base is None:

@@ -49,6 +49,7 @@ from actors.executor.ports import ChainPort, Fill, OrderRejected, VenuePort
 from actors.executor.positions import Positions
 from actors.executor.reserve import SellReserve
 from actors.executor.retry_policy import RetryPolicy
+from actors.executor.risk import RiskGuard
 from actors.runtime.clock import doubling
 from bus.messages import Leg, Signal
 from bus.trace import tracing
@@ -115,6 +116,8 @@ class TxSender:
         self.realized_pnl = 0
         self.gas_spent = 0
         self.unwind_loss = 0
+        self.risk = RiskGuard(journal, breaker, clock, config)  # the portfolio limits (config `risk`)
+        self.risk.refresh()
         self.positions = Positions(venue, retry, journal, clock, config, self._touched)
         self.reserve = SellReserve(journal, onchain, chain, clock, config, self._reserve_gas)
         self._event_ns: dict[str, tuple[int, int]] = {}  # key -> (the venue frame's receive, execute() start)
@@ -155,6 +158,9 @@ class TxSender:
             self._event_ns[key] = (event_ns, self.clock.time_ns())
         if self.clock.time_ns() > signal.expires_ns:
             return self.book(Execution(signal, key, attempt, TxStatus.EXPIRED, "signal expired before execution"))
+        refusal = self.risk.before(signal)  # a standing breach forces the breaker open: acquire() refuses
+        if refusal is not None:
+            return self.book(Execution(signal, key, attempt, TxStatus.REJECTED, refusal))
         try:
             permit = self.breaker.acquire("trade")
         except CircuitOpenError as exc:
@@ -173,6 +179,7 @@ class TxSender:
             return self.book(Execution(signal, key, attempt, TxStatus.DUPLICATE, why))
         self._active.add(key)
         self.activity += 1
+        self.risk.started(key, signal)
         try:
             return await self._run(signal, key, attempt, permit)
         finally:
@@ -762,6 +769,7 @@ class TxSender:
         kind["failed"] += r.status in (TxStatus.FAILED, TxStatus.PARTIAL_UNWOUND)
         kind["realized_pnl_micro"] += r.realized_pnl
         kind["gas_spent_micro"] += r.gas_cost
+        self.risk.booked(r)  # after the commit: a breach it finds halts before the next signal
         return r
 
     def get_stats(self) -> dict[str, Any]:
@@ -811,4 +819,5 @@ class TxSender:
             "signal_to_settled_us": _percentiles_us(self.signal_to_settled_ns),
             "onchain": self.onchain.get_stats(),
             "retry_policy": self.retry.get_stats(),
+            "risk": self.risk.get_stats(),
         }

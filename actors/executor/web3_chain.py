@@ -135,13 +135,34 @@ class Web3Chain:
                 for name, token, operator in self._operator_approvals()]
         return out
 
+    def contracts(self) -> list[tuple[str, str]]:
+        """(name, address) of every contract trading calls."""
+        return [("collateral", self.collateral), ("ctf", self.ctf), ("exchange", self.exchange),
+                ("neg-risk exchange", self.neg_risk_exchange), ("neg-risk adapter", self.neg_risk_adapter)]
+
+    async def contracts_missing(self) -> list[tuple[str, str]]:
+        """Those of `contracts()` with no code at their address on this chain."""
+        return [(name, addr) for name, addr in self.contracts()
+                if not await self._w3.eth.get_code(addr)]  # type: ignore[arg-type]
+
+    def approval_targets(self) -> dict[str, tuple[str, str]]:
+        """Each approval's name -> (what it lets, the spender's address), for people."""
+        return {**{name: (f"pUSD allowance of {spender}", spender) for name, spender in self._erc20_approvals()},
+                **{name: (f"ERC-1155 operator {operator}", operator)
+                   for name, _, operator in self._operator_approvals()}}
+
+    async def pol_balance(self) -> int:
+        """The wallet's POL (wei): what pays for gas."""
+        return int(await self._w3.eth.get_balance(self.address))
+
+    async def chain_id(self) -> int:
+        return int(await self._w3.eth.chain_id)
+
     async def approvals_missing(self) -> list[str]:
         # A gas estimate against an address without code is cheap and wrong:
         # approve nothing until the contracts exist (the sandbox deploys them late).
-        for name, addr in (("collateral", self.collateral), ("ctf", self.ctf), ("exchange", self.exchange),
-                           ("neg-risk exchange", self.neg_risk_exchange), ("neg-risk adapter", self.neg_risk_adapter)):
-            if not await self._w3.eth.get_code(addr):  # type: ignore[arg-type]
-                raise RuntimeError(f"no {name} contract at {addr} yet")
+        for name, addr in await self.contracts_missing():
+            raise RuntimeError(f"no {name} contract at {addr} yet")
         out = []
         pair = ["address", "address"]
         for name, spender in self._erc20_approvals():

@@ -66,7 +66,7 @@ class NonceActor(Actor):
             wallet = load_wallet(cfg)
             self.address = wallet.address
             self.chain = Web3NonceChain(
-                cfg.chain.rpc_url, wallet, cfg.chain.chain_id, cfg.chain.request_timeout_seconds
+                cfg.chain.url(), wallet, cfg.chain.chain_id, cfg.chain.request_timeout_seconds
             )
         self.store = NonceStore(state_path(cfg, self.address))
         self.manager = NonceManager(
@@ -93,7 +93,7 @@ class NonceActor(Actor):
                 raise
             except Exception as exc:
                 self.manager.chain_errors += 1
-                log.warning("waiting for the chain at %s: %s", self.rt.config.chain.rpc_url, exc)
+                log.warning("waiting for the chain at %s: %s", self.rt.config.chain.host(), exc)
                 await self.rt.clock.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

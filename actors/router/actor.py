@@ -100,7 +100,7 @@ async def read_convert_fee_bips(session: aiohttp.ClientSession, cfg: Config, mar
     adapter = get_contract_config(cfg.chain.chain_id).neg_risk_adapter
     data = "0x" + _GET_FEE_BIPS.hex() + market_id.removeprefix("0x").rjust(64, "0")
     body = {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": adapter, "data": data}, "latest"]}
-    async with session.post(cfg.chain.rpc_url, json=body) as resp:
+    async with session.post(cfg.chain.url(), json=body) as resp:
         resp.raise_for_status()
         reply = await resp.json()
     if reply.get("error") or not isinstance(reply.get("result"), str):

@@ -25,6 +25,7 @@ from bus.sockets import Publisher, RpcServer, Subscriber
 from config.loader import ConfigError
 from config.runtime import ConfigWatcher
 from config.schema import Config
+from config.world import world
 
 BREAKER_SOURCE = "executor"
 
@@ -92,6 +93,7 @@ class ActorRuntime:
                     "metrics": self.metrics_server.get_stats() if self.metrics_server else None,
                 },
                 "config": self.watcher.get_stats(),
+                "world": world(self.config, self.watcher.path),
                 "breaker": self.breaker.get_stats(),
                 "bus": {
                     "security": self.security.get_stats() if self.security is not None else {"enabled": False},

@@ -278,7 +278,8 @@ class Run:
             checks.nonces(self.w3.eth.get_transaction_count(trader, "latest"),
                           self.w3.eth.get_transaction_count(trader, "pending"), pool, nonce),
             checks.finished(self.journal_db()),
-            checks.breaker(heard, windows, closed_at, down),
+            checks.breaker(heard, windows, closed_at, down,
+                           self.cfg.circuit_breaker.consecutive_failures_threshold),
             checks.restarts(self.kills, heard),
         ]
 

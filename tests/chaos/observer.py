@@ -30,6 +30,7 @@ class Heard:
     views: dict[str, list[tuple[float, str]]] = field(default_factory=dict)  # actor -> (when, breaker state)
     transitions: list[tuple[float, str, str]] = field(default_factory=list)  # executor: (since, state, reason)
     results: list[TxResult] = field(default_factory=list)
+    result_times: list[float] = field(default_factory=list)  # when each of `results` was heard
 
 
 class Observer:
@@ -78,6 +79,7 @@ class Observer:
                 h.transitions.append((since, str(body.state), body.reason))
         elif isinstance(body, TxResult):
             h.results.append(body)
+            h.result_times.append(now)
 
     # -- reading what was heard
     def stats(self, actor: str, fresh_seconds: float = 2.0) -> dict[str, Any] | None:
@@ -96,7 +98,8 @@ class Observer:
         with self.lock:
             h = self.heard
             return Heard(dict(h.latest), dict(h.latest_at), {k: list(v) for k, v in h.boots.items()},
-                         {k: list(v) for k, v in h.views.items()}, list(h.transitions), list(h.results))
+                         {k: list(v) for k, v in h.views.items()}, list(h.transitions), list(h.results),
+                         list(h.result_times))
 
     def stop(self) -> None:
         self._stop = True
