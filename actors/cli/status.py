@@ -85,6 +85,8 @@ def render(rep: dict[str, Any], here: dict[str, Any] | None = None) -> str:
         lines.append(f"{name:<10} {state:<7} {r['last_seen_seconds']:>5}s  {r['breaker'] or '-':<11} {figures}")
         if cfg.get("last_error"):
             lines.append(f"{'':<10} config rejected: {cfg['last_error']}")
+        if name == "executor" and r["breaker"] not in (None, "CLOSED") and r.get("breaker_reason"):
+            lines.append(f"{'':<10} breaker {r['breaker']}: {r['breaker_reason']}")
         if r.get("other_world"):
             lines.append(f"{'':<10} ANOTHER WORLD: {line(r['world'])}")
     return "\n".join(lines)

@@ -425,6 +425,8 @@ class ExecutorActor(Actor):
                 "world_ok": sum(1 for _, status, _, _ in outcomes if status in ("SUCCESS", "HELD")),
                 "world_pnl_usdc": format_usdc(sum(pnl for _, _, pnl, _ in outcomes)),
                 **({"by_strategy": strategies} if strategies else {}),
+                "today_pnl_usdc": format_usdc(s["risk"]["pnl_today_micro"]),  # the risk limits' day (UTC)
+                "exposure_usdc": format_usdc(s["risk"]["exposure_micro"]),
                 "locked_usdc": s["locked_capital_usdc"],  # in YES baskets until their events resolve
                 **({"baskets_held": s["baskets_held"]} if s["baskets_held"] else {}),
                 **({"legs_in_flight": s["legs_in_flight"]} if s["legs_in_flight"] else {})}
