@@ -28,7 +28,18 @@ def _endpoints_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return cfg
 
 
+def _supervised() -> None:
+    """A supervised program dies with its supervisor from its first instant: set before the
+    imports, which take seconds on a cold start (no bytecode cache), not after them."""
+    import signal
+
+    from actors.runtime.parent import die_with_parent
+
+    die_with_parent(signal.SIGTERM)
+
+
 def cmd_actor(args: argparse.Namespace) -> int:
+    _supervised()
     from actors.runtime.launcher import run_actor
 
     return run_actor(args.name, args.config)
@@ -161,6 +172,7 @@ def _history_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_plugin(args: argparse.Namespace) -> int:
     """A command another package registers (`polyarb.commands`), e.g. the sandbox's `chain`."""
+    _supervised()
     from importlib.metadata import entry_points
 
     found = entry_points(group="polyarb.commands", name=args.plugin)
