@@ -352,8 +352,14 @@ class Executor(_Section):
     clob_url: str = "http://127.0.0.1:8780"  # CLOB REST base the orders go to
     # The venue's user channel: the account's trades as they settle ("" = follow them over REST only).
     user_ws_url: str = "ws://127.0.0.1:8780/ws/user"
-    # POL priced in USDC to turn gas into money (at most 1000; live: keep it current).
+    # POL priced in USDC to turn gas into money (at most 1000): the fallback of pol_price_feed,
+    # or the price itself without one (live: keep it current).
     pol_usdc_price: Usdc = Decimal("0.50")
+    # A Chainlink AggregatorV3 POL / USD feed on this chain (Polygon: 0xAB594600376Ec9fD91F8e885dADF0CE036862dE0):
+    # gas is priced at its answer while it is fresh, else at pol_usdc_price; none = pol_usdc_price only.
+    pol_price_feed: Annotated[str, Meta(pattern=r"^0x[0-9a-fA-F]{40}$")] | None = None
+    pol_price_max_age_seconds: PosFloat = 3600.0  # an answer older than this is stale: pol_usdc_price instead
+    pol_price_refresh_seconds: PosFloat = 30.0  # how often the feed is read
     gas_limit_per_outcome: PosInt = 90_000  # merge/split gas budget before estimating
     receipt_timeout_seconds: PosFloat = 20.0  # a tx not mined by then is replaced with higher fees
     # Receipt lookups of a sent transaction: the first after this, then twice as long each time
@@ -559,6 +565,8 @@ class VenueFaults(_Section):
 class Venue(_Section):
     """The local Polymarket: market WebSocket + CLOB REST + on-chain settlement."""
 
+    _bounds: ClassVar[dict[str, Decimal]] = {"pol_usdc_price": Decimal(1000)}
+
     host: str = "127.0.0.1"  # address of the venue's HTTP + WebSocket server
     port: Annotated[int, Meta(ge=0, le=65535)] = 8780  # its port; 0 = any free port (see ws_url in the stats)
     seed: int = 42  # seed of the simulator and fault injector: the same seed, the same events
@@ -572,6 +580,8 @@ class Venue(_Section):
     heartbeat_timeout_seconds: PosFloat = 10.0
     arbitrage: VenueArbitrage = VenueArbitrage()
     faults: VenueFaults = VenueFaults()
+    # The POL / USD answer of the sandbox's price feed, placed at executor.pol_price_feed (at most 1000).
+    pol_usdc_price: Usdc = Decimal("0.50")
     # Collateral minted to the trading wallet once, when the sandbox world (a fresh chain) is created
     # (USDC, at most 1000000).
     trader_funding: Usdc = Decimal("10000")

@@ -400,6 +400,19 @@ def _initialize(w: _World, venue: Venue) -> None:
             w.batch.send(f"{label}.addOperator", f.addOperator(op))
 
 
+def _price_feed(w3: Web3, batch: _Batch, address: str, op: str, venue: Venue) -> None:
+    """The sandbox's POL / USD feed where executor.pol_price_feed points (Chainlink's address
+    on Polygon), answering sandbox.venue.pol_usdc_price (8 decimals, as Chainlink's)."""
+    address = to_checksum_address(address)
+    _place_code(w3, "PriceFeed", address)
+    feed = contract(w3, "PriceFeed", address).functions
+    if not feed.initialized().call():
+        batch.send("PriceFeed.initialize", feed.initialize(op))
+    answer = to_micro(venue.pol_usdc_price) * 100  # 1e-6 -> 1e-8
+    if feed.latestRoundData().call()[1] != answer:
+        batch.send("PriceFeed.setAnswer", feed.setAnswer(answer))
+
+
 def _prepare(w: _World, venue: Venue, markets: list[MarketInfo], events: list[EventInfo]) -> None:
     """Binary conditions with the operator as oracle; each event's market and questions
     through the adapter (questions are numbered in order: only the missing tail is added)."""
@@ -477,6 +490,8 @@ def bootstrap(cfg: Config, rpc_url: str | None = None, *, timeout: float = RECEI
         _top_up_gas(w3, trader)  # gas money too: only for a new world
     markets, events = market_infos(cfg, op.address), event_infos(cfg, op.address)
     _initialize(w, venue)
+    if cfg.executor.pol_price_feed:
+        _price_feed(w3, w.batch, cfg.executor.pol_price_feed, op.address, venue)
     _prepare(w, venue, markets, events)
     _fund_operator(w, venue, markets)
     w.batch.wait(timeout)

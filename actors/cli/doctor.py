@@ -11,6 +11,7 @@ needs an earlier one (the chain for the balances) is SKIP when that one failed.
     chain      the node answers, with the configured chain id
     contracts  code at every contract address trading calls
     gas        POL for gas: enough for GAS_TRANSACTIONS transactions at today's fees
+    pol-price  the POL / USD feed gas is priced at answers, fresh (or the static price, without one)
     collateral pUSD: above risk.min_collateral_balance and trading.max_position_size
     approvals  every allowance and operator approval the executor needs; the missing ones
                are those the executor sends by itself at its start
@@ -76,7 +77,8 @@ class Doctor:
         self._keys()
         self._wallet()
         await self._guard("chain", self._chain)
-        for name, step in (("contracts", self._contracts), ("gas", self._gas), ("collateral", self._collateral),
+        for name, step in (("contracts", self._contracts), ("gas", self._gas), ("pol-price", self._pol_price),
+                           ("collateral", self._collateral),
                            ("approvals", self._approvals), ("state", self._state)):
             if self.chain is None:
                 self.skip(name, "needs the chain")
@@ -185,6 +187,27 @@ class Doctor:
             self.fail("gas", text, f"send at least {_pol(need - have)} POL to {self.chain.address}")
         else:
             self.ok("gas", text)
+
+    async def _pol_price(self) -> None:
+        from actors.executor.pol_price import PolPrice
+        from actors.runtime.clock import SystemClock
+
+        e = self.cfg.executor
+        if not e.pol_price_feed:
+            self.ok("pol-price", f"gas priced at the static executor.pol_usdc_price {e.pol_usdc_price} USDC")
+            return
+        price = PolPrice(lambda: self.chain.price_feed(e.pol_price_feed), SystemClock(), lambda: self.cfg)
+        await price.refresh()
+        st = price.get_stats()
+        if st["source"] != "feed":
+            why = st["last_error"] or (f"its answer is {st['age_seconds']} s old (pol_price_max_age_seconds "
+                                       f"{e.pol_price_max_age_seconds})")
+            self.fail("pol-price", f"the feed {e.pol_price_feed} gives no usable price: {why}; gas would be priced "
+                      f"at the static {e.pol_usdc_price}", "point executor.pol_price_feed at Chainlink's POL / USD "
+                      "(Polygon: 0xAB594600376Ec9fD91F8e885dADF0CE036862dE0), or remove it to use the static price")
+            return
+        self.ok("pol-price", f"{st['usdc']} USDC from the feed {e.pol_price_feed[:10]}…, {st['age_seconds']} s old "
+                             f"(static fallback {e.pol_usdc_price})")
 
     async def _collateral(self) -> None:
         have = await self.chain.collateral_balance()

@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 
 MICRO = 1_000_000  # micro units per USDC (or per share)
+PLACES = 6  # its decimal places
 ONE = MICRO  # one share, or one USDC, in micro units
 DECIMALS = 6
 _MAX_DIGITS = 40  # far beyond any real amount; bounds int() on hostile input
@@ -88,6 +89,14 @@ def parse_decimal(text: str) -> int:
 def _ascii_digits(s: str) -> bool:
     # str.isdigit() accepts '²' and '①', which int() refuses.
     return s == "" or (s.isascii() and s.isdigit())
+
+
+def fixed_to_micro(value: int, decimals: int) -> int:
+    """An integer amount with `decimals` places (a price feed's answer: 25120000 with 8
+    decimals is 0.2512) in 1e-6 units, rounded down: 251200."""
+    if decimals >= PLACES:
+        return value // 10 ** (decimals - PLACES)
+    return value * 10 ** (PLACES - decimals)
 
 
 def from_micro(value: int) -> Decimal:

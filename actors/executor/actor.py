@@ -28,6 +28,7 @@ from actors.executor.journal import Journal
 from actors.executor.metrics import SERIES, retry_latency
 from actors.executor.onchain import OnChainSender
 from actors.executor.outcomes import Execution
+from actors.executor.pol_price import PolPrice
 from actors.executor.reconciler import Reconciler
 from actors.executor.redemption import Redeemer
 from actors.executor.retry_policy import RetryPolicy
@@ -114,8 +115,11 @@ class ExecutorActor(Actor):
         self.breaker.add_listener(self._on_transition)
         self.retry = RetryPolicy.from_config(cfg.retry_policy, clock=rt.clock)
         self.retry.latency = retry_latency()
+        feed = getattr(self._chain, "price_feed", None)  # a fake chain in tests has none
+        self.pol_price = PolPrice((lambda: feed(self.rt.config.executor.pol_price_feed)) if feed else None,
+                                  rt.clock, lambda: self.rt.config)
         self.onchain = OnChainSender(self._chain, self._nonces, self.retry, rt.clock, self.journal,
-                                     lambda: self.rt.config)
+                                     lambda: self.rt.config, self.pol_price.per_pol)
         self.sender = TxSender(venue=self._venue, chain=self._chain, onchain=self.onchain, breaker=self.breaker,
                                retry=self.retry, idempotency=self.idem, journal=self.journal, clock=rt.clock,
                                config=lambda: self.rt.config, nonce_stats=lambda: self._last_nonce_stats)
@@ -170,7 +174,8 @@ class ExecutorActor(Actor):
         tasks = [asyncio.create_task(self.breaker.run_timer(), name="breaker-timer"),
                  asyncio.create_task(self._heartbeat(), name="breaker-heartbeat"),
                  asyncio.create_task(self._poll_nonce_stats(), name="nonce-stats"),
-                 asyncio.create_task(self._warm_fees(), name="fee-quotes")]
+                 asyncio.create_task(self._warm_fees(), name="fee-quotes"),
+                 asyncio.create_task(self._read_pol_price(), name="pol-price")]
         try:
             await self._prepare()
             self.ready = True
@@ -327,6 +332,11 @@ class ExecutorActor(Actor):
                 log.debug("fee refresh failed: %s", exc)
             await self.rt.clock.sleep(1.0)
 
+    async def _read_pol_price(self) -> None:
+        while True:
+            await self.pol_price.refresh()  # never raises: a failed read is counted, the static price serves
+            await self.rt.clock.sleep(self.rt.config.executor.pol_price_refresh_seconds)
+
     async def _poll_nonce_stats(self) -> None:
         while True:
             try:
@@ -385,6 +395,7 @@ class ExecutorActor(Actor):
                 "archived_state": self.archived_state, "reconciler": self.reconciler.get_stats(),
                 "redemptions": self.redeemer.get_stats(),
                 "venue": self._venue.get_stats() if hasattr(self._venue, "get_stats") else {},
+                "pol_price": self.pol_price.get_stats(),
                 "reconcile_errors": self.reconcile_errors, "signals_received": self.signals_received,
                 "dropped_bodies": self.dropped_bodies, "idempotency": self.idem.get_stats()}
 
@@ -425,6 +436,7 @@ class ExecutorActor(Actor):
                 "world_ok": sum(1 for _, status, _, _ in outcomes if status in ("SUCCESS", "HELD")),
                 "world_pnl_usdc": format_usdc(sum(pnl for _, _, pnl, _ in outcomes)),
                 **({"by_strategy": strategies} if strategies else {}),
+                "gas_price": f"{self.pol_price.source()} {format_usdc(self.pol_price.per_pol())}",  # USDC/POL
                 "today_pnl_usdc": format_usdc(s["risk"]["pnl_today_micro"]),  # the risk limits' day (UTC)
                 "exposure_usdc": format_usdc(s["risk"]["exposure_micro"]),
                 "locked_usdc": s["locked_capital_usdc"],  # in YES baskets until their events resolve

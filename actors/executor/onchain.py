@@ -77,9 +77,11 @@ def bumped(value: int, percent: int) -> int:
 
 class OnChainSender:
     def __init__(self, chain: ChainPort, nonces: Any, retry: RetryPolicy, clock: Any, journal: Journal,
-                 config: Callable[[], Config]) -> None:
+                 config: Callable[[], Config], pol_price: Callable[[], int] | None = None) -> None:
         self.chain, self.nonces, self.retry, self.clock, self.journal = chain, nonces, retry, clock, journal
         self._config = config
+        # micro-USDC per POL that gas is booked at (the feed's, or executor.pol_usdc_price).
+        self._pol_price = pol_price or (lambda: to_micro(self._config().executor.pol_usdc_price))
         self._gas_seen: dict[tuple[Any, str], int] = {}
         self._fees: tuple[int, tuple[int, int]] | None = None
         self.counts = {"sent": 0, "mined": 0, "reverted": 0, "bumps": 0, "nonce_resyncs": 0, "reestimates": 0,
@@ -124,7 +126,7 @@ class OnChainSender:
             raise GasTooExpensive(f"base fee {base} + tip {tip} wei exceeds max_fee_per_gas_gwei")
         max_fee = min(2 * base + tip, cap)
         tip = min(tip, max_fee)
-        return gas, max_fee, tip, gas_fee(gas, max_fee, to_micro(cfg.executor.pol_usdc_price))
+        return gas, max_fee, tip, gas_fee(gas, max_fee, self._pol_price())
 
     async def send(self, key: str, purpose: str, call: dict[str, Any], gas_hint: int,
                    prior: dict[str, Any] | None = None) -> TxOutcome:
@@ -191,7 +193,7 @@ class OnChainSender:
             self.counts["confirm_errors"] += 1
             log.warning("nonce %d mined (%s); the authority did not take the confirm (%s): it confirms it from "
                         "the chain", st["nonce"], receipt.tx_hash, exc)
-        price = to_micro(self._config().executor.pol_usdc_price)
+        price = self._pol_price()
         cost = gas_fee(receipt.gas_used, receipt.effective_gas_price, price)
         if receipt.status != 1:
             self.counts["reverted"] += 1
@@ -217,7 +219,7 @@ class OnChainSender:
         tip = bumped(st["tip"], pct)
         base = self._fees[1][0] if self._fees is not None else 0
         max_fee = max(bumped(st["max_fee"], pct), base + tip)
-        cost = gas_fee(st["gas"], max_fee, to_micro(cfg.executor.pol_usdc_price))
+        cost = gas_fee(st["gas"], max_fee, self._pol_price())
         if max_fee > cfg.executor.max_fee_per_gas_gwei * GWEI or cost > to_micro(cfg.trading.max_gas_cost):
             self.counts["bumps_capped"] += 1
             return False

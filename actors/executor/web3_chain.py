@@ -34,6 +34,8 @@ _PAYOUT_DENOMINATOR = function_signature_to_4byte_selector("payoutDenominator(by
 _PAYOUT_NUMERATORS = function_signature_to_4byte_selector("payoutNumerators(bytes32,uint256)")
 _BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
 _BALANCE_OF_BATCH = function_signature_to_4byte_selector("balanceOfBatch(address[],uint256[])")
+_LATEST_ROUND = function_signature_to_4byte_selector("latestRoundData()")  # Chainlink AggregatorV3
+_DECIMALS = function_signature_to_4byte_selector("decimals()")
 MAX_UINT = 2**256 - 1
 ZERO32 = b"\x00" * 32
 
@@ -150,6 +152,15 @@ class Web3Chain:
         return {**{name: (f"pUSD allowance of {spender}", spender) for name, spender in self._erc20_approvals()},
                 **{name: (f"ERC-1155 operator {operator}", operator)
                    for name, _, operator in self._operator_approvals()}}
+
+    async def price_feed(self, feed: str) -> tuple[int, int, int]:
+        """A Chainlink AggregatorV3's (answer, decimals, updatedAt seconds)."""
+        if not await self._w3.eth.get_code(to_checksum_address(feed)):  # type: ignore[arg-type]
+            raise RuntimeError(f"no price feed contract at {feed}")
+        to = to_checksum_address(feed)
+        raw = await self._read(to, _LATEST_ROUND, [], [])
+        _, answer, _, updated, _ = decode(["uint80", "int256", "uint256", "uint256", "uint80"], raw)
+        return int(answer), await self._read_int(to, _DECIMALS, [], []), int(updated)
 
     async def pol_balance(self) -> int:
         """The wallet's POL (wei): what pays for gas."""

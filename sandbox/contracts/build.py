@@ -25,7 +25,7 @@ from pathlib import Path
 from sandbox.chain import TOOLS
 
 SRC_DIR = Path(__file__).resolve().parent
-CONTRACTS = ("Collateral", "ConditionalTokens", "Settlement", "WrappedCollateral", "NegRiskAdapter")
+CONTRACTS = ("Collateral", "ConditionalTokens", "Settlement", "WrappedCollateral", "NegRiskAdapter", "PriceFeed")
 DEFAULT_OUT = TOOLS / "contracts"
 SOLC_JS = TOOLS / "node_modules" / "solc"
 # Cancun: every opcode solc emits for it runs on anvil 1.7.1's default (latest) hardfork,

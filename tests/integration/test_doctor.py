@@ -63,9 +63,10 @@ def test_doctor_passes_the_sandbox_and_names_each_broken_setup(tmp_path, anvil, 
     assert code == 1, out
     assert checks["approvals"].startswith("FAIL") and "approve_exchange" in checks["approvals"], out
     assert "the executor sends these" in checks["approvals"]
-    for name in ("config", "keys", "wallet", "chain", "contracts", "gas", "collateral", "state", "venue",
-                 "channels"):
+    for name in ("config", "keys", "wallet", "chain", "contracts", "gas", "pol-price", "collateral", "state",
+                 "venue", "channels"):
         assert checks[name].startswith("OK"), out
+    assert "from the feed" in checks["pol-price"], out  # the sandbox places its POL / USD feed
     assert "Nothing was sent" in out and w3.eth.get_transaction_count(TRADER) == sent_before
 
     # The executor's start sends them (through the nonce authority): then every check is OK.
