@@ -49,7 +49,7 @@ class Positions:
                  config: Callable[[], Config], touched: Callable[[list[str], int], None]) -> None:
         self.venue, self.retry, self.journal, self.clock = venue, retry, journal, clock
         self._config = config
-        self._touched = touched  # our orders traded on these books, answered by this time (the stale rule)
+        self._touched = touched  # our orders traded on these books at this time (the stale rule)
         self.unhedged_legs = 0  # legs whose unwind did not complete (recorded in the journal)
         self.cleared = 0  # shares of such legs sold later by `clear`
         self.resolve_errors = 0  # lookups of sales in doubt the venue did not answer
@@ -103,9 +103,10 @@ class Positions:
                 # From the leg's own (on-tick) limit, down to the 0.01 grid: an off-tick price is refused.
                 limit = max(TICK_GRID, (leg.limit_price - move) // TICK_GRID * TICK_GRID)
                 cid = client_id(key, i, "unwind")
+                placed_ms = self.clock.time_ns() // 1_000_000
                 try:
                     f = await self.sell(leg.token_id, limit, leg.size, cid, settle=follow is None)
-                    self._touched([leg.token_id] if f.filled else [], self.clock.time_ns() // 1_000_000)
+                    self._touched([leg.token_id] if f.filled else [], placed_ms)
                     placed.append(f)
                 except Exception as exc:
                     placed.append(exc)
@@ -146,9 +147,10 @@ class Positions:
             key = f"position:{token_id}:{self.journal.sale_attempt(token_id)}"
             cid = client_id(key, 0, "clear")
             self.journal.doubt_sale(cid, key, token_id, size)  # before the order: a crash leaves it asked
+            placed_ms = self.clock.time_ns() // 1_000_000
             try:
                 f = await self.sell(token_id, limit, size, cid)
-                self._touched([token_id] if f.filled else [], self.clock.time_ns() // 1_000_000)
+                self._touched([token_id] if f.filled else [], placed_ms)
             except SaleInDoubt as exc:  # asked again by `resolve`, before anything else
                 log.warning("open position %s: sale %s in doubt: %s", token_id[:12], cid[:12], exc)
                 continue

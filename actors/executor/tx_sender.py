@@ -103,7 +103,7 @@ class TxSender:
         self.queue_size = 0
         self.in_flight = 0
         self._locks: dict[str, asyncio.Lock] = {}
-        self._placed_ms: dict[str, int] = {}  # token -> when the venue answered our last order that traded on it
+        self._placed_ms: dict[str, int] = {}  # token -> when we last placed an order that traded on it (epoch ms)
         self._active: set[str] = set()  # keys being executed or resumed now
         self.activity = 0  # bumped whenever an execution or a sale starts or is booked (the reconciler's check)
         self._clearing = False
@@ -631,6 +631,7 @@ class TxSender:
             self.journal.update(key, "legs", legs=cids)
             self.journal.place_legs(key, [(cid, leg.token_id, str(leg.side)) for cid, leg in zip(
                 cids, signal.legs, strict=True)])
+        placed_ms = self.clock.time_ns() // 1_000_000  # books older than this cannot show our fills
         started = self._event_ns.pop(key, None)
         if started:
             self._tick_to_trade(signal, *started)
@@ -652,11 +653,7 @@ class TxSender:
         # return_exceptions: one leg's error must not hide another leg's fill.
         outcomes = list(await asyncio.gather(*(decide(i, leg) for i, leg in enumerate(signal.legs)),
                                              return_exceptions=True))
-        # The venue matched each order before it answered: books stamped from now on show our
-        # fills, books stamped before may not (one stamped while our batch was being matched
-        # showed the other leg's liquidity that our own order was about to take).
-        self._touched([o.token_id for o in outcomes if isinstance(o, Fill) and o.filled],
-                      self.clock.time_ns() // 1_000_000)
+        self._touched([o.token_id for o in outcomes if isinstance(o, Fill) and o.filled], placed_ms)
         return _Placed(outcomes, rejected)
 
     async def _settle(self, signal: Signal, key: str, placed: _Placed) -> tuple[list[Fill], list[BaseException]]:
@@ -741,12 +738,11 @@ class TxSender:
         parts["to_execute"].append(execute_ns - signal.created_ns)
         parts["to_order"].append(now - execute_ns)
 
-    def _touched(self, tokens: list[str], answered_ms: int) -> None:
-        """Our orders on these books traded, and the venue answered them by `answered_ms`
-        (epoch ms): a book stamped before that may not show what they took (the venue stamps
-        books while it is still matching a request), one stamped after does."""
+    def _touched(self, tokens: list[str], placed_ms: int) -> None:
+        """Our orders on these books were placed at `placed_ms` and traded: a book
+        older than that cannot show what they took."""
         for token in tokens:
-            self._placed_ms[token] = max(self._placed_ms.get(token, 0), answered_ms)
+            self._placed_ms[token] = max(self._placed_ms.get(token, 0), placed_ms)
 
     # -- bookkeeping
     def book(self, r: Execution, settle: Callable[[], Any] | None = None) -> Execution:

@@ -584,29 +584,6 @@ async def test_a_signal_created_after_our_trade_from_books_before_it_is_stale(wo
     assert len(world.venue.calls) == 2
 
 
-async def test_books_stamped_while_the_venue_was_still_matching_our_orders_are_stale(world):
-    # Issue 17 (the default sandbox's SELL_SETs unwound): the rule took our request's send time
-    # for the moment our fills show in the books. The venue took 80 ms to match the batch, a
-    # book stamped 40 ms after the send still held the liquidity our own orders took, and the
-    # next signal from it filled one leg alone.
-    class SlowVenue(type(world.venue)):
-        def place_sync(self, *args):
-            world.clock.advance(0.08)  # the venue matches the order 80 ms after the request
-            return super().place_sync(*args)
-
-    slow = SlowVenue()
-    slow.wallet, slow.observer = world.venue.wallet, world.venue.observer
-    world.sender.venue = world.venue = slow
-    sent_ms = world.clock.time_ns() // 1_000_000
-    first = await world.sender.execute(signal(world.clock, prices=(450_000, 500_000)))
-    mid = signal(world.clock, prices=(440_000, 500_000), created_offset=1)
-    mid = msgspec.structs.replace(mid, book_ts_ms={t: sent_ms + 40 for t in mid.book_ts_ms})
-    r = await world.sender.execute(mid)
-    assert first.status is TxStatus.SUCCESS and r.status is TxStatus.STALE and "books older" in r.error
-    after = signal(world.clock, prices=(430_000, 500_000), created_offset=2)  # stamped after the answers
-    assert (await world.sender.execute(after)).status is TxStatus.SUCCESS
-
-
 async def test_the_market_is_free_for_the_next_signal_while_a_merge_is_mined(world):
     # Issue 12, sequence 13: the per-market lock was held while the merge settled on
     # chain, so signals behind it expired (41 of 80 outcomes in one run).
