@@ -150,6 +150,7 @@ class VenueState:
         self.unmirrored: set[str] = set()  # markets whose books are independent (an injected fault)
         self._listeners: list[Listener] = []
         self._trade_listeners: list[TradeListener] = []
+        self._pending: list[tuple[Book, str, int, int]] | None = None  # a taker's changes, not sent yet
         self._last_ts: dict[str, int] = {}
         self._next_execution = 1
         self._reverted: set[int] = set()
@@ -163,7 +164,8 @@ class VenueState:
         self._listeners.append(fn)
 
     def add_trade_listener(self, fn: TradeListener) -> None:
-        """`fn(execution)` after each execution with fills (its events already sent)."""
+        """`fn(execution)` after each execution with fills, before its events are sent:
+        the levels it changes go out in the execution's own price_change."""
         self._trade_listeners.append(fn)
 
     def _emit(self, event: Event) -> None:
@@ -230,7 +232,11 @@ class VenueState:
             touched.append((p, m_side, m_price, size))
 
     def _emit_changes(self, touched: list[tuple[Book, str, int, int]]) -> list[PriceChange]:
-        """One price_change per market (condition), naming both tokens' levels."""
+        """One price_change per market (condition), naming both tokens' levels. During a
+        taker's execution the changes join its own (sent once its listeners ran)."""
+        if self._pending is not None and touched is not self._pending:
+            self._pending.extend(touched)
+            return []
         by_market: dict[str, list[tuple[Book, str, int, int]]] = {}
         for t in touched:
             by_market.setdefault(t[0].market, []).append(t)
@@ -331,8 +337,8 @@ class VenueState:
         is FAK (fills what there is, the rest is cancelled). Raises UnknownToken,
         or InvalidOrder for a side other than BUY/SELL, a price outside (0, 1) or
         off the token's CURRENT tick, or a size <= 0. With fills (on both mirrored
-        books), sends price_change + last_trade_price + book (both tokens) and then
-        notifies trade listeners.
+        books), notifies trade listeners, then sends ONE price_change (the fills and
+        what the listeners changed because of them) + last_trade_price + book (both tokens).
         """
         b = self.book(token_id)
         if b.market in self.resolved:
@@ -366,19 +372,27 @@ class VenueState:
         self.stats["fills"] += len(fills)
         self.stats["shares_filled"] += sum(s for _, s in fills)
         self.stats[f"matches_{match.lower()}"] += 1
-        (event,) = self._emit_changes(touched)
         ex = Execution(ex_id, token_id, b.market, side, limit_price, size, all_or_none, tuple(fills), changes,
-                       event.timestamp_ms, match)
+                       self.now_ms(b.market), match)
+        # The listeners run before the fill is sent: what they change because of it (the
+        # simulator closing the gap it took) goes out in the fill's own price_change. Sent
+        # apart, a client held the book between the two (the gap's next level, already gone)
+        # and traded on it: one leg filled, the other killed.
+        self._pending = touched
+        try:
+            for fn in self._trade_listeners:
+                try:
+                    fn(ex)
+                except Exception:  # the execution stands; a listener's bug must not undo it
+                    self.stats["listener_errors"] += 1
+                    log.exception("trade listener failed on execution %d", ex.id)
+        finally:
+            self._pending = None
+        self._emit_changes(touched)
         self._emit(LastTradePrice(token_id, b.market, fills[-1][0], side, ex.filled,
-                                  self.fee_rate_bps[b.market], event.timestamp_ms))
+                                  self.fee_rate_bps[b.market], ex.timestamp_ms))
         self._snapshot(b)
         self._snapshot(partner)
-        for fn in self._trade_listeners:
-            try:
-                fn(ex)
-            except Exception:  # the execution stands; a listener's bug must not undo it
-                self.stats["listener_errors"] += 1
-                log.exception("trade listener failed on execution %d", ex.id)
         return ex
 
     def revert(self, execution: Execution) -> tuple[tuple[str, int, int], ...]:

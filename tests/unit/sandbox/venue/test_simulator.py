@@ -159,6 +159,35 @@ def test_an_injected_binary_gap_suspends_the_mirror_and_restores_one_book_after(
     assert fresh[no] == (state.book(no).best_bid(), state.book(no).best_ask())
 
 
+def test_a_binary_gap_taken_closes_in_the_fills_own_message_never_after_it():
+    # Issue 17: 10 minutes of the default sandbox, no fault: 4 SELL_SETs unwound. A sell gap
+    # (YES bid 0.58 + NO bid 0.46) taken by two sets of 100 closed in a message sent after
+    # the last fill's: the router read the book between the two (NO bid 0.45, the gap's next
+    # level), signalled 0.57 + 0.45, and the NO leg found the normal bid 0.41.
+    m = VenueMarket(slug="x", question="x?", outcomes=["Yes", "No"],
+                    initial_prices=[Decimal("0.58"), Decimal("0.42")])
+    sim, state, events, clock = make_sim(m, margin="0.04", ups=0, lifetime=5)
+    ms = sim.markets[0]
+    sim.advance(clock.monotonic_ns())
+    gap = sim.open_gap(ms, SELL_GAP, clock.monotonic_ns())
+    assert gap.prices == [580_000, 460_000]
+
+    for t, p in zip(ms.tokens, gap.prices, strict=True):
+        state.execute_taker(t, SELL, p, 100 * ONE, all_or_none=True)
+    yes, no = ms.tokens
+    state.execute_taker(yes, SELL, 580_000, 100 * ONE, all_or_none=True)
+    seen = len(events)
+    state.execute_taker(no, SELL, 460_000, 100 * ONE, all_or_none=True)  # takes the gap's last level
+
+    assert ms.gap is None
+    changes = [e for e in events[seen:] if isinstance(e, PriceChange)]
+    assert len(changes) == 1  # the fill and the close: one message, no book in between
+    # A client applying it ends with the venue's books: one mirrored book, the NO bid 0.41.
+    final = {(c.asset_id, c.side, c.price): c.size for c in changes[0].changes}
+    assert final[(no, BUY, 450_000)] == 0 and state.book(no).best_bid() == 410_000
+    assert {c.asset_id: c.best_bid for c in changes[0].changes}[no] == 410_000
+
+
 def test_binary_markets_get_gaps_only_while_injected():
     sim, _, _, clock = make_sim(BINARY, MULTI, ups=0, rate=120, lifetime=0.2, binary_gaps=False)
     run(sim, clock, 60, step=0.1)

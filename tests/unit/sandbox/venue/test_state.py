@@ -185,14 +185,24 @@ def test_timestamps_never_go_back_within_a_market():
     assert events[1].timestamp_ms >= events[0].timestamp_ms
 
 
-def test_trade_listeners_see_the_execution_after_its_events():
+def test_trade_listeners_run_before_the_events_and_what_they_change_goes_out_with_the_fill():
+    # Issue 17: the simulator closed the gap a fill took in a message of its own, after the
+    # fill's; a client holding the book between the two traded on a level already gone.
     state, events = seeded()
     seen = []
-    state.add_trade_listener(lambda ex: seen.append((ex.id, len(events))))
 
+    def listener(ex):
+        seen.append((ex.id, len(events)))
+        state.apply([(YES, SELL, 700_000, 5 * S)])  # what a listener changes because of the fill
+
+    state.add_trade_listener(listener)
     state.execute_taker(NO, BUY, 390_000, S, all_or_none=True)
 
-    assert seen == [(1, 4)]
+    assert seen == [(1, 0)]  # nothing sent yet when it ran
+    changes = [e for e in events if isinstance(e, PriceChange)]
+    assert len(changes) == 1 and (YES, SELL, 700_000, 5 * S) in {
+        (c.asset_id, c.side, c.price, c.size) for c in changes[0].changes}
+    assert [type(e).__name__ for e in events] == ["PriceChange", "LastTradePrice", "BookSnapshot", "BookSnapshot"]
 
 
 def test_a_failing_listener_is_counted_and_does_not_break_the_book():
