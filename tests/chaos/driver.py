@@ -122,7 +122,11 @@ class Run:
     def _broken_text(self, how: str) -> str:
         assert how in CONFIG_BREAKS
         w = self.world
-        w.render()  # what the file holds now: the break changes one thing of it
+        # The good file (base, load, venue faults): the break changes one thing of it. Never
+        # the file as it is: another break may hold it (seed 46: a second invalid_yaml while
+        # one was in place made the driver's own YAML read fail and end the run).
+        w.broken = None
+        w.render()
         raw = yaml.safe_load(w.config_path.read_text())
         if how == "invalid_yaml":
             return yaml.safe_dump(raw, sort_keys=False) + "trading: [unclosed\n"
