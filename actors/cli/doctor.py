@@ -347,8 +347,8 @@ def _read_one(file: Path, query: str) -> str | None:
             row = db.execute(query).fetchone()
         finally:
             db.close()
-    except sqlite3.Error:
-        return None
+    except sqlite3.Error as exc:  # unreadable books are no books of this world: said, not skipped
+        raise RuntimeError(f"cannot read {file}: {exc}") from None
     if not row or row[0] is None:
         return None
     value = row[0]

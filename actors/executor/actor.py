@@ -61,6 +61,7 @@ class ExecutorActor(Actor):
         self.reconciled = 0
         self.chain_reachable: bool | None = None  # the last probe's answer (None: none yet)
         self.reconcile_errors = 0
+        self.risk_errors = 0  # rounds of the risk limits that could not read the journal or the chain
         self.signals_received = 0
         self.dropped_bodies = 0
         self._queue: asyncio.Queue[tuple[Signal, int, str]] = asyncio.Queue()
@@ -302,6 +303,7 @@ class ExecutorActor(Actor):
                 risk.refresh()
                 risk.evaluate()
             except Exception as exc:  # the chain is down: the reconciler's next read gives the balance
+                self.risk_errors += 1
                 log.warning("risk limits not evaluated: %s", exc)
             await self.rt.clock.sleep(RISK_EVERY_S)
 
@@ -396,7 +398,8 @@ class ExecutorActor(Actor):
                 "redemptions": self.redeemer.get_stats(),
                 "venue": self._venue.get_stats() if hasattr(self._venue, "get_stats") else {},
                 "pol_price": self.pol_price.get_stats(),
-                "reconcile_errors": self.reconcile_errors, "signals_received": self.signals_received,
+                "reconcile_errors": self.reconcile_errors, "risk_errors": self.risk_errors,
+                "signals_received": self.signals_received,
                 "dropped_bodies": self.dropped_bodies, "idempotency": self.idem.get_stats()}
 
     def metric_series(self) -> tuple[Series, ...]:

@@ -84,6 +84,10 @@ class RiskGuard:
         self.breaches: list[Breach] = []  # the standing breaches of the last evaluation
         self.trips = self.refused = self.releases = 0
         self.by_limit: dict[str, int] = {}
+        # The guard's own halt: read from the journal once, then written through (it is
+        # consulted before every signal: no database read on that path).
+        stored = journal.get_value(HALT_KEY)
+        self._halt: dict[str, Any] | None = stored if isinstance(stored, dict) and stored.get("reason") else None
 
     @property
     def limits(self) -> Risk:
@@ -148,15 +152,15 @@ class RiskGuard:
     def evaluate(self) -> list[Breach]:
         """Halt on a standing breach; close the breaker the guard opened once none is left."""
         self.breaches = self.standing()
-        halt = self._halt()
+        halt = self._halt
         if halt is not None and not self._ours(halt):
             # An operator resumed it, or another cause forced it since: no longer ours to close.
-            self.journal.put_value(HALT_KEY, None)
+            self._keep(None)
             halt = None
         if halt is not None:
             if not self.breaches and not halt.get("sticky"):
                 self.releases += 1
-                self.journal.put_value(HALT_KEY, None)
+                self._keep(None)
                 self.breaker.reset(f"risk limits back within: {halt['limit']} ({self._figures_line()})")
                 log.warning("risk limits back within (%s): trading resumes", halt["limit"])
         elif self.breaches and self.breaker.state is not CircuitState.FORCED_OPEN:
@@ -205,11 +209,11 @@ class RiskGuard:
         self.by_limit[breach.limit] = self.by_limit.get(breach.limit, 0) + 1
         log.error("%s: trading halted", breach, extra={"fields": {"limit": breach.limit, "figures": breach.figures}})
         self.breaker.force_open(str(breach))
-        self.journal.put_value(HALT_KEY, {"reason": self.breaker.reason, "limit": breach.limit, "sticky": sticky})
+        self._keep({"reason": self.breaker.reason, "limit": breach.limit, "sticky": sticky})
 
-    def _halt(self) -> dict[str, Any] | None:
-        value = self.journal.get_value(HALT_KEY)
-        return value if isinstance(value, dict) and value.get("reason") else None
+    def _keep(self, halt: dict[str, Any] | None) -> None:
+        self._halt = halt
+        self.journal.put_value(HALT_KEY, halt)
 
     def _ours(self, halt: dict[str, Any]) -> bool:
         """The breaker is still forced open by the guard's halt (a restart restores it as
@@ -226,7 +230,7 @@ class RiskGuard:
                 + f", {self.executions_last_minute()} executions in the last minute")
 
     def get_stats(self) -> dict[str, Any]:
-        r, halt = self.limits, self._halt()
+        r, halt = self.limits, self._halt
         limits = {"daily_loss_limit": r.daily_loss_limit, "max_exposure": r.max_exposure,
                   "max_unwind_loss_execution": r.max_unwind_loss.execution,
                   "max_unwind_loss_day": r.max_unwind_loss.day, "min_collateral_balance": r.min_collateral_balance,
