@@ -82,6 +82,13 @@ async def test_one_alert_per_transition_retried_after_a_500_and_none_repeated_af
         opened = sink.bodies[0]
         assert opened["text"] == opened["content"] == "PolyArb-X breaker CLOSED -> OPEN: 3 consecutive failures"
 
+        # The outbox has recorded both deliveries (a kill between a webhook's 200 and that record
+        # sends the alert once more: at least once, the key lets a receiver drop it; CI once
+        # killed in that window). Then the kill: what it recorded is never sent again.
+        async def recorded() -> bool:
+            latest = await status.collect(cfg, 0.3)
+            return latest.get("alerts", {}).get("stats", {}).get("summary", {}).get("waiting") == 0
+        await eventually(recorded, timeout=30, what="both deliveries recorded in the outbox")
         alerts.kill9()  # the outbox remembers what it sent
         procs("--config", str(path), "actor", "alerts", name="alerts")
         await eventually(lambda: heard("CLOSED"), timeout=30, what="the restarted alerts program heard CLOSED")
