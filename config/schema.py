@@ -153,7 +153,8 @@ class Endpoints(_Section):
 DEFAULT_RPC_ALLOW: dict[str, dict[str, list[str]]] = {
     "nonce": {"executor": ["*"], "operator": ["stats", "is_pending"]},
     "executor": {"operator": ["halt", "resume", "breaker"], "reader": ["breaker"]},
-    "feed": {"router": ["snapshot"], "operator": ["snapshot"], "reader": ["snapshot"]},
+    # The executor asks for the books only when it trades on paper (the paper venue matches on them).
+    "feed": {"router": ["snapshot"], "executor": ["snapshot"], "operator": ["snapshot"], "reader": ["snapshot"]},
 }
 
 
@@ -626,6 +627,37 @@ class Dashboard(_Section):
     transitions_shown: PosInt = 50  # latest breaker transitions listed
 
 
+class PaperGas(_Section):
+    """Gas a paper transaction burns, by step (the executor prices it as live: fee x POL price)."""
+
+    merge: PosInt = 150_000
+    split: PosInt = 150_000
+    convert: PosInt = 250_000
+    redeem: PosInt = 150_000
+    other: PosInt = 60_000  # approvals, the nonce authority's no-op replacements
+    base_fee_gwei: NonNegInt = 30  # the base fee of every paper block
+    priority_fee_gwei: NonNegInt = 30  # the tip the paper chain suggests
+
+
+class Paper(_Section):
+    """Paper trading (docs/paper-trading.md): the executor's orders go to a paper venue that
+    matches them against the live books the feed publishes, and its transactions to a paper
+    chain kept in SQLite: no wallet, no key, nothing sent. Present: the executor trades on paper
+    (adding or removing the section takes effect when the executor starts; its keys are hot)."""
+
+    funding: Usdc = Decimal("1000")  # the paper wallet's pUSD when its ledger is created (read then only)
+    # An order reaches the venue this long after it is sent: it matches the book as it is then
+    # (the feed's latest), not as it was when the signal left (live: your round trip to the CLOB).
+    order_latency_ms: NonNegInt = 50
+    # A matched trade is MINED this long after the match (Polygon: a few blocks); its tokens and
+    # pUSD move then, as they do on chain.
+    settlement_latency_ms: NonNegInt = 3_000
+    gas: PaperGas = PaperGas()
+    # The NegRiskAdapter's convert fee (bips) of every event; none = read from chain.rpc_url (read-only).
+    convert_fee_bips: Annotated[int, Meta(ge=0, lt=10_000)] | None = None
+    listing_refresh_seconds: PosFloat = 60.0  # the market listing (token ids, fee rates) is read again this often
+
+
 class Config(_Section):
     """The whole file."""
 
@@ -643,6 +675,7 @@ class Config(_Section):
     alerts: Alerts = Alerts()
     dashboard: Dashboard = Dashboard()
     sandbox: Sandbox | None = None
+    paper: Paper | None = None  # present: the executor trades on paper (no wallet, no chain)
 
 
 # Sections whose change at run time would be unsafe: reported, not applied.
@@ -658,6 +691,7 @@ READ_AT_START: dict[str, tuple[str, ...]] = {
     "feed": ("ws_url",),
     "alerts": ("state_dir",),
     "dashboard": ("listen",),
+    "paper": ("funding",),
     "sandbox": ("chain",),
     "sandbox.venue": ("host", "port", "seed", "operator_index", "markets", "events", "state_dir", "trader_funding",
                       "operator_inventory"),

@@ -12,7 +12,7 @@ from config.schema import Config
 
 def world(cfg: Config, path: str | Path | None) -> dict[str, Any]:
     return {"config": Path(path).name if path else "(embedded default)",
-            "profile": "sandbox" if cfg.sandbox is not None else "live",
+            "profile": "paper" if cfg.paper is not None else "sandbox" if cfg.sandbox is not None else "live",
             "chain_id": cfg.chain.chain_id,
             "venue": urlsplit(cfg.executor.clob_url).netloc or cfg.executor.clob_url,
             "state_dir": cfg.executor.state_dir}

@@ -66,11 +66,20 @@ class ExecutorActor(Actor):
         self.dropped_bodies = 0
         self._queue: asyncio.Queue[tuple[Signal, int, str]] = asyncio.Queue()
         self._last_nonce_stats: dict[str, Any] = {}
+        self.paper: Any = None  # the paper world, when the config has a `paper` section
 
     async def start(self) -> None:
         cfg, rt = self.rt.config, self.rt
         state = Path(cfg.executor.state_dir)
         wallet = None
+        if cfg.paper is not None and self._venue is None and self._chain is None and self._nonces is None:
+            # Paper trading: the same pipeline against a venue that matches on the live books and a
+            # chain in SQLite; no wallet is loaded, nothing is sent (actors/executor/paper/).
+            from actors.executor.paper.world import PaperWorld
+
+            self.paper = PaperWorld(rt)
+            await self.paper.start()
+            self._venue, self._chain, self._nonces = self.paper.venue, self.paper.chain, self.paper.nonces
         if self._chain is None:
             wallet = load_wallet(cfg)
             self._chain = Web3Chain(cfg.chain.url(), wallet, cfg.chain.chain_id,
@@ -177,6 +186,8 @@ class ExecutorActor(Actor):
                  asyncio.create_task(self._poll_nonce_stats(), name="nonce-stats"),
                  asyncio.create_task(self._warm_fees(), name="fee-quotes"),
                  asyncio.create_task(self._read_pol_price(), name="pol-price")]
+        if self.paper is not None:
+            tasks += [asyncio.create_task(t, name="paper") for t in self.paper.tasks()]
         try:
             await self._prepare()
             self.ready = True
@@ -356,6 +367,8 @@ class ExecutorActor(Actor):
         for closer in (getattr(self._venue, "close", None), getattr(self._chain, "close", None)):
             if closer is not None:
                 await closer()
+        if self.paper is not None:
+            await self.paper.close()
 
     # -- control and reload
     def rpc_methods(self) -> dict[str, RpcMethod]:
@@ -398,6 +411,7 @@ class ExecutorActor(Actor):
                 "redemptions": self.redeemer.get_stats(),
                 "venue": self._venue.get_stats() if hasattr(self._venue, "get_stats") else {},
                 "pol_price": self.pol_price.get_stats(),
+                **({"paper": self.paper.get_stats()} if self.paper is not None else {}),
                 "reconcile_errors": self.reconcile_errors, "risk_errors": self.risk_errors,
                 "signals_received": self.signals_received,
                 "dropped_bodies": self.dropped_bodies, "idempotency": self.idem.get_stats()}

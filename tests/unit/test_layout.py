@@ -43,7 +43,9 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 # A published client of another role's service may be used across roles, and the
 # executor's books read back (read-only) by the dashboard.
-CROSS_ROLE_ALLOWED = {"actors.nonce.client", "actors.executor.history"}
+# The paper world runs the nonce authority's manager in the executor's process (actors/executor/paper/).
+CROSS_ROLE_ALLOWED = {"actors.nonce.client", "actors.executor.history", "actors.nonce.nonce_manager",
+                      "actors.nonce.store"}
 
 
 def rel(p: Path) -> str:
