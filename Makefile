@@ -17,7 +17,7 @@ CONFIG ?= $(CURDIR)/config/sandbox.yaml
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run live doctor test test-unit test-integration chaos lint docs bench clean reset
+.PHONY: help install browser run live paper doctor test test-unit test-integration chaos lint docs bench clean reset
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -74,6 +74,13 @@ live: install ## Trade for real (docs/going-live.md): polyarb doctor first, then
 	$(BIN)/polyarb --config $(LIVE_CONFIG) doctor
 	@$(BIN)/polyarb supervisor-conf --live --out run/live/supervisord.conf
 	POLYARB_CONFIG=$(LIVE_CONFIG) $(BIN)/supervisord -n -c run/live/supervisord.conf
+
+PAPER_CONFIG ?= $(CURDIR)/config/paper.yaml
+paper: install ## Paper trading on Polymarket's live data (docs/paper-trading.md): no wallet, nothing sent
+	@mkdir -p run/paper/logs run/paper/state
+	@$(BIN)/polyarb --config $(PAPER_CONFIG) keys init
+	@$(BIN)/polyarb supervisor-conf --paper --out run/paper/supervisord.conf
+	POLYARB_CONFIG=$(PAPER_CONFIG) $(BIN)/supervisord -n -c run/paper/supervisord.conf
 
 doctor: install ## The preflight of a config (CONFIG=...): every check OK or FAIL with its fix
 	$(BIN)/polyarb --config $(CONFIG) doctor

@@ -198,16 +198,38 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_supervisor_conf(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from actors.cli.supervisor_conf import live_conf
+    from actors.cli.supervisor_conf import PAPER_LEFT_OUT, SANDBOX_PROGRAMS, live_conf
 
     root = Path(args.root)
-    text = live_conf((root / "supervisord.conf").read_text(), root, args.run_dir)
+    if args.paper:
+        text = live_conf((root / "supervisord.conf").read_text(), root, args.run_dir or "run/paper", PAPER_LEFT_OUT,
+                         "--paper")
+    else:
+        text = live_conf((root / "supervisord.conf").read_text(), root, args.run_dir or "run/live", SANDBOX_PROGRAMS)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
     else:
         print(text, end="")
     return 0
+
+
+def cmd_paper(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from actors.executor.history import find_journal
+    from actors.executor.paper.replay import replay, summary
+    from actors.executor.paper.world import ledger_path
+
+    cfg = _config(args)
+    ledger = ledger_path(cfg.executor.state_dir)
+    if not ledger.is_file():
+        raise SystemExit(f"polyarb: no paper ledger at {ledger} (make paper creates it)")
+    journal = Path(args.journal) if args.journal else find_journal(cfg.executor.state_dir, cfg.chain.chain_id)
+    rep = replay(ledger, journal)
+    print(json.dumps(rep.as_dict(), indent=2) if args.json else summary(rep))
+    return 0 if rep.matches else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,12 +286,22 @@ def build_parser() -> argparse.ArgumentParser:
                                       "sends nothing")
     d.set_defaults(func=cmd_doctor)
 
-    sc = sub.add_parser("supervisor-conf", help="supervisord.conf without the sandbox's programs (make live)")
-    sc.add_argument("--live", action="store_true", required=True, help="the live profile's programs")
+    sc = sub.add_parser("supervisor-conf", help="supervisord.conf without the sandbox's programs (make live, "
+                                                "make paper)")
+    which = sc.add_mutually_exclusive_group(required=True)
+    which.add_argument("--live", action="store_true", help="the live profile's programs")
+    which.add_argument("--paper", action="store_true", help="paper trading's: no nonce authority either")
     sc.add_argument("--root", default=".", help="the checkout holding supervisord.conf (default .)")
-    sc.add_argument("--run-dir", default="run/live", help="logs, socket and pid file under this (default run/live)")
+    sc.add_argument("--run-dir", help="logs, socket and pid file under this (default run/live, run/paper)")
     sc.add_argument("--out", help="write it here instead of standard output")
     sc.set_defaults(func=cmd_supervisor_conf)
+
+    pp = sub.add_parser("paper", help="paper trading's P&L report, checked by a replay of its own decisions "
+                                      "(exit 1 if the replay differs)")
+    pp.add_argument("action", choices=["report"], help="report: the P&L by strategy and the replay's verdict")
+    pp.add_argument("--journal", help="the executor's journal file (default: found in executor.state_dir)")
+    pp.add_argument("--json", action="store_true")
+    pp.set_defaults(func=cmd_paper)
 
     c = sub.add_parser("chain", help="run the sandbox anvil (exec, keeps the pid)")
     c.set_defaults(func=cmd_plugin, plugin="chain")

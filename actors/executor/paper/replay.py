@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ class Report:
                 "replay_pnl_micro": self.replay_pnl, "gas_micro": self.gas,
                 "balances_equal": self.balances_replayed == self.balances_ledger,
                 "problems": self.problems[:50], "problem_count": len(self.problems),
-                "by_strategy": [g.__dict__ for g in grouped(self.trades, "strategy")]}
+                "by_strategy": [asdict(g) for g in grouped(self.trades, "strategy")]}
 
 
 def _orders(db: sqlite3.Connection) -> list[L.Order]:

@@ -276,7 +276,7 @@ async def test_the_pipeline_on_paper_books_what_the_replay_of_its_decisions_give
     pnl = sum(r.realized_pnl for r in (buy, sell, basket, partial))
     assert rep.journal_pnl == rep.replay_pnl == pnl
     assert rep.orders_by_status["MINED"] >= 8 and rep.txs == 3  # merge, split, convert
-    assert "replay MATCHES" in summary(rep)
+    assert "replay MATCHES" in summary(rep) and json.loads(json.dumps(rep.as_dict()))["matches"]
 
     # A tampered record (a fill the levels it met cannot give) is found.
     db = sqlite3.connect(pw.tmp / "paper-ledger.sqlite")
