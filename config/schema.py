@@ -630,10 +630,10 @@ class Dashboard(_Section):
 class PaperGas(_Section):
     """Gas a paper transaction burns, by step (the executor prices it as live: fee x POL price)."""
 
-    merge: PosInt = 150_000
-    split: PosInt = 150_000
-    convert: PosInt = 250_000
-    redeem: PosInt = 150_000
+    merge: PosInt = 150_000  # a merge of a full set into pUSD
+    split: PosInt = 150_000  # a split of pUSD into a full set
+    convert: PosInt = 250_000  # the NegRiskAdapter's convertPositions
+    redeem: PosInt = 150_000  # the redemption of a resolved question
     other: PosInt = 60_000  # approvals, the nonce authority's no-op replacements
     base_fee_gwei: NonNegInt = 30  # the base fee of every paper block
     priority_fee_gwei: NonNegInt = 30  # the tip the paper chain suggests
