@@ -46,8 +46,9 @@ class VenuePort(Protocol):
     async def settle(self, fill: Fill) -> Fill:
         """A provisional MATCHED fill once its trades are MINED (or nothing, if one FAILED)."""
 
-    async def find(self, client_id: str) -> Fill | None:
-        """The order placed with this client id, if the venue has it (reconciliation)."""
+    async def find(self, client_id: str, settle: bool = True) -> Fill | None:
+        """The order placed with this client id, if the venue has it (reconciliation);
+        settle=False: a match handed back provisional, as `place(settle=False)` does."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from actors.executor.circuit_breaker import CircuitBreaker, CircuitOpenError
 from actors.executor.errors import AmbiguousOutcome
 from actors.executor.idempotency import IdempotencyStore, content_hash
 from actors.executor.journal import Journal
-from actors.executor.legs import FINAL, SETTLED, LegEvent, client_id
+from actors.executor.legs import FINAL, SETTLED, LegEvent, LegState, client_id
 from actors.executor.metrics import latencies
 from actors.executor.onchain import GasTooExpensive, OnChainSender, StuckTransaction, TxReverted
 from actors.executor.outcomes import (
@@ -58,6 +58,11 @@ from config.schema import Config
 log = logging.getLogger(__name__)
 
 BATCH_MAX = 15  # POST /orders takes at most 15 orders
+# A leg's journal states in which the venue told us it matched (or may match: DELAYED): on a resume
+# such a leg is looked up, never placed again; and states in which it told us nothing traded.
+MAY_HAVE_TRADED = frozenset({LegState.DELAYED, LegState.MATCHED, LegState.RETRYING, LegState.MINED,
+                             LegState.CONFIRMED})
+NOTHING_TRADED = frozenset({LegState.KILLED, LegState.UNMATCHED, LegState.FAILED})
 BIPS = 10_000  # the NegRiskAdapter's fee denominator
 BASKET_TERMS_TTL_NS = 60 * 10**9  # an adapter market's question count and fee, read again after this
 # Fields that change when the same opportunity is signalled again: not part of the key.
@@ -604,11 +609,13 @@ class TxSender:
         until the venue decided each order: what competes for the market's liquidity,
         and all the market lock must cover. A match is provisional until `_settle`.
         A resumed execution whose fills are journaled reads them instead."""
+        told: dict[str, LegState] = {}  # a resume: what the venue told of each leg before the crash
         if journaled is None and not fresh:  # a resume: the legs' own records, when every one is decided
             rows = self.journal.legs(key)
             if len(rows) == len(signal.legs) and all(st in FINAL or st in SETTLED for _, st, *_ in rows):
                 journaled = [[o, f if st in SETTLED else 0, c if st in SETTLED else 0, fe if st in SETTLED else 0]
                              for _, st, o, f, c, fe in rows]
+            told = {cid: st for cid, st, *_ in rows if st in MAY_HAVE_TRADED or st in NOTHING_TRADED}
         if journaled is not None and len(journaled) == len(signal.legs):
             return _Placed([Fill(client_id(key, i), str(order_id), leg.token_id, leg.side, int(filled), int(cost),
                                  int(fee), "JOURNALED") for i, (leg, (order_id, filled, cost, fee))
@@ -617,11 +624,25 @@ class TxSender:
 
         async def one(i: int, leg: Leg) -> Fill:
             cid = client_id(key, i)
+            if told.get(cid) in NOTHING_TRADED:  # killed or failed before the crash: decided, nothing to ask
+                return Fill(cid, "", leg.token_id, leg.side, 0, 0, 0, str(told[cid]).upper())
+            if cid in told:
+                # Matched (or decided) before the crash: looked up, never placed again. A placement
+                # relies on the venue's client-id check, and a venue restarting its engine refuses
+                # before it (chaos seed 46: a sold set booked unsold and merged back).
+                found = await self.retry.run(lambda: self.venue.find(cid, settle=False), dependency="clob")
+                if found is None:
+                    raise ConnectionError(f"leg {i} was answered before the crash; the venue does not find it now")
+                return found
             try:
                 return await self.retry.run(
                     lambda: self.venue.place(leg.token_id, leg.side, leg.limit_price, leg.size, cid,
                                              settle=False), dependency="clob")
             except OrderRejected as exc:  # no balance, market closed: the venue said no, not the book
+                if not fresh:  # a resume: an earlier placement may have traded; only "no such order" proves not
+                    found = await self.retry.run(lambda: self.venue.find(cid, settle=False), dependency="clob")
+                    if found is not None:
+                        return found
                 log.info("leg %d rejected: %s", i, exc)
                 rejected.append(exc)
                 return Fill(cid, "", leg.token_id, leg.side, 0, 0, 0, f"REJECTED: {exc}")
@@ -635,7 +656,7 @@ class TxSender:
         started = self._event_ns.pop(key, None)
         if started:
             self._tick_to_trade(signal, *started)
-        first = await self._batch(signal, key)  # one request for the whole set
+        first = await self._batch(signal, key) if fresh else None  # a resume: each leg on its own (above)
         if first is not None:
             for i, got in enumerate(first):
                 if isinstance(got, OrderRejected):
@@ -683,6 +704,9 @@ class TxSender:
             except Exception as exc:
                 raise AmbiguousOutcome(self.retry.classify(exc), 1, "clob") from out
             unanswered = getattr(self.venue, "unanswered", None)
+            if found is None and self._answered(key, cid):
+                # The venue told us this leg matched (or was decided): "not found" now is not "unfilled".
+                raise AmbiguousOutcome(self.retry.classify(out), 1, "clob") from out
             if found is None and unanswered is not None and unanswered(cid):
                 # A request of this leg timed out: the venue may take it later (a chaos run: a
                 # batch held up by a frozen chain matched after its retries were refused and
@@ -696,6 +720,10 @@ class TxSender:
         failed = [TradeFailed(f"leg {i}'s trade failed after it matched") for i, f in enumerate(fills)
                   if f.status == "FAILED"]
         return fills, placed.rejected + errors + failed
+
+    def _answered(self, key: str, cid: str) -> bool:
+        """Whether the venue told us this leg matched (or may match), as the journal has it."""
+        return any(c == cid and st in MAY_HAVE_TRADED for c, st, *_ in self.journal.legs(key))
 
     async def _batch(self, signal: Signal, key: str) -> list[Any] | None:
         """Every leg in one `POST /orders` when the venue can (at most BATCH_MAX): per leg

@@ -66,7 +66,7 @@ class FakeVenue:
         self.settled.append(fill.client_id)
         return fill  # the fake's fills are final when placed
 
-    async def find(self, client_id: str) -> Fill | None:
+    async def find(self, client_id: str, settle: bool = True) -> Fill | None:
         if self.find_errors:
             self.find_errors -= 1
             raise ConnectionError("venue unreachable")

@@ -15,6 +15,7 @@ from actors.executor.idempotency import IdempotencyStore
 from actors.executor.journal import Journal
 from actors.executor.legs import LegEvent, LegState, client_id
 from actors.executor.onchain import OnChainSender
+from actors.executor.ports import OrderRejected
 from actors.executor.retry_policy import RetryPolicy
 from actors.executor.tx_sender import TxSender
 from actors.nonce.nonce_manager import NonceManager
@@ -1196,3 +1197,84 @@ async def test_legs_whose_batch_timed_out_are_never_booked_unfilled_on_a_lookup_
     assert done.status is TxStatus.SUCCESS  # adopted by client id, merged
     assert [f.kind for f in world.journal.flows(done.idempotency_key)][:4] == ["buy", "fee", "buy", "fee"]
     assert world.journal.booked() == done.realized_pnl + done.gas_cost and world.journal.held_tokens() == {}
+
+
+async def test_a_resume_never_takes_a_refusal_for_a_leg_that_matched_before_the_crash(world, tmp_path):
+    """Chaos seed 46: a SELL_SET's legs MATCHED, then the executor was killed while following
+    their trades; the venue settled them (the wallet sold the set). The restarted executor placed
+    the legs again during an engine restart: the venue's 425 came before its client-id check, the
+    legs were booked unsold, and the set was merged back from the sell reserve's tokens: the books
+    104.02 pUSD and 100 sets away from the chain. A leg the journal has past PLACED is looked up,
+    never placed again, and a refusal on a resume proves nothing until the venue says it has no
+    such order."""
+    s = signal(world.clock, "SELL_SET", prices=(520_000, 500_000))
+    hang = asyncio.Event()
+
+    async def unsettled(fill):  # the trades are matched; the process dies before they settle
+        await hang.wait()
+
+    world.venue.settle = unsettled
+    told = world.venue.observer
+    world.venue.observer = lambda ev: told(ev) if ev.state is LegState.MATCHED else None  # MINED never heard
+    task = asyncio.create_task(world.sender.execute(s))
+    await until(lambda: (k := world.idem.in_progress()) and [st for _, st, *_ in world.journal.legs(k[0].key)]
+                == [LegState.MATCHED] * 2, "both legs MATCHED")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    del world.venue.settle
+    sent_before = [tx["data"].split(":")[0] for tx in world.chain.sent]
+    assert sent_before == ["split"]
+
+    w2 = World(tmp_path, world.cfg, clock=world.clock, nonce_chain=world.nonce_chain, venue=world.venue)
+    w2.chain = world.chain
+    w2.build()
+    w2.sender.chain = world.chain
+    w2.onchain.chain = world.chain
+    await w2.nonces.initialize()
+    # The engine restarts: every placement is refused before any client-id check.
+    world.venue.batch_errors = [OrderRejected("the matching engine is restarting; try again shortly", 425)]
+
+    async def restarting(*args, **kwargs):
+        raise OrderRejected("the matching engine is restarting; try again shortly", 425)
+
+    world.venue.place = restarting
+    [r] = await w2.sender.reconcile()
+    assert [tx["data"].split(":")[0] for tx in world.chain.sent] == ["split"]  # no merge of a set already sold
+    assert r.status is TxStatus.SUCCESS, r.error
+    assert [f.kind for f in w2.journal.flows(r.idempotency_key)] == ["split", "gas", "sell", "fee", "sell", "fee"]
+
+
+async def test_a_resume_takes_a_refusal_for_an_unfilled_leg_only_once_the_venue_has_no_such_order(world, tmp_path):
+    """A leg PLACED (no answer journaled) when the process died, which the venue did match:
+    the resume's placement is refused (the 425 comes before the client-id check), and the
+    lookup by client id finds the match."""
+    s = signal(world.clock)
+    hang = asyncio.Event()
+
+    async def unsettled(fill):
+        await hang.wait()
+
+    world.venue.settle = unsettled
+    world.venue.observer = lambda ev: None  # nothing heard: both legs stay PLACED in the journal
+    task = asyncio.create_task(world.sender.execute(s))
+    await until(lambda: len(world.venue.orders) == 2, "both legs matched at the venue")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    del world.venue.settle
+    w2 = World(tmp_path, world.cfg, clock=world.clock, nonce_chain=world.nonce_chain, venue=world.venue)
+    w2.chain = world.chain
+    w2.build()
+    w2.sender.chain = world.chain
+    w2.onchain.chain = world.chain
+    await w2.nonces.initialize()
+    key = w2.idem.in_progress()[0].key
+    assert {st for _, st, *_ in w2.journal.legs(key)} == {LegState.PLACED}
+
+    async def restarting(*args, **kwargs):
+        raise OrderRejected("the matching engine is restarting; try again shortly", 425)
+
+    world.venue.place = restarting
+    world.venue.batch_errors = [OrderRejected("the matching engine is restarting; try again shortly", 425)]
+    [r] = await w2.sender.reconcile()
+    assert r.status is TxStatus.SUCCESS, r.error  # the legs found by client id, the set merged
+    assert [f.kind for f in w2.journal.flows(r.idempotency_key)][:4] == ["buy", "fee", "buy", "fee"]
