@@ -90,6 +90,17 @@ async def world(tmp_path, sandbox_config):
     return w
 
 
+async def restarted(world, tmp_path):
+    """A new executor process on the same databases, venue and chain (after a crash)."""
+    w2 = World(tmp_path, world.cfg, clock=world.clock, nonce_chain=world.nonce_chain, venue=world.venue)
+    w2.chain = world.chain
+    w2.build()
+    w2.sender.chain = world.chain
+    w2.onchain.chain = world.chain
+    await w2.nonces.initialize()
+    return w2
+
+
 def signal(clock, kind="BUY_SET", prices=(450_000, 500_000), created_offset=0, size=SIZE):
     side = "BUY" if kind == "BUY_SET" else "SELL"
     legs = [Leg(token_id=f"tok{i}", side=side, limit_price=p, size=size, cost=p * size // 1_000_000, fee=1_000)
@@ -342,12 +353,7 @@ async def test_a_crash_after_the_legs_is_reconciled_without_executing_twice(worl
     world.chain.mine()
 
     # A new process: same databases, same venue and chain.
-    w2 = World(tmp_path, world.cfg, clock=world.clock, nonce_chain=world.nonce_chain, venue=world.venue)
-    w2.chain = world.chain
-    w2.build()
-    w2.sender.chain = world.chain
-    w2.onchain.chain = world.chain
-    await w2.nonces.initialize()
+    w2 = await restarted(world, tmp_path)
     pending = w2.idem.in_progress()
     assert len(pending) == 1 and w2.journal.get(pending[0].key)[1] == "merge_sent"
     r = await w2.sender.resume(pending[0].key)
@@ -1225,12 +1231,7 @@ async def test_a_resume_never_takes_a_refusal_for_a_leg_that_matched_before_the_
     sent_before = [tx["data"].split(":")[0] for tx in world.chain.sent]
     assert sent_before == ["split"]
 
-    w2 = World(tmp_path, world.cfg, clock=world.clock, nonce_chain=world.nonce_chain, venue=world.venue)
-    w2.chain = world.chain
-    w2.build()
-    w2.sender.chain = world.chain
-    w2.onchain.chain = world.chain
-    await w2.nonces.initialize()
+    w2 = await restarted(world, tmp_path)
     # The engine restarts: every placement is refused before any client-id check.
     world.venue.batch_errors = [OrderRejected("the matching engine is restarting; try again shortly", 425)]
 
@@ -1261,12 +1262,7 @@ async def test_a_resume_takes_a_refusal_for_an_unfilled_leg_only_once_the_venue_
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     del world.venue.settle
-    w2 = World(tmp_path, world.cfg, clock=world.clock, nonce_chain=world.nonce_chain, venue=world.venue)
-    w2.chain = world.chain
-    w2.build()
-    w2.sender.chain = world.chain
-    w2.onchain.chain = world.chain
-    await w2.nonces.initialize()
+    w2 = await restarted(world, tmp_path)
     key = w2.idem.in_progress()[0].key
     assert {st for _, st, *_ in w2.journal.legs(key)} == {LegState.PLACED}
 
