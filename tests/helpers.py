@@ -41,7 +41,9 @@ def wait_until(check: Callable[[], T], *, timeout: float = 10.0, interval: float
             if value:
                 return value
             last = value
-        except (AssertionError, OSError) as exc:
+        # LookupError: a polled snapshot without the key yet (a 0.5 s listen can miss a busy actor's
+        # stats: test_system's reconciler wait failed on KeyError 'executor'); the timeout names it.
+        except (AssertionError, OSError, LookupError) as exc:
             last = exc
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout}s: {what or check} (last: {last!r})")
